@@ -1,0 +1,47 @@
+# The lab's commands. `make` alone lists them. The first target that needs Python creates .venv
+# and installs everything from pyproject.toml; it reinstalls when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SERVER ?=
+PORT   ?=
+ARGS   ?=
+N      ?=
+RUN    ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test serve servers lint docs clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed: make PYTHON=python3.11 ...")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install everything (the other targets do this on first use)
+
+test: $(STAMP) ## run the whole test suite (conformance of every server, bench, docs)
+	$(PY) -m pytest -q --benchmark-disable
+
+serve: $(STAMP) ## start one server: make serve SERVER=epoll [PORT=8000] [ARGS="--work-us 100"]
+	@test -n "$(SERVER)" || { echo "make serve needs SERVER=NAME; one of:"; $(PY) -m servers --names | sed 's/^/  /'; exit 2; }
+	@exec $(PY) -m servers serve $(SERVER) $(if $(PORT),--port $(PORT)) $(ARGS)
+
+servers: $(STAMP) ## list every server, its model, lesson and whether it runs here
+	@$(PY) -m servers
+
+lint: $(STAMP) ## ruff over the code
+	$(PY) -m ruff check .
+
+docs: $(STAMP) ## regenerate the generated parts of README.md and docs/ (cog)
+	$(PY) -m cogapp -r README.md
+
+clean: ## remove .venv, caches and results/
+	rm -rf $(VENV) results .benchmarks .pytest_cache .ruff_cache *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""The bench: load generator, runner, metrics sampler, plots and report, microbenchmarks."""

@@ -1,0 +1,120 @@
+"""The registry: every echo server in the lab, one line each.
+
+Tests, the bench and the docs all read this one list. Adding a server is adding a file in
+``servers/`` and a line in ``SERVERS``; the conformance suite then checks it with no other change.
+
+``python -m servers`` prints the list as a table; ``python -m servers --json`` prints it as JSON so
+any tool, ours or not, can start every server from it alone (``argv`` follows the Python executable).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+
+# Families, in the order the lessons meet them.
+FAMILIES = ("blocking", "multi-process", "multiplexed", "async", "fibers")
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str  # registry name: make serve SERVER=name
+    module: str  # python -m <module>
+    family: str  # one of FAMILIES
+    lesson: str  # "07" = docs/07-*.md
+    model: str  # one line: what runs each connection, and what it waits in
+    options: tuple[str, ...] = ()  # fixed options that make this entry (e.g. --loop uvloop)
+    serial: bool = False  # serves one client at a time
+    workers: bool = False  # accepts --workers
+    linux_only: bool = False  # rests on a Linux-only facility (epoll, io_uring, SO_REUSEPORT)
+    requires: tuple[str, ...] = ()  # importable modules it needs
+    probe: str | None = None  # "module:function" returning None if usable here, else why not
+    notes: str = ""  # what the model cannot do, in the report and the README
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def argv(self) -> list[str]:
+        """What follows the Python executable to start this server."""
+        return ["-m", self.module, *self.options]
+
+    def availability(self) -> tuple[bool, str]:
+        """(available, reason): whether this machine can run the model, and if not, why."""
+        if self.linux_only and not sys.platform.startswith("linux"):
+            return False, f"Linux-only (this is {sys.platform})"
+        for mod in self.requires:
+            if importlib.util.find_spec(mod) is None:
+                return False, f"needs the {mod!r} package (make install-deps, or pip install {mod})"
+        if self.probe:
+            mod_name, func_name = self.probe.split(":")
+            try:
+                why_not = getattr(importlib.import_module(mod_name), func_name)()
+            except Exception as exc:  # a probe that breaks means: not usable here, and why
+                why_not = f"probe failed: {type(exc).__name__}: {exc}"
+            if why_not:
+                return False, why_not
+        return True, ""
+
+    @property
+    def available(self) -> bool:
+        return self.availability()[0]
+
+    def as_dict(self) -> dict:
+        ok, reason = self.availability()
+        return {
+            "name": self.name,
+            "module": self.module,
+            "argv": self.argv,
+            "family": self.family,
+            "lesson": self.lesson,
+            "model": self.model,
+            "serial": self.serial,
+            "workers": self.workers,
+            "linux_only": self.linux_only,
+            "available": ok,
+            "reason": reason,
+            "notes": self.notes,
+        }
+
+
+SERVERS: tuple[Server, ...] = (
+    # -- blocking: a thread of control blocks in each syscall ------------------------------------
+    Server("iterative", "servers.iterative", "blocking", "07",
+           "one client at a time: blocking accept, recv, send in one loop", serial=True,
+           notes="serial: client N+1 waits in the listen queue until client N leaves"),
+    Server("threads", "servers.threads", "blocking", "05",
+           "a thread per connection, blocking recv/send"),
+    Server("threadpool", "servers.threadpool", "blocking", "05",
+           "a fixed pool of --workers threads; accepted connections queue for a free thread",
+           workers=True,
+           notes="with every thread busy, the next client is accepted but waits (head-of-line)"),
+    # -- multi-process: the kernel schedules processes, each blocking ---------------------------
+    Server("fork", "servers.fork", "multi-process", "03",
+           "a process per connection via fork(); the parent only accepts and reaps"),
+    Server("prefork", "servers.prefork", "multi-process", "04",
+           "--workers processes forked up front, each blocking in accept, a thread per connection",
+           workers=True),
+)
+
+BY_NAME = {s.name: s for s in SERVERS}
+
+
+def get(name: str) -> Server:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"no server named {name!r}; known: {', '.join(BY_NAME)}") from None
+
+
+def available() -> list[Server]:
+    return [s for s in SERVERS if s.available]
+
+
+def markdown_table() -> str:
+    """The README's table of servers (kept in sync by `make docs`, checked by a test)."""
+    rows = ["| server | family | model | lesson |", "|---|---|---|---|"]
+    for s in SERVERS:
+        tag = " (Linux only)" if s.linux_only else ""
+        rows.append(f"| `{s.name}` | {s.family} | {s.model}{tag} | {s.lesson} |")
+    return "\n".join(rows)

@@ -1,0 +1,326 @@
+"""The plumbing every echo server shares, so that each server file shows only its model.
+
+What lives here and nowhere else:
+
+- the command line every server accepts (``--host``, ``--port``, ``--backlog``, ``--work-us``,
+  ``--workers`` where the model has workers); a bad option exits 2 with a message;
+- the listening socket (SO_REUSEADDR, optional SO_REUSEPORT) and the fd limit raised to the hard
+  limit, so a server can hold as many connections as the OS lets the process have;
+- the readiness line, ``serving NAME on HOST:PORT (pid N)``, on stdout, flushed: the one line a
+  harness (or a person) waits for before connecting. Everything else goes to stderr;
+- SIGINT/SIGTERM turned into the ``Shutdown`` exception for servers that block in a syscall;
+  event-loop servers use their loop's own signal support and call ``log`` the same way;
+- the CPU-work knob ``--work-us``: burn that many microseconds of CPU per chunk received, measured
+  on the thread's CPU clock, to model a server that does real work per request (lesson 11).
+
+Names used by every server, so that a diff between two servers shows only the model:
+``CHUNK_BYTES`` (how much one recv asks for), ``MAX_PENDING_BYTES`` (the output a connection may
+have queued before the server stops reading from it), ``FD_EXHAUSTED`` (accept errors that mean
+"out of file descriptors, try again later").
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import signal
+import socket
+import sys
+import time
+
+# One recv() asks the kernel for at most this much. 64 KiB matches the default loopback socket
+# buffers closely enough that a busy connection drains in a few calls.
+CHUNK_BYTES = 64 * 1024
+
+# A client that sends but never reads must not make the server buffer without bound: once this much
+# output is queued for one connection, the server stops reading from it until the queue drains.
+# Blocking servers get this for free: send() blocks when the kernel's socket buffer is full.
+MAX_PENDING_BYTES = 1024 * 1024
+
+# accept() fails with these when the process (EMFILE) or the system (ENFILE) has no free file
+# descriptor, or the kernel is short of memory. The pending connection stays in the listen queue,
+# so the listener stays readable: retrying at once would spin a CPU. Servers back off instead.
+FD_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+ACCEPT_BACKOFF_S = 0.1
+
+# accept() can also fail for reasons that concern only the one connection being accepted
+# (the client reset it while it sat in the queue). Those are skipped, never fatal.
+ACCEPT_TRANSIENT = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR})
+
+NAME = os.path.basename(sys.argv[0])  # replaced by parse_args with the server's registry name
+
+
+class Shutdown(BaseException):
+    """Raised in the main thread by SIGINT or SIGTERM: stop accepting, close, exit 0.
+
+    A BaseException, like KeyboardInterrupt, so that ``except Exception`` in a connection
+    handler never swallows it.
+    """
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid port {text!r}: give a number from 0 to 65535 (0 picks a free port)"
+        ) from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"port {port} out of range: give a number from 0 to 65535 (0 picks a free port)"
+        )
+    return port
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative: give 0 or more")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("0 is not allowed here: give 1 or more")
+    return value
+
+
+def parse_args(
+    name: str,
+    doc: str | None,
+    *,
+    workers: int | None = None,
+    workers_help: str = "worker count",
+    extra: callable | None = None,
+    argv: list[str] | None = None,
+) -> argparse.Namespace:
+    """Parse the shared options. ``workers`` is the default for --workers, or None for models
+    that have no workers. ``extra(parser)`` adds the model's own options (e.g. --edge, --loop).
+    """
+    global NAME
+    NAME = name
+    summary = (doc or "").strip().splitlines()[0] if doc else None
+    parser = argparse.ArgumentParser(
+        prog=f"python -m servers.{name.replace('-', '_')}",
+        description=summary,
+        epilog="Prints 'serving NAME on HOST:PORT (pid N)' once it accepts connections; "
+        "SIGINT or SIGTERM stops it (exit 0).",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s, loopback only)"
+    )
+    parser.add_argument(
+        "--port", type=_port, default=0, help="TCP port; 0 picks a free one (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--backlog",
+        type=_positive,
+        default=socket.SOMAXCONN,
+        help="listen queue length, capped by net.core.somaxconn (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--work-us",
+        type=_non_negative,
+        default=0,
+        metavar="N",
+        help="burn N microseconds of CPU per chunk received, before echoing it (default: 0)",
+    )
+    if workers is not None:
+        parser.add_argument(
+            "--workers", type=_positive, default=workers, metavar="N",
+            help=f"{workers_help} (default: {workers})",
+        )
+    if extra is not None:
+        extra(parser)
+    return parser.parse_args(argv)
+
+
+def default_workers() -> int:
+    """The CPUs this process may run on (its affinity mask), not the machine's total."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Logging: stderr only, so stdout carries nothing but the readiness line.
+
+_last_logged: dict[str, float] = {}
+
+
+def log(message: str, *, every_s: float = 0.0) -> None:
+    """Write one line to stderr. With ``every_s``, the same message is written at most once per
+    that many seconds, so a condition that repeats (EMFILE under load) cannot flood the log."""
+    if every_s:
+        now = time.monotonic()
+        if now - _last_logged.get(message, -every_s) < every_s:
+            return
+        _last_logged[message] = now
+    try:
+        print(f"[{NAME} {os.getpid()}] {message}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # stderr closed or gone: logging must never kill a server
+        pass
+
+
+# ----------------------------------------------------------------------------------------------
+# The listening socket
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit: every connection costs a descriptor, and
+    the soft default (often 1024) is far below what the kernel allows. Returns the new limit."""
+    try:
+        import resource
+    except ImportError:  # not Unix
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log(f"could not raise the fd limit from {soft} to {hard}: {exc}")
+    return soft
+
+
+def listen(args: argparse.Namespace, *, reuseport: bool = False) -> socket.socket:
+    """Create, bind and listen; exit with a one-line error if that is impossible."""
+    try:
+        infos = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        sys.stderr.write(f"{NAME}: cannot listen on {args.host!r}: {exc.strerror}; "
+                         "give --host an IP address such as 127.0.0.1\n")
+        sys.exit(2)
+    family, type_, proto, _, address = infos[0]
+    sock = socket.socket(family, type_, proto)
+    # SO_REUSEADDR lets a restarted server bind while old connections sit in TIME_WAIT.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuseport:
+        # SO_REUSEPORT lets several sockets bind the same port; the kernel hashes each new
+        # connection to one of them (lesson 02).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        hint = ("pick another --port, or --port 0 for a free one"
+                if exc.errno == errno.EADDRINUSE else "check --host and --port")
+        sys.stderr.write(f"{NAME}: cannot listen on {args.host}:{args.port}: "
+                         f"{exc.strerror}; {hint}\n")
+        sys.exit(1)
+    sock.listen(args.backlog)
+    return sock
+
+
+def announce(sock: socket.socket, detail: str = "") -> None:
+    """Print the readiness line: the contract with every harness. Called once, after listen()."""
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    extra = f", {detail}" if detail else ""
+    print(f"serving {NAME} on {shown}:{port} (pid {os.getpid()}{extra})", flush=True)
+
+
+def set_nodelay(conn: socket.socket) -> None:
+    """Disable Nagle's algorithm: an echo server writes small replies that must leave at once,
+    not wait for the ACK of the previous segment (which delayed ACK holds back up to 40 ms)."""
+    try:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # the peer already reset the connection
+        pass
+
+
+# ----------------------------------------------------------------------------------------------
+# Signals
+
+
+def _raise_shutdown(signum, frame):
+    # A second signal while we clean up must not interrupt the cleanup half-way: from now on
+    # SIGINT and SIGTERM are ignored; the server is already on its way out.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Shutdown(signal.Signals(signum).name)
+
+
+def install_shutdown_handlers() -> None:
+    """SIGINT and SIGTERM raise ``Shutdown`` in the main thread. A blocking accept() or recv()
+    in the main thread is interrupted: Python runs the handler, and the exception it raises ends
+    the call (PEP 475 retries interrupted calls only when the handler returns normally)."""
+    signal.signal(signal.SIGINT, _raise_shutdown)
+    signal.signal(signal.SIGTERM, _raise_shutdown)
+
+
+def ignore_shutdown_signals() -> None:
+    """For a forked child that its parent stops: default SIGTERM (die), ignore the terminal's
+    SIGINT so Ctrl-C reaches the parent, which then stops its children in order."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def terminate_children(pids: set[int], grace_s: float = 1.0) -> None:
+    """SIGTERM each child in ``pids``, reap them all, SIGKILL any still alive after ``grace_s``.
+    Leaves no zombie and no orphan; empties ``pids``."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace_s
+    while pids:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:  # none left to wait for
+            break
+        if pid:
+            pids.discard(pid)
+        elif time.monotonic() > deadline:
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            deadline = float("inf")
+        else:
+            time.sleep(0.01)
+    pids.clear()
+
+
+# ----------------------------------------------------------------------------------------------
+# The CPU-work knob
+
+
+def burn_cpu(work_us: int) -> None:
+    """Spin for ``work_us`` microseconds of this thread's CPU time.
+
+    The thread CPU clock counts only time this thread actually ran, so the work costs the same
+    CPU whether or not the scheduler preempts the thread meanwhile; wall time can be longer.
+    """
+    if work_us <= 0:
+        return
+    deadline = time.thread_time_ns() + work_us * 1000
+    while time.thread_time_ns() < deadline:
+        pass
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry point
+
+
+def run(serve, args: argparse.Namespace) -> None:
+    """Run ``serve(args)`` with the fd limit raised and signals handled; exit 0 on Shutdown."""
+    raise_fd_limit()
+    install_shutdown_handlers()
+    try:
+        serve(args)
+    except Shutdown as why:
+        log(f"{why}: shut down")
+    sys.exit(0)

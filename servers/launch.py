@@ -1,0 +1,203 @@
+"""Start a registry server as a child process, wait for its readiness line, stop it cleanly.
+
+The one harness the tests and the bench share. A server runs in its own session (so its whole
+process tree is one process group, and nothing it forks can outlive the harness: ``kill()`` signals
+the group by its id, never anything by name). Its stdout is read only for the readiness line; its
+stderr goes to a temporary file, so a chatty server can never block on a full pipe, and the tail
+of it is kept for error reports.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from servers import Server
+
+READY_RE = re.compile(r"^serving (?P<name>\S+) on \[?(?P<host>[^\]\s]+?)\]?:(?P<port>\d+) \(pid (?P<pid>\d+)")
+READY_TIMEOUT_S = 15.0
+
+
+class StartError(RuntimeError):
+    """The server exited, or printed no readiness line in time. ``stderr`` holds its last words."""
+
+    def __init__(self, message: str, stderr: str = ""):
+        super().__init__(message + (f"\n--- server stderr (tail) ---\n{stderr}" if stderr else ""))
+        self.reason = message
+        self.stderr = stderr
+
+
+@dataclass
+class RunningServer:
+    name: str
+    proc: subprocess.Popen
+    host: str
+    port: int
+    ready_line: str
+    stderr_file: object = field(repr=False)
+    start_s: float = 0.0
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def stderr_tail(self, max_bytes: int = 4000) -> str:
+        try:
+            self.stderr_file.flush()
+            with open(self.stderr_file.name, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                size = f.tell()
+                f.seek(max(0, size - max_bytes))
+                return f.read().decode(errors="replace")
+        except (OSError, ValueError):
+            return ""
+
+    def group_pids(self, *, zombies: bool = False) -> list[int]:
+        """Every process in the server's process group (the server and what it forked);
+        zombies (exited, not yet reaped) only if asked for."""
+        pids = []
+        for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            # fields after the command name, which is in parentheses and may contain spaces
+            rest = stat[stat.rfind(b")") + 2:].split()
+            state, pgrp = rest[0], int(rest[2])
+            if pgrp == self.proc.pid and (zombies or state != b"Z"):
+                pids.append(int(entry))
+        return pids
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 5.0) -> tuple[int | None, float]:
+        """Send ``sig`` to the server (its main process only, as a user's kill would) and wait.
+        Returns (exit code or None if it did not exit in time, seconds it took). Always leaves
+        nothing running: whatever remains after the wait is killed by process group."""
+        t0 = time.monotonic()
+        try:
+            self.proc.send_signal(sig)
+            code = self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            code = None
+        elapsed = time.monotonic() - t0
+        self.kill()
+        return code, elapsed
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group and reap the main process. Idempotent."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        for stream in (self.proc.stdout,):
+            if stream:
+                stream.close()
+        try:
+            self.stderr_file.close()
+            os.unlink(self.stderr_file.name)
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+
+
+def _preexec(cpus, nofile):
+    def setup():
+        if nofile is not None:
+            import resource
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+    return setup
+
+
+def start(
+    server: Server | list[str],
+    extra_args: list[str] | tuple[str, ...] = (),
+    *,
+    cpus: list[int] | None = None,
+    nofile: int | None = None,
+    ready_timeout_s: float = READY_TIMEOUT_S,
+    env: dict | None = None,
+) -> RunningServer:
+    """Start ``server`` (a registry entry, or an argv after the Python executable) on a free
+    loopback port unless ``extra_args`` says otherwise; return once it printed its readiness line.
+
+    ``cpus`` pins it (Linux); ``nofile`` sets its soft and hard fd limit before it starts.
+    Raises StartError with the server's stderr if it exits or stays silent.
+    """
+    argv = list(server.argv) if isinstance(server, Server) else list(server)
+    name = server.name if isinstance(server, Server) else " ".join(argv)
+    if not any(a == "--port" or a.startswith("--port=") for a in extra_args):
+        extra_args = [*extra_args, "--port", "0"]
+    stderr_file = tempfile.NamedTemporaryFile(prefix="lab-server-", suffix=".stderr", delete=False)
+    run_env = dict(os.environ if env is None else env)
+    run_env.setdefault("PYTHONUNBUFFERED", "1")
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, *argv, *extra_args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=stderr_file,
+        start_new_session=True,  # its own process group: killpg reaches everything it forks
+        preexec_fn=_preexec(cpus, nofile) if (cpus or nofile is not None) else None,
+        env=run_env,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    running = RunningServer(name, proc, "", 0, "", stderr_file, t0)
+    try:
+        line = _read_ready_line(proc, ready_timeout_s)
+    except StartError as exc:
+        tail = running.stderr_tail()
+        running.kill()
+        raise StartError(exc.reason, tail) from None
+    match = READY_RE.match(line)
+    running.ready_line = line
+    running.host, running.port = match["host"], int(match["port"])
+    return running
+
+
+def _read_ready_line(proc: subprocess.Popen, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    buf = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StartError(f"no readiness line within {timeout_s:.0f} s")
+            if not sel.select(remaining):
+                continue
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                code = proc.wait(timeout=5)
+                raise StartError(f"exited with code {code} before its readiness line"
+                                 + (f" (stdout: {buf.decode(errors='replace')!r})" if buf else ""))
+            buf += chunk
+            for raw in buf.split(b"\n")[:-1]:
+                line = raw.decode(errors="replace").strip()
+                if READY_RE.match(line):
+                    return line
+            if len(buf) > 65536:
+                raise StartError(f"no readiness line in its first 64 KiB of stdout: {buf[:200]!r}")
