@@ -95,6 +95,15 @@ SERVERS: tuple[Server, ...] = (
     Server("prefork", "servers.prefork", "multi-process", "04",
            "--workers processes forked up front, each blocking in accept, a thread per connection",
            workers=True),
+    # -- multiplexed: one thread waits on many sockets at once (lesson 08) ---------------------
+    # (multiplexed entries go here)
+    # -- async: completion-based I/O (lesson 09) -----------------------------------------------
+    # (io_uring entry goes here)
+    # -- fibers and event loops (lesson 10) ----------------------------------------------------
+    # (generators entry goes here)
+    # (asyncio, uvloop, trio, gevent entries go here)
+    # -- multi-process event loops (lesson 02) ---------------------------------------------------
+    # (reuseport entry goes here)
 )
 
 BY_NAME = {s.name: s for s in SERVERS}
