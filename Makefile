@@ -12,7 +12,7 @@ N      ?=
 RUN    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test serve servers lint docs clean
+.PHONY: help install test bench bench-full report serve servers micro lint docs clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,6 +28,16 @@ install: $(STAMP) ## create .venv and install everything (the other targets do t
 
 test: $(STAMP) ## run the whole test suite (conformance of every server, bench, docs)
 	$(PY) -m pytest -q --benchmark-disable
+
+bench: $(STAMP) ## measure every available server (quick profile, ~5 min); charts + report in results/
+	$(PY) -m bench run --profile quick $(ARGS)
+
+bench-full: $(STAMP) ## the full sweep, up to 10,000 connections and open-loop cells (long)
+	$(PY) -m bench run --profile full $(ARGS)
+
+report: $(STAMP) ## redraw charts and report.md from saved results: make report RUN=results/<run>
+	@test -n "$(RUN)" || { echo "make report needs RUN=results/<run-dir>; runs here:"; ls -d results/*/ 2>/dev/null | sed 's/^/  /'; exit 2; }
+	$(PY) -m bench report $(RUN)
 
 serve: $(STAMP) ## start one server: make serve SERVER=epoll [PORT=8000] [ARGS="--work-us 100"]
 	@test -n "$(SERVER)" || { echo "make serve needs SERVER=NAME; one of:"; $(PY) -m servers --names | sed 's/^/  /'; exit 2; }
