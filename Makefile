@@ -12,7 +12,7 @@ N      ?=
 RUN    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test bench bench-full report serve servers micro lint docs clean
+.PHONY: help install test bench bench-full report serve servers lesson lessons-record micro lint docs clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,11 +46,23 @@ serve: $(STAMP) ## start one server: make serve SERVER=epoll [PORT=8000] [ARGS="
 servers: $(STAMP) ## list every server, its model, lesson and whether it runs here
 	@$(PY) -m servers
 
+lesson: $(STAMP) ## run one lesson's script: make lesson N=01 [ARGS=--quick]
+	@test -n "$(N)" || { echo "make lesson needs N=NN; lessons:"; ls lessons/[0-9]*.py | sed 's|lessons/||; s|\.py||; s/^/  /'; exit 2; }
+	@script=$$(ls lessons/$(N)_*.py 2>/dev/null | head -1); \
+	test -n "$$script" || { echo "no lesson $(N); lessons:"; ls lessons/[0-9]*.py | sed 's|lessons/||; s|\.py||; s/^/  /'; exit 2; }; \
+	$(PY) -m lessons.$$(basename $$script .py) $(ARGS)
+
+lessons-record: $(STAMP) ## run every lesson in full and save its output under docs/results/lessons/
+	@for script in lessons/[0-9]*.py; do \
+	  name=$$(basename $$script .py); echo "== $$name"; \
+	  $(PY) -m lessons.$$name --json docs/results/lessons/$$name.json || exit 1; \
+	done
+
 lint: $(STAMP) ## ruff over the code
 	$(PY) -m ruff check .
 
 docs: $(STAMP) ## regenerate the generated parts of README.md and docs/ (cog)
-	$(PY) -m cogapp -r README.md
+	$(PY) -m cogapp -r -I . README.md $(wildcard docs/*.md)
 
 clean: ## remove .venv, caches and results/
 	rm -rf $(VENV) results .benchmarks .pytest_cache .ruff_cache *.egg-info

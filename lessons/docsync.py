@@ -1,0 +1,73 @@
+"""Helpers for the cog blocks in README.md and docs/*.md: code and numbers come from real files.
+
+In a page:
+
+    <!-- [[[cog from lessons.docsync import code; cog.out(code("servers/iterative.py", "handle_connection")) ]]] -->
+    <!-- [[[end]]] -->
+
+`make docs` fills every block (cog -r); the test suite runs cog --check, so a page whose code or
+figures no longer match the files fails the build instead of drifting.
+
+- ``code(path, name=None)``: a function or class of a real file (or the whole file), fenced.
+- ``figure(lesson, label)``: a measurement from the lesson's recorded run in docs/results/lessons/,
+  e.g. "49.8 %", exactly as the script printed it.
+- ``run_note(lesson)``: one line naming the machine, date and commit of that recorded run.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LESSON_RESULTS = ROOT / "docs" / "results" / "lessons"
+
+
+def code(path: str, name: str | None = None, lang: str = "python") -> str:
+    source = (ROOT / path).read_text()
+    if name is None:
+        body = source
+    else:
+        tree = ast.parse(source)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and node.name == name:
+                start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                body = "\n".join(source.splitlines()[start - 1:node.end_lineno])
+                break
+        else:
+            raise LookupError(f"{path} has no function or class named {name!r}")
+    where = f"{path}" + (f", `{name}`" if name else "")
+    return f"\n```{lang}\n# {where}\n{body.rstrip()}\n```\n"
+
+
+def _record(lesson: str) -> dict:
+    matches = sorted(LESSON_RESULTS.glob(f"{lesson}*.json"))
+    if not matches:
+        raise FileNotFoundError(f"no recorded run for lesson {lesson} in {LESSON_RESULTS}: "
+                                "run `make lessons-record`")
+    return json.loads(matches[0].read_text())
+
+
+def figure(lesson: str, label: str) -> str:
+    record = _record(lesson)
+    try:
+        return record["measurements"][label]["shown"]
+    except KeyError:
+        if label in record.get("skipped", {}):
+            return f"(skipped: {record['skipped'][label]})"
+        raise KeyError(f"lesson {lesson}'s recorded run has no measurement {label!r}; it has: "
+                       f"{', '.join(record['measurements'])}") from None
+
+
+def run_note(lesson: str) -> str:
+    record = _record(lesson)
+    m = record["machine"]
+    return (f"Measured on {m['cpu_model']} ({m['cores_logical']} logical CPUs), Linux {m['kernel']}, "
+            f"Python {m['python']}, {record['recorded'][:10]}, commit {m.get('git_commit') or 'unknown'}"
+            + (" (quick mode)" if record.get("quick") else "") + ".")
+
+
+def output(lesson: str) -> str:
+    """The recorded run's printed output, fenced."""
+    return f"\n```text\n{_record(lesson)['output'].rstrip()}\n```\n"

@@ -1,0 +1,29 @@
+"""Pages cannot drift from the code: every cog block in README.md and docs/ must be up to date."""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_generated_parts_of_readme_and_docs_are_current():
+    pages = ["README.md", *sorted(glob.glob(os.path.join("docs", "*.md"), root_dir=ROOT))]
+    result = subprocess.run([sys.executable, "-m", "cogapp", "--check", "-I", ".", *pages],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, (
+        f"stale generated text (run `make docs`):\n{result.stdout}{result.stderr}")
+
+
+def test_make_help_lists_every_target_the_readme_names():
+    result = subprocess.run(["make", "--no-print-directory", "help"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    import re
+    for target in set(re.findall(r"make ([a-z][a-z-]+)", readme)):
+        assert f"make {target} " in result.stdout, f"README names `make {target}`, make help does not"
