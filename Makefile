@@ -58,6 +58,12 @@ lessons-record: $(STAMP) ## run every lesson in full and save its output under d
 	  $(PY) -m lessons.$$name --json docs/results/lessons/$$name.json || exit 1; \
 	done
 
+micro: $(STAMP) ## microbenchmarks: cost to create and switch a process, thread, greenlet, task (~1 min)
+	$(PY) -m pytest bench/micro -q -p no:cacheprovider --benchmark-only --benchmark-autosave \
+	  --benchmark-storage=file://results/micro --benchmark-min-time=0.0001 --benchmark-max-time=1.0 \
+	  --benchmark-warmup=on --benchmark-warmup-iterations=10 --benchmark-quiet
+	$(PY) -m bench.micro.report
+
 lint: $(STAMP) ## ruff over the code
 	$(PY) -m ruff check .
 
