@@ -109,8 +109,10 @@ def parse_args(
     global NAME
     NAME = name
     summary = (doc or "").strip().splitlines()[0] if doc else None
+    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    module = main_spec.name if main_spec else f"servers.{name.replace('-', '_')}"
     parser = argparse.ArgumentParser(
-        prog=f"python -m servers.{name.replace('-', '_')}",
+        prog=f"python -m {module}",
         description=summary,
         epilog="Prints 'serving NAME on HOST:PORT (pid N)' once it accepts connections; "
         "SIGINT or SIGTERM stops it (exit 0).",
@@ -324,3 +326,30 @@ def run(serve, args: argparse.Namespace) -> None:
     except Shutdown as why:
         log(f"{why}: shut down")
     sys.exit(0)
+
+
+def bind_only(args: argparse.Namespace) -> socket.socket:
+    """Bind ``--host``/``--port`` without listening, with SO_REUSEADDR and without SO_REUSEPORT;
+    exit with listen()'s one-line error if that is impossible. A server whose processes each
+    open their own SO_REUSEPORT listener (reuseport) calls it first: to learn the port --port 0
+    picks, to hold it while they bind, and to fail with "in use" if any socket, with or without
+    SO_REUSEPORT, already listens there. A socket that never listens receives no connection."""
+    try:
+        infos = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        sys.stderr.write(f"{NAME}: cannot listen on {args.host!r}: {exc.strerror}; "
+                         "give --host an IP address such as 127.0.0.1\n")
+        sys.exit(2)
+    family, type_, proto, _, address = infos[0]
+    sock = socket.socket(family, type_, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        hint = ("pick another --port, or --port 0 for a free one"
+                if exc.errno == errno.EADDRINUSE else "check --host and --port")
+        sys.stderr.write(f"{NAME}: cannot listen on {args.host}:{args.port}: "
+                         f"{exc.strerror}; {hint}\n")
+        sys.exit(1)
+    return sock
