@@ -96,14 +96,53 @@ SERVERS: tuple[Server, ...] = (
            "--workers processes forked up front, each blocking in accept, a thread per connection",
            workers=True),
     # -- multiplexed: one thread waits on many sockets at once (lesson 08) ---------------------
-    # (multiplexed entries go here)
+    Server("select", "servers.select_server", "multiplexed", "08",
+           "one thread, non-blocking sockets, select() over the whole fd set each turn",
+           notes="select() cannot watch fd >= FD_SETSIZE (1024): clients past ~1020 are "
+                 "closed at once, with a log line"),
+    Server("poll", "servers.poll_server", "multiplexed", "08",
+           "one thread, non-blocking sockets, poll() over an array of (fd, events)",
+           notes="no fd limit, but every poll() call still copies and scans every fd"),
+    Server("epoll", "servers.epoll_server", "multiplexed", "08",
+           "one thread, non-blocking sockets, epoll (interest set kept in the kernel), "
+           "level-triggered; --edge for edge-triggered",
+           linux_only=True),
+    Server("epoll-edge", "servers.epoll_server", "multiplexed", "08",
+           "epoll, edge-triggered (EPOLLET): every wake-up reads and writes until EAGAIN",
+           options=("--edge",), linux_only=True),
     # -- async: completion-based I/O (lesson 09) -----------------------------------------------
-    # (io_uring entry goes here)
+    Server("io_uring", "servers.io_uring_server", "async", "09",
+           "one thread, one io_uring: accept/recv/send submitted as SQEs, reaped as CQEs",
+           linux_only=True, requires=("liburing",), probe="servers.io_uring_server:probe",
+           notes="each connection pins a 64 KiB receive buffer, even idle; needs io_uring "
+                 "allowed (Linux 5.6+, not blocked by seccomp or kernel.io_uring_disabled)"),
     # -- fibers and event loops (lesson 10) ----------------------------------------------------
-    # (generators entry goes here)
-    # (asyncio, uvloop, trio, gevent entries go here)
+    Server("generators", "servers.generators", "fibers", "10",
+           "a generator per connection yielding traps to a from-scratch scheduler on selectors"),
+    Server("asyncio-streams", "servers.asyncio_streams", "fibers", "10",
+           "a coroutine (Task) per connection on asyncio's loop: StreamReader, write, await drain()"),
+    Server("asyncio-protocol", "servers.asyncio_protocol", "fibers", "10",
+           "asyncio's loop calls a Protocol object per connection; no coroutine, callbacks only"),
+    Server("uvloop-streams", "servers.asyncio_streams", "fibers", "10",
+           "asyncio-streams on uvloop (the asyncio loop API on libuv, in Cython)",
+           options=("--loop", "uvloop"), requires=("uvloop",)),
+    Server("uvloop-protocol", "servers.asyncio_protocol", "fibers", "10",
+           "asyncio-protocol on uvloop (the asyncio loop API on libuv, in Cython)",
+           options=("--loop", "uvloop"), requires=("uvloop",)),
+    Server("trio", "servers.trio_server", "fibers", "10",
+           "a trio task per connection in one nursery; shutdown cancels the nursery",
+           requires=("trio",)),
+    Server("gevent", "servers.gevent_server", "fibers", "10",
+           "a greenlet per connection (gevent StreamServer), on gevent's libev loop (libev-cext)",
+           options=("--gevent-loop", "libev-cext"), requires=("gevent",),
+           notes="loop backend pinned to libev-cext; --gevent-loop libuv-cffi (needs cffi) "
+                 "switches it, and the readiness line names the one that runs"),
     # -- multi-process event loops (lesson 02) ---------------------------------------------------
-    # (reuseport entry goes here)
+    Server("reuseport", "servers.reuseport", "multi-process", "02",
+           "--workers processes, each with its own SO_REUSEPORT listener and event loop "
+           "(uvloop if installed); the kernel spreads the connections",
+           workers=True, linux_only=True,
+           notes="the kernel hashes connections to workers regardless of their load"),
 )
 
 BY_NAME = {s.name: s for s in SERVERS}
