@@ -1,0 +1,296 @@
+"""Lesson 01, multitasking in the OS: one core, several processes, and the scheduler's time slices.
+
+What it shows: a CPU core runs one task at a time. When two CPU-bound processes are pinned to the
+same core, the kernel's scheduler (CFS, and EEVDF since Linux 6.6) time-slices them: each runs for a
+slice, is preempted (an involuntary context switch), waits in the run queue while the other runs,
+and gets the core back. A process that sleeps gives the core up by itself (a voluntary context
+switch) and is woken when its timer fires.
+
+The OS mechanism, and where to see it from outside the process:
+- /proc/PID/status: voluntary_ctxt_switches (the task blocked or slept) and
+  nonvoluntary_ctxt_switches (the scheduler took the CPU away), proc(5);
+- /proc/PID/schedstat: time on the CPU, time waiting in the run queue (both in ns) and how many
+  times the task was put on a CPU, kernel Documentation/scheduler/sched-stats.rst;
+- /proc/PID/sched: the scheduler's own view; `se.slice` is the slice EEVDF asks for (Linux 6.6+);
+- sched_setaffinity(2) to pin both processes to one CPU, so they must share it.
+
+The time slice is observed two ways: (1) each spinner reads its own monotonic clock in a tight
+loop; a jump longer than GAP_NS means it was off the CPU, so the stretches between jumps are its
+slices and the jumps are the other spinner's slices; (2) from schedstat, CPU time divided by the
+number of times the task was scheduled in.
+
+Linux-only: everything here reads /proc and pins with sched_setaffinity; elsewhere it is skipped.
+
+    python -m lessons.01_multitasking [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+from lessons.common import Lesson, linux_only, parse_args
+
+# A jump in the monotonic clock longer than this means the spinner was not running. An interrupt
+# or a hypervisor's hiccup costs a few to a hundred microseconds; another process's time slice costs
+# milliseconds. 250 µs lies between the two.
+GAP_NS = 250_000
+MAX_GAPS = 100_000  # bounds the spinner's memory: far more than a few seconds of slices
+SLEEP_S = 0.001  # the sleeper sleeps 1 ms at a time: up to 1,000 voluntary switches a second
+CHILD_EXTRA_S = 0.5  # children run a little longer than the parent measures, so they are alive
+# at the parent's second reading of /proc
+
+
+# -- Reading the kernel's counters from outside the process ------------------------------------------
+
+
+@dataclass
+class Counters:
+    voluntary: int  # switches because the task blocked or slept
+    involuntary: int  # switches because the scheduler preempted it
+    run_ns: int  # time on a CPU
+    wait_ns: int  # time runnable, waiting in the run queue for a CPU
+    slices: int  # times the task was put on a CPU
+    at_ns: int  # when we read them
+
+
+def read_counters(pid: int) -> Counters:
+    """What the kernel counts for a process: /proc/PID/status and /proc/PID/schedstat."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    with open(f"/proc/{pid}/schedstat") as f:
+        run_ns, wait_ns, slices = (int(x) for x in f.read().split())
+    return Counters(int(fields["voluntary_ctxt_switches"]), int(fields["nonvoluntary_ctxt_switches"]),
+                    run_ns, wait_ns, slices, time.monotonic_ns())
+
+
+def base_slice_ms(pid: int) -> float | None:
+    """The slice EEVDF requests for the task (se.slice in /proc/PID/sched, Linux 6.6+), in ms."""
+    try:
+        with open(f"/proc/{pid}/sched") as f:
+            for line in f:
+                if line.startswith("se.slice"):
+                    return int(line.split(":")[1]) / 1e6
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+# -- What the children do -----------------------------------------------------------------------------
+
+
+def spin(seconds: float) -> dict:
+    """Burn CPU for `seconds`, noting every jump of the clock: the times we were not running."""
+    now = time.monotonic_ns
+    start = last = run_start = now()
+    end = start + int(seconds * 1e9)
+    runs, gaps = [], []  # ns on the CPU between two gaps; ns of each gap
+    while last < end:
+        t = now()
+        if t - last > GAP_NS and len(gaps) < MAX_GAPS:
+            gaps.append(t - last)  # someone else had the CPU for this long
+            runs.append(last - run_start)  # we had it for this long before that
+            run_start = t
+        last = t
+    return {"runs_ns": runs[1:], "gaps_ns": gaps}  # the first run began before the other started
+
+
+def sleep_often(seconds: float) -> dict:
+    """Sleep 1 ms at a time: each sleep hands the CPU back to the scheduler voluntarily."""
+    end = time.monotonic() + seconds
+    wakeups = 0
+    while time.monotonic() < end:
+        time.sleep(SLEEP_S)
+        wakeups += 1
+    return {"wakeups": wakeups}
+
+
+# -- Running children pinned to one CPU ----------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    name: str
+    pid: int
+    go_fd: int  # the parent writes one byte here to start it
+    result_fd: int  # the child writes its result here, as JSON, and exits
+
+
+def start_child(name: str, cpu: int, work, seconds: float) -> Child:
+    go_r, go_w = os.pipe()
+    result_r, result_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # ---- the child
+        status = 1
+        try:
+            os.close(go_w)
+            os.close(result_r)
+            os.sched_setaffinity(0, {cpu})  # this process may run on `cpu` only
+            os.read(go_r, 1)  # block until the parent says go
+            result = work(seconds)
+            os.write(result_w, json.dumps(result).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(go_r)
+    os.close(result_w)
+    return Child(name, pid, go_w, result_r)
+
+
+def read_result(child: Child, timeout_s: float) -> dict:
+    data = b""
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0 and select.select([child.result_fd], [], [], left)[0]:
+        chunk = os.read(child.result_fd, 1 << 20)
+        if not chunk:
+            return json.loads(data)
+        data += chunk
+    raise TimeoutError(f"{child.name} sent no result within {timeout_s:.0f} s")
+
+
+def run_pinned(cpu: int, works: dict, seconds: float) -> dict:
+    """Start one child per entry of `works` on `cpu`, let them run `seconds`, and return, per
+    child, the kernel's counters over that window and what the child itself saw."""
+    children = []
+    try:
+        for name, work in works.items():
+            children.append(start_child(name, cpu, work, seconds + CHILD_EXTRA_S))
+        for child in children:
+            os.write(child.go_fd, b"g")
+        before = {c.name: read_counters(c.pid) for c in children}
+        time.sleep(seconds)
+        after = {c.name: read_counters(c.pid) for c in children}
+        seen = {c.name: read_result(c, seconds + 10) for c in children}
+    finally:
+        for child in children:
+            try:
+                os.kill(child.pid, signal.SIGKILL)  # a no-op for a child that already exited
+            except ProcessLookupError:
+                pass
+            os.waitpid(child.pid, 0)
+            os.close(child.go_fd)
+            os.close(child.result_fd)
+    out = {}
+    for name in works:
+        b, a = before[name], after[name]
+        elapsed_s = (a.at_ns - b.at_ns) / 1e9
+        slices = a.slices - b.slices
+        out[name] = {
+            "cpu_share_pct": 100 * (a.run_ns - b.run_ns) / (a.at_ns - b.at_ns),
+            "waiting_pct": 100 * (a.wait_ns - b.wait_ns) / (a.at_ns - b.at_ns),
+            "voluntary_per_s": (a.voluntary - b.voluntary) / elapsed_s,
+            "involuntary_per_s": (a.involuntary - b.involuntary) / elapsed_s,
+            "ms_per_slice": (a.run_ns - b.run_ns) / slices / 1e6 if slices else float("nan"),
+            "seen": seen[name],
+        }
+    return out
+
+
+# -- The lesson -----------------------------------------------------------------------------------------
+
+
+LABELS = (
+    "cpu share, spinner alone", "involuntary switches per second, spinner alone",
+    "cpu share, spinner A", "cpu share, spinner B", "run-queue wait, spinner A",
+    "involuntary switches per second, spinner A", "involuntary switches per second, spinner B",
+    "time slice, spinner's own clock (median stretch)", "time the other ran (median gap)",
+    "time slice, schedstat (cpu time / times scheduled)", "base slice requested (se.slice)",
+    "cpu share, sleeper", "voluntary switches per second, sleeper",
+    "involuntary switches per second, sleeper", "voluntary switches per second, spinner",
+    "involuntary switches per second, spinner",
+)
+
+
+def main() -> int:
+    args = parse_args(__doc__)
+    lesson = Lesson("01", "Multitasking in the OS", args)
+    why_not = linux_only("/proc/PID/schedstat and sched_setaffinity") or (
+        None if os.path.exists("/proc/self/schedstat") else
+        "no /proc/PID/schedstat (a kernel built without CONFIG_SCHED_INFO)")
+    if why_not:
+        for label in LABELS:
+            lesson.skip(label, why_not)
+        lesson.notice("nothing was measured: this lesson reads Linux's /proc")
+        return lesson.finish()
+
+    seconds = 1.5 if lesson.quick else 4.0
+    cpu = max(os.sched_getaffinity(0))  # the last CPU we may use; every child is pinned to it
+
+    lesson.section(f"one spinner alone on CPU {cpu} ({seconds:g} s)")
+    alone = run_pinned(cpu, {"alone": spin}, seconds)["alone"]
+    lesson.measure("cpu share, spinner alone", alone["cpu_share_pct"], "%")
+    lesson.measure("involuntary switches per second, spinner alone", alone["involuntary_per_s"], "/s")
+
+    lesson.section(f"two spinners pinned to CPU {cpu} ({seconds:g} s)")
+    pair = run_pinned(cpu, {"A": spin, "B": spin}, seconds)
+    a, b = pair["A"], pair["B"]
+    lesson.measure("cpu share, spinner A", a["cpu_share_pct"], "%")
+    lesson.measure("cpu share, spinner B", b["cpu_share_pct"], "%")
+    lesson.measure("run-queue wait, spinner A", a["waiting_pct"], "%")
+    lesson.measure("involuntary switches per second, spinner A", a["involuntary_per_s"], "/s")
+    lesson.measure("involuntary switches per second, spinner B", b["involuntary_per_s"], "/s")
+
+    lesson.section("the time slice, as the spinners saw it")
+    runs = a["seen"]["runs_ns"] + b["seen"]["runs_ns"]
+    gaps = a["seen"]["gaps_ns"] + b["seen"]["gaps_ns"]
+    own_ms = statistics.median(runs) / 1e6 if runs else float("nan")
+    gap_ms = statistics.median(gaps) / 1e6 if gaps else float("nan")
+    stat_ms = statistics.mean([a["ms_per_slice"], b["ms_per_slice"]])
+    lesson.measure("time slice, spinner's own clock (median stretch)", own_ms, "ms")
+    lesson.measure("time the other ran (median gap)", gap_ms, "ms")
+    lesson.measure("time slice, schedstat (cpu time / times scheduled)", stat_ms, "ms")
+    requested_ms = base_slice_ms(os.getpid())
+    if requested_ms is None:
+        lesson.skip("base slice requested (se.slice)", "no se.slice in /proc/PID/sched (Linux < 6.6, "
+                    "before the EEVDF scheduler)")
+    else:
+        lesson.measure("base slice requested (se.slice)", requested_ms, "ms")
+
+    lesson.section(f"a sleeper (sleeps {SLEEP_S * 1e3:g} ms at a time) and a spinner on CPU {cpu}")
+    mixed = run_pinned(cpu, {"sleeper": sleep_often, "spinner": spin}, seconds)
+    sleeper, spinner = mixed["sleeper"], mixed["spinner"]
+    lesson.measure("cpu share, sleeper", sleeper["cpu_share_pct"], "%")
+    lesson.measure("voluntary switches per second, sleeper", sleeper["voluntary_per_s"], "/s")
+    lesson.measure("involuntary switches per second, sleeper", sleeper["involuntary_per_s"], "/s")
+    lesson.measure("voluntary switches per second, spinner", spinner["voluntary_per_s"], "/s")
+    lesson.measure("involuntary switches per second, spinner", spinner["involuntary_per_s"], "/s")
+
+    if alone["cpu_share_pct"] < 90:
+        lesson.notice(f"the spinner alone got only {alone['cpu_share_pct']:.0f}% of CPU {cpu}: other programs "
+                      "on this machine ran there too, so every figure below is shared with them")
+    share = a["cpu_share_pct"] + b["cpu_share_pct"]
+    lesson.notice(f"together the two spinners got {share:.0f}% of one core, A {a['cpu_share_pct']:.0f}% "
+                  f"and B {b['cpu_share_pct']:.0f}%: the scheduler split the core between them; "
+                  f"alone, a spinner got {alone['cpu_share_pct']:.0f}%")
+    lesson.notice(f"sharing the core, spinner A was preempted {a['involuntary_per_s']:,.0f} times a "
+                  f"second and spent {a['waiting_pct']:.0f}% of the time runnable but waiting; "
+                  f"alone it was preempted {alone['involuntary_per_s']:,.0f} times a second")
+    lesson.notice(f"a spinner ran about {own_ms:.2g} ms at a time by its own clock and "
+                  f"{stat_ms:.2g} ms by the kernel's schedstat, then waited {gap_ms:.2g} ms"
+                  + (f"; the scheduler asks for {requested_ms:.2g} ms slices (se.slice)"
+                     if requested_ms else ""))
+    if requested_ms and own_ms > 1.5 * requested_ms:
+        lesson.notice(f"slices ran {own_ms / requested_ms:.1f}x longer than se.slice: without high-"
+                      "resolution preemption ticks the kernel checks for an expired slice at the "
+                      "timer tick (every 1 to 10 ms, CONFIG_HZ), so a slice ends at the first tick "
+                      "after it is used up")
+    lesson.notice(f"the sleeper gave up the CPU by itself {sleeper['voluntary_per_s']:,.0f} times a "
+                  f"second using {sleeper['cpu_share_pct']:.1f}% of it; the spinner beside it was "
+                  f"preempted {spinner['involuntary_per_s']:,.0f} times a second"
+                  + (": nearly every time the sleeper woke up, it took the CPU from the spinner"
+                     if spinner["involuntary_per_s"] > 0.5 * sleeper["voluntary_per_s"] else
+                     ": most of the sleeper's wake-ups waited for the spinner's slice to end"))
+    return lesson.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""Lesson 03, processes: fork, exec, wait, zombies, and copy-on-write memory.
+
+What it shows:
+- fork(2) makes a copy of the calling process; the child gets 0 back, the parent the child's PID.
+  execve(2) replaces the child's program; wait(2) collects its exit status. Their cost, measured;
+- a child that has exited but was not waited for is a zombie: state Z in /proc/PID/stat, no memory
+  left, only its PID and exit status, until the parent reaps it; then /proc/PID is gone;
+- the `fork` server of this lab: one process per client, reaped when the client leaves;
+- copy-on-write: after fork, parent and child share every page until one of them writes to it. USS
+  (memory only this process has) and PSS (shared pages split among their sharers) from
+  /proc/PID/smaps_rollup show it. In CPython even READING a list writes to memory: iterating it
+  increments and decrements the reference count stored in every element, so the child ends up
+  copying every page the elements live on. Reading a bytes object of the same size copies nothing;
+- fork copies the parent's page tables, so its cost grows with the parent's resident memory.
+
+The OS mechanism: fork(2), execve(2), wait(2)/waitpid(2), _exit(2); proc(5) for /proc/PID/stat,
+/proc/PID/status and /proc/PID/smaps_rollup (Linux 4.14+).
+
+Linux-only: /proc (zombie state, USS/PSS); those parts are skipped elsewhere. fork, exec and wait
+are POSIX and run on any Unix.
+
+    python -m lessons.03_processes [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import sys
+import time
+
+import servers
+import servers.launch
+from lessons.common import Lesson, linux_only, parse_args
+
+MiB = 1024 * 1024
+STATES = {"R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped", "Z": "zombie",
+          "X": "dead", "I": "idle"}  # proc(5), /proc/PID/stat field 3
+FORK_SERVER_CLIENTS = 10
+
+
+# -- fork, exec, wait ---------------------------------------------------------------------------------
+
+
+def fork_exit_wait(status: int = 0) -> tuple[int, float]:
+    """fork(); the child exits at once with `status`; the parent waits. Returns (status seen, µs)."""
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:  # ---- the child: a copy of the parent, running from this same line
+        os._exit(status)  # _exit: no Python cleanup, no flushing of the parent's copied buffers
+    _, wait_status = os.waitpid(pid, 0)  # ---- the parent: sleeps until the child has exited
+    return os.waitstatus_to_exitcode(wait_status), (time.perf_counter() - t0) * 1e6
+
+
+def fork_exec_wait(program: str) -> float:
+    """fork(); the child replaces itself with `program` (execve); the parent waits. Returns µs."""
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.execv(program, [program])  # on success, never returns: the process runs `program`
+        finally:
+            os._exit(127)  # exec failed
+    os.waitpid(pid, 0)
+    return (time.perf_counter() - t0) * 1e6
+
+
+def fork_call_us() -> float:
+    """How long fork() takes to return in the parent: mostly copying the page tables."""
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    elapsed = time.perf_counter() - t0
+    os.waitpid(pid, 0)
+    return elapsed * 1e6
+
+
+# -- zombies ----------------------------------------------------------------------------------------------
+
+
+def proc_state(pid: int) -> str | None:
+    """The state letter of /proc/PID/stat (R running, S sleeping, Z zombie...), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return None
+    letter = stat[stat.rfind(b")") + 2:].split()[0].decode()  # the field after "(command name)"
+    return f"{letter} ({STATES.get(letter, '?')})"
+
+
+def has_memory(pid: int) -> bool:
+    """A zombie has released its memory: its /proc/PID/status has no VmRSS line any more."""
+    with open(f"/proc/{pid}/status") as f:
+        return any(line.startswith("VmRSS:") for line in f)
+
+
+def watch_a_zombie() -> dict:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(3)  # exit at once; the parent deliberately does not wait yet
+    try:
+        deadline = time.monotonic() + 2.0
+        while proc_state(pid) != "Z (zombie)" and time.monotonic() < deadline:
+            time.sleep(0.001)  # the child has not finished exiting yet
+        seen = {"state": proc_state(pid), "memory": has_memory(pid)}
+        time.sleep(0.2)
+        seen["state_later"] = proc_state(pid)  # still a zombie: nobody collected it
+    finally:
+        _, status = os.waitpid(pid, 0)  # reap: the kernel can now forget the child
+    seen["exit_code"] = os.waitstatus_to_exitcode(status)
+    seen["state_after_wait"] = proc_state(pid)
+    return seen
+
+
+# -- copy-on-write -----------------------------------------------------------------------------------------
+
+
+def memory_kib(pid: int) -> dict:
+    """RSS, PSS and USS of a process from /proc/PID/smaps_rollup, in KiB.
+    USS (unique set size) = Private_Clean + Private_Dirty: what would be freed if it exited."""
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if value.strip().endswith("kB"):
+                fields[key] = int(value.split()[0])
+    return {"rss": fields["Rss"], "pss": fields["Pss"],
+            "uss": fields["Private_Clean"] + fields["Private_Dirty"]}
+
+
+def rss_kib() -> int:
+    return memory_kib(os.getpid())["rss"]
+
+
+def child_that_waits(jobs: dict):
+    """Fork a child that runs jobs[command] for each command the parent sends, replying b"k".
+    Returns (pid, command pipe, reply pipe)."""
+    cmd_r, cmd_w = os.pipe()
+    reply_r, reply_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(cmd_w)
+            os.close(reply_r)
+            while command := os.read(cmd_r, 1):
+                jobs[command]()
+                os.write(reply_w, b"k")
+        finally:
+            os._exit(0)
+    os.close(cmd_r)
+    os.close(reply_w)
+    return pid, cmd_w, reply_r
+
+
+def ask(pid_pipes, command: bytes) -> None:
+    _, cmd_w, reply_r = pid_pipes
+    os.write(cmd_w, command)
+    if os.read(reply_r, 1) != b"k":
+        raise RuntimeError("the child died")
+
+
+def copy_on_write(n_items: int) -> dict:
+    """A parent with a list of `n_items` ints and a bytes object of the same size forks; the child
+    first iterates the list, then reads the bytes; USS/PSS after each step."""
+    before_kib = rss_kib()
+    numbers = list(range(1_000, 1_000 + n_items))  # ints above 256 are separate objects
+    list_kib = rss_kib() - before_kib
+    blob = b"\x01" * (list_kib * 1024)  # a bytes object of the same size, every page written
+    seen = {"list_kib": list_kib}
+
+    def iterate_list():
+        for _ in numbers:  # only reads... but each step increments and decrements a refcount
+            pass
+
+    def read_bytes():
+        blob.count(b"\x02")  # reads every byte, writes none
+
+    child = child_that_waits({b"l": iterate_list, b"b": read_bytes, b"n": lambda: None})
+    try:
+        ask(child, b"n")  # the child is up and idle
+        seen["child_after_fork"] = memory_kib(child[0])
+        seen["parent_after_fork"] = memory_kib(os.getpid())
+        ask(child, b"b")
+        seen["child_after_bytes"] = memory_kib(child[0])
+        ask(child, b"l")
+        seen["child_after_list"] = memory_kib(child[0])
+    finally:
+        os.close(child[1])  # EOF on its command pipe: the child exits
+        os.close(child[2])
+        os.waitpid(child[0], 0)
+    return seen  # and with it, the list and the bytes are freed
+
+
+# -- the fork server: a process per client -------------------------------------------------------------
+
+
+def fork_server_processes() -> dict:
+    server = servers.launch.start(servers.get("fork"))
+    clients = []
+    try:
+        seen = {"idle": len(server.group_pids())}
+        for _ in range(FORK_SERVER_CLIENTS):
+            sock = socket.create_connection(server.address, timeout=5)
+            sock.sendall(b"ping")
+            sock.recv(4)  # echoed: the child serving this client exists
+            clients.append(sock)
+        seen["busy"] = len(server.group_pids())
+        for sock in clients:
+            sock.close()
+        deadline = time.monotonic() + 3.0
+        while len(server.group_pids(zombies=True)) > 1 and time.monotonic() < deadline:
+            time.sleep(0.01)  # children exit when their client leaves; SIGCHLD makes the parent reap
+        seen["after"] = len(server.group_pids())
+        seen["zombies"] = len(server.group_pids(zombies=True)) - seen["after"]
+    finally:
+        for sock in clients:
+            sock.close()
+        server.stop()
+    return seen
+
+
+# -- The lesson ----------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    args = parse_args(__doc__)
+    lesson = Lesson("03", "Processes", args)
+    quick = lesson.quick
+    repeats = 50 if quick else 300
+    no_proc = linux_only("/proc/PID/stat and /proc/PID/smaps_rollup")
+
+    lesson.section(f"fork, exec, wait (median of {repeats})")
+    status, _ = fork_exit_wait(7)
+    lesson.measure("exit status the parent collected (child exited with 7)", status)
+    fork_us = lesson.measure("fork + exit + wait", statistics.median(
+        fork_exit_wait()[1] for _ in range(repeats)), "µs")
+    true = shutil.which("true") or "/bin/true"
+    exec_us = lesson.measure("fork + exec true + wait", statistics.median(
+        fork_exec_wait(true) for _ in range(repeats)), "µs")
+
+    lesson.section("a zombie: a child that exited and was not waited for")
+    zombie_labels = ("child state before wait", "zombie still holds memory", "child state 0.2 s later",
+                     "child state after wait")
+    if no_proc:
+        for label in zombie_labels:
+            lesson.skip(label, no_proc)
+    else:
+        z = watch_a_zombie()
+        lesson.measure("child state before wait", z["state"])
+        lesson.measure("zombie still holds memory", "yes" if z["memory"] else "no")
+        lesson.measure("child state 0.2 s later", z["state_later"])
+        lesson.measure("child state after wait", z["state_after_wait"] or "gone from /proc")
+
+    lesson.section(f"the fork server with {FORK_SERVER_CLIENTS} clients")
+    fork_labels = ("fork server processes, no client", f"fork server processes, {FORK_SERVER_CLIENTS} clients",
+                   "fork server processes, after they left", "zombies left")
+    why_not = no_proc or (None if servers.get("fork").available else servers.get("fork").availability()[1])
+    if why_not:
+        for label in fork_labels:
+            lesson.skip(label, why_not)
+        fs = None
+    else:
+        fs = fork_server_processes()
+        for label, key in zip(fork_labels, ("idle", "busy", "after", "zombies"), strict=True):
+            lesson.measure(label, fs[key])
+
+    n_items = 1_000_000 if quick else 3_000_000
+    lesson.section(f"copy-on-write: a parent with a list of {n_items:,} ints forks")
+    cow_labels = ("memory of the list in the parent", "child rss right after fork",
+                  "child pss right after fork", "child uss right after fork", "parent pss after fork",
+                  "child uss after reading bytes of the same size", "child uss after iterating the list",
+                  "copied by iterating, share of the list")
+    if no_proc or not os.path.exists("/proc/self/smaps_rollup"):
+        for label in cow_labels:
+            lesson.skip(label, no_proc or "no /proc/PID/smaps_rollup (Linux < 4.14)")
+        cow = None
+    else:
+        cow = copy_on_write(n_items)
+        lesson.measure("memory of the list in the parent", cow["list_kib"] / 1024, "MiB")
+        lesson.measure("child rss right after fork", cow["child_after_fork"]["rss"] / 1024, "MiB")
+        lesson.measure("child pss right after fork", cow["child_after_fork"]["pss"] / 1024, "MiB")
+        lesson.measure("child uss right after fork", cow["child_after_fork"]["uss"] / 1024, "MiB")
+        lesson.measure("parent pss after fork", cow["parent_after_fork"]["pss"] / 1024, "MiB")
+        lesson.measure("child uss after reading bytes of the same size",
+                       cow["child_after_bytes"]["uss"] / 1024, "MiB")
+        lesson.measure("child uss after iterating the list", cow["child_after_list"]["uss"] / 1024, "MiB")
+        copied_kib = cow["child_after_list"]["uss"] - cow["child_after_bytes"]["uss"]
+        lesson.measure("copied by iterating, share of the list", 100 * copied_kib / cow["list_kib"], "%")
+
+    sizes_mib = (0, 256, 1024)
+    fork_repeats = 10 if quick else 30
+    lesson.section(f"fork() as the parent grows (median of {fork_repeats})")
+    fork_call = {}
+    for size in sizes_mib:
+        ballast = b"\x01" * (size * MiB)  # resident: every page of it was written
+        fork_call[size] = lesson.measure(f"fork() call, parent +{size} MiB", statistics.median(
+            fork_call_us() for _ in range(fork_repeats)), "µs")
+        del ballast
+
+    # -- what to notice, computed
+    lesson.notice(f"fork + exit + wait took {fork_us:,.0f} µs; adding exec of `true` made it "
+                  f"{exec_us:,.0f} µs: exec throws the copied program away and loads another")
+    if not no_proc:
+        lesson.notice(f"the exited child stayed in state {z['state']} until waited for; after wait it was "
+                      f"{z['state_after_wait'] or 'gone from /proc'}")
+    if fs:
+        lesson.notice(f"the fork server ran {fs['busy']} processes for {FORK_SERVER_CLIENTS} clients "
+                      f"(one per client plus the parent), and {fs['after']} once they left")
+    if cow:
+        after, shared = cow["child_after_fork"], cow["child_after_list"]
+        lesson.notice(f"right after fork the child's RSS was {after['rss'] / 1024:,.0f} MiB but only "
+                      f"{after['uss'] / 1024:,.1f} MiB of it its own: the rest is shared with the parent")
+        lesson.notice(f"merely iterating the list made the child copy {copied_kib / 1024:,.0f} MiB "
+                      f"({100 * copied_kib / cow['list_kib']:.0f}% of the list's memory): the reference "
+                      "count lives in each int object, so every page of ints was written (the list's "
+                      f"array of pointers was only read); its USS went to {shared['uss'] / 1024:,.0f} "
+                      "MiB, while reading the bytes object copied almost nothing")
+    big = sizes_mib[-1]
+    lesson.notice(f"fork() took {fork_call[0]:,.0f} µs in a small parent and {fork_call[big]:,.0f} µs "
+                  f"with {big} MiB more resident: the kernel copies the page tables (one entry per "
+                  "4 KiB page), not the pages")
+    return lesson.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

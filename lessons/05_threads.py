@@ -1,0 +1,279 @@
+"""Lesson 05, threads: shared memory, a real race and its lock, and what the GIL allows in parallel.
+
+What it shows:
+- threads of one process share its memory: a value one thread stores, another reads. A forked
+  child has a copy instead, and its stores stay its own;
+- a lost-update race on a shared counter, made to happen: each thread reads the counter, calls a
+  function, writes the result back. A thread switch between the read and the write lets two threads
+  read the same value, and one increment is lost. sys.setswitchinterval(1e-6) makes CPython hand
+  the GIL over every microsecond instead of every 5 ms, so switches land there often. A Lock around
+  the read-modify-write loses nothing;
+- the GIL (global interpreter lock): one thread at a time runs Python bytecode, so CPU-bound Python
+  in threads takes as long as running it serially, while processes (one GIL each) run in parallel.
+  C code that releases the GIL (hashlib on large buffers) runs in parallel in threads, and so does
+  waiting: a thread blocked in recv() or sleep() holds no GIL;
+- whether this interpreter is a free-threaded build (PEP 703, Python 3.13+ `python3.13t`), where the
+  GIL can be off and the CPU-bound threads would scale.
+
+The OS mechanism: threads are kernel tasks sharing one address space (pthreads(7), clone(2) with
+CLONE_VM | CLONE_THREAD, lesson 06); a lock that is taken blocks its waiter on a futex(2). The GIL
+is CPython's own mutex + condition variable, handed over every switch interval (sys.getswitchinterval).
+
+Runs on any OS with threads and fork (the process part uses fork).
+
+    python -m lessons.05_threads [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import sys
+import sysconfig
+import threading
+import time
+
+from lessons.common import Lesson, parse_args
+
+N_THREADS = 4
+RACE_SWITCH_INTERVAL_S = 1e-6  # CPython's default is 0.005 (5 ms)
+IO_WAIT_S = 0.1
+IO_TASKS = 8
+HASH_BUFFER_BYTES = 4 * 1024 * 1024  # hashlib releases the GIL for buffers over 2047 bytes
+
+counter = 0  # the shared counter of the race
+counter_lock = threading.Lock()
+
+
+# -- shared memory ---------------------------------------------------------------------------------------
+
+
+def value_after_thread_sets_it() -> int:
+    box = {"value": 0}
+    thread = threading.Thread(target=box.__setitem__, args=("value", 42))  # same dict, same memory
+    thread.start()
+    thread.join()
+    return box["value"]
+
+
+def value_after_child_sets_it() -> int:
+    box = {"value": 0}
+    pid = os.fork()
+    if pid == 0:
+        box["value"] = 42  # the child's own copy of the dict (copy-on-write, lesson 03)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return box["value"]
+
+
+# -- the race ------------------------------------------------------------------------------------------------
+
+
+def add_one(value: int) -> int:
+    return value + 1
+
+
+def increment_unsafely(times: int) -> None:
+    global counter
+    for _ in range(times):
+        value = counter  # read
+        value = add_one(value)  # a call: CPython may hand the GIL to another thread here...
+        counter = value  # ...which may have written a newer value that this overwrites
+
+
+def increment_with_lock(times: int) -> None:
+    global counter
+    for _ in range(times):
+        with counter_lock:  # only one thread at a time between read and write
+            value = counter
+            value = add_one(value)
+            counter = value
+
+
+def increment_in_place(times: int) -> None:
+    global counter
+    for _ in range(times):
+        counter += 1  # one line, but still a read, an add and a write
+
+
+def run_race(increment, times: int) -> tuple[int, float]:
+    """N_THREADS threads each call increment(times). Returns (increments lost, seconds)."""
+    global counter
+    counter = 0
+    threads = [threading.Thread(target=increment, args=(times,)) for _ in range(N_THREADS)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return N_THREADS * times - counter, time.perf_counter() - t0
+
+
+# -- the GIL ----------------------------------------------------------------------------------------------------
+
+
+def cpu_work(iterations: int) -> int:
+    total = 0
+    for i in range(iterations):
+        total += i * i % 7
+    return total
+
+
+def hash_work(rounds: int) -> None:
+    data = bytes(HASH_BUFFER_BYTES)
+    for _ in range(rounds):
+        hashlib.sha256(data).digest()  # C code, GIL released while it hashes
+
+
+def io_work(_: int) -> None:
+    """Block in the kernel waiting for data that does not come, for IO_WAIT_S."""
+    a, b = socket.socketpair()
+    with a, b:
+        a.settimeout(IO_WAIT_S)
+        try:
+            a.recv(1)  # the thread sleeps in poll(); the GIL is released
+        except TimeoutError:
+            pass
+
+
+def serially(work, arg: int, n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        work(arg)
+    return time.perf_counter() - t0
+
+
+def in_threads(work, arg: int, n: int) -> float:
+    threads = [threading.Thread(target=work, args=(arg,)) for _ in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
+def in_processes(work, arg: int, n: int) -> float:
+    t0 = time.perf_counter()
+    pids = []
+    try:
+        for _ in range(n):
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    work(arg)
+                finally:
+                    os._exit(0)
+            pids.append(pid)
+    finally:
+        for pid in pids:
+            os.waitpid(pid, 0)
+    return time.perf_counter() - t0
+
+
+def best_of(repeats: int, run, work, arg: int, n: int) -> float:
+    """The shortest of `repeats` runs: other programs on the machine can only make a run longer."""
+    return min(run(work, arg, n) for _ in range(repeats))
+
+
+def gil_state() -> tuple[str, str]:
+    """(free-threaded build?, GIL enabled now?)"""
+    free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    if hasattr(sys, "_is_gil_enabled"):  # Python 3.13+
+        enabled = "yes" if sys._is_gil_enabled() else "no"
+    else:
+        enabled = f"yes (Python {sys.version_info.major}.{sys.version_info.minor} always has one)"
+    return ("yes" if free_threaded else "no"), enabled
+
+
+# -- The lesson ---------------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    args = parse_args(__doc__)
+    lesson = Lesson("05", "Threads", args)
+    quick = lesson.quick
+
+    lesson.section("shared memory: a thread's store vs a forked child's store")
+    lesson.measure("value seen after a thread stored 42", value_after_thread_sets_it())
+    lesson.measure("value seen after a forked child stored 42", value_after_child_sets_it())
+
+    times = 50_000 if quick else 200_000
+    lesson.section(f"a race: {N_THREADS} threads x {times:,} increments of one counter, "
+                   f"switch interval {RACE_SWITCH_INTERVAL_S * 1e6:g} µs")
+    default_interval = sys.getswitchinterval()
+    sys.setswitchinterval(RACE_SWITCH_INTERVAL_S)
+    try:
+        lost_unsafe, t_unsafe = run_race(increment_unsafely, times)
+        lost_locked, t_locked = run_race(increment_with_lock, times)
+        lost_in_place, _ = run_race(increment_in_place, times)
+    finally:
+        sys.setswitchinterval(default_interval)
+    total = lesson.measure("increments made", N_THREADS * times)
+    lesson.measure("lost updates, read-call-write without a lock", lost_unsafe)
+    lesson.measure("lost updates, read-call-write with a lock", lost_locked)
+    lesson.measure("lost updates, counter += 1 without a lock", lost_in_place)
+    lesson.measure("time without the lock", t_unsafe * 1e3, "ms")
+    lesson.measure("time with the lock", t_locked * 1e3, "ms")
+
+    n = max(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2)
+    iterations = 2_000_000 if quick else 6_000_000
+    repeats = 2 if quick else 3
+    lesson.section(f"CPU-bound Python: {n} tasks of {iterations:,} iterations (best of {repeats})")
+    cpu = {how: best_of(repeats, run, cpu_work, iterations, n)
+           for how, run in (("serial", serially), ("threads", in_threads), ("processes", in_processes))}
+    for how, seconds in cpu.items():
+        lesson.measure(f"cpu-bound, {how}", seconds, "s")
+    lesson.measure("speedup, threads", cpu["serial"] / cpu["threads"], "x")
+    lesson.measure("speedup, processes", cpu["serial"] / cpu["processes"], "x")
+
+    rounds = 8 if quick else 24
+    lesson.section(f"C code that releases the GIL: {n} tasks hashing {HASH_BUFFER_BYTES >> 20} MiB x {rounds} "
+                   f"(best of {repeats})")
+    hash_serial = lesson.measure("hashing, serial", best_of(repeats, serially, hash_work, rounds, n), "s")
+    hash_threads = lesson.measure("hashing, threads", best_of(repeats, in_threads, hash_work, rounds, n), "s")
+    lesson.measure("speedup, hashing in threads", hash_serial / hash_threads, "x")
+
+    lesson.section(f"waiting: {IO_TASKS} tasks each blocked {IO_WAIT_S * 1e3:g} ms in recv()")
+    io_serial = lesson.measure("i/o-bound, serial", serially(io_work, 0, IO_TASKS), "s")
+    io_threads = lesson.measure("i/o-bound, threads", in_threads(io_work, 0, IO_TASKS), "s")
+    lesson.measure("speedup, i/o-bound threads", io_serial / io_threads, "x")
+
+    lesson.section("this interpreter")
+    free_threaded, gil_enabled = gil_state()
+    lesson.measure("free-threaded build", free_threaded)
+    lesson.measure("gil enabled", gil_enabled)
+
+    # -- what to notice, computed
+    lesson.notice(f"{lost_unsafe:,} of {total:,} increments ({100 * lost_unsafe / total:.0f}%) were lost "
+                  f"without a lock, {lost_locked:,} with it")
+    lesson.notice(f"the lock made the run {t_locked / t_unsafe:.1f}x as long"
+                  + (": with a 1 µs switch interval a thread often loses the GIL while it holds the "
+                     "lock, and the others, woken to run, find the lock taken and sleep again"
+                     if t_locked > 2 * t_unsafe else ""))
+    if lost_in_place == 0:
+        lesson.notice("`counter += 1` lost nothing here: this CPython only switches threads at calls and "
+                      "loop jumps, never inside that line. That is an accident of the interpreter, not a "
+                      "promise: other versions, and free-threaded builds, can lose those updates too")
+    else:
+        lesson.notice(f"even `counter += 1` lost {lost_in_place:,} updates: one line is still a read, "
+                      "an add and a write")
+    threads_ratio = cpu["threads"] / cpu["serial"]
+    if not gil_enabled.startswith("yes"):
+        why = " (no GIL: the threads ran Python in parallel)"
+    elif threads_ratio >= 0.9:
+        why = " (the GIL: one thread runs Python at a time)"
+    else:
+        why = (": with the GIL on, threads cannot run Python in parallel, so other programs on this "
+               "machine must have slowed the serial run; run the lesson again on an idle machine")
+    lesson.notice(f"CPU-bound Python in {n} threads took {threads_ratio:.2g}x the serial time{why}; "
+                  f"in {n} processes, {cpu['processes'] / cpu['serial']:.2g}x")
+    lesson.notice(f"hashing in threads ran {hash_serial / hash_threads:.2g}x as fast as serially, and "
+                  f"{IO_TASKS} blocked waits overlapped to {io_serial / io_threads:.2g}x: a thread in C code "
+                  "that released the GIL, or blocked in the kernel, lets the others run")
+    return lesson.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
