@@ -1,19 +1,20 @@
-"""Latency histograms for the bench: HdrHistogram in microseconds, 1 µs to 60 s, 3 significant digits.
+"""Latency histograms for the bench: HdrHistogram in µs, from 1 µs to 60 s, 3 significant digits.
 
-Why HdrHistogram: a latency distribution has a long tail, and the tail is what we want to see. Keeping
-every sample costs memory; keeping only a mean or a few percentiles cannot be merged across worker
-processes. An HdrHistogram keeps counts in logarithmic buckets with a fixed relative precision (3
-significant digits: 1 µs steps up to ~2 ms, then 0.1 % of the value), is a few tens of kB, and two of
-them add exactly. Workers send theirs ENCODED (a compressed base64 string); the parent adds them up.
+Why HdrHistogram: a latency distribution has a long tail, and the tail is what we want to see.
+Keeping every sample costs memory; keeping only a mean or a few percentiles cannot be merged across
+worker processes. An HdrHistogram keeps counts in logarithmic buckets with a fixed relative
+precision (3 significant digits: 1 µs steps up to ~2 ms, then 0.1 % of the value), is a few tens of
+kB, and two of them add exactly. Workers send theirs ENCODED (a compressed base64 string); the
+parent adds them up.
 
-Why a dict in front of it: `HdrHistogram.record_value` is pure Python (about 1.7 µs a call), which is
-as much CPU as a whole echo round trip costs a fast server. `LatencyCounter` instead counts each
+Why a dict in front of it: `HdrHistogram.record_value` is pure Python (about 1.7 µs a call), more
+than all the Python work a fast server does per echo. `LatencyCounter` instead counts each
 microsecond value in a plain dict (about 0.05 µs) and moves the counts into the histogram in bulk,
-once per distinct value. Latencies at 1 µs resolution repeat a lot, so the dict stays small; the load
-generator flushes it when it grows.
+once per distinct value. Latencies at 1 µs resolution repeat a lot, so the dict stays small; the
+load generator flushes it when it grows.
 
-Values outside the trackable range are never dropped: they are counted in `out_of_range` and recorded
-as the nearest trackable value, so the request count stays right and the tail still shows.
+Values outside the trackable range are never dropped: they are counted in `out_of_range` and
+recorded as the nearest trackable value, so the request count stays right and the tail still shows.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def new_histogram() -> HdrHistogram:
 class LatencyCounter:
     """Counts microsecond values in a dict, moves them into an HdrHistogram in bulk.
 
-    The hot path of the load generator increments `counts` directly (`counts[v] = counts.get(v, 0) + 1`)
-    to save even the method call; `record` is the readable version of the same thing.
+    The hot path of the load generator increments `counts` itself, to save even the method call:
+    `counts[v] = counts.get(v, 0) + 1`. `record` is the readable version of the same thing.
     """
 
     __slots__ = ("counts", "histogram", "out_of_range")
@@ -84,7 +85,7 @@ def decode(encoded: str | bytes) -> HdrHistogram:
         encoded = encoded.encode("ascii")
     try:
         return HdrHistogram.decode(encoded)
-    except Exception as exc:  # hdrh raises its own cookie/length exceptions, zlib and binascii errors
+    except Exception as exc:  # hdrh's own cookie/length exceptions, zlib and binascii errors
         raise ValueError(f"not an encoded HdrHistogram: {exc}") from exc
 
 
