@@ -83,7 +83,7 @@ PROFILES = {
                      default_servers=["threads", "select"]),
     # `make bench`: every model at a glance on a 2-core laptop, in about five minutes.
     "quick": Profile("quick", _closed([1, 16, 128], [1024]) + [Cell(16, 64 * 1024)],
-                     repeats=3, warmup_s=0.3, measure_s=1.0,
+                     repeats=3, warmup_s=0.25, measure_s=0.75,
                      description="1, 16 and 128 connections x 1 KiB, 16 x 64 KiB, 3 repeats"),
     # `make bench-full`: the C10K sweep, and open-loop cells for the latency-vs-load curve.
     "full": Profile("full",
