@@ -195,7 +195,7 @@ def measure(entry: servers.Server, cell: Cell, repeat: int, profile: Profile,
         "conns": cell.conns, "size_bytes": cell.size_bytes, "rate": cell.rate,
         "mode": "open" if cell.rate else "closed", "repeat": repeat,
         "status": "ok", "reason": None, "stderr_tail": None,
-        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     if entry.serial and cell.conns > 1:
         record.update(status="skipped", reason="serial server: serves one client at a time, so "
@@ -352,7 +352,7 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
     commit, dirty = git_state()
     meta = {
         "run_id": run_dir.name,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "profile": profile.name,
         "profile_description": profile.description,
         "git_commit": commit, "git_dirty": dirty,

@@ -119,7 +119,7 @@ class Lesson:
             self.args.json.parent.mkdir(parents=True, exist_ok=True)
             record = {
                 "lesson": self.number, "title": self.title, "quick": self.quick,
-                "recorded": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "recorded": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "machine": machine(),
                 "measurements": self.measurements, "skipped": self.skipped,
                 "notices": self.notices, "output": "\n".join(self.lines),

@@ -7,7 +7,6 @@ only as generous bounds on behaviour the contract names (exit within 2 s; a Nagl
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import signal
@@ -21,7 +20,7 @@ import pytest
 
 from servers import launch
 from tests.echo_client import (
-    connect, exchange, recv_exactly, recv_until_eof, reset, round_trip_s, serves, tree_cpu_s,
+    connect, exchange, recv_until_eof, reset, round_trip_s, serves, tree_cpu_s,
     tree_rss_bytes,
 )
 

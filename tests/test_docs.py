@@ -27,3 +27,9 @@ def test_make_help_lists_every_target_the_readme_names():
     import re
     for target in set(re.findall(r"make ([a-z][a-z-]+)", readme)):
         assert f"make {target} " in result.stdout, f"README names `make {target}`, make help does not"
+
+
+def test_code_passes_lint():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"`make lint` fails:\n{result.stdout}{result.stderr}"
