@@ -1,0 +1,344 @@
+"""Lesson 11, preemptive vs cooperative: who takes the CPU away from code that does not give it up.
+
+What it shows, on this machine:
+
+1. A heartbeat that should tick every 10 ms, next to a CPU burn that never waits. Inside one
+   asyncio loop the burn is just another task: the loop runs one task at a time until it awaits,
+   so the heartbeat is late by the whole burn (cooperative). Move the burn to a thread
+   (asyncio.to_thread) or run both as threads, and CPython's GIL hands over after the switch
+   interval (sys.getswitchinterval(), 5 ms by default): the interpreter preempts the burning thread.
+   Run the burn in another process pinned to the same CPU, and the kernel's scheduler preempts it
+   as soon as the heartbeat wakes up: no GIL in between.
+2. The same contrast on the servers. Each server is started with `--work-us 20000` (it burns 20 ms
+   of CPU per chunk it receives) and pinned to one CPU; bench.load drives 8 heavy connections at
+   it, and beside them two light clients keep their own time:
+   - a light echo: one connection, a small message every 20 ms, its round trip timed. Its message
+     costs the server the same 20 ms of work as a heavy one;
+   - a zero-work probe: connect, half-close at once without sending a byte, wait for the server to
+     close. The server's code runs for it but burns nothing, so its round trip is the time until
+     the server gets around to a new client: pure scheduling delay, the heartbeat of section 1.
+   On an event loop (select, epoll, asyncio, uvloop, trio, gevent, generators, io_uring) the probe
+   waits for every heavy chunk ahead of it in the one thread, and it needs two turns of the loop
+   (accept, then the end of stream); with a thread per connection the GIL is handed over every
+   switch interval; with a process per connection the kernel preempts the burners. The light echo
+   shows the other side: when every message costs the same, preemption does not make it faster,
+   it only shares the CPU in slices instead of whole messages. Quick mode measures a
+   representative subset; full mode every server available here (the serial `iterative` server is
+   left out: it would serve the light clients only after every heavy one left, lesson 07).
+
+The OS mechanism: the kernel preempts a task when its time slice ends or a task that should run
+sooner wakes (sched(7); CFS/EEVDF wake-up preemption); CPython's eval loop drops the GIL when
+another thread has waited longer than the switch interval (sys.setswitchinterval). An event loop
+has no such mechanism: a callback or a coroutine step runs until it returns or awaits.
+Linux-only parts: pinning (sched_setaffinity) and the servers that need epoll or io_uring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import statistics
+import sys
+import threading
+import time
+
+import servers
+from bench.load import run_load
+from lessons.common import Lesson, parse_args
+from servers import launch
+
+TICK_S = 0.010  # the heartbeat's period
+BURN_S = 0.300  # how long the CPU burn runs without waiting
+WORK_US = 20_000  # --work-us: CPU burned by the server per chunk it receives
+HEAVY_CONNS = 8
+LIGHT_GAP_S = 0.020  # the light client's pause between two messages
+LIGHT_TIMEOUT_S = 10.0
+MESSAGE = b"light" * 12 + b"\n"
+QUICK_SERVERS = ("threads", "epoll", "asyncio-protocol", "gevent", "trio")
+PROBE_GAP_S = 0.020  # the probe's pause between two connections
+
+# Who takes the CPU from a connection's code that burns it, by server: its scheduler.
+SWITCHERS = {"threads": "GIL", "threadpool": "GIL", "prefork": "GIL", "fork": "kernel"}
+
+
+def switcher(name: str) -> str:
+    """ "kernel" (a process per connection), "GIL" (threads) or "event loop" (everything else)."""
+    return SWITCHERS.get(name, "event loop")
+
+
+def burn(seconds: float) -> None:
+    """Pure Python work that never waits for anything: no syscall, no await."""
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        pass
+
+
+# -- 1. a heartbeat next to a burn -----------------------------------------------------------------
+
+
+async def asyncio_heartbeat(ticks: int) -> float:
+    """Tick every TICK_S on the running loop; return the worst lateness in seconds."""
+    start, worst = time.perf_counter(), 0.0
+    for k in range(1, ticks + 1):
+        due = start + k * TICK_S
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        worst = max(worst, time.perf_counter() - due)
+    return worst
+
+
+async def asyncio_burn_inside() -> float:
+    """The burn is a coroutine on the same loop: it never awaits while it burns."""
+    async def burner():
+        await asyncio.sleep(5 * TICK_S)
+        burn(BURN_S)  # the loop cannot run anything else until this returns
+
+    heartbeat = asyncio.create_task(asyncio_heartbeat(int((BURN_S + 0.2) / TICK_S)))
+    await burner()
+    return await heartbeat
+
+
+async def asyncio_burn_in_thread() -> float:
+    """The same burn handed to a thread: the loop stays free, the GIL is shared by preemption."""
+    async def burner():
+        await asyncio.sleep(5 * TICK_S)
+        await asyncio.to_thread(burn, BURN_S)
+
+    heartbeat = asyncio.create_task(asyncio_heartbeat(int((BURN_S + 0.2) / TICK_S)))
+    await burner()
+    return await heartbeat
+
+
+def thread_heartbeat(ticks: int) -> float:
+    start, worst = time.perf_counter(), 0.0
+    for k in range(1, ticks + 1):
+        due = start + k * TICK_S
+        time.sleep(max(0.0, due - time.perf_counter()))  # releases the GIL while it sleeps
+        worst = max(worst, time.perf_counter() - due)
+    return worst
+
+
+def threads_burn() -> float:
+    """Heartbeat in the main thread, burn in another thread of the same process."""
+    burner = threading.Timer(5 * TICK_S, burn, args=(BURN_S,))
+    burner.start()
+    try:
+        return thread_heartbeat(int((BURN_S + 0.2) / TICK_S))
+    finally:
+        burner.join()
+
+
+def process_burn(cpu: int) -> float:
+    """Heartbeat here, burn in a forked process; both pinned to ``cpu``: only the kernel decides."""
+    original = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                time.sleep(5 * TICK_S)
+                burn(BURN_S)
+            finally:
+                os._exit(0)
+        try:
+            return thread_heartbeat(int((BURN_S + 0.2) / TICK_S))
+        finally:
+            os.waitpid(pid, 0)
+    finally:
+        os.sched_setaffinity(0, original)
+
+
+# -- 2. light clients next to heavy ones -----------------------------------------------------------
+
+
+def light_client(address, stop: threading.Event) -> list[tuple[int, float]]:
+    """One connection: send MESSAGE, time the whole echo, pause LIGHT_GAP_S; until ``stop``.
+    Its message costs the server the same --work-us as a heavy one. Returns (send time in
+    monotonic ns, round trip in s) per message; a timeout ends the run, recorded as LIGHT_TIMEOUT_S."""
+    samples = []
+    with socket.create_connection(address, timeout=LIGHT_TIMEOUT_S) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while not stop.is_set():
+            sent_ns, t0 = time.monotonic_ns(), time.perf_counter()
+            sock.sendall(MESSAGE)
+            got = 0
+            try:
+                while got < len(MESSAGE):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        raise ConnectionError("the server closed the light client's connection")
+                    got += len(chunk)
+            except TimeoutError:
+                samples.append((sent_ns, LIGHT_TIMEOUT_S))
+                break
+            samples.append((sent_ns, time.perf_counter() - t0))
+            stop.wait(LIGHT_GAP_S)
+    return samples
+
+
+def zero_work_probe(address, stop: threading.Event) -> list[tuple[int, float]]:
+    """A client that costs the server no CPU: connect, half-close at once (no byte sent, so no
+    --work-us burned), wait for the server to close its side. The time it takes is the time until
+    the server's code gets to run for a new client: pure scheduling delay."""
+    samples = []
+    while not stop.is_set():
+        sent_ns, t0 = time.monotonic_ns(), time.perf_counter()
+        try:
+            with socket.create_connection(address, timeout=LIGHT_TIMEOUT_S) as sock:
+                sock.shutdown(socket.SHUT_WR)
+                if sock.recv(1):  # b"": the server saw our FIN and closed
+                    raise ConnectionError("the server echoed bytes nobody sent")
+        except TimeoutError:
+            samples.append((sent_ns, LIGHT_TIMEOUT_S))
+            break
+        samples.append((sent_ns, time.perf_counter() - t0))
+        stop.wait(PROBE_GAP_S)
+    return samples
+
+
+def cpu_plan() -> tuple[list[int] | None, list[int] | None]:
+    """(server CPUs, client CPUs): disjoint when there are two CPUs or more."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return [cpus[-1]], [cpus[0]]
+
+
+def light_under_load(name: str, warmup_s: float, duration_s: float) -> dict:
+    """Heavy load from bench.load, and the two light clients beside it, in threads of their own."""
+    server_cpus, client_cpus = cpu_plan()
+    server = launch.start(servers.get(name), ["--work-us", str(WORK_US)], cpus=server_cpus)
+    heavy: dict = {}
+    samples: dict[str, list] = {}
+    stop = threading.Event()
+
+    def drive():
+        try:
+            heavy.update(run_load(server.host, server.port, conns=HEAVY_CONNS, size=64,
+                                  duration=duration_s, warmup=warmup_s, workers=1, cpus=client_cpus))
+        finally:
+            stop.set()
+
+    def light(kind, client):
+        try:
+            samples[kind] = client(server.address, stop)
+        except OSError as exc:
+            samples[kind] = exc
+
+    threads = [threading.Thread(target=drive, daemon=True),
+               threading.Thread(target=light, args=("echo", light_client), daemon=True),
+               threading.Thread(target=light, args=("probe", zero_work_probe), daemon=True)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(duration_s + warmup_s + 30)
+    finally:
+        stop.set()
+        server.stop()
+    start, end = heavy.get("window_start_ns"), heavy.get("window_end_ns")
+    if not start:
+        return {"error": "the heavy load did not run: " + "; ".join(heavy.get("warnings", []))}
+    result = {"heavy_rps": heavy["rps"]}
+    for kind in ("echo", "probe"):
+        got = samples.get(kind)
+        if isinstance(got, Exception) or got is None:
+            result[kind] = f"the {kind} client failed: {got}"
+        elif got and got[-1][1] >= LIGHT_TIMEOUT_S:
+            result[kind] = f"no answer within {LIGHT_TIMEOUT_S:.0f} s"
+        else:
+            inside = [rtt for sent, rtt in got if start <= sent < end]
+            result[kind] = statistics.median(inside) * 1000 if inside else \
+                "nothing sent during the measured window"
+    return result
+
+
+def main() -> int:
+    args = parse_args(__doc__)
+    lesson = Lesson("11", "Preemptive vs cooperative", args)
+    warmup_s, duration_s = (0.5, 2.0) if lesson.quick else (0.5, 3.0)
+
+    lesson.section(f"a heartbeat every {TICK_S * 1000:.0f} ms next to a {BURN_S * 1000:.0f} ms CPU burn "
+                   "(its worst lateness)")
+    switch_ms = lesson.measure("CPython switch interval", sys.getswitchinterval() * 1000, "ms")
+    late = {}
+    late["asyncio"] = lesson.measure("burn in an asyncio task", asyncio.run(asyncio_burn_inside()) * 1000, "ms")
+    late["to_thread"] = lesson.measure("burn in asyncio.to_thread", asyncio.run(asyncio_burn_in_thread()) * 1000,
+                                       "ms")
+    late["threads"] = lesson.measure("burn in another thread", threads_burn() * 1000, "ms")
+    if hasattr(os, "fork") and hasattr(os, "sched_setaffinity"):
+        late["process"] = lesson.measure("burn in another process, same CPU",
+                                         process_burn(min(os.sched_getaffinity(0))) * 1000, "ms")
+    else:
+        lesson.skip("burn in another process, same CPU", "needs fork and sched_setaffinity (Linux)")
+
+    lesson.section(f"while {HEAVY_CONNS} heavy connections make the server burn {WORK_US // 1000} ms per "
+                   f"message (--work-us {WORK_US}): a light client's echo, and a zero-work probe "
+                   "(median round trip)")
+    light: dict[str, dict] = {}
+    for server in servers.SERVERS:
+        name = server.name
+        labels = {"echo": f"light echo on {name}", "probe": f"zero-work probe on {name}"}
+        available, reason = server.availability()
+        if server.serial:
+            available, reason = False, "serial: it would serve the light clients only after every heavy one left"
+        elif available and lesson.quick and name not in QUICK_SERVERS:
+            available, reason = False, "measured in full mode only (make lesson N=11)"
+        if available:
+            try:
+                r = light_under_load(name, warmup_s, duration_s)
+            except launch.StartError as exc:
+                r = {"error": f"did not start: {exc.reason}"}
+            if "error" in r:
+                available, reason = False, r["error"]
+        if not available:
+            for label in labels.values():
+                lesson.skip(label, reason)
+            continue
+        for kind, label in labels.items():
+            if isinstance(r[kind], str):
+                lesson.skip(label, r[kind])
+            else:
+                light.setdefault(name, {})[kind] = lesson.measure(label, r[kind], "ms")
+
+    # -- what to notice, computed from the numbers above
+    lesson.notice(f"inside one asyncio loop the heartbeat was {late['asyncio']:.0f} ms late, about the "
+                  f"whole {BURN_S * 1000:.0f} ms burn: nothing can interrupt a task that does not await")
+    lesson.notice(f"in a thread the same burn delayed it {late['threads']:.1f} ms (to_thread: "
+                  f"{late['to_thread']:.1f} ms), {late['threads'] / switch_ms:.1f} switch intervals of "
+                  f"{switch_ms:g} ms: the GIL is taken away from the burning thread")
+    if "process" in late:
+        lesson.notice(f"in another process on the same CPU it was {late['process']:.1f} ms late: the "
+                      "kernel preempted the burner, no GIL in between")
+    for kind, what in (("probe", "zero-work probe"), ("echo", "light echo")):
+        ranked = sorted((n for n in light if kind in light[n]), key=lambda n: light[n][kind])
+        if ranked:
+            lesson.notice(f"{what}, fastest to slowest: "
+                          + ", ".join(f"{n} {light[n][kind]:,.1f} ms" for n in ranked))
+    loops = [n for n in light if "probe" in light[n] and switcher(n) == "event loop"]
+    others = [n for n in light if "probe" in light[n] and switcher(n) != "event loop"]
+    if loops and others:
+        best_loop = min(loops, key=lambda n: light[n]["probe"])
+        worst_other = max(others, key=lambda n: light[n]["probe"])
+        if light[best_loop]["probe"] > light[worst_other]["probe"]:
+            lesson.notice(f"the probe waited longer on every event loop (at best {best_loop}, "
+                          f"{light[best_loop]['probe']:,.1f} ms) than on any server the GIL or the "
+                          f"kernel preempts (at worst {worst_other}, {light[worst_other]['probe']:,.1f} ms)")
+        else:
+            lesson.notice(f"the probe on {best_loop} ({light[best_loop]['probe']:,.1f} ms) beat "
+                          f"{worst_other} ({light[worst_other]['probe']:,.1f} ms) this time")
+    echoes = [n for n in light if "echo" in light[n] and "probe" in light[n]]
+    if echoes:
+        ratio = statistics.median(light[n]["echo"] / light[n]["probe"] for n in echoes
+                                  if switcher(n) != "event loop") if others else None
+        if ratio:
+            lesson.notice(f"where the GIL or the kernel preempts, the light echo took {ratio:.1f}x its "
+                          f"probe (median): the light message's own {WORK_US // 1000} ms of work is "
+                          "shared out in slices with the heavy ones'")
+    return lesson.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
