@@ -807,8 +807,13 @@ def check_arguments(host: str, port: int, *, conns: int, size: int, duration: fl
 
 def run_load(host: str, port: int, *, conns: int, size: int, duration: float, warmup: float = 1.0,
              rate: float | None = None, workers: int | None = None, cpus: list[int] | None = None,
-             connect_timeout: float = 5.0, ramp_batch: int = 64) -> dict:
+             connect_timeout: float = 5.0, ramp_batch: int = 64,
+             on_window=None) -> dict:
     """Run the load against an echo server at host:port and return the summary dict.
+
+    ``on_window(window_start_ns, window_end_ns)``, if given, is called (in this thread) as soon as
+    the measured window is fixed, before it begins: the bench runner uses it to sample the server
+    exactly at the window's edges.
 
     `conns` connections of `size`-byte messages, `warmup` seconds not measured, then `duration`
     seconds measured. `rate` (total requests/s) switches to open loop. `workers` processes
@@ -872,6 +877,9 @@ def run_load(host: str, port: int, *, conns: int, size: int, duration: float, wa
             start_ns = _now_ns() + int(START_DELAY_S * 1e9)
             for _, pipe in procs:
                 _send_quietly(pipe, ("start", start_ns))
+            if on_window is not None:
+                window_start_ns = start_ns + int(warmup * 1e9)
+                on_window(window_start_ns, window_start_ns + int(duration * 1e9))
             deadline = time.monotonic() + START_DELAY_S + warmup + duration + WRAPUP_BUDGET_S
         else:
             for proc, pipe in procs:

@@ -213,9 +213,10 @@ def measure(entry: servers.Server, cell: Cell, repeat: int, profile: Profile,
         try:
             load = run_load(server.host, server.port, conns=cell.conns, size=cell.size_bytes,
                             duration=profile.measure_s, warmup=profile.warmup_s, rate=cell.rate,
-                            cpus=client_cpus, connect_timeout=10.0)
+                            cpus=client_cpus, connect_timeout=10.0,
+                            on_window=sampler.mark_window)
         finally:
-            samples = sampler.stop()
+            sampler.stop()
         crashed = server.proc.poll()
         code, elapsed = server.stop(signal.SIGTERM, timeout_s=CLEAN_EXIT_S + 3)
         record["stderr_tail"] = server.stderr_tail(2000) or None
@@ -227,7 +228,7 @@ def measure(entry: servers.Server, cell: Cell, repeat: int, profile: Profile,
         server.kill()
 
     _fill_load(record, load)
-    _fill_server(record, load, samples, idle, cell, server_cpus)
+    _fill_server(record, load, sampler.window(), idle, cell, server_cpus)
     record["exit"] = {"code": code if crashed is None else crashed, "elapsed_s": round(elapsed, 3),
                       "clean": crashed is None and code == 0 and elapsed <= CLEAN_EXIT_S}
     _judge(record, load, crashed)
@@ -242,15 +243,10 @@ def _fill_load(record: dict, load: dict) -> None:
             record[key] = load[key]
 
 
-def _fill_server(record, load, samples, idle, cell, server_cpus) -> None:
+def _fill_server(record, load, w: dict, idle, cell, server_cpus) -> None:
     requests = load.get("requests") or 0
-    start_ns, end_ns = load.get("window_start_ns"), load.get("window_end_ns")
-    if start_ns is None or end_ns is None:  # older generator: take the whole sampled span
-        start_ns = samples[0].t_ns if samples else 0
-        end_ns = samples[-1].t_ns if samples else 0
-    w = sample.window(samples, start_ns, end_ns)
     if not w:
-        record["reason"] = "server could not be sampled"
+        record["reason"] = "server could not be sampled at both edges of the window"
         return
     cores = len(server_cpus) if server_cpus else (os.cpu_count() or 1)
     record["server_cpu_s"] = round(w["cpu_s"], 4)
@@ -270,14 +266,22 @@ def _fill_server(record, load, samples, idle, cell, server_cpus) -> None:
     record["server_rss_bytes"] = w["rss_bytes"]
     record["server_uss_bytes"] = w["uss_bytes"]
     record["server_pss_bytes"] = w["pss_bytes"]
-    idle_mem = (idle.uss_bytes if idle and idle.uss_bytes is not None
-                else idle.rss_bytes if idle else None)
-    busy_mem = w["uss_bytes"] if w["uss_bytes"] is not None else w["rss_bytes"]
+    # Memory per connection from the tree's PSS: after fork, parent and child share pages, so
+    # each one's USS drops while the tree's PSS (shared pages split between sharers) adds up
+    # right. USS, then RSS, where the OS has no PSS.
+    idle_mem = busy_mem = None
+    for attr in ("pss_bytes", "uss_bytes", "rss_bytes"):
+        if idle is not None and getattr(idle, attr) is not None and w.get(attr) is not None:
+            idle_mem, busy_mem = getattr(idle, attr), w[attr]
+            record["server_mem_basis"] = attr.removesuffix("_bytes").upper()
+            break
     record["server_mem_idle_bytes"] = idle_mem
     established = load.get("conns_established") or cell.conns
+    # With a handful of connections, the growth is lost in the interpreter's own noise (a few
+    # hundred KiB either way): per-connection memory is reported from 10 connections up.
     record["server_mem_per_conn_bytes"] = (
         round((busy_mem - idle_mem) / established, 1)
-        if idle_mem is not None and busy_mem is not None and established else None)
+        if idle_mem is not None and busy_mem is not None and established >= 10 else None)
     client_util = load.get("client_cpu_util") or 0
     server_util = record["server_cpu_util"] or 0
     record["client_bound"] = bool(client_util >= CLIENT_SATURATED and server_util < client_util)

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 
 import psutil
 
-INTERVAL_S = 0.05
-MEMORY_EVERY = 4  # smaps_rollup is slower to read than stat: memory every 4th sample
+INTERVAL_S = 0.2  # light readings: peaks, and a server that grows out of bounds
 
 
 @dataclass
@@ -60,8 +59,9 @@ def _thread_switches(pid: int) -> tuple[int, int] | None:
     return vol, invol
 
 
-def sample_tree(root_pid: int, *, memory: bool) -> Sample | None:
-    """One reading of the tree rooted at ``root_pid``; None if the root is gone."""
+def sample_tree(root_pid: int, *, memory: bool, light: bool = False) -> Sample | None:
+    """One reading of the tree rooted at ``root_pid``; None if the root is gone.
+    ``light``: only process and thread counts and RSS (cheap: no per-thread files)."""
     try:
         root = psutil.Process(root_pid)
         procs = [root, *root.children(recursive=True)]
@@ -73,6 +73,14 @@ def sample_tree(root_pid: int, *, memory: bool) -> Sample | None:
     rss = uss = pss = 0
     have_uss = have_pss = memory
     for i, proc in enumerate(procs):
+        if light:
+            try:
+                with proc.oneshot():
+                    threads += proc.num_threads()
+                    rss += proc.memory_info().rss
+            except psutil.Error:
+                pass
+            continue
         try:
             with proc.oneshot():
                 times = proc.cpu_times()
@@ -106,70 +114,101 @@ def sample_tree(root_pid: int, *, memory: bool) -> Sample | None:
                         have_uss = have_pss = False
         except psutil.Error:  # a child exited while we read it
             continue
+    if light:
+        return Sample(t_ns, 0.0, 0, 0, len(procs), threads, 0, rss)
     return Sample(t_ns, cpu, vol, invol, len(procs), threads, fds,
                   rss if memory else None, uss if have_uss else None, pss if have_pss else None)
 
 
 class TreeSampler:
-    """Samples a process tree in a background thread until ``stop()``."""
+    """Samples a process tree from a background thread until ``stop()``.
+
+    Two kinds of reading. Light ones (process count, threads, RSS) every ``interval_s``, for the
+    peaks and so that the runner can watch a server that grows. Full ones (CPU, every thread's
+    context switches, fds, USS/PSS) exactly twice, at the edges of the measured window once
+    ``mark_window`` has told the sampler where it is: a full reading of a server with 10,000
+    threads or processes reads 10,000 files, too slow to repeat every few milliseconds.
+    """
 
     def __init__(self, root_pid: int, interval_s: float = INTERVAL_S):
         self.root_pid = root_pid
         self.interval_s = interval_s
-        self.samples: list[Sample] = []
+        self.samples: list[Sample] = []  # light readings, for peaks
+        self.first: Sample | None = None  # full reading at the window's start
+        self.last: Sample | None = None  # full reading just before the window's end
+        self._window: tuple[int, int] | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
 
     def start(self) -> TreeSampler:
         self._thread.start()
         return self
 
+    def mark_window(self, start_ns: int, end_ns: int) -> None:
+        self._window = (start_ns, end_ns)
+        self._wake.set()
+
     def stop(self) -> list[Sample]:
         self._stop.set()
-        self._thread.join(5)
+        self._wake.set()
+        self._thread.join(10)
         return self.samples
 
+    def _next_mark_ns(self) -> int | None:
+        if not self._window or self.last is not None:
+            return None
+        start_ns, end_ns = self._window
+        # the closing reading starts a little before the end, while every connection is open
+        lead_ns = min(100_000_000, (end_ns - start_ns) // 10)
+        return start_ns if self.first is None else end_ns - lead_ns
+
     def _run(self) -> None:
-        n = 0
         while not self._stop.is_set():
-            s = sample_tree(self.root_pid, memory=(n % MEMORY_EVERY == 0))
-            if s is None:
+            mark = self._next_mark_ns()
+            if mark is not None and time.monotonic_ns() >= mark:
+                full = self._full()
+                if full is None:
+                    return
+                if self.first is None:
+                    self.first = full
+                else:
+                    self.last = full
+                continue
+            light = sample_tree(self.root_pid, memory=False, light=True)
+            if light is None:
                 return
+            self.samples.append(light)
+            wait_s = self.interval_s
+            if mark is not None:
+                wait_s = max(0.0, min(wait_s, (mark - time.monotonic_ns()) / 1e9))
+            self._wake.wait(wait_s)
+            self._wake.clear()
+
+    def _full(self) -> Sample | None:
+        """A full reading, timed at its middle (reading 10,000 tasks takes a while)."""
+        t0 = time.monotonic_ns()
+        s = sample_tree(self.root_pid, memory=True)
+        if s is not None:
+            s.t_ns = (t0 + time.monotonic_ns()) // 2
             self.samples.append(s)
-            n += 1
-            self._stop.wait(self.interval_s)
+        return s
 
-
-def nearest(samples: list[Sample], t_ns: int) -> Sample | None:
-    return min(samples, key=lambda s: abs(s.t_ns - t_ns)) if samples else None
-
-
-def window(samples: list[Sample], start_ns: int, end_ns: int) -> dict:
-    """Differences between the samples nearest the window's ends, and the peaks inside it."""
-    # The last sample before the window ends, not the nearest: once the generator closes its
-    # connections, a thread-per-connection server's threads exit and take their counters along.
-    inside = [s for s in samples if start_ns <= s.t_ns <= end_ns]
-    first = inside[0] if inside else nearest(samples, start_ns)
-    last = inside[-1] if len(inside) > 1 else nearest(samples, end_ns)
-    if first is None or last is None or last.t_ns <= first.t_ns:
-        return {}
-    inside = inside or [first, last]
-    with_mem = [s for s in inside if s.rss_bytes is not None] or \
-        [s for s in samples if s.rss_bytes is not None]
-
-    def peak(attr):
-        values = [getattr(s, attr) for s in with_mem if getattr(s, attr) is not None]
-        return max(values) if values else None
-
-    return {
-        "span_s": (last.t_ns - first.t_ns) / 1e9,
-        "cpu_s": last.cpu_s - first.cpu_s,
-        "ctx_voluntary": last.ctx_voluntary - first.ctx_voluntary,
-        "ctx_involuntary": last.ctx_involuntary - first.ctx_involuntary,
-        "processes": max(s.processes for s in inside),
-        "threads": max(s.threads for s in inside),
-        "fds": max(s.fds for s in inside),
-        "rss_bytes": peak("rss_bytes"),
-        "uss_bytes": peak("uss_bytes"),
-        "pss_bytes": peak("pss_bytes"),
-    }
+    def window(self) -> dict:
+        """Differences between the two full readings, and the peaks between them."""
+        first, last = self.first, self.last
+        if first is None or last is None or last.t_ns <= first.t_ns:
+            return {}
+        inside = [s for s in self.samples if first.t_ns <= s.t_ns <= last.t_ns]
+        return {
+            "span_s": (last.t_ns - first.t_ns) / 1e9,
+            "cpu_s": last.cpu_s - first.cpu_s,
+            "ctx_voluntary": last.ctx_voluntary - first.ctx_voluntary,
+            "ctx_involuntary": last.ctx_involuntary - first.ctx_involuntary,
+            "processes": max(s.processes for s in inside),
+            "threads": max(s.threads for s in inside),
+            "fds": last.fds,
+            "rss_bytes": max(s.rss_bytes for s in inside if s.rss_bytes is not None),
+            "uss_bytes": last.uss_bytes,
+            "pss_bytes": last.pss_bytes,
+        }
