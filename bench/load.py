@@ -33,7 +33,9 @@ How a run goes
 --------------
 1. The parent starts the worker processes (multiprocessing, "spawn" context) and gives each its
    share of the connections. Workers open them in batches (`--ramp-batch` in total per batch, with
-   a short pause), so the server's listen queue does not overflow, then report "ready".
+   a short pause), so the server's listen queue does not overflow, then report "ready". Every
+   connection is a file descriptor: each worker raises its own RLIMIT_NOFILE to the hard limit
+   first, and the command line refuses, saying how to raise it, when even that is too low.
 2. The parent picks a common start time; every worker warms up for `--warmup` seconds, then
    measures for `--duration` seconds. Only round trips that COMPLETE inside the measured window
    are counted.
@@ -45,9 +47,18 @@ it happens), and nothing is retried: a connection that fails is closed and stays
   because the connect phase ran out of its time budget.
 - `reset`: ECONNRESET, EPIPE or an unexpected EOF from the server.
 - `mismatch`: an echoed byte differs from the byte sent at that position, or an extra byte came.
-- `timeout`: at the end of the window, a request still unanswered and older than `STALL_TIMEOUT_S`
-  (1 s; measured from the intended send time in open loop, so queued messages count too). Younger
-  unanswered requests are simply cut off by the end of the window: neither a latency nor an error.
+- `unserved`: a connection still open at the end that got no echo at all, from the start of the
+  warm-up to the end of the window: the server accepted it (or the kernel did, into the listen
+  queue) but never served it. Counted once per connection, never also as a timeout.
+- `timeout`: at the end of the window, a request of a served connection still unanswered and older
+  than the stall limit (measured from the intended send time in open loop, so queued messages
+  count too). Younger unanswered requests are simply cut off by the end of the window: neither a
+  latency nor an error. The stall limit is `STALL_TIMEOUT_S` (1 s), except in closed loop with
+  many connections, where Little's law sets a floor: N connections served at X round trips/s
+  wait N / X seconds per round trip on average even when served in perfect turn (10,000
+  connections at 20,000/s: 0.5 s), so a request is a timeout only once it has waited
+  `STALL_FAIR_SHARES` times that long. A server that serves some connections and starves others
+  shows up as `unserved` (or as timeouts, when it starves them only part of the time).
 
 Every phase is bounded in time, so `run_load` returns within about spawn (<= 15 s) + connect phase
 (<= connect_timeout + 0.12 s per ramp batch) + warmup + duration + 5 s even when the server hangs;
@@ -83,6 +94,7 @@ from bench import hist
 # -- Tunables, each with the reason for its value --------------------------------------------------
 
 STALL_TIMEOUT_S = 1.0  # an unanswered request older than this at the end of the window is a timeout
+STALL_FAIR_SHARES = 10  # ...or, in closed loop, older than this many times connections / throughput
 RAMP_PAUSE_S = 0.02  # pause between connect batches, so the server can drain its accept queue
 CONNECT_BUDGET_PER_BATCH_S = 0.1  # the connect phase may take connect_timeout + this per batch
 SPAWN_BUDGET_S = 15.0  # to start a worker and import uvloop; generous, for slow CI machines
@@ -97,10 +109,11 @@ MESSAGE_COPY_LIMIT_BYTES = 256 << 10  # larger messages are memoryviews into the
 MIN_TICK_NS = 100_000  # open loop: ticks of the send timer are at least 0.1 ms apart
 MAX_RATE_PER_S = 10_000_000  # far above what Python can send; keeps the schedule's interval >= 1 ns
 CPU_HOT_FRACTION = 0.9  # utilisation above which the human output warns that the client was busy
+FD_HEADROOM = 64  # open files a worker needs besides its connections: pipes, the loop, imports
 
 _now_ns = time.monotonic_ns  # CLOCK_MONOTONIC: one clock for all processes of the machine, in ns
 
-ERROR_KINDS = ("connect", "reset", "mismatch", "timeout")
+ERROR_KINDS = ("connect", "reset", "mismatch", "unserved", "timeout")
 
 
 def _loop_implementation() -> str:
@@ -251,16 +264,17 @@ class _Connection(asyncio.Protocol):
 class ClosedLoopConnection(_Connection):
     """One message in flight; the next one goes out the moment the echo of the last one is in."""
 
-    __slots__ = ("sent_at_ns",)
+    __slots__ = ("sent_at_ns", "first_sent_ns")
 
     def __init__(self, worker: _Worker, first_message_index: int) -> None:
         super().__init__(worker, first_message_index)
         self.sent_at_ns = 0
+        self.first_sent_ns = 0  # when start() sent the first message; the first echo moves on
 
     def start(self, window_start_ns: int, window_end_ns: int) -> None:
         self.window_start_ns, self.window_end_ns = window_start_ns, window_end_ns
         if not (self.closed or self.closing):
-            self.sent_at_ns = _now_ns()
+            self.sent_at_ns = self.first_sent_ns = _now_ns()
             self.send_next_message()
 
     def data_received(self, data: bytes) -> None:
@@ -282,11 +296,15 @@ class ClosedLoopConnection(_Connection):
         self.expected = message = self.messages[index]
         self.write(message)
 
-    def unanswered_at(self, end_ns: int) -> int:
-        """Requests without an answer older than STALL_TIMEOUT_S at end_ns (0 or 1 here)."""
+    def served(self) -> bool:
+        """At least one echo came back (each echo restarts the clock: sent_at_ns moves on)."""
+        return self.sent_at_ns != self.first_sent_ns
+
+    def unanswered_at(self, end_ns: int, stall_ns: int) -> int:
+        """Requests without an answer older than `stall_ns` at end_ns (0 or 1 here)."""
         if self.closing or self.closed:
             return 0  # closed after an error, which was counted as such
-        return int(self.in_flight and end_ns - self.sent_at_ns >= STALL_TIMEOUT_S * 1e9)
+        return int(self.in_flight and end_ns - self.sent_at_ns >= stall_ns)
 
 
 class OpenLoopConnection(_Connection):
@@ -355,17 +373,31 @@ class OpenLoopConnection(_Connection):
         else:
             self.expected = None  # nothing in flight: any byte that arrives now is a mismatch
 
-    def unanswered_at(self, end_ns: int) -> int:
-        """In-flight plus queued messages whose intended time is older than STALL_TIMEOUT_S."""
+    def served(self) -> bool:
+        """At least one echo came back."""
+        return self.sent - (1 if self.in_flight else 0) > 0
+
+    def unanswered_at(self, end_ns: int, stall_ns: int) -> int:
+        """In-flight plus queued messages whose intended time is older than `stall_ns`."""
         if self.closing or self.closed:
             return 0  # closed after an error, which was counted as such
         answered = self.sent - (1 if self.in_flight else 0)
-        cutoff_ns = end_ns - int(STALL_TIMEOUT_S * 1e9)
+        cutoff_ns = end_ns - stall_ns
         if cutoff_ns < self.first_send_ns:
             return 0
         # messages 0..last_stale were intended at or before the cutoff
         last_stale = (cutoff_ns - self.first_send_ns) // self.interval_ns
         return max(0, min(self.due, last_stale + 1) - answered)
+
+
+def stall_limit_s(open_conns: int, completed: int, window_s: float, rate: float | None) -> float:
+    """How long a request may wait before it counts as a timeout (see the module docstring):
+    STALL_TIMEOUT_S, or in closed loop STALL_FAIR_SHARES x the wait of perfect turn-taking, which
+    is connections / throughput (Little's law), whichever is longer."""
+    if rate is not None or window_s <= 0 or not completed or not open_conns:
+        return STALL_TIMEOUT_S
+    fair_wait_s = open_conns / (completed / window_s)
+    return max(STALL_TIMEOUT_S, STALL_FAIR_SHARES * fair_wait_s)
 
 
 def open_loop_schedule(global_index: int, total_conns: int, rate_per_s: float,
@@ -534,6 +566,7 @@ class _Worker:
         self.cpu_at_window_start_s: tuple | None = None  # (user, system), when the window opens
         self.cpu_in_window_s = (0.0, 0.0)  # (user, system) spent inside the window
         self.conns_open_at_end = 0
+        self.stall_limit_s = STALL_TIMEOUT_S  # set at the end of the window
         self.flusher = None  # the timer that keeps the latency dicts small
         self.parent_message: asyncio.Future = self.loop.create_future()
         self.loop.add_reader(pipe.fileno(), self._on_pipe_readable)
@@ -651,13 +684,26 @@ class _Worker:
         if ticker is not None:
             ticker.cancel()
         self.flusher.cancel()
-        self.conns_open_at_end = sum(1 for c in self.conns if not (c.closed or c.closing))
+        still_open = [c for c in self.conns if not (c.closed or c.closing)]
+        self.conns_open_at_end = len(still_open)
+        self.stall_limit_s = stall_limit_s(len(still_open), self.latency.total_count(),
+                                           (end_ns - window_start_ns) / 1e9, self.config["rate"])
+        stall_ns = int(self.stall_limit_s * 1e9)
+        for conn in still_open:
+            if not conn.served():
+                self.errors["unserved"] += 1
+            else:
+                self.errors["timeout"] += conn.unanswered_at(end_ns, stall_ns)
         for conn in self.conns:
-            self.errors["timeout"] += conn.unanswered_at(end_ns)
             conn.close()
+        if self.errors["unserved"] and "unserved" not in self.error_examples:
+            self.error_examples["unserved"] = (
+                f"connected, but no echo at all in {max(0, end_ns - start_ns) / 1e9:.1f} s "
+                "(warm-up and window)")
         if self.errors["timeout"] and "timeout" not in self.error_examples:
             self.error_examples["timeout"] = (
-                f"no echo within {STALL_TIMEOUT_S:.0f} s of the (intended) send time by the end")
+                f"no echo within {self.stall_limit_s:.1f} s of the (intended) send time by the end")
+
 
     def _window_starts(self) -> None:
         self.cpu_at_window_start_s = _cpu_times_s()
@@ -676,6 +722,7 @@ class _Worker:
             "worker_index": self.config["worker_index"],
             "conns_established": len(self.conns),
             "conns_open_at_end": self.conns_open_at_end,
+            "stall_limit_s": self.stall_limit_s,
             "hist": self.latency.encoded(),
             "latency_out_of_range": self.latency.out_of_range,
             "send_lag_hist": self.send_lag.encoded() if self.config["rate"] is not None else None,
@@ -698,19 +745,45 @@ def _cpu_times_s() -> tuple[float, float]:
     return usage.ru_utime, usage.ru_stime
 
 
+def fd_hard_limit() -> int | None:
+    """The hard limit on open files (RLIMIT_NOFILE) a worker can raise itself to; None: no limit
+    (or not a Unix)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return None if hard == resource.RLIM_INFINITY else hard
+
+
+def fd_shortfall(conns: int, workers: int = 1) -> str | None:
+    """Why `conns` connections over `workers` processes cannot all be opened here, or None.
+
+    Each worker raises its soft RLIMIT_NOFILE to the hard limit (1024 is a common soft default,
+    far too few for 10,000 connections); only an administrator can raise the hard limit.
+    """
+    hard = fd_hard_limit()
+    wanted = math.ceil(conns / max(1, workers)) + FD_HEADROOM
+    if hard is None or wanted <= hard:
+        return None
+    return (f"{conns:,} connections need about {wanted:,} open files per load-generator process, "
+            f"but the hard limit (ulimit -Hn) is {hard:,}: raise it, e.g. `ulimit -n "
+            f"{max(wanted, 20000)}` as root or in /etc/security/limits.conf, then run again")
+
+
 def _raise_fd_limit(wanted: int) -> str | None:
-    """Raise the soft limit on open files up to the hard limit: 1024 is a common default."""
+    """Raise the soft limit on open files to the hard limit: 1024 is a common default."""
     try:
         import resource
     except ImportError:
         return None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
     if soft != resource.RLIM_INFINITY and soft < wanted:
-        new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
-        if new_soft < wanted:
-            return (f"a worker may open only {new_soft} files (ulimit -Hn) but needs {wanted}: "
-                    "some connections will fail; raise the hard limit or use more --workers")
+        return (f"a worker may open only {soft} files (ulimit -Hn) but needs {wanted}: "
+                "some connections will fail; raise the hard limit or use more --workers")
     return None
 
 
@@ -718,7 +791,7 @@ async def _worker_async(config: dict, pipe) -> None:
     worker = _Worker(config, pipe)
     if config["loop_warning"]:
         worker.warnings.append(config["loop_warning"])
-    if (note := _raise_fd_limit(len(config["conn_indices"]) + 64)) is not None:
+    if (note := _raise_fd_limit(len(config["conn_indices"]) + FD_HEADROOM)) is not None:
         worker.warnings.append(note)
     await worker.connect_all()
     pipe.send(("ready", {"conns_established": len(worker.conns)}))
@@ -763,6 +836,13 @@ def available_cpus() -> list[int]:
     if hasattr(os, "sched_getaffinity"):
         return sorted(os.sched_getaffinity(0))
     return list(range(os.cpu_count() or 1))
+
+
+def worker_count(conns: int, workers: int | None = None, cpus: list[int] | None = None) -> int:
+    """How many worker processes run_load starts: `workers`, or one per CPU of `cpus` (or of this
+    process's affinity mask), and never more than there are connections."""
+    pin = cpus is not None and hasattr(os, "sched_setaffinity")
+    return min(workers or len(set(cpus) if pin else available_cpus()), conns)
 
 
 def _check_positive(name: str, value, *, integer: bool, zero_ok: bool = False) -> None:
@@ -837,7 +917,7 @@ def run_load(host: str, port: int, *, conns: int, size: int, duration: float, wa
     if cpus is not None and not pin:
         result_warnings.append("--cpus ignored: pinning (sched_setaffinity) is Linux-only")
     cpu_pool = sorted(set(cpus)) if pin else available_cpus()
-    n_workers = min(workers or len(cpu_pool), conns)
+    n_workers = worker_count(conns, workers, cpus)
 
     # Connections go to workers round-robin, so each worker's share of an open-loop schedule is
     # itself evenly spread over time.
@@ -980,6 +1060,9 @@ def _summarize(results: list[dict], *, host, port, conns, size, rate, duration, 
         "conns": conns,
         "conns_established": sum(r["conns_established"] for r in results),
         "conns_open_at_end": sum(r["conns_open_at_end"] for r in results),
+        # how long a request could wait before it counted as a timeout (see the module docstring)
+        "stall_limit_s": round(max((r.get("stall_limit_s", STALL_TIMEOUT_S) for r in results),
+                                   default=STALL_TIMEOUT_S), 3),
         "size_bytes": size,
         "warmup_s": warmup,
         "duration_s": duration,
@@ -1161,6 +1244,11 @@ def main(argv: list[str] | None = None) -> int:
         # check_arguments names the keyword argument first; name the command-line option instead
         name, _, rest = str(exc).partition(" ")
         parser.error(f"--{name.replace('_', '-')} {rest}" if name in options else str(exc))
+    shortfall = fd_shortfall(args.conns, worker_count(args.conns, args.workers, args.cpus))
+    if shortfall is not None:
+        print(f"too few file descriptors: {shortfall} (or spread the connections over more "
+              "--workers)", file=sys.stderr)
+        return 2
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # the output lists the warnings

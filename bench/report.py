@@ -17,6 +17,12 @@ RUN_DIR/report.md and RUN_DIR/charts/*.png beside them:
 - cpu.png           server CPU microseconds and context switches per request, one bar per server
 - memory.png        server memory per connection, one bar per server
 
+and, in report.md, the C10K table when the run's largest closed-loop cell has 1,000 connections or
+more (10,000 in the full profile): per server, whether it held every connection, its req/s and
+p99, memory per connection, CPU per request, processes/threads/fds, and why not if it did not.
+Open-loop cells at a share of each server's peak (the full profile's) are one cell per share:
+each server's line in the latency-vs-load chart sits at the rates it was offered.
+
 How repeats are folded into one figure per (server, cell):
 - numbers: the median over the repeats that measured something (status ok or degraded), with the
   min and max as the spread (error bars in charts, "median (min-max)" in tables);
@@ -119,26 +125,43 @@ class ReportError(Exception):
 
 @dataclass(frozen=True, order=True)
 class Cell:
-    """One load setting: closed loop (rate None) or open loop at `rate` requests per second."""
+    """One load setting: closed loop (rate None), open loop at `rate` requests per second, or open
+    loop at `fraction` of each server's own closed-loop peak (each server at its own rate, which
+    its lines record; the cell is the fraction)."""
 
     is_open: bool
     size_bytes: int
     conns: int
+    by_share: bool = False  # open loop at a share of each server's peak
     rate: float | None = field(default=None, compare=False)
-    rate_key: float = 0.0  # rate, for sorting
+    rate_key: float = 0.0  # rate, or the share of the peak: for sorting and telling cells apart
+    fraction: float | None = field(default=None, compare=False)
 
     @classmethod
-    def of(cls, conns: int, size_bytes: int, rate: float | None) -> Cell:
-        return cls(rate is not None, int(size_bytes), int(conns), rate, float(rate or 0.0))
+    def of(cls, conns: int, size_bytes: int, rate: float | None,
+           fraction: float | None = None) -> Cell:
+        if fraction is not None:
+            return cls(True, int(size_bytes), int(conns), True, None, float(fraction), fraction)
+        return cls(rate is not None, int(size_bytes), int(conns), False, rate, float(rate or 0.0))
+
+    @classmethod
+    def of_line(cls, line: dict) -> Cell:
+        return cls.of(line["conns"], line["size_bytes"], line.get("rate"),
+                      line.get("rate_fraction_of_peak"))
 
     def label(self) -> str:
-        """'128 conns × 1 KiB', or '16 conns × 1 KiB at 20,000 req/s' for open loop."""
+        """'128 conns × 1 KiB', or '16 conns × 1 KiB at 20,000 req/s' for open loop, or
+        '100 conns × 1 KiB at 50 % of peak'."""
         text = f"{self.conns:,} conn{'s' if self.conns != 1 else ''} × {fmt_size(self.size_bytes)}"
+        if self.fraction is not None:
+            return f"{text} at {fmt_share(self.fraction)} of peak"
         return text if self.rate is None else f"{text} at {fmt_rps(self.rate)} req/s"
 
     def column_label(self) -> str:
         """Two short lines for the status matrix."""
         top = f"{self.conns:,} × {fmt_size(self.size_bytes)}"
+        if self.fraction is not None:
+            return f"{top}\n@ {fmt_share(self.fraction)} of peak"
         return top if self.rate is None else f"{top}\n@ {fmt_short(self.rate)}/s"
 
 
@@ -196,7 +219,9 @@ def _bytes_per_s(line: dict) -> float | None:
 
 def _mem_per_conn(line: dict) -> float | None:
     value = _field(line, "server_mem_per_conn_bytes")
-    if value is None:  # older runs: work it out from the tree's USS (or RSS) and its idle size
+    # Older runs lack the field: work it out from the tree's USS (or RSS) and its idle size. A
+    # null field is the runner saying "too few connections to tell", not a gap to fill.
+    if value is None and "server_mem_per_conn_bytes" not in line:
         used = _field(line, "server_uss_bytes") or _field(line, "server_rss_bytes")
         idle = _field(line, "server_mem_idle_bytes")
         if used is not None and idle is not None and line.get("conns"):
@@ -392,15 +417,15 @@ def _assemble(run_dir: Path, meta: dict, lines: list[dict]) -> Run:
 
     ordered = sorted(names, key=lambda n: (family_rank(n), names.index(n)))
 
-    cells = {Cell.of(line["conns"], line["size_bytes"], line.get("rate")) for line in lines}
+    cells = {Cell.of_line(line) for line in lines}
     for spec in meta.get("cells") or []:
         if isinstance(spec, dict) and "conns" in spec and "size_bytes" in spec:
-            cells.add(Cell.of(spec["conns"], spec["size_bytes"], spec.get("rate")))
+            cells.add(Cell.of_line(spec))
     cells_sorted = sorted(cells)
 
     grouped: dict[tuple[str, Cell], list[dict]] = {}
     for line in lines:
-        cell = Cell.of(line["conns"], line["size_bytes"], line.get("rate"))
+        cell = Cell.of_line(line)
         grouped.setdefault((line["server"], cell), []).append(line)
     # A server skipped as a whole (unavailable here) gets a skipped outcome in every cell, so the
     # status matrix shows it; the runner may or may not have written lines for it.
@@ -452,6 +477,11 @@ def fmt_bytes(value: float) -> str:
         if abs(value) >= scale:
             return f"{_sig(value / scale):g} {unit}"
     return f"{_sig(value):g} B"
+
+
+def fmt_share(fraction: float) -> str:
+    """0.5 -> '50 %' (a share of a server's peak)."""
+    return f"{fraction * 100:.0f} %"
 
 
 def fmt_size(size_bytes: int) -> str:
@@ -512,7 +542,9 @@ def focus_cell(run: Run, wanted: tuple[int, int] | None = None) -> Cell | None:
     """The cell the spectrum and the bar charts show.
 
     The one asked for, else: at the primary size, the closed-loop cell where the most servers
-    measured something, the one with most connections among those (where models differ most).
+    measured cleanly (status ok), then where the most measured something, the one with most
+    connections among those (where models differ most). At 10,000 connections several models
+    break; the C10K table shows that cell.
     """
     closed = run.closed_cells()
     if wanted is not None:
@@ -530,7 +562,10 @@ def focus_cell(run: Run, wanted: tuple[int, int] | None = None) -> Cell | None:
     def measured(cell: Cell) -> int:
         return sum(1 for s in run.servers if (o := run.outcome(s, cell)) and o.measured)
 
-    best = max(candidates, key=lambda c: (measured(c), c.conns))
+    def clean(cell: Cell) -> int:
+        return sum(1 for s in run.servers if (o := run.outcome(s, cell)) and o.status == "ok")
+
+    best = max(candidates, key=lambda c: (clean(c), measured(c), c.conns))
     return best if measured(best) else None
 
 
@@ -607,6 +642,10 @@ KEY_CLIENT_BOUND = (Line2D([], [], color="#444444", marker="o", markerfacecolor=
                     "hollow marker: client-bound\n(the load generator saturated;\nthe server may do more)")
 KEY_FAILED = (Line2D([], [], color="#444444", marker="x", linestyle="none", markersize=8,
                      markeredgewidth=2), "× on the x axis: failed\n(see the status matrix)")
+DEGRADED_RING = "#cc3311"
+KEY_DEGRADED = (Line2D([], [], marker="o", markersize=13, linestyle="none", markerfacecolor="none",
+                       markeredgecolor=DEGRADED_RING, markeredgewidth=1.6),
+                "ringed: degraded (some clients\nrefused, reset or unserved:\nsee the status matrix)")
 
 
 def _log_ticks(ax, values: Iterable[float], formatter: Callable[[float], str], axis: str = "x"):
@@ -632,8 +671,9 @@ def _log_axis(axis, formatter: Callable = _plain_log_formatter, base: float = 10
 
 
 def _series(ax, run: Run, server: str, points: list[tuple[float, Spread, bool]], *,
-            dodge: float = 1.0) -> None:
-    """A server's line: medians joined, min-max error bars, hollow markers where client-bound."""
+            dodge: float = 1.0, degraded: Iterable[float] = ()) -> None:
+    """A server's line: medians joined, min-max error bars, hollow markers where client-bound,
+    a ring around the points at `degraded` x values (measured, but with errors)."""
     if not points:
         return
     colour, marker, linestyle = run.style(server)
@@ -645,9 +685,13 @@ def _series(ax, run: Run, server: str, points: list[tuple[float, Spread, bool]],
     ax.plot(xs, med, color=colour, linestyle=linestyle, linewidth=2, zorder=2)
     ax.errorbar(xs, med, yerr=[med - low, high - med], fmt="none", ecolor=colour, elinewidth=1.2,
                 capsize=3, alpha=0.8, zorder=2)
-    for x, y, (_, _, client_bound) in zip(xs, med, points, strict=True):
+    degraded = set(degraded)
+    for x, y, (x0, _, client_bound) in zip(xs, med, points, strict=True):
         ax.plot([x], [y], marker=marker, color=colour, markersize=8, linestyle="none", zorder=3,
                 markerfacecolor="white" if client_bound else colour, markeredgewidth=1.8)
+        if x0 in degraded:
+            ax.plot([x], [y], marker="o", markersize=15, linestyle="none", zorder=3,
+                    markerfacecolor="none", markeredgecolor=DEGRADED_RING, markeredgewidth=1.6)
 
 
 def _failed_marks(ax, run: Run, server: str, xs: Iterable[float], dodge: float = 1.0) -> bool:
@@ -731,7 +775,8 @@ def chart_status(run: Run, charts_dir: Path) -> Chart:
     ax.grid(False)
     for side in ax.spines.values():
         side.set_visible(False)
-    ax.set_xlabel("cell: connections × message size (open loop: @ offered req/s); "
+    ax.set_xlabel("cell: connections × message size (open loop: @ offered req/s, or @ a share of "
+                  "each server's own peak); "
                   "text: status" + ("" if compact else " and median req/s"), fontsize=10)
     handles = [Patch(facecolor=STATUS_COLOURS[s], label=s) for s in STATUSES]
     handles.append(Patch(facecolor="white", edgecolor="#777777", hatch="///",
@@ -801,9 +846,9 @@ def chart_throughput(run: Run, charts_dir: Path, size: int, primary: bool) -> Ch
     fig, (ax,) = _figure(run, f"Throughput vs connections · {fmt_size(size)} messages, closed loop")
     ax.set_title(f"median of {repeats} repeat{'s' if repeats != 1 else ''}; bars span min–max",
                  fontsize=10, color="#444444")
-    any_failed = any_client_bound = False
+    any_failed = any_client_bound = any_degraded = False
     for server, dodge in zip(servers, _dodges(len(servers)), strict=True):
-        points, failed = [], []
+        points, failed, degraded = [], [], []
         for cell in cells:
             outcome = run.outcome(server, cell)
             if outcome is None:
@@ -811,10 +856,13 @@ def chart_throughput(run: Run, charts_dir: Path, size: int, primary: bool) -> Ch
             if outcome.measured:
                 points.append((cell.conns, outcome.rps, outcome.client_bound))
                 any_client_bound |= outcome.client_bound
+                if outcome.status == "degraded":
+                    degraded.append(cell.conns)
             elif outcome.status == "failed":
                 failed.append(cell.conns)
-        _series(ax, run, server, points, dodge=dodge)
+        _series(ax, run, server, points, dodge=dodge, degraded=degraded)
         any_failed |= _failed_marks(ax, run, server, failed, dodge)
+        any_degraded |= bool(degraded)
     ax.set_xscale("log")
     _log_ticks(ax, conns_values, lambda v: f"{v:,.0f}")
     ax.set_xlim(min(conns_values) / 1.5, max(conns_values) * 1.5)
@@ -822,7 +870,8 @@ def chart_throughput(run: Run, charts_dir: Path, size: int, primary: bool) -> Ch
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}"))
     ax.set_xlabel("concurrent connections (log scale)")
     ax.set_ylabel("throughput (requests per second)")
-    keys = ([KEY_CLIENT_BOUND] if any_client_bound else []) + ([KEY_FAILED] if any_failed else [])
+    keys = ([KEY_CLIENT_BOUND] if any_client_bound else []) + ([KEY_FAILED] if any_failed else []) \
+        + ([KEY_DEGRADED] if any_degraded else [])
     _server_legend(fig, run, servers, keys=keys)
     path = _save(fig, charts_dir / name)
     return Chart("throughput", heading, path, _throughput_notes(run, size))
@@ -888,11 +937,11 @@ def chart_latency(run: Run, charts_dir: Path, size: int, primary: bool) -> Chart
     conns_values = sorted({*conns_values, *failed_too})
     fig, axes = _figure(run, f"Latency vs connections · {fmt_size(size)} messages, closed loop",
                         ncols=2, sharey=True)
-    any_failed = any_client_bound = False
+    any_failed = any_client_bound = any_degraded = False
     for ax, key, label in zip(axes, ("p50", "p99"), ("median (p50)", "99th percentile (p99)"),
                               strict=True):
         for server, dodge in zip(servers, _dodges(len(servers)), strict=True):
-            points, failed = [], []
+            points, failed, degraded = [], [], []
             for cell in cells:
                 outcome = run.outcome(server, cell)
                 if outcome is None:
@@ -901,10 +950,13 @@ def chart_latency(run: Run, charts_dir: Path, size: int, primary: bool) -> Chart
                 if value:
                     points.append((cell.conns, value, outcome.client_bound))
                     any_client_bound |= outcome.client_bound
+                    if outcome.status == "degraded":
+                        degraded.append(cell.conns)
                 elif outcome.status == "failed":
                     failed.append(cell.conns)
-            _series(ax, run, server, points, dodge=dodge)
+            _series(ax, run, server, points, dodge=dodge, degraded=degraded)
             any_failed |= _failed_marks(ax, run, server, failed, dodge)
+            any_degraded |= bool(degraded)
         ax.set_title(f"{label}, median of repeats (bars: min–max)", fontsize=11)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -914,7 +966,8 @@ def chart_latency(run: Run, charts_dir: Path, size: int, primary: bool) -> Chart
         ax.set_xlabel("concurrent connections (log scale)")
     axes[1].tick_params(labelleft=True)
     axes[0].set_ylabel("round-trip latency (ms, log scale)")
-    keys = ([KEY_CLIENT_BOUND] if any_client_bound else []) + ([KEY_FAILED] if any_failed else [])
+    keys = ([KEY_CLIENT_BOUND] if any_client_bound else []) + ([KEY_FAILED] if any_failed else []) \
+        + ([KEY_DEGRADED] if any_degraded else [])
     _server_legend(fig, run, servers, keys=keys)
     path = _save(fig, charts_dir / name)
     return Chart("latency", heading, path, _latency_notes(run, size))
@@ -1130,6 +1183,13 @@ def chart_spectrum(run: Run, charts_dir: Path, cell: Cell | None, *, asked: bool
     return Chart("spectrum", heading, path, notes)
 
 
+def _offered(o: Outcome) -> Spread:
+    """The load an open-loop outcome offered: what the generator scheduled in the window, else the
+    rate its lines asked for (a share of the peak differs per server and repeat)."""
+    return (o.stat("offered_rps") or o.stat("rate")
+            or Spread(o.cell.rate or 0.0, o.cell.rate or 0.0, o.cell.rate or 0.0, 1))
+
+
 def chart_openloop(run: Run, charts_dir: Path) -> Chart:
     heading = "Latency vs offered load (open loop)"
     series: dict[tuple[str, int, int], list[Outcome]] = {}
@@ -1142,7 +1202,7 @@ def chart_openloop(run: Run, charts_dir: Path) -> Chart:
                      f"{run.meta.get('profile', 'unknown')}), so there is no latency-vs-load "
                      f"curve; `make bench-full` measures them.")
     drawable = {k: sorted((o for o in v if o.measured and o.stat("latency_us.p99")),
-                          key=lambda o: o.cell.rate_key)
+                          key=lambda o: _offered(o).median)
                 for k, v in series.items()}
     drawable = {k: v for k, v in drawable.items() if len(v) >= 2}
     if not drawable:
@@ -1156,8 +1216,7 @@ def chart_openloop(run: Run, charts_dir: Path) -> Chart:
     highest = 0.0
     for (server, conns, size), outcomes in drawable.items():
         colour, marker, linestyle = run.style(server)
-        offered = [o.stat("offered_rps") or Spread(o.cell.rate, o.cell.rate, o.cell.rate, 1)
-                   for o in outcomes]
+        offered = [_offered(o) for o in outcomes]
         x = [s.median for s in offered]
         highest = max(highest, *x)
         points99 = [(xi, o.stat(lambda line: _ms(_field(line, "latency_us.p99"))), o.client_bound)
@@ -1204,8 +1263,7 @@ class LoadCurve:
 
     @staticmethod
     def offered(o: Outcome) -> float:
-        s = o.stat("offered_rps")
-        return s.median if s else o.cell.rate
+        return _offered(o).median
 
     @staticmethod
     def p99(o: Outcome) -> float:
@@ -1278,7 +1336,7 @@ def _bar_panel(ax, run: Run, servers: list[str], bars: dict[str, Bar],
     values = [b.value for b in bars.values() if b.value]
     positive = [v.median for v in values if v.median > 0]
     log = len(positive) >= 2 and max(positive) / min(positive) > WIDE_RANGE
-    top = max((v.high for v in values), default=1.0) or 1.0
+    top = max((v.high for v in values if v.high > 0), default=1.0)  # no bar: any scale will do
     floor = min(positive) / 3 if log else 0.0
     any_hatched = False
     ys = np.arange(len(servers))
@@ -1390,18 +1448,20 @@ def chart_cpu(run: Run, charts_dir: Path, cell: Cell | None) -> Chart:
 
 def memory_cells(run: Run, focus: Cell | None) -> dict[str, Cell]:
     """Per server, the cell at the focus cell's message size with the most connections where it
-    recorded memory: per-connection memory is most telling at many connections, where the idle
-    baseline and page-sized noise are spread thin, and a server that failed at 128 connections
-    still shows what 16 cost it."""
+    recorded memory, cleanly (status ok) if it did anywhere: per-connection memory is most telling
+    at many connections, where the idle baseline and page-sized noise are spread thin; a server
+    that failed at 128 connections still shows what 16 cost it, and one that held only 1,020 of
+    10,000 connections (select) shows what 1,000 cost it, not its memory over 10,000."""
     if focus is None:
         return {}
     chosen = {}
     for server in run.servers:
-        for cell in sorted(run.closed_cells(focus.size_bytes), key=lambda c: -c.conns):
-            outcome = run.outcome(server, cell)
-            if outcome and outcome.stat(_mem_per_conn):
-                chosen[server] = cell
-                break
+        recorded = [(cell, outcome) for cell in sorted(run.closed_cells(focus.size_bytes),
+                                                       key=lambda c: -c.conns)
+                    if (outcome := run.outcome(server, cell)) and outcome.stat(_mem_per_conn)]
+        clean = [cell for cell, outcome in recorded if outcome.status == "ok"]
+        if clean or recorded:
+            chosen[server] = clean[0] if clean else recorded[0][0]
     return chosen
 
 
@@ -1423,8 +1483,8 @@ def chart_memory(run: Run, charts_dir: Path, cells: dict[str, Cell]) -> Chart:
         outcome = run.outcome(server, cell)
         note = f"at {cell.conns:,} conns" if cell.conns != usual else ""
         bars[server] = Bar(outcome.stat(_mem_per_conn), outcome, note)
-    fig, (ax,) = _figure(run, f"Server memory per connection · {usual:,} connections × "
-                              f"{fmt_size(size)}, or the most a server handled",
+    fig, (ax,) = _figure(run, f"Memory per connection · {usual:,} conns × {fmt_size(size)}, or "
+                              f"the most a server held",
                          height_in=_bars_height(len(servers)))
     _bar_panel(ax, run, servers, bars, fmt_bytes)
     if ax.get_xscale() == "log":
@@ -1435,9 +1495,8 @@ def chart_memory(run: Run, charts_dir: Path, cells: dict[str, Cell]) -> Chart:
             2 ** math.ceil(math.log2(max(top / 7, 1)))))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_bytes(v) if v else "0"))
     log_note = " (log scale)" if ax.get_xscale() == "log" else ""
-    ax.set_xlabel(f"memory per connection = (process-tree USS with every connection open − idle "
-                  f"USS) ÷ connections"
-                  f"{log_note}")
+    ax.set_xlabel(f"memory per connection = (process-tree PSS, else USS, with every connection "
+                  f"open − the same when idle) ÷ connections{log_note}")
     ax.set_title("what each extra connection costs the server, in memory only it holds",
                  fontsize=10, color="#444444")
     _family_legend(fig, run, servers, hatched_key=None)
@@ -1568,9 +1627,11 @@ def _results_table(run: Run) -> list[str]:
             flags = ["client-bound"] if o.client_bound else []
             row = [f"`{server}`", run.families[server], f"{cell.conns:,}", fmt_size(cell.size_bytes)]
             if has_open:
-                offered = o.stat("offered_rps")
-                row.append(fmt_rps(offered.median) if offered else
-                           (fmt_rps(cell.rate) if cell.rate else "closed loop"))
+                offered = _offered(o).median if cell.is_open and o.measured else cell.rate
+                text = fmt_rps(offered) if offered else "—" if cell.is_open else "closed loop"
+                if cell.fraction is not None:
+                    text += f" ({fmt_share(cell.fraction)} of peak)"
+                row.append(text)
             row += [_fmt_spread(o.rps, fmt_rps),
                     _fmt_spread(o.stat("latency_us.p50"), fmt_us),
                     _fmt_spread(o.stat("latency_us.p99"), fmt_us),
@@ -1612,6 +1673,116 @@ def _problems(run: Run) -> list[str]:
     return out
 
 
+# -- C10K: the largest cell, server by server ----------------------------------------------------------
+
+C10K_CONNS = 10_000
+C10K_MIN_CONNS = 1000  # a run whose largest cell is smaller has no C10K section
+
+
+def c10k_cell(run: Run) -> Cell | None:
+    """The closed-loop cell with the most connections (at the main message size), if it has at
+    least C10K_MIN_CONNS: 10,000 in the full profile."""
+    size = primary_size(run)
+    cells = [c for c in run.closed_cells(size) if c.conns >= C10K_MIN_CONNS]
+    return max(cells, key=lambda c: c.conns) if cells else None
+
+
+def c10k_heading(cell: Cell) -> str:
+    if cell.conns == C10K_CONNS:
+        return f"C10K: {C10K_CONNS:,} connections"
+    return f"C10K: {cell.conns:,} connections, this run's largest cell"
+
+
+def _held(line: dict) -> float | None:
+    """Connections that were served to the end: connected, and not reset, left unserved or closed
+    for a corrupted echo."""
+    errors = line.get("errors")
+    if not isinstance(errors, dict):
+        return None
+    established = _field(line, "conns_established")
+    established = line["conns"] if established is None else established
+    lost = sum(errors.get(kind) or 0 for kind in ("reset", "unserved", "mismatch"))
+    return max(0.0, established - lost)
+
+
+def _peak(o: Outcome, key: str) -> float | None:
+    values = [v for line in o.lines if (v := _field(line, key)) is not None]
+    return max(values) if values else None
+
+
+def c10k_section(run: Run, cell: Cell) -> list[str]:
+    """The C10K table: per server, whether it held every connection, and what each one cost."""
+    conns = f"{cell.conns:,}"
+    out = [f"Dan Kegel's C10K problem on this machine: every server with {conns} clients "
+           f"connected at once ({cell.label()}, closed loop, every echoed byte checked). **held** "
+           f"counts the connections served to the end (not refused, reset or left without an "
+           f"echo); **memory / conn** is the growth of the server's process tree (PSS, else USS) "
+           f"over its idle size, divided by the connections; **CPU / req** is the server's own CPU "
+           f"time per round trip; processes, threads and fds are the most seen during the window."]
+    if cell.conns < C10K_CONNS:
+        out[0] += f" The full profile (`make bench-full`) goes to {C10K_CONNS:,} connections."
+    out += ["", f"| server | family | status | held (of {conns}) | req/s | p99 | memory / conn | "
+                f"CPU / req | processes · threads · fds | why not |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    rank = {"ok": 0, "degraded": 1, "failed": 2, "skipped": 3}
+    rows = []
+    for server in run.servers:
+        o = run.outcome(server, cell)
+        if o is None:
+            continue
+        rows.append((rank.get(o.status, 4), -(o.rps.median if o.rps else 0), server, o))
+    rows.sort(key=lambda r: r[:2])
+    for _, _, server, o in rows:
+        held = o.stat(_held)
+        tree = [_peak(o, key) for key in ("server_processes", "server_threads", "server_fds")]
+        why = "; ".join(_one_line(r, 240) for r in o.reasons) if o.status != "ok" or o.reasons \
+            else ""
+        row = [f"`{server}`", run.families[server],
+               f"**{o.status}**" if o.status != "ok" else "ok",
+               fmt_rps(held.median) if held else "—",
+               _fmt_spread(o.rps, fmt_rps),
+               _fmt_spread(o.stat("latency_us.p99"), fmt_us),
+               _fmt_spread(o.stat(_mem_per_conn), lambda v: fmt_bytes(v) if v > 0 else "≈ 0"),
+               _fmt_spread(o.stat("server_cpu_us_per_request"), lambda v: f"{fmt_small(v)} µs"),
+               " · ".join(f"{v:,.0f}" if v is not None else "—" for v in tree)
+               if any(v is not None for v in tree) else "—",
+               why or "—"]
+        out.append("| " + " | ".join(_md_escape(v) for v in row) + " |")
+    out += [""] + [" ".join(["**What to notice.**", *_c10k_notes(run, cell, [r[3] for r in rows])])]
+    return out
+
+
+def _c10k_notes(run: Run, cell: Cell, outcomes: list[Outcome]) -> list[str]:
+    conns = f"{cell.conns:,}"
+    held_all = [o.server for o in outcomes if o.status == "ok"]
+    others = [o.server for o in outcomes if o.status in ("degraded", "failed")]
+    notes = []
+    if held_all:
+        notes.append(f"{len(held_all)} of {len(outcomes)} servers held all {conns} connections: "
+                     f"{_join(held_all)}.")
+    else:
+        notes.append(f"No server held all {conns} connections cleanly.")
+    if others:
+        notes.append(f"{_join(others)} did not; the last column says why, in the bench's words "
+                     f"and the server's own log.")
+    measured = [o for o in outcomes if o.status == "ok"]  # costs compare only at the full count
+    for key, what, fmt in ((_mem_per_conn, "Memory per connection", fmt_bytes),
+                           ("server_cpu_us_per_request", "Server CPU per request",
+                            lambda v: f"{fmt_small(v)} µs")):
+        values = {o.server: s.median for o in measured if (s := o.stat(key)) and s.median > 0}
+        if len(values) >= 2:
+            low, high = min(values, key=values.get), max(values, key=values.get)
+            notes.append(f"{what} among those went from {fmt(values[low])} ({low}) to "
+                         f"{fmt(values[high])} ({high}), {fmt_ratio(values[high] / values[low])}.")
+    slow = sorted(((s.median, o.server) for o in outcomes if (s := o.stat("settle_s"))
+                   and s.median >= 1.0), reverse=True)
+    if slow:
+        listing = _join([f"{server} {value:.1f} s" for value, server in slow])
+        notes.append(f"Once the {conns} clients had left, some servers needed a while to go idle "
+                     f"again (tearing down a thread or process per connection): {listing}.")
+    return notes
+
+
 def _client_bound_notes(run: Run) -> list[str]:
     bound = [o for o in run.outcomes.values() if o.client_bound]
     if not bound:
@@ -1628,10 +1799,10 @@ def _client_bound_notes(run: Run) -> list[str]:
 def _headline(run: Run, focus: Cell | None) -> list[str]:
     lines = []
     if focus is not None:
-        ranked = sorted(((o.rps.median, s) for s in run.servers
+        ranked = sorted(((o.rps.median, s, _flag(o)) for s in run.servers
                          if (o := run.outcome(s, focus)) and o.rps), reverse=True)
         if ranked:
-            order = ", ".join(f"{s} {fmt_rps(v)}" for v, s in ranked)
+            order = ", ".join(f"{s} {fmt_rps(v)}{flag}" for v, s, flag in ranked)
             lines.append(f"- **Throughput at {focus.label()}** (req/s, fastest first): {order}.")
     counts = dict.fromkeys(STATUSES, 0)
     for o in run.outcomes.values():
@@ -1642,6 +1813,11 @@ def _headline(run: Run, focus: Cell | None) -> list[str]:
     if bound:
         lines.append(f"- **Client-bound**: {bound} cell{'s' if bound != 1 else ''} (drawn hollow or "
                      f"hatched): the load generator was the bottleneck there.")
+    if (big := c10k_cell(run)) is not None:
+        outcomes = [o for s in run.servers if (o := run.outcome(s, big))]
+        held = [o.server for o in outcomes if o.status == "ok"]
+        lines.append(f"- **{big.conns:,} connections**: {len(held)} of {len(outcomes)} servers "
+                     f"held them all (see [{c10k_heading(big)}](#{_anchor(c10k_heading(big))})).")
     return lines
 
 
@@ -1657,8 +1833,12 @@ def write_markdown(run: Run, charts: list[Chart], focus: Cell | None) -> Path:
           f"medians over the repeats with their spread (min–max); redraw this report from the saved "
           f"results with `make report RUN={_display_dir(run.dir)}`.", ""]
     md += _headline(run, focus) + [""]
+    big = c10k_cell(run)
     md += ["## Contents", ""]
-    md += [f"- [{c.heading}](#{_anchor(c.heading)})" for c in charts]
+    for c in charts:
+        md.append(f"- [{c.heading}](#{_anchor(c.heading)})")
+        if c.key == "status" and big is not None:
+            md.append(f"- [{c10k_heading(big)}](#{_anchor(c10k_heading(big))})")
     md += ["- [Client-bound cells](#client-bound-cells)", "- [Problems](#problems)",
            "- [All results](#all-results)", "- [The run](#the-run)", ""]
     for chart in charts:
@@ -1670,6 +1850,8 @@ def write_markdown(run: Run, charts: list[Chart], focus: Cell | None) -> Path:
         md += [f"![{chart.heading}]({rel})", ""]
         if chart.notes:
             md += ["**What to notice.** " + " ".join(chart.notes), ""]
+        if chart.key == "status" and big is not None:
+            md += [f"## {c10k_heading(big)}", ""] + c10k_section(run, big) + [""]
     md += ["## Client-bound cells", ""]
     md += (_client_bound_notes(run) or ["None: in every cell the server, not the load generator, "
                                         "was the saturated side."]) + [""]

@@ -6,16 +6,31 @@
 
 One measurement: start the server pinned to its cores (servers.launch), wait for its readiness
 line, run the load generator (bench.load) pinned to the other cores (warm-up, then the measured
-window), sample the server's process tree meanwhile (bench.sample), SIGTERM it and check that it
-exited 0 within 2 s. The order is interleaved (repeat, then cell, then server in a shuffled order)
-so that slow drift of the machine (thermal throttling, a background job) spreads over all servers
-instead of hurting whichever ran last.
+window), sample the server's process tree meanwhile (bench.sample), wait for it to go idle once the
+clients have left, SIGTERM it and check that it exited 0 within 2 s. The order is interleaved
+(repeat, then cell, then server in a shuffled order) so that slow drift of the machine (thermal
+throttling, a background job) spreads over all servers instead of hurting whichever ran last.
+Open-loop cells at a share of each server's peak run after the closed-loop cells of their repeat,
+whose best median req/s (at the same message size, ok results only) is that peak.
 
-A server that fails to start, crashes, refuses connections, hangs or corrupts bytes is a result
-(status failed or degraded, with the reason and the tail of its stderr), never a crash of the run.
+A server that fails to start, crashes, refuses connections, hangs, leaves clients unserved or
+corrupts bytes is a result (status failed or degraded, with the reason, the server's own log
+lines and the tail of its stderr), never a crash of the run.
+
+At scale, a measurement must not take the machine down. Before a cell, the runner checks that the
+fd limits and the ephemeral port range allow its connections (if not: skipped, with the fix).
+While it runs, a guard watches available memory and the server's task count: a `fork` server at
+10,000 clients would otherwise use up the memory (or the PIDs) of the whole machine. Past the
+floor, the guard kills the server's process group and the result is failed, saying where it
+stopped. Every phase is bounded in time.
 
 Output, in results/<run_id>/: meta.json (the machine, versions, pinning, limits, the plan) and
-results.jsonl (one line per measurement). bench.report turns them into charts and report.md.
+results.jsonl, one JSON object per measurement: the server and the cell (conns, size_bytes, rate;
+for a share of the peak also rate_fraction_of_peak, peak_rps and peak_conns), status and reason
+(with stderr_tail when not ok), what the generator measured (rps, latency_us, errors by kind,
+conns_established, client CPU), what the server cost (server_cpu_us_per_request,
+server_mem_per_conn_bytes, server_processes/threads/fds, context switches), settle_s, exit and
+elapsed_s. bench.report turns them into charts and report.md.
 """
 
 from __future__ import annotations
@@ -26,16 +41,19 @@ import json
 import os
 import platform
 import random
+import re
 import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 import servers
+from bench import load as load_gen
 from bench import sample
 from bench.load import run_load
 from servers import launch
@@ -46,18 +64,48 @@ RESULTS_DIR = ROOT / "results"
 CLEAN_EXIT_S = 2.0  # the contract: SIGTERM -> exit 0 within 2 s
 CLIENT_SATURATED = 0.85  # client CPU utilisation above this, with the server below it: client-bound
 
+# Big cells need time for every connection to get going before the window opens: the warm-up is at
+# least this long per 10,000 connections (a thread per connection server takes ~0.5 s to give
+# each of 10,000 threads its first turn).
+WARMUP_S_PER_10K_CONNS = 1.0
+CONNECT_TIMEOUT_S = 10.0
+
+# The guard (see the module docstring). The memory floor: this share of the machine's memory, or
+# 2 GiB, whichever is smaller, must stay available; the task ceiling: half of kernel.pid_max.
+MEMORY_FLOOR_FRACTION = 0.15
+MEMORY_FLOOR_MAX_BYTES = 2 << 30
+TASKS_CEILING_FRACTION = 0.5
+GUARD_INTERVAL_S = 0.1
+
+# After the load the clients are gone, and the server reacts: 10,000 threads unwind, 10,000
+# children exit. SIGTERM waits until the server is idle (under SETTLE_CPU_SHARE of a core over
+# SETTLE_SPAN_S), at most SETTLE_MAX_S, and that wait is recorded as settle_s: the exit check is
+# about shutting down, not about the clients' departure.
+SETTLE_SPAN_S = 0.1
+SETTLE_CPU_SHARE = 0.05
+SETTLE_MAX_S = 20.0
+
+SERVER_FD_HEADROOM = 32  # files a server has open besides its connections: listener, stdio, pipes
+GiB = 1 << 30
+
 
 @dataclass(frozen=True)
 class Cell:
     conns: int
     size_bytes: int
     rate: float | None = None  # open loop at this many requests/s in total; None = closed loop
+    fraction: float | None = None  # open loop at this share of the server's closed-loop peak
+
+    @property
+    def is_open(self) -> bool:
+        return self.rate is not None or self.fraction is not None
 
     @property
     def label(self) -> str:
         size = f"{self.size_bytes // 1024} KiB" if self.size_bytes % 1024 == 0 else f"{self.size_bytes} B"
-        rate = f" @ {self.rate:,.0f}/s" if self.rate else ""
-        return f"{self.conns} conn x {size}{rate}"
+        rate = (f" @ {self.rate:,.0f}/s" if self.rate else
+                f" @ {self.fraction:.0%} of peak" if self.fraction else "")
+        return f"{self.conns:,} conn x {size}{rate}"
 
 
 @dataclass
@@ -76,6 +124,9 @@ def _closed(conns, sizes):
     return [Cell(c, s) for s in sizes for c in conns]
 
 
+OPEN_LOOP_CONNS = 100  # connections of the open-loop cells given as a share of the peak
+
+
 PROFILES = {
     # A few seconds: proves the pipeline end to end (the test suite runs it).
     "smoke": Profile("smoke", _closed([1, 8], [1024]), repeats=1, warmup_s=0.2, measure_s=0.5,
@@ -85,12 +136,16 @@ PROFILES = {
     "quick": Profile("quick", _closed([1, 16, 128], [1024]) + [Cell(16, 64 * 1024)],
                      repeats=3, warmup_s=0.25, measure_s=0.75,
                      description="1, 16 and 128 connections x 1 KiB, 16 x 64 KiB, 3 repeats"),
-    # `make bench-full`: the C10K sweep, and open-loop cells for the latency-vs-load curve.
+    # `make bench-full`: the C10K sweep (log-spaced up to 10,000 connections), a 64 KiB cell, and
+    # open loop at half and at 90 % of each server's own peak: every server is offered a load it
+    # can carry and one near its limit, whatever its speed. About 30 minutes for 21 servers on a
+    # 2-core machine (the 10,000-connection cells take most: connecting them alone takes ~4 s).
     "full": Profile("full",
-                    _closed([1, 16, 128, 1000, 10000], [1024]) + [Cell(16, 64 * 1024), Cell(128, 64 * 1024)]
-                    + [Cell(64, 1024, r) for r in (2000, 5000, 10000, 20000, 40000)],
-                    repeats=3, warmup_s=1.0, measure_s=3.0,
-                    description="1 to 10,000 connections, 64 KiB cells, open loop 2k-40k req/s"),
+                    _closed([1, 10, 100, 1000, 10000], [1024]) + [Cell(100, 64 * 1024)]
+                    + [Cell(OPEN_LOOP_CONNS, 1024, fraction=f) for f in (0.5, 0.9)],
+                    repeats=3, warmup_s=0.5, measure_s=1.5,
+                    description="1 to 10,000 connections x 1 KiB, 100 x 64 KiB, open loop at "
+                                "50 % and 90 % of each server's peak, 3 repeats"),
 }
 
 
@@ -188,12 +243,21 @@ def limits() -> dict:
 # One measurement
 
 
+def warmup_for(cell: Cell, profile: Profile) -> float:
+    return max(profile.warmup_s, WARMUP_S_PER_10K_CONNS * cell.conns / 10_000)
+
+
 def measure(entry: servers.Server, cell: Cell, repeat: int, profile: Profile,
-            server_cpus: list[int] | None, client_cpus: list[int] | None) -> dict:
+            server_cpus: list[int] | None, client_cpus: list[int] | None,
+            rate: float | None = None) -> dict:
+    """One measurement of `entry` at `cell`; `rate` is the open-loop rate of a cell given as a
+    share of the server's peak (the caller works it out), else the cell's own rate."""
+    rate = cell.rate if rate is None else rate
     record: dict = {
         "server": entry.name, "family": entry.family, "lesson": entry.lesson,
-        "conns": cell.conns, "size_bytes": cell.size_bytes, "rate": cell.rate,
-        "mode": "open" if cell.rate else "closed", "repeat": repeat,
+        "conns": cell.conns, "size_bytes": cell.size_bytes, "rate": rate,
+        "rate_fraction_of_peak": cell.fraction,
+        "mode": "open" if cell.is_open else "closed", "repeat": repeat,
         "status": "ok", "reason": None, "stderr_tail": None,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
@@ -201,6 +265,14 @@ def measure(entry: servers.Server, cell: Cell, repeat: int, profile: Profile,
         record.update(status="skipped", reason="serial server: serves one client at a time, so "
                       "more connections only queue (see its 1-connection cell, and lesson 07)")
         return record
+    if (why := preflight(cell, client_cpus)) is not None:
+        record.update(status="skipped", reason=why)
+        return record
+    if cell.is_open and not rate:
+        record.update(status="skipped", reason="no peak to take a share of: no closed-loop "
+                      "cell of this server at this message size was measured ok before this one")
+        return record
+    t0 = time.monotonic()
     try:
         server = launch.start(entry, cpus=server_cpus)
     except launch.StartError as exc:
@@ -210,16 +282,20 @@ def measure(entry: servers.Server, cell: Cell, repeat: int, profile: Profile,
         time.sleep(0.1)  # let the server finish start-up work before the idle baseline
         idle = sample.sample_tree(server.pid, memory=True)
         sampler = sample.TreeSampler(server.pid).start()
+        guard = Guard(server, sampler).start()
         try:
             load = run_load(server.host, server.port, conns=cell.conns, size=cell.size_bytes,
-                            duration=profile.measure_s, warmup=profile.warmup_s, rate=cell.rate,
-                            cpus=client_cpus, connect_timeout=10.0,
+                            duration=profile.measure_s, warmup=warmup_for(cell, profile),
+                            rate=rate, cpus=client_cpus, connect_timeout=CONNECT_TIMEOUT_S,
                             on_window=sampler.mark_window)
         finally:
+            guard.stop()
             sampler.stop()
         crashed = server.proc.poll()
-        code, elapsed = server.stop(signal.SIGTERM, timeout_s=CLEAN_EXIT_S + 3)
-        record["stderr_tail"] = server.stderr_tail(2000) or None
+        if crashed is None:
+            record["settle_s"] = round(settle(server.pid), 2)
+        code, elapsed = _sigterm(server)
+        record["stderr_tail"] = server.stderr_tail(2000) or None  # before kill() deletes it
     except Exception as exc:  # a bug in the bench itself must not lose the other measurements
         server.kill()
         record.update(status="failed", reason=f"bench error: {type(exc).__name__}: {exc}")
@@ -228,25 +304,149 @@ def measure(entry: servers.Server, cell: Cell, repeat: int, profile: Profile,
         server.kill()
 
     _fill_load(record, load)
-    _fill_server(record, load, sampler.window(), idle, cell, server_cpus)
+    _fill_server(record, load, sampler.window(), idle, cell, server_cpus, sampler.peaks())
     record["exit"] = {"code": code if crashed is None else crashed, "elapsed_s": round(elapsed, 3),
                       "clean": crashed is None and code == 0 and elapsed <= CLEAN_EXIT_S}
-    _judge(record, load, crashed)
+    _judge(record, load, crashed, guard.stopped)
+    record["elapsed_s"] = round(time.monotonic() - t0, 2)
     return record
+
+
+def _sigterm(server: launch.RunningServer) -> tuple[int | None, float]:
+    """SIGTERM the server and wait for it: (exit code, or None if it is still running, and the
+    seconds it took). Unlike server.stop(), leaves its stderr file in place to be read."""
+    t0 = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        code = server.proc.wait(timeout=CLEAN_EXIT_S + 3)
+    except subprocess.TimeoutExpired:
+        code = None
+    return code, time.monotonic() - t0
+
+
+def preflight(cell: Cell, client_cpus: list[int] | None) -> str | None:
+    """Why this machine cannot open the cell's connections at all, with the fix; None if it can."""
+    workers = load_gen.worker_count(cell.conns, None, client_cpus)
+    if (why := load_gen.fd_shortfall(cell.conns, workers)) is not None:
+        return why
+    hard = load_gen.fd_hard_limit()
+    if hard is not None and cell.conns + SERVER_FD_HEADROOM > hard:
+        return (f"the server needs about {cell.conns + SERVER_FD_HEADROOM:,} open files, but the "
+                f"hard limit (ulimit -Hn) is {hard:,}: raise it, e.g. `ulimit -n 20000` as root, "
+                "then run again")
+    ports = _read("/proc/sys/net/ipv4/ip_local_port_range")
+    if ports:
+        low, high = map(int, ports.split())
+        if cell.conns > high - low + 1:
+            return (f"{cell.conns:,} connections from one address need as many local ports, but "
+                    f"net.ipv4.ip_local_port_range has {high - low + 1:,} ({low}-{high}): widen "
+                    f"it (sysctl -w net.ipv4.ip_local_port_range='1024 65535')")
+    return None
+
+
+class Guard:
+    """Watches the machine while a measurement runs, and stops the server before it takes the
+    machine down: when available memory falls below the floor, or the server's tasks (threads,
+    summed over its processes) pass the ceiling. It then SIGKILLs the server's process group and
+    says where it stopped in `stopped`; the load generator sees its connections reset and returns.
+    """
+
+    def __init__(self, server: launch.RunningServer, sampler: sample.TreeSampler):
+        import psutil
+        self.server = server
+        self.sampler = sampler  # its light readings count the server's processes and threads
+        memory = psutil.virtual_memory()
+        self.available_at_start = memory.available
+        self.floor_bytes = min(MEMORY_FLOOR_MAX_BYTES, MEMORY_FLOOR_FRACTION * memory.total)
+        pid_max = _read("/proc/sys/kernel/pid_max")
+        self.pid_max = int(pid_max) if pid_max else None
+        self.stopped: str | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="guard", daemon=True)
+
+    def start(self) -> Guard:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        import psutil
+        while not self._done.wait(GUARD_INTERVAL_S):
+            available = psutil.virtual_memory().available
+            latest = self.sampler.samples[-1] if self.sampler.samples else None
+            tasks = latest.threads if latest else 0
+            if available < self.floor_bytes:
+                why = (f"memory would run out (available memory fell from "
+                       f"{self.available_at_start / GiB:.1f} to {available / GiB:.1f} GiB; the "
+                       f"guard keeps {self.floor_bytes / GiB:.1f} GiB free)")
+            elif self.pid_max and tasks > TASKS_CEILING_FRACTION * self.pid_max:
+                why = (f"the machine would run out of process IDs ({tasks:,} threads; "
+                       f"kernel.pid_max is {self.pid_max:,})")
+            else:
+                continue
+            processes = len(self.server.group_pids())
+            try:
+                os.killpg(self.server.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            used = max(0, self.available_at_start - available)
+            self.stopped = (f"stopped by the bench at {processes:,} processes, {used / GiB:.1f} GiB "
+                            f"of memory used since the start: {why}")
+            return
+
+
+def settle(pid: int) -> float:
+    """Wait until the server's process tree is idle (see SETTLE_CPU_SHARE); return the wait."""
+    import psutil
+    t0 = time.monotonic()
+
+    def tree_cpu_s() -> float | None:
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return None
+        total = 0.0
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system + times.children_user + times.children_system
+        return total
+
+    before = tree_cpu_s()
+    while before is not None and time.monotonic() - t0 < SETTLE_MAX_S:
+        time.sleep(SETTLE_SPAN_S)
+        after = tree_cpu_s()
+        if after is None or after - before < SETTLE_CPU_SHARE * SETTLE_SPAN_S:
+            break
+        before = after
+    return time.monotonic() - t0
 
 
 def _fill_load(record: dict, load: dict) -> None:
     for key in ("rps", "bytes_per_s", "requests", "duration_s", "latency_us", "hist", "errors",
                 "conns_established", "client_cpu_s", "client_cpu_util", "client_cpu_us_per_request",
-                "offered_rps", "send_lag_us", "latency_out_of_range", "warnings"):
+                "offered_rps", "send_lag_us", "latency_out_of_range", "warnings", "error_examples",
+                "stall_limit_s", "warmup_s"):
         if key in load:
             record[key] = load[key]
 
 
-def _fill_server(record, load, w: dict, idle, cell, server_cpus) -> None:
+def _fill_server(record, load, w: dict, idle, cell, server_cpus, peaks: dict | None = None) -> None:
     requests = load.get("requests") or 0
     if not w:
-        record["reason"] = "server could not be sampled at both edges of the window"
+        # No CPU or memory figures (a tree of 10,000 processes takes longer to read than the
+        # window lasts), but the light readings still tell how big the server grew.
+        for key, value in (peaks or {}).items():
+            record[f"server_{key}"] = value
+        record["reason"] = record["sampling_note"] = (
+            "the server could not be read at both edges of the window (too many processes to "
+            "read in time): no CPU or memory figures")
         return
     cores = len(server_cpus) if server_cpus else (os.cpu_count() or 1)
     record["server_cpu_s"] = round(w["cpu_s"], 4)
@@ -287,29 +487,44 @@ def _fill_server(record, load, w: dict, idle, cell, server_cpus) -> None:
     record["client_bound"] = bool(client_util >= CLIENT_SATURATED and server_util < client_util)
 
 
-def _judge(record: dict, load: dict, crashed: int | None) -> None:
+def _judge(record: dict, load: dict, crashed: int | None, stopped: str | None = None) -> None:
+    """Status and reason from what the generator counted, the server's tree and its own log."""
     errors = load.get("errors", {})
+    examples = load.get("error_examples") or {}
+    conns = record["conns"]
     reasons = []
     status = "ok"
-    if crashed is not None:
+    if stopped:
+        status, reasons = "failed", [stopped]
+    elif crashed is not None:
         status, reasons = "failed", [f"server exited during the load (code {crashed})"]
     elif errors.get("mismatch"):
         status = "failed"
         reasons.append(f"corrupted bytes: {errors['mismatch']} connections got back what they did not send")
     elif not load.get("requests"):
         status = "failed"
-        reasons.append("no round trip completed" + (
-            f" ({errors.get('connect')} connect errors)" if errors.get("connect") else ""))
+        counted = [f"{errors[kind]:,} {kind}" for kind in ("connect", "reset", "unserved")
+                   if errors.get(kind)]
+        reasons.append("no round trip completed" + (f" ({', '.join(counted)})" if counted else ""))
     else:
         if errors.get("connect"):
             status = "degraded"
-            reasons.append(f"{errors['connect']} of {record['conns']} connections failed to connect")
+            example = f" ({examples['connect']})" if examples.get("connect") else ""
+            reasons.append(f"{errors['connect']:,} of {conns:,} connections failed to "
+                           f"connect{example}")
         if errors.get("reset"):
             status = "degraded"
-            reasons.append(f"{errors['reset']} connections reset")
+            reasons.append(f"{errors['reset']:,} of {conns:,} connections were reset or closed "
+                           f"by the server")
+        if errors.get("unserved"):
+            status = "degraded"
+            reasons.append(_unserved_reason(record, load))
         if errors.get("timeout"):
             status = "degraded"
-            reasons.append(f"{errors['timeout']} requests unanswered for over 1 s")
+            reasons.append(f"{errors['timeout']:,} requests unanswered for over "
+                           f"{load.get('stall_limit_s', 1.0):g} s")
+    if status != "ok" and not stopped and (said := server_said(record.get("stderr_tail"))):
+        reasons.append("the server logged: " + "; ".join(f"“{line}”" for line in said))
     if status != "failed" and not record.get("exit", {}).get("clean", True):
         status = "degraded" if status == "ok" else status
         ex = record["exit"]
@@ -321,21 +536,87 @@ def _judge(record: dict, load: dict, crashed: int | None) -> None:
         record["stderr_tail"] = None  # keep the file small; stderr matters only when it went wrong
 
 
+def _unserved_reason(record: dict, load: dict) -> str:
+    """'N of M connections got no echo at all ...', and what the server's tree says about why."""
+    unserved, conns = load["errors"]["unserved"], record["conns"]
+    run_s = (load.get("warmup_s") or 0) + (load.get("duration_s") or 0)
+    text = (f"{unserved:,} of {conns:,} connections got no echo at all in {run_s:g} s "
+            f"(connected, never served)")
+    threads, processes = record.get("server_threads"), record.get("server_processes")
+    established = load.get("conns_established") or conns
+    if threads and threads >= established:
+        # Every connection had its thread, and the thread had data to read: what it waited for
+        # is the GIL, which goes to threads back from I/O first, not in turn (a convoy).
+        text += (f", though the server ran a thread for each ({threads:,} threads): the ones "
+                 f"left out waited for the GIL")
+    elif threads:
+        text += (f": the server had {threads:,} thread{'s' if threads != 1 else ''} in "
+                 f"{processes or 1:,} process{'es' if (processes or 1) != 1 else ''} "
+                 f"for {established:,} connections")
+    return text
+
+
+LOG_LINE = re.compile(r"^\[\S+ \d+\] (?P<message>.+)$")
+
+
+def server_said(stderr: str | None, limit: int = 2) -> list[str]:
+    """The first distinct things the server logged (its own lines, `[name pid] message`), not its
+    shutdown nor the dropped connections of the clients leaving at the end: the first problem a
+    server notices is usually the cause. Else the last line of a traceback."""
+    if not stderr:
+        return []
+    said: list[str] = []
+    for line in stderr.splitlines():
+        match = LOG_LINE.match(line.strip())
+        if match and match["message"] not in said and not match["message"].endswith("shut down") \
+                and not match["message"].startswith("connection dropped"):  # the clients leaving
+            said.append(match["message"])
+    if not said:
+        lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+        said = lines[-1:] if lines and "Error" in lines[-1] else []
+    return said[:limit]
+
+
 # ---------------------------------------------------------------------------------------------
 # The run
 
 
 def plan(profile: Profile, names: list[str], seed: int) -> list[tuple[int, Cell, str]]:
     """(repeat, cell, server) in interleaved order: each repeat visits every cell, and within a
-    cell the servers run in a fresh random order, so drift does not line up with one server."""
+    cell the servers run in a fresh random order, so drift does not line up with one server.
+    Cells at a share of the peak come last in each repeat, after the cells that measure it."""
     rng = random.Random(seed)
+    cells = sorted(profile.cells, key=lambda c: c.fraction is not None)  # stable: keeps the rest
     order = []
     for repeat in range(profile.repeats):
-        for cell in profile.cells:
+        for cell in cells:
             shuffled = list(names)
             rng.shuffle(shuffled)
             order += [(repeat, cell, name) for name in shuffled]
     return order
+
+
+# What a measurement costs besides its warm-up and window, measured on a 2-core machine: starting
+# the server and the generator's workers, sampling, settling and stopping (~0.7 s), and opening
+# the connections in batches and tearing them down (~0.5 ms each: 5 s for 10,000). For the plan
+# and the ETA; a model that breaks at 10,000 (fork: ~30 s) takes longer, and the ETA catches up.
+OVERHEAD_S = 0.7
+CONNECT_S_PER_CONN = 0.0005
+
+
+def expected_s(entry: servers.Server, cell: Cell, profile: Profile) -> float:
+    """About how long measuring `entry` at `cell` takes (a skip takes next to nothing)."""
+    if entry.serial and cell.conns > 1:
+        return 0.01
+    return OVERHEAD_S + CONNECT_S_PER_CONN * cell.conns + warmup_for(cell, profile) + profile.measure_s
+
+
+def peak_rps(closed: dict[tuple[str, int], dict[int, list[float]]], name: str,
+             size_bytes: int) -> tuple[float, int] | None:
+    """(req/s, connections): the best median of the server's ok closed-loop cells so far."""
+    medians = [(statistics.median(values), conns)
+               for conns, values in closed.get((name, size_bytes), {}).items() if values]
+    return max(medians) if medians else None
 
 
 def new_run_dir(profile: str, out_dir: Path) -> Path:
@@ -371,7 +652,8 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
         "limits": limits(),
         "servers": names,
         "skipped_servers": skipped,
-        "cells": [{"conns": c.conns, "size_bytes": c.size_bytes, "rate": c.rate} for c in profile.cells],
+        "cells": [{"conns": c.conns, "size_bytes": c.size_bytes, "rate": c.rate,
+                   "rate_fraction_of_peak": c.fraction} for c in profile.cells],
         "repeats": profile.repeats, "warmup_s": profile.warmup_s, "measure_s": profile.measure_s,
         "seed": seed,
     }
@@ -382,9 +664,19 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
 
     entries = {name: servers.get(name) for name in names}
     order = plan(profile, names, seed)
+    costs = [expected_s(entries[name], cell, profile) for _, cell, name in order]
+    planned_s = sum(costs)
+    meta["planned_s"] = round(planned_s)
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    if True:  # always: a long run should say up front how long it will take
+        finish = dt.datetime.now() + dt.timedelta(seconds=planned_s)
+        print(f"plan: {len(order)} measurements ({len(names)} servers x {len(profile.cells)} cells "
+              f"x {profile.repeats} repeats), about {_duration_text(planned_s)}, done around "
+              f"{finish:%H:%M}", flush=True)
+    closed: dict[tuple[str, int], dict[int, list[float]]] = {}  # ok closed-loop req/s, for peaks
     t0 = time.monotonic()
     results_path = run_dir / "results.jsonl"
-    with results_path.open("w") as out, _Progress(len(order), enabled=progress) as bar:
+    with results_path.open("w") as out, _Progress(costs, enabled=progress) as bar:
         for name, why in skipped.items():
             entry = servers.BY_NAME.get(name)
             for cell in profile.cells:
@@ -392,11 +684,22 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
                     "server": name, "family": entry.family if entry else None,
                     "lesson": entry.lesson if entry else None,
                     "conns": cell.conns, "size_bytes": cell.size_bytes, "rate": cell.rate,
-                    "mode": "open" if cell.rate else "closed", "repeat": 0,
+                    "rate_fraction_of_peak": cell.fraction,
+                    "mode": "open" if cell.is_open else "closed", "repeat": 0,
                     "status": "skipped", "reason": why}) + "\n")
         for repeat, cell, name in order:
             bar.update(f"{name:16} {cell.label}  (repeat {repeat + 1}/{profile.repeats})")
-            record = measure(entries[name], cell, repeat, profile, server_cpus, client_cpus)
+            peak, rate = None, None
+            if cell.fraction is not None and (peak := peak_rps(closed, name, cell.size_bytes)):
+                rate = round(peak[0] * cell.fraction)
+            record = measure(entries[name], cell, repeat, profile, server_cpus, client_cpus,
+                             rate=rate)
+            if peak:
+                record["peak_rps"] = round(peak[0], 1)
+                record["peak_conns"] = peak[1]
+            if not cell.is_open and record["status"] == "ok" and record.get("rps"):
+                closed.setdefault((name, cell.size_bytes), {}).setdefault(
+                    cell.conns, []).append(record["rps"])
             out.write(json.dumps(record) + "\n")
             out.flush()
             bar.advance()
@@ -413,18 +716,33 @@ def _io_uring_state() -> dict:
     return {"available": ok, "reason": reason}
 
 
-class _Progress:
-    """A rich progress bar with ETA; plain lines when rich is missing or output is not a tty."""
+def _duration_text(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes \
+        else f"{secs} s"
 
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.done, self.enabled = total, 0, enabled
+
+class _Progress:
+    """A rich progress bar with an ETA; plain lines with an ETA when rich is missing.
+
+    Measurements differ a lot in length (a 10,000-connection cell takes ten times a 1-connection
+    one), so progress counts expected seconds, not measurements: the bar advances by each one's
+    expected cost, and the ETA is the expected seconds left at the pace seen so far.
+    """
+
+    def __init__(self, costs: list[float], enabled: bool):
+        self.costs, self.total, self.enabled = costs, sum(costs), enabled
+        self.done = 0  # measurements finished
+        self.done_s = 0.0  # their expected cost
+        self.t0 = time.monotonic()
         self._rich = None
         if enabled:
             try:
-                from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                           TimeElapsedColumn, TimeRemainingColumn)
+                from rich.progress import (BarColumn, Progress, TextColumn, TimeElapsedColumn,
+                                           TimeRemainingColumn)
                 self._rich = Progress(TextColumn("{task.description}"), BarColumn(),
-                                      MofNCompleteColumn(), TimeElapsedColumn(),
+                                      TextColumn("{task.fields[count]}"), TimeElapsedColumn(),
                                       TextColumn("ETA"), TimeRemainingColumn())
             except ImportError:
                 pass
@@ -432,23 +750,34 @@ class _Progress:
     def __enter__(self):
         if self._rich:
             self._rich.start()
-            self._task = self._rich.add_task("starting", total=self.total)
+            self._task = self._rich.add_task("starting", total=self.total,
+                                             count=f"0/{len(self.costs)}")
         return self
 
     def __exit__(self, *exc):
         if self._rich:
             self._rich.stop()
 
+    def eta_s(self) -> float:
+        """Expected seconds left, scaled by how the measurements so far compared with theirs."""
+        left = self.total - self.done_s
+        if not self.done_s:
+            return left
+        return left * (time.monotonic() - self.t0) / self.done_s
+
     def update(self, text: str) -> None:
         if self._rich:
             self._rich.update(self._task, description=text)
         elif self.enabled:
-            print(f"[{self.done + 1}/{self.total}] {text}", flush=True)
+            print(f"[{self.done + 1}/{len(self.costs)}] {text}  (ETA {_duration_text(self.eta_s())})",
+                  flush=True)
 
     def advance(self) -> None:
+        self.done_s += self.costs[self.done]
         self.done += 1
         if self._rich:
-            self._rich.advance(self._task)
+            self._rich.update(self._task, completed=self.done_s,
+                              count=f"{self.done}/{len(self.costs)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -464,10 +793,12 @@ def summarize(records: list[dict]) -> list[dict]:
     """Per (cell, server): median rps over repeats, spread (max-min)/median, worst status."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault((r["conns"], r["size_bytes"], r.get("rate"), r["server"]), []).append(r)
+        fraction = r.get("rate_fraction_of_peak")
+        rate = None if fraction is not None else r.get("rate")  # a share of the peak: rates vary
+        groups.setdefault((r["conns"], r["size_bytes"], rate, fraction, r["server"]), []).append(r)
     rank = {"ok": 0, "skipped": 1, "degraded": 2, "failed": 3}
     rows = []
-    for (conns, size, rate, name), group in groups.items():
+    for (conns, size, rate, fraction, name), group in groups.items():
         measured = [r for r in group if r["status"] in ("ok", "degraded") and r.get("rps")]
         rps = [r["rps"] for r in measured]
         p99 = [r["latency_us"]["p99"] for r in measured if r.get("latency_us")]
@@ -475,7 +806,7 @@ def summarize(records: list[dict]) -> list[dict]:
         worst = max(group, key=lambda r: rank.get(r["status"], 0))
         med = statistics.median(rps) if rps else None
         rows.append({
-            "conns": conns, "size_bytes": size, "rate": rate, "server": name,
+            "conns": conns, "size_bytes": size, "rate": rate, "fraction": fraction, "server": name,
             "rps_median": med, "rps_min": min(rps) if rps else None, "rps_max": max(rps) if rps else None,
             "spread": (max(rps) - min(rps)) / med if med else None,
             "p99_us_median": statistics.median(p99) if p99 else None,
@@ -483,7 +814,8 @@ def summarize(records: list[dict]) -> list[dict]:
             "client_bound": any(r.get("client_bound") for r in measured),
             "status": worst["status"], "reason": worst.get("reason"), "repeats": len(measured),
         })
-    rows.sort(key=lambda r: (r["rate"] or 0, r["size_bytes"], r["conns"], -(r["rps_median"] or -1)))
+    rows.sort(key=lambda r: (r["rate"] or 0, r["fraction"] or 0, r["size_bytes"], r["conns"],
+                             -(r["rps_median"] or -1)))
     return rows
 
 
@@ -496,9 +828,10 @@ def print_summary(run_dir: Path) -> None:
         Console = None
     cells: dict[tuple, list[dict]] = {}
     for row in rows:
-        cells.setdefault((row["conns"], row["size_bytes"], row["rate"]), []).append(row)
-    for (conns, size, rate), group in cells.items():
-        title = Cell(conns, size, rate).label
+        cells.setdefault((row["conns"], row["size_bytes"], row["rate"], row["fraction"]),
+                         []).append(row)
+    for (conns, size, rate, fraction), group in cells.items():
+        title = Cell(conns, size, rate, fraction).label
         lines = []
         for i, row in enumerate(group, 1):
             if row["rps_median"] is None:
@@ -542,6 +875,19 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _fraction_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = None
+    if values == [0.0]:
+        return []
+    if not values or any(not 0 < v <= 2 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give shares of the peak between 0 and 2, "
+                                         "e.g. 0.5,0.9 (or 0 for no such cells)")
+    return values
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench run", description=__doc__.splitlines()[0],
                                      epilog="Profiles: " + "; ".join(
@@ -549,9 +895,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", choices=list(PROFILES), default="quick")
     parser.add_argument("--servers", help="comma-separated registry names (default: every available "
                         "server; `python -m servers` lists them)")
-    parser.add_argument("--conns", type=_int_list, help="connection counts, e.g. 1,16,128 (replaces the profile's cells)")
+    parser.add_argument("--conns", type=_int_list, help="connection counts, e.g. 1,16,128 (replaces the profile's closed-loop cells)")
     parser.add_argument("--sizes", type=_int_list, help="message sizes in bytes, e.g. 1024,65536")
     parser.add_argument("--rates", type=_int_list, help="open-loop total request rates, e.g. 1000,5000 (with --conns)")
+    parser.add_argument("--fractions", type=_fraction_list,
+                        help=f"open loop at these shares of each server's own closed-loop peak, "
+                             f"at {OPEN_LOOP_CONNS} connections, e.g. 0.5,0.9; 0 for none "
+                             f"(default: the profile's; kept when --conns replaces its other cells)")
     parser.add_argument("--repeats", type=int, help="repeats per cell (default: the profile's)")
     parser.add_argument("--measure-s", type=float, help="measured window per cell, seconds")
     parser.add_argument("--warmup-s", type=float, help="warm-up per cell, seconds")
@@ -566,12 +916,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
-    if args.conns or args.sizes or args.rates:
-        conns = args.conns or sorted({c.conns for c in profile.cells})
+    if args.conns or args.sizes or args.rates or args.fractions is not None:
+        conns = args.conns or sorted({c.conns for c in profile.cells if not c.is_open})
         sizes = args.sizes or [1024]
         cells = _closed(conns, sizes)
         if args.rates:
             cells += [Cell(c, sizes[0], r) for c in conns for r in args.rates]
+        fractions = (args.fractions if args.fractions is not None else
+                     [c.fraction for c in profile.cells if c.fraction is not None])
+        cells += [Cell(OPEN_LOOP_CONNS, sizes[0], fraction=f) for f in fractions]
         profile = Profile(f"{profile.name}-custom", cells, profile.repeats, profile.warmup_s,
                           profile.measure_s, "custom cells from the command line",
                           profile.default_servers)

@@ -6,8 +6,11 @@ runner can take the difference between the samples that bracket the load generat
 window and charge the server exactly the CPU it spent in that window.
 
 What is read, and where from (Linux; psutil elsewhere gives what the OS has):
-- CPU: user + system of every live process in the tree, plus the children_* times of the root
-  (children it forked and already reaped, as the `fork` server does once per connection).
+- CPU: the time every thread of every live process in the tree spent on a CPU, in nanoseconds
+  (/proc/PID/task/TID/schedstat), plus the children_* times of the root (children it forked and
+  already reaped, as the `fork` server does once per connection). Not user + system from
+  /proc/PID/stat: those count in 10 ms ticks per process, and 1,000 `fork` children that each run
+  a few ms in the window would all read 0. psutil's user + system where schedstat is missing.
 - context switches of every *thread* (/proc/PID/task/TID/status): /proc/PID/status counts only the
   main thread, which in a thread-per-connection server does almost nothing.
 - memory: USS (pages only this process has: what it would free by exiting), PSS (shared pages
@@ -40,8 +43,21 @@ class Sample:
     pss_bytes: int | None = None
 
 
-def _thread_switches(pid: int) -> tuple[int, int] | None:
-    vol = invol = 0
+def _schedstat_works() -> bool:
+    """schedstat's first field is the ns on CPU; a kernel without CONFIG_SCHED_INFO prints 0."""
+    try:
+        with open(f"/proc/{os.getpid()}/schedstat") as f:
+            return int(f.read().split()[0]) > 0
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+SCHEDSTAT = _schedstat_works()
+
+
+def _tasks(pid: int) -> tuple[int, int, float | None] | None:
+    """(voluntary, involuntary switches, CPU seconds or None) summed over the process's threads."""
+    vol = invol = cpu_ns = 0
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -54,9 +70,12 @@ def _thread_switches(pid: int) -> tuple[int, int] | None:
                         vol += int(line.split()[1])
                     elif line.startswith("nonvoluntary_ctxt_switches"):
                         invol += int(line.split()[1])
+            if SCHEDSTAT:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    cpu_ns += int(f.read().split()[0])
         except OSError:  # the thread exited meanwhile
             continue
-    return vol, invol
+    return vol, invol, cpu_ns / 1e9 if SCHEDSTAT else None
 
 
 def sample_tree(root_pid: int, *, memory: bool, light: bool = False) -> Sample | None:
@@ -84,7 +103,6 @@ def sample_tree(root_pid: int, *, memory: bool, light: bool = False) -> Sample |
         try:
             with proc.oneshot():
                 times = proc.cpu_times()
-                cpu += times.user + times.system
                 if i == 0:
                     cpu += times.children_user + times.children_system
                 threads += proc.num_threads()
@@ -92,12 +110,13 @@ def sample_tree(root_pid: int, *, memory: bool, light: bool = False) -> Sample |
                     fds += proc.num_fds()
                 except (psutil.AccessDenied, AttributeError):
                     pass
-                switches = _thread_switches(proc.pid) if os.path.isdir("/proc") else None
-                if switches is None:
+                tasks = _tasks(proc.pid) if os.path.isdir("/proc") else None
+                if tasks is None:
                     c = proc.num_ctx_switches()
-                    switches = (c.voluntary, c.involuntary)
-                vol += switches[0]
-                invol += switches[1]
+                    tasks = (c.voluntary, c.involuntary, None)
+                vol += tasks[0]
+                invol += tasks[1]
+                cpu += times.user + times.system if tasks[2] is None else tasks[2]
                 if memory:
                     try:
                         full = proc.memory_full_info()
@@ -137,6 +156,7 @@ class TreeSampler:
         self.first: Sample | None = None  # full reading at the window's start
         self.last: Sample | None = None  # full reading just before the window's end
         self._window: tuple[int, int] | None = None
+        self._full_ns = 0  # how long the first full reading took
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
@@ -159,9 +179,11 @@ class TreeSampler:
         if not self._window or self.last is not None:
             return None
         start_ns, end_ns = self._window
-        # the closing reading starts a little before the end, while every connection is open
-        lead_ns = min(100_000_000, (end_ns - start_ns) // 10)
-        return start_ns if self.first is None else end_ns - lead_ns
+        # The closing reading starts a little before the end, and ends before it: once the
+        # generator closes its connections, a process per connection server's children exit, and
+        # a reading still under way would miss them. Reading 1,000 processes takes ~1 s.
+        lead_ns = max(min(100_000_000, (end_ns - start_ns) // 10), int(1.5 * self._full_ns))
+        return start_ns if self.first is None else max(start_ns, end_ns - lead_ns)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -190,9 +212,19 @@ class TreeSampler:
         t0 = time.monotonic_ns()
         s = sample_tree(self.root_pid, memory=True)
         if s is not None:
-            s.t_ns = (t0 + time.monotonic_ns()) // 2
+            t1 = time.monotonic_ns()
+            s.t_ns = (t0 + t1) // 2
+            self._full_ns = self._full_ns or t1 - t0
             self.samples.append(s)
         return s
+
+    def peaks(self) -> dict:
+        """The most processes, threads and RSS any reading saw (the light ones included)."""
+        if not self.samples:
+            return {}
+        return {"processes": max(s.processes for s in self.samples),
+                "threads": max(s.threads for s in self.samples),
+                "rss_bytes": max(s.rss_bytes or 0 for s in self.samples) or None}
 
     def window(self) -> dict:
         """Differences between the two full readings, and the peaks between them."""

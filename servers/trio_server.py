@@ -12,7 +12,8 @@ trio.serve_tcp(handle, port) does all of this in one call: it opens its own list
 start_soon(handler) in a nursery, repeat. We write the loop out, on the listening socket from
 common.listen() (the one place for socket options, the fd limit and the "in use" error), so that
 it reads like its siblings and backs off on EMFILE with one log line every few seconds (trio's
-own loop also sleeps 0.1 s on EMFILE, but logs a traceback each time).
+own loop also sleeps 0.1 s on EMFILE, but logs a traceback each time), and so that it accepts
+every client already queued, not one per turn of a busy scheduler (see accept_loop).
 
 Backpressure: `await stream.send_all(data)` returns only once the kernel has taken every byte, so
 a task whose client does not read waits there and reads nothing more; its pending output is one
@@ -32,6 +33,7 @@ Watch it:  strace -e trace=epoll_wait,epoll_ctl,recvfrom,sendto -p PID
 from __future__ import annotations
 
 import signal
+import socket
 
 import trio
 
@@ -39,6 +41,8 @@ from servers.common import (
     ACCEPT_BACKOFF_S, ACCEPT_TRANSIENT, CHUNK_BYTES, FD_EXHAUSTED,
     announce, burn_cpu, listen, log, parse_args, run,
 )
+
+ACCEPT_BURST = 100  # connections accepted per turn of the scheduler at most, as asyncio does
 
 
 async def handle_connection(stream: trio.SocketStream, work_us: int) -> None:
@@ -56,8 +60,10 @@ async def handle_connection(stream: trio.SocketStream, work_us: int) -> None:
             log(f"connection dropped: {getattr(cause, 'strerror', None) or cause or exc}", every_s=5)
 
 
-async def accept_loop(listener: trio.SocketListener, nursery: trio.Nursery, work_us: int) -> None:
-    """Accept forever, one new task per connection, each in ``nursery``."""
+async def accept_loop(listener: trio.SocketListener, queue: socket.socket, nursery: trio.Nursery,
+                      work_us: int) -> None:
+    """Accept forever, one new task per connection, each in ``nursery``. ``queue`` is the
+    listening socket beneath ``listener``, for accepts that must not wait (below)."""
     while True:
         try:
             stream = await listener.accept()  # skips ECONNABORTED and the like by itself
@@ -69,6 +75,28 @@ async def accept_loop(listener: trio.SocketListener, nursery: trio.Nursery, work
                 raise
             continue
         nursery.start_soon(handle_connection, stream, work_us)
+        # listener.accept() yields to the scheduler after every connection, and a busy scheduler
+        # runs every ready task once before it comes back: with 10,000 busy connections that is
+        # one accept per second, and clients wait in the listen queue, connected but unserved.
+        # So take what else is queued now, as asyncio's and gevent's loops do.
+        for stream in accept_queued(queue, ACCEPT_BURST - 1):
+            nursery.start_soon(handle_connection, stream, work_us)
+
+
+def accept_queued(queue: socket.socket, limit: int) -> list[trio.SocketStream]:
+    """Up to ``limit`` connections already in the listen queue, accepted without waiting.
+
+    Any error (EMFILE, a client that reset while queued) ends the burst: the next
+    listener.accept() meets it again and handles it as above.
+    """
+    streams = []
+    while len(streams) < limit:
+        try:
+            sock, _ = queue.accept()  # non-blocking: BlockingIOError once the queue is empty
+        except OSError:
+            break
+        streams.append(trio.SocketStream(trio.socket.from_stdlib_socket(sock)))
+    return streams
 
 
 async def cancel_on_signal(cancel_scope: trio.CancelScope, *, task_status=trio.TASK_STATUS_IGNORED):
@@ -81,12 +109,12 @@ async def cancel_on_signal(cancel_scope: trio.CancelScope, *, task_status=trio.T
             return
 
 
-async def serve_forever(listener, work_us: int) -> None:
-    listener = trio.SocketListener(trio.socket.from_stdlib_socket(listener))
+async def serve_forever(sock: socket.socket, work_us: int) -> None:
+    listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))  # sock, non-blocking
     async with listener, trio.open_nursery() as nursery:
         await nursery.start(cancel_on_signal, nursery.cancel_scope)
         announce(listener.socket)
-        await accept_loop(listener, nursery, work_us)
+        await accept_loop(listener, sock, nursery, work_us)
 
 
 def serve(args) -> None:

@@ -35,7 +35,7 @@ def test_smoke_profile_runs_the_whole_pipeline(tmp_path):
     for r in records:
         assert r["status"] == "ok", r
         assert r["requests"] > 0 and r["rps"] > 0
-        assert r["errors"] == {"connect": 0, "reset": 0, "mismatch": 0, "timeout": 0}
+        assert r["errors"] == {"connect": 0, "reset": 0, "mismatch": 0, "unserved": 0, "timeout": 0}
         assert r["exit"]["clean"], r["exit"]
         assert r["server_cpu_s"] > 0 and r["server_cpu_us_per_request"] > 0
         assert r["server_ctx_voluntary"] + r["server_ctx_involuntary"] > 0
@@ -90,3 +90,74 @@ def test_server_without_readiness_line_is_a_failed_result():
     record = _measure(_fake("silent"))
     assert record["status"] == "failed"
     assert "did not start" in record["reason"]
+
+
+# -- At scale: the runner's checks, its guard, and what it says about why --------------------------
+
+
+def test_too_few_file_descriptors_skip_the_cell_with_the_fix(monkeypatch):
+    monkeypatch.setattr(bench_run.load_gen, "fd_hard_limit", lambda: 512)  # as if ulimit -Hn 512
+    profile = bench_run.Profile("t", [], 1, warmup_s=0.1, measure_s=0.5, description="test")
+    record = bench_run.measure(servers.get("threads"), bench_run.Cell(1000, 1024), 0, profile,
+                               None, None)
+    assert record["status"] == "skipped" and "ulimit -n" in record["reason"]
+    assert bench_run.preflight(bench_run.Cell(440, 1024), None) is None  # 440 + headroom fit
+
+
+def test_guard_stops_a_server_before_memory_runs_out(monkeypatch):
+    # A floor above the machine's whole memory: the guard must act at once, like it would when a
+    # fork server at 10,000 clients eats the last gigabytes.
+    monkeypatch.setattr(bench_run, "MEMORY_FLOOR_FRACTION", 2.0)
+    monkeypatch.setattr(bench_run, "MEMORY_FLOOR_MAX_BYTES", 1 << 60)
+    stopped_groups = []
+    real_start = bench_run.launch.start
+
+    def start(entry, *args, **kw):
+        server = real_start(entry, *args, **kw)
+        stopped_groups.append(server)
+        return server
+
+    monkeypatch.setattr(bench_run.launch, "start", start)
+    profile = bench_run.Profile("t", [], 1, warmup_s=0.5, measure_s=1.0, description="test")
+    record = bench_run.measure(servers.get("threads"), bench_run.Cell(4, 1024), 0, profile,
+                               None, None)
+    assert record["status"] == "failed", record
+    assert record["reason"].startswith("stopped by the bench at ")
+    assert "memory would run out" in record["reason"]
+    (server,) = stopped_groups
+    assert not server.group_pids(), "the guard leaves nothing of the server running"
+
+
+def test_open_loop_at_a_share_of_the_peak_runs_after_the_cells_that_measure_it():
+    profile = bench_run.PROFILES["full"]
+    order = bench_run.plan(profile, ["epoll", "threads"], seed=1)
+    for repeat in range(profile.repeats):
+        cells = [cell for r, cell, _ in order if r == repeat]
+        shares = [i for i, cell in enumerate(cells) if cell.fraction is not None]
+        assert shares and min(shares) > max(i for i, c in enumerate(cells) if not c.is_open)
+    closed = {("epoll", 1024): {1: [14_000.0], 100: [139_000.0, 141_000.0]}}
+    assert bench_run.peak_rps(closed, "epoll", 1024) == (140_000.0, 100)
+    assert bench_run.peak_rps(closed, "threads", 1024) is None
+
+
+def test_reasons_name_the_counts_and_quote_the_server():
+    stderr = ("[select 4242] a client got fd >= 1024, past select()'s FD_SETSIZE: closing it\n"
+              "[select 4242] connection dropped: Connection reset by peer\n"
+              "[select 4242] SIGTERM: shut down\n")
+    assert bench_run.server_said(stderr) == [
+        "a client got fd >= 1024, past select()'s FD_SETSIZE: closing it"]
+    record = {"conns": 10_000, "stderr_tail": stderr, "exit": {"clean": True},
+              "server_threads": 1, "server_processes": 1}
+    load = {"requests": 5000, "errors": {"connect": 0, "reset": 8980, "mismatch": 0,
+                                         "unserved": 0, "timeout": 0}}
+    bench_run._judge(record, load, None)
+    assert record["status"] == "degraded"
+    assert record["reason"].startswith("8,980 of 10,000 connections were reset or closed by the server")
+    assert "FD_SETSIZE" in record["reason"]
+    record = {"conns": 10_000, "stderr_tail": None, "exit": {"clean": True},
+              "server_threads": 10_001, "server_processes": 1}
+    load = {"requests": 5000, "warmup_s": 1.0, "duration_s": 1.5, "conns_established": 10_000,
+            "errors": {"connect": 0, "reset": 0, "mismatch": 0, "unserved": 2553, "timeout": 0}}
+    bench_run._judge(record, load, None)
+    assert "2,553 of 10,000 connections got no echo at all in 2.5 s" in record["reason"]
+    assert "GIL" in record["reason"]  # a thread for every connection: what they waited for

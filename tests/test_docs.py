@@ -33,3 +33,19 @@ def test_code_passes_lint():
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"`make lint` fails:\n{result.stdout}{result.stderr}"
+
+
+def test_relative_links_in_readme_and_docs_resolve():
+    import re
+    pages = ["README.md", *glob.glob("docs/*.md", root_dir=ROOT)]
+    broken = []
+    for page in pages:
+        with open(os.path.join(ROOT, page)) as f:
+            text = f.read()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if "://" in target or target.startswith(("#", "mailto:")):
+                continue
+            path = os.path.normpath(os.path.join(ROOT, os.path.dirname(page), target.split("#")[0]))
+            if not os.path.exists(path):
+                broken.append(f"{page}: {target}")
+    assert not broken, f"links to files that do not exist: {broken}"

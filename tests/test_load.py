@@ -32,7 +32,7 @@ RESULT_KEYS = {
     "client_cpu_util", "client_workers", "client_cpus", "window_start_ns", "window_end_ns",
 }
 LATENCY_KEYS = {"p50", "p90", "p99", "p99_9", "p99_99", "max", "mean", "count"}
-ERROR_KINDS = {"connect", "reset", "mismatch", "timeout"}
+ERROR_KINDS = {"connect", "reset", "mismatch", "unserved", "timeout"}
 
 
 # -- An in-process echo server with knobs for misbehaving ------------------------------------------
@@ -44,11 +44,14 @@ class EchoServer:
     stall_at_s / stall_s: once, `stall_at_s` after the first byte arrived, sleep `stall_s` (the
     whole server stops, like a GC pause or a blocking call in an event loop).
     silent: read but never answer. hang_up_after: close each connection after that many replies.
+    serve_only: answer only the first N connections accepted; read the others but never answer.
     """
 
     def __init__(self, *, transform=None, stall_at_s=None, stall_s=0.0, silent=False,
-                 hang_up_after=None):
+                 hang_up_after=None, serve_only=None):
         self.transform = transform
+        self.serve_only = serve_only  # answer only the first N connections accepted
+        self.accepted = 0
         self.stall_at_s, self.stall_s = stall_at_s, stall_s
         self.silent = silent
         self.hang_up_after = hang_up_after
@@ -89,7 +92,10 @@ class EchoServer:
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(5.0)  # sendall may block briefly; never forever
-        self.selector.register(sock, selectors.EVENT_READ, {"replies": 0, "previous": None})
+        self.accepted += 1
+        served = self.serve_only is None or self.accepted <= self.serve_only
+        self.selector.register(sock, selectors.EVENT_READ,
+                               {"replies": 0, "previous": None, "served": served})
 
     def _echo(self, sock, state) -> None:
         try:
@@ -102,7 +108,7 @@ class EchoServer:
             return
         if self.first_data_at is None:
             self.first_data_at = time.monotonic()
-        if self.silent:
+        if self.silent or not state["served"]:
             return
         reply = self.transform(state, data) if self.transform else data
         try:
@@ -368,16 +374,38 @@ def test_a_closed_port_gives_connect_errors_not_an_exception():
 
 
 @pytest.mark.timeout(60)
-def test_a_server_that_never_answers_gives_timeouts_within_bounded_time():
+def test_a_server_that_never_answers_leaves_every_connection_unserved_in_bounded_time():
     with EchoServer(silent=True) as server:
         started = time.monotonic()
         closed = run(server.port, conns=3, duration=1.5, warmup=0.0)
         opened = run(server.port, conns=3, duration=1.5, warmup=0.0, rate=100.0)
         elapsed_s = time.monotonic() - started
-    assert closed["requests"] == 0 and closed["errors"]["timeout"] == 3
-    # open loop: every message due more than 1 s before the end, sent or still queued
-    assert opened["requests"] == 0 and opened["errors"]["timeout"] >= 3
+    for result in (closed, opened):
+        # no echo at all: counted once per connection, not also as timeouts
+        assert result["requests"] == 0
+        assert result["errors"]["unserved"] == 3 and result["errors"]["timeout"] == 0
+        assert "no echo at all" in result["error_examples"]["unserved"]
     assert elapsed_s < 2 * (1.5 + load.SPAWN_BUDGET_S + load.WRAPUP_BUDGET_S)
+
+
+@pytest.mark.timeout(60)
+def test_connections_a_server_never_serves_are_unserved_the_others_measured():
+    # Like a pool of 2 threads: the first two connections are served, the third never is.
+    with EchoServer(serve_only=2) as server:
+        result = run(server.port, conns=3, duration=1.5, warmup=0.0, workers=1)
+    assert result["requests"] > 0
+    assert result["errors"]["unserved"] == 1 and result["errors"]["timeout"] == 0
+
+
+def test_stall_limit_grows_with_connections_by_littles_law():
+    # 16 connections at 20,000 round trips/s wait 0.8 ms each in turn: the 1 s limit holds.
+    assert load.stall_limit_s(16, 40_000, 2.0, None) == load.STALL_TIMEOUT_S
+    # 10,000 connections at 20,000/s wait 0.5 s in perfect turn: a timeout is 10 x that.
+    assert load.stall_limit_s(10_000, 40_000, 2.0, None) == pytest.approx(
+        load.STALL_FAIR_SHARES * 0.5)
+    # open loop keeps the fixed limit: its schedule, not the server, sets the pace
+    assert load.stall_limit_s(10_000, 40_000, 2.0, 20_000.0) == load.STALL_TIMEOUT_S
+    assert load.stall_limit_s(10, 0, 2.0, None) == load.STALL_TIMEOUT_S  # nothing completed
 
 
 def test_a_server_that_hangs_up_gives_resets():
@@ -420,6 +448,21 @@ def test_bad_options_exit_2_with_a_message(args):
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert "usage:" in done.stderr and "error:" in done.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_NOFILE via preexec: Linux")
+def test_too_few_file_descriptors_is_refused_with_the_fix():
+    import resource
+
+    def low_hard_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    done = subprocess.run([sys.executable, "-m", "bench.load", "--target", "127.0.0.1:9",
+                           "--conns", "1000", "--workers", "1"], cwd=ROOT, text=True,
+                          capture_output=True, timeout=60, preexec_fn=low_hard_limit)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "ulimit" in done.stderr and "256" in done.stderr
+    assert load.fd_shortfall(10, 1) is None
 
 
 def test_a_bad_option_message_names_the_fix():

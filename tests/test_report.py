@@ -143,6 +143,74 @@ def test_cell_option_moves_the_spectrum(tmp_path):
     assert report.main([str(run_dir), "--cell", "7x1024"]) == 2
 
 
+def test_a_run_without_a_big_cell_has_no_c10k_section(built):
+    assert "C10K" not in built.read_text()  # the small fixture goes to 128 connections
+
+
+@pytest.fixture(scope="module")
+def c10k(tmp_path_factory) -> Path:
+    """The fixture run plus a 10,000-connection cell and open-loop cells at a share of each
+    server's peak (see c10k_lines), its report built once."""
+    run_dir = tmp_path_factory.mktemp("report") / "run_c10k"
+    shutil.copytree(FIXTURE, run_dir)
+    with open(run_dir / "results.jsonl", "a") as f:
+        for line in c10k_lines():
+            f.write(json.dumps(line, separators=(",", ":")) + "\n")
+    meta = json.loads((run_dir / "meta.json").read_text())
+    meta["cells"] += [{"conns": C10K, "size_bytes": KIB, "rate": None}] + [
+        {"conns": 16, "size_bytes": KIB, "rate": None, "rate_fraction_of_peak": f}
+        for f in SHARES]
+    (run_dir / "meta.json").write_text(json.dumps(meta))
+    return report.build_report(run_dir)
+
+
+def c10k_table(text: str) -> dict[str, str]:
+    """server -> its row of the C10K table."""
+    section = text.split("## C10K: 10,000 connections", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return {re.match(r"\| `([^`]+)`", row)[1]: row for row in rows}
+
+
+def test_c10k_section_shows_who_held_10000_and_why_not(c10k):
+    text = c10k.read_text()
+    assert "- [C10K: 10,000 connections](#c10k-10000-connections)" in text  # contents, and...
+    assert "(see [C10K: 10,000 connections](#c10k-10000-connections))" in text  # ...headline
+    rows = c10k_table(text)
+    assert set(rows) == {"iterative", "threads", "fork", "epoll", "uvloop", "io_uring"}
+    for server in ("epoll", "uvloop"):
+        cells = [c.strip() for c in rows[server].split("|")[1:-1]]
+        assert cells[2] == "ok" and cells[3] == "10,000", rows[server]
+    assert "10,000" not in rows["threads"].split("|")[4] and "GIL" in rows["threads"]
+    assert "**failed**" in rows["fork"] and "memory would run out" in rows["fork"]
+    assert "6,512 · 6,512" in rows["fork"]  # processes and threads at the stop
+    assert "**skipped**" in rows["iterative"] and "**skipped**" in rows["io_uring"]
+    # the costs, from the lines: memory per connection and CPU per request at 10,000
+    assert "271 B" in rows["epoll"] and "12 µs" in rows["epoll"]
+    assert "2 of 6 servers held all 10,000 connections: uvloop and epoll." in text
+    assert "threads 12.1 s" in text  # the slow teardown after the clients left
+
+
+def test_c10k_heading_names_a_smaller_largest_cell():
+    assert report.c10k_heading(report.Cell.of(C10K, KIB, None)) == "C10K: 10,000 connections"
+    assert report.c10k_heading(report.Cell.of(1000, KIB, None)) == \
+        "C10K: 1,000 connections, this run's largest cell"
+
+
+def test_open_loop_at_a_share_of_each_peak_is_one_cell_per_share(c10k):
+    run = report.load_run(c10k.parent)
+    shares = [c for c in run.cells if c.fraction is not None]
+    assert [c.fraction for c in shares] == list(SHARES)  # not one cell per server's own rate
+    text = c10k.read_text()
+    assert "16 conns × 1 KiB at 50 % of peak" in text
+    rows = [line for line in text.splitlines() if line.startswith("| `uvloop` ") and "of peak)" in line]
+    assert len(rows) == 2, "a row per share in the results table, with the rate offered"
+    rate = round(statistics.median([83_000, 84_500]) * SHARES[1] * 0.9985, -2)
+    assert report.fmt_rps(rate) in rows[1]
+    assert "openloop.png" in {Path(link).name for link in chart_links(text)}
+    for link in chart_links(text):
+        assert_valid_png(c10k.parent / link)
+
+
 def test_parse_cell():
     assert report.parse_cell("128x1024") == (128, 1024)
     assert report.parse_cell("16x64KiB") == (16, 65536)
@@ -383,6 +451,67 @@ def write_fixture(directory: Path = FIXTURE) -> None:
     with open(directory / "results.jsonl", "w") as f:
         for line in lines:
             f.write(json.dumps(line, separators=(",", ":")) + "\n")
+
+
+C10K = 10_000
+SHARES = (0.5, 0.9)
+
+
+def c10k_lines() -> list[dict]:
+    """A 10,000-connection cell as the full profile records it (epoll and uvloop hold; threads is
+    degraded by the GIL; the bench's guard stopped fork; iterative is skipped as serial), and
+    open loop at 50 % and 90 % of each server's own peak for uvloop and epoll."""
+    lines = []
+    held = {"epoll": ((81800, 80500), 120_000, 150_000, 170_000, 12.0, 0.01, 271),
+            "uvloop": ((84500, 83000), 110_000, 140_000, 160_000, 11.4, 0.01, 1380),
+            "threads": ((15600, 14900), 60_000, 2_100_000, 2_500_000, 63.0, 1.1, 26000)}
+    started = "2026-11-25T13:40:00+00:00"
+    for repeat in range(2):
+        for server, family, lesson in FIXTURE_SERVERS:
+            if server == "iterative":
+                lines.append(_line(server, family, lesson, C10K, KIB, None, repeat, started,
+                                   status="skipped", reason="serial server: serves one client at "
+                                   "a time, so more connections only queue"))
+                continue
+            if server == "fork":
+                lines.append(_line(server, family, lesson, C10K, KIB, None, repeat, started,
+                                   status="failed", rps=None, latency_us=None, hist=None,
+                                   reason="stopped by the bench at 6,512 processes, 17.9 GiB of "
+                                          "memory used since the start: memory would run out "
+                                          "(available memory fell from 21.3 to 1.9 GiB; the guard "
+                                          "keeps 2.0 GiB free)",
+                                   errors={"connect": 0, "reset": 6512, "mismatch": 0,
+                                           "unserved": 0, "timeout": 0},
+                                   server_processes=6512, server_threads=6512,
+                                   exit={"code": -9, "elapsed_s": 0.0, "clean": False}))
+                continue
+            rps, p50, p99, p9999, cpu, ctx, mem = held[server]
+            line = _measured(rps[repeat], KIB, C10K, (p50, p99, p9999), cpu, ctx, mem, False,
+                             jitter=(1.0, 1.03)[repeat])
+            line.update(conns_established=C10K, settle_s=0.1, server_fds=C10K + 5)
+            line["errors"]["unserved"] = 0
+            if server == "threads":
+                line.update(status="degraded", settle_s=12.1, server_threads=C10K + 1)
+                line["errors"]["unserved"] = 2553
+                line["reason"] = ("2,553 of 10,000 connections got no echo at all in 2.5 s "
+                                  "(connected, never served), though the server ran a thread for "
+                                  "each (10,001 threads): the ones left out waited for the GIL")
+            lines.append(_line(server, family, lesson, C10K, KIB, None, repeat, started, **line))
+    for server in ("uvloop", "epoll"):
+        family, lesson = next((f, le) for n, f, le in FIXTURE_SERVERS if n == server)
+        peak = statistics.median(held[server][0])
+        for share in SHARES:
+            for repeat in range(2):
+                rate = round(peak * share)
+                completed = rate * (0.999 if share < 0.8 else 0.97)
+                line = _measured(completed, KIB, 16, (150, 600 if share < 0.8 else 9000,
+                                                     3000 if share < 0.8 else 40_000),
+                                 9.0, 0.1, CLOSED[(server, 16, KIB)][6], False,
+                                 jitter=(1.0, 1.02)[repeat], rate=rate)
+                line.update(rate_fraction_of_peak=share, peak_rps=peak, peak_conns=C10K)
+                lines.append(_line(server, family, lesson, 16, KIB, rate, repeat, started,
+                                   **line))
+    return lines
 
 
 if __name__ == "__main__":
