@@ -134,7 +134,7 @@ PROFILES = {
                      default_servers=["threads", "select"]),
     # `make bench`: every model at a glance on a 2-core laptop, in about five minutes.
     "quick": Profile("quick", _closed([1, 16, 128], [1024]) + [Cell(16, 64 * 1024)],
-                     repeats=3, warmup_s=0.25, measure_s=0.75,
+                     repeats=3, warmup_s=0.25, measure_s=0.7,
                      description="1, 16 and 128 connections x 1 KiB, 16 x 64 KiB, 3 repeats"),
     # `make bench-full`: the C10K sweep (log-spaced up to 10,000 connections), a 64 KiB cell, and
     # open loop at half and at 90 % of each server's own peak: every server is offered a load it
