@@ -279,6 +279,15 @@ class Run:
         return str(self.meta.get("run_id") or self.dir.name)
 
     @property
+    def mem_basis(self) -> str:
+        """What memory per connection was computed from, as the runner recorded it."""
+        names = {"PSS_ANON": "anonymous PSS", "PSS": "PSS", "USS": "USS", "RSS": "RSS"}
+        bases = {line.get("server_mem_basis") for line in self.lines if line.get("server_mem_basis")}
+        if not bases:
+            return "PSS, else USS"  # runs recorded before the runner wrote the basis down
+        return " / ".join(names.get(b, b) for b in sorted(bases))
+
+    @property
     def date(self) -> str:
         created = self.meta.get("created")
         try:
@@ -1495,8 +1504,8 @@ def chart_memory(run: Run, charts_dir: Path, cells: dict[str, Cell]) -> Chart:
             2 ** math.ceil(math.log2(max(top / 7, 1)))))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_bytes(v) if v else "0"))
     log_note = " (log scale)" if ax.get_xscale() == "log" else ""
-    ax.set_xlabel(f"memory per connection = (process-tree PSS, else USS, with every connection "
-                  f"open − the same when idle) ÷ connections{log_note}")
+    ax.set_xlabel(f"memory per connection = (process-tree {run.mem_basis}, with every "
+                  f"connection open − the same when idle) ÷ connections{log_note}")
     ax.set_title("what each extra connection costs the server, in memory only it holds",
                  fontsize=10, color="#444444")
     _family_legend(fig, run, servers, hatched_key=None)
@@ -1716,7 +1725,7 @@ def c10k_section(run: Run, cell: Cell) -> list[str]:
     out = [f"Dan Kegel's C10K problem on this machine: every server with {conns} clients "
            f"connected at once ({cell.label()}, closed loop, every echoed byte checked). **held** "
            f"counts the connections served to the end (not refused, reset or left without an "
-           f"echo); **memory / conn** is the growth of the server's process tree (PSS, else USS) "
+           f"echo); **memory / conn** is the growth of the server's process tree ({run.mem_basis}) "
            f"over its idle size, divided by the connections; **CPU / req** is the server's own CPU "
            f"time per round trip; processes, threads and fds are the most seen during the window."]
     if cell.conns < C10K_CONNS:

@@ -466,14 +466,16 @@ def _fill_server(record, load, w: dict, idle, cell, server_cpus, peaks: dict | N
     record["server_rss_bytes"] = w["rss_bytes"]
     record["server_uss_bytes"] = w["uss_bytes"]
     record["server_pss_bytes"] = w["pss_bytes"]
-    # Memory per connection from the tree's PSS: after fork, parent and child share pages, so
-    # each one's USS drops while the tree's PSS (shared pages split between sharers) adds up
-    # right. USS, then RSS, where the OS has no PSS.
+    # Memory per connection from the tree's anonymous PSS (heap, stacks, buffers). USS would be
+    # wrong for fork's children: after fork the pages are shared, so each process's USS drops.
+    # Plain PSS would be wrong for everyone: it splits libraries' file pages with the load
+    # generator's processes too, so it falls as the generator starts. Then PSS, USS, RSS where
+    # the kernel has no Pss_Anon (before Linux 5.9) or the OS no smaps.
     idle_mem = busy_mem = None
-    for attr in ("pss_bytes", "uss_bytes", "rss_bytes"):
+    for attr in ("anon_pss_bytes", "pss_bytes", "uss_bytes", "rss_bytes"):
         if idle is not None and getattr(idle, attr) is not None and w.get(attr) is not None:
             idle_mem, busy_mem = getattr(idle, attr), w[attr]
-            record["server_mem_basis"] = attr.removesuffix("_bytes").upper()
+            record["server_mem_basis"] = attr.removesuffix("_bytes").upper().replace("ANON_PSS", "PSS_ANON")
             break
     record["server_mem_idle_bytes"] = idle_mem
     established = load.get("conns_established") or cell.conns

@@ -41,6 +41,25 @@ class Sample:
     rss_bytes: int | None = None
     uss_bytes: int | None = None
     pss_bytes: int | None = None
+    anon_pss_bytes: int | None = None  # anonymous memory (heap, stacks, buffers), split among sharers
+
+
+def _pss_anon(pid: int) -> int | None:
+    """Pss_Anon from /proc/PID/smaps_rollup (Linux 5.9+): the process's share of anonymous pages.
+
+    Summed over a process tree, it is what the tree's heap, stacks and buffers cost, counted
+    once: anonymous pages are shared only with relatives through fork's copy-on-write. Plain PSS
+    also splits file pages (libpython, uvloop's .so) with every unrelated process that maps
+    them, so it drops when the load generator starts: useless for growth per connection.
+    """
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss_Anon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def _schedstat_works() -> bool:
@@ -89,8 +108,8 @@ def sample_tree(root_pid: int, *, memory: bool, light: bool = False) -> Sample |
     t_ns = time.monotonic_ns()
     cpu = 0.0
     vol = invol = threads = fds = 0
-    rss = uss = pss = 0
-    have_uss = have_pss = memory
+    rss = uss = pss = anon = 0
+    have_uss = have_pss = have_anon = memory
     for i, proc in enumerate(procs):
         if light:
             try:
@@ -123,6 +142,11 @@ def sample_tree(root_pid: int, *, memory: bool, light: bool = False) -> Sample |
                         rss += full.rss
                         uss += getattr(full, "uss", 0)
                         have_uss &= hasattr(full, "uss")
+                        anon_value = _pss_anon(proc.pid)
+                        if anon_value is None:
+                            have_anon = False
+                        else:
+                            anon += anon_value
                         pss_value = getattr(full, "pss", None)
                         if pss_value is None:
                             have_pss = False
@@ -130,13 +154,14 @@ def sample_tree(root_pid: int, *, memory: bool, light: bool = False) -> Sample |
                             pss += pss_value
                     except psutil.AccessDenied:
                         rss += proc.memory_info().rss
-                        have_uss = have_pss = False
+                        have_uss = have_pss = have_anon = False
         except psutil.Error:  # a child exited while we read it
             continue
     if light:
         return Sample(t_ns, 0.0, 0, 0, len(procs), threads, 0, rss)
     return Sample(t_ns, cpu, vol, invol, len(procs), threads, fds,
-                  rss if memory else None, uss if have_uss else None, pss if have_pss else None)
+                  rss if memory else None, uss if have_uss else None, pss if have_pss else None,
+                  anon if have_anon else None)
 
 
 class TreeSampler:
@@ -243,4 +268,5 @@ class TreeSampler:
             "rss_bytes": max(s.rss_bytes for s in inside if s.rss_bytes is not None),
             "uss_bytes": last.uss_bytes,
             "pss_bytes": last.pss_bytes,
+            "anon_pss_bytes": last.anon_pss_bytes,
         }
