@@ -43,9 +43,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 
 from servers import common
+from servers.asyncio_protocol import add_loop_option, loop_factory  # the same --loop option
 from servers.common import (
     ACCEPT_BACKOFF_S, ACCEPT_TRANSIENT, CHUNK_BYTES, FD_EXHAUSTED, MAX_PENDING_BYTES,
     announce, burn_cpu, listen, log, parse_args, run, set_nodelay,
@@ -113,25 +113,6 @@ async def serve_forever(listener, args, detail: str) -> None:
         pass
     for task in list(tasks):
         task.cancel()  # CancelledError where it waits; its finally closes the connection
-
-
-def add_loop_option(parser) -> None:
-    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
-                        help="event loop: asyncio's own (selectors + epoll) or uvloop (libuv) "
-                             "(default: %(default)s)")
-
-
-def loop_factory(name: str):
-    """The function that creates the event loop named by --loop."""
-    if name == "uvloop":
-        try:
-            import uvloop
-        except ImportError:
-            sys.stderr.write(f"{common.NAME}: --loop uvloop needs the uvloop package "
-                             "(pip install uvloop)\n")
-            sys.exit(2)
-        return uvloop.new_event_loop
-    return asyncio.new_event_loop
 
 
 def serve(args) -> None:

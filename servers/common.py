@@ -195,8 +195,8 @@ def raise_fd_limit() -> int:
     return soft
 
 
-def listen(args: argparse.Namespace, *, reuseport: bool = False) -> socket.socket:
-    """Create, bind and listen; exit with a one-line error if that is impossible."""
+def bind(args: argparse.Namespace, *, reuseport: bool = False) -> socket.socket:
+    """Create and bind ``--host``/``--port``; exit with a one-line error if that is impossible."""
     try:
         infos = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -220,6 +220,12 @@ def listen(args: argparse.Namespace, *, reuseport: bool = False) -> socket.socke
         sys.stderr.write(f"{NAME}: cannot listen on {args.host}:{args.port}: "
                          f"{exc.strerror}; {hint}\n")
         sys.exit(1)
+    return sock
+
+
+def listen(args: argparse.Namespace, *, reuseport: bool = False) -> socket.socket:
+    """Create, bind and listen; exit with a one-line error if that is impossible."""
+    sock = bind(args, reuseport=reuseport)
     sock.listen(args.backlog)
     return sock
 
@@ -334,22 +340,4 @@ def bind_only(args: argparse.Namespace) -> socket.socket:
     open their own SO_REUSEPORT listener (reuseport) calls it first: to learn the port --port 0
     picks, to hold it while they bind, and to fail with "in use" if any socket, with or without
     SO_REUSEPORT, already listens there. A socket that never listens receives no connection."""
-    try:
-        infos = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        sys.stderr.write(f"{NAME}: cannot listen on {args.host!r}: {exc.strerror}; "
-                         "give --host an IP address such as 127.0.0.1\n")
-        sys.exit(2)
-    family, type_, proto, _, address = infos[0]
-    sock = socket.socket(family, type_, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        hint = ("pick another --port, or --port 0 for a free one"
-                if exc.errno == errno.EADDRINUSE else "check --host and --port")
-        sys.stderr.write(f"{NAME}: cannot listen on {args.host}:{args.port}: "
-                         f"{exc.strerror}; {hint}\n")
-        sys.exit(1)
-    return sock
+    return bind(args)
