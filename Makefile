@@ -70,6 +70,6 @@ lint: $(STAMP) ## ruff over the code
 docs: $(STAMP) ## regenerate the generated parts of README.md and docs/ (cog)
 	$(PY) -m cogapp -r -I . README.md $(wildcard docs/*.md)
 
-clean: ## remove .venv, caches and results/
-	rm -rf $(VENV) results .benchmarks .pytest_cache .ruff_cache *.egg-info
+clean: ## remove .venv, caches, built native programs (build/) and results/
+	rm -rf $(VENV) results build .benchmarks .pytest_cache .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,186 @@
+"""Build the lab's own native sources at first use: C with the system compiler, Go, Erlang.
+
+The lab has a few programs that are not Python: the C reference echo server (the ceiling of one
+core, measured in every bench run), the C load engine, and the same echo server in Go and Erlang.
+Nothing is built at install time. The first command that needs one of them calls ``build(source)``,
+which compiles it into a cache keyed by the hash of the source, the flags and the compiler's
+version, and returns the path; every later call finds it there. Edit the source and the next call
+builds again.
+
+A missing toolchain or a failed compile never takes a command down: ``build`` raises
+``Unavailable`` whose text says what is missing and the command that fixes it, e.g.
+
+    no C compiler (cc) on PATH: apt-get install gcc
+
+and the caller reports that and goes on (the registry lists the server as unavailable, the bench
+runs without the reference, bench.load falls back to the Python engine).
+
+    python -m servers.build bench/ref/echo_epoll.c      # build one now, print its path
+
+The cache is ``build/native/`` in the checkout (``LAB_BUILD_DIR`` moves it); ``make clean`` removes
+it. Concurrent builds of the same source (parallel tests) wait on one lock file, so each is
+compiled once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("LAB_BUILD_DIR", ROOT / "build" / "native"))
+BUILD_TIMEOUT_S = 300
+
+# kind -> (the program that builds or runs it, the command that installs it on Debian/Ubuntu)
+TOOLCHAINS = {
+    "c": ("cc", "apt-get install gcc (or set CC to your C compiler)"),
+    "go": ("go", "apt-get install golang-go"),
+    "erlang": ("erlc", "apt-get install erlang-base"),
+    "node": ("node", "apt-get install nodejs"),
+}
+KIND_BY_SUFFIX = {".c": "c", ".go": "go", ".erl": "erlang", ".js": "node"}
+
+
+class Unavailable(Exception):
+    """This native program cannot be built or run here; the text says why and how to fix it."""
+
+
+def tool(kind: str) -> str:
+    """The path of the toolchain's program for ``kind``, or Unavailable naming the install."""
+    name, fix = TOOLCHAINS[kind]
+    if kind == "c":
+        name = os.environ.get("CC", name)
+    found = shutil.which(name) or (shutil.which("gcc") or shutil.which("clang")
+                                   if kind == "c" and "CC" not in os.environ else None)
+    if not found:
+        raise Unavailable(f"no {kind_label(kind)} ({name}) on PATH: {fix}")
+    return found
+
+
+def kind_label(kind: str) -> str:
+    return {"c": "C compiler", "go": "Go toolchain", "erlang": "Erlang compiler",
+            "node": "Node.js"}[kind]
+
+
+def _version(program: str) -> str:
+    """First line of the toolchain's version, so a compiler upgrade builds again."""
+    for flag in ("--version", "version"):
+        try:
+            out = subprocess.run([program, flag], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        text = (out.stdout or out.stderr).strip()
+        if out.returncode == 0 and text:
+            return text.splitlines()[0]
+    return "unknown"
+
+
+def _key(sources: list[Path], kind: str, program: str, flags: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update(kind.encode() + b"\0" + _version(program).encode() + b"\0")
+    digest.update("\0".join(flags).encode())
+    digest.update(os.uname().machine.encode())
+    return digest.hexdigest()[:16]
+
+
+def build(source: str | Path, *, flags: tuple[str, ...] = (), extra_sources=()) -> Path:
+    """Build ``source`` (its kind from the suffix) if not cached; return the built artefact.
+
+    C and Go: the executable. Erlang: the directory holding the .beam (run it with
+    ``erl -noshell -pa DIR -s MODULE``). Node: the source itself, once node is found.
+    Raises Unavailable with the reason and the fix.
+    """
+    source = Path(source)
+    if not source.is_absolute():
+        source = ROOT / source
+    kind = KIND_BY_SUFFIX.get(source.suffix)
+    if kind is None:
+        raise ValueError(f"don't know how to build {source.name}: expected one of "
+                         f"{', '.join(KIND_BY_SUFFIX)}")
+    program = tool(kind)
+    if kind == "node":
+        return source
+    sources = [source, *(Path(p) if Path(p).is_absolute() else ROOT / p for p in extra_sources)]
+    key = _key(sources, kind, program, flags)
+    out_dir = CACHE / f"{source.stem}-{kind}-{key}"
+    artefact = out_dir if kind == "erlang" else out_dir / source.stem
+    done = out_dir / ".built"
+    if done.exists():
+        return artefact
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f"{source.stem}-{kind}-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a parallel caller builds it once; we wait for it
+        if done.exists():
+            return artefact
+        tmp = Path(tempfile.mkdtemp(prefix=f".{source.stem}-", dir=CACHE))
+        try:
+            _compile(kind, program, sources, tmp, source.stem, flags)
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            tmp.rename(out_dir)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        done.touch()
+    return artefact
+
+
+def _compile(kind: str, program: str, sources: list[Path], out: Path, stem: str,
+             flags: tuple[str, ...]) -> None:
+    env = dict(os.environ)
+    if kind == "c":
+        cmd = [program, "-O2", "-g", "-Wall", "-Wextra", "-std=gnu11", *flags,
+               "-o", str(out / stem), *map(str, sources), "-lm"]
+    elif kind == "go":
+        # One file, standard library only: no module, no network (GOPROXY=off), caches kept in
+        # the build directory so a read-only home does not matter.
+        env.update(GOCACHE=str(CACHE / "go-cache"), GOPATH=str(CACHE / "go-path"),
+                   GOPROXY="off", GOFLAGS="-mod=mod", GO111MODULE="on", CGO_ENABLED="0")
+        cmd = [program, "build", *flags, "-o", str(out / stem), *map(str, sources)]
+    elif kind == "erlang":
+        cmd = [program, *flags, "-o", str(out), *map(str, sources)]
+    else:
+        raise ValueError(kind)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                              timeout=BUILD_TIMEOUT_S, cwd=out)
+    except subprocess.TimeoutExpired:
+        raise Unavailable(f"{' '.join(cmd[:2])} took over {BUILD_TIMEOUT_S} s building "
+                          f"{sources[0].name}") from None
+    except OSError as exc:
+        raise Unavailable(f"could not run {program}: {exc}: {TOOLCHAINS[kind][1]}") from None
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
+        raise Unavailable(f"building {sources[0].relative_to(ROOT) if sources[0].is_relative_to(ROOT) else sources[0]} "
+                          f"failed ({Path(program).name} exit {done.returncode}):\n{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(__doc__.strip().splitlines()[0])
+        print("usage: python -m servers.build SOURCE [SOURCE ...]   (prints each artefact's path)")
+        return 0 if args else 2
+    status = 0
+    for arg in args:
+        try:
+            print(build(arg))
+        except Unavailable as exc:
+            print(f"unavailable: {exc}", file=sys.stderr)
+            status = 1
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
