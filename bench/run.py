@@ -890,6 +890,19 @@ def _fraction_list(text: str) -> list[float]:
     return values
 
 
+def choose_available(names: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(the names that run here, {name: why not} for the rest). Probes run in subprocesses, so a
+    server whose native code crashes its probe is skipped with the reason, not a dead runner."""
+    chosen, skipped = [], {}
+    for name in names:
+        ok, why = servers.get(name).availability()
+        if ok:
+            chosen.append(name)
+        else:
+            skipped[name] = why
+    return chosen, skipped
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench run", description=__doc__.splitlines()[0],
                                      epilog="Profiles: " + "; ".join(
@@ -944,12 +957,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         names = profile.default_servers or [s.name for s in servers.SERVERS]
         names = [n for n in names if n in servers.BY_NAME]
-    skipped = {}
-    for name in list(names):
-        ok, why = servers.get(name).availability()
-        if not ok:
-            skipped[name] = why
-            names.remove(name)
+    names, skipped = choose_available(names)
     if not names:
         parser.error("none of the chosen servers is available here: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
 

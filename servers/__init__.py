@@ -11,11 +11,74 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import signal
 import sys
 from dataclasses import dataclass, field
 
 # Families, in the order the lessons meet them.
 FAMILIES = ("blocking", "multi-process", "multiplexed", "async", "fibers")
+
+
+# -- probes run in a subprocess ---------------------------------------------------------------
+# A probe may load optional native code (a binding, a ring, a built binary). Native code can kill
+# the process that runs it (SIGILL from a wheel built for a newer CPU, SIGSEGV), so no probe runs
+# in the process that lists the servers: each runs in a short-lived child of this interpreter,
+# once per process, and a child killed by a signal becomes the reason the server is unavailable.
+PROBE_TIMEOUT_S = 60.0
+_SIGNAL_MEANING = {
+    signal.SIGILL: "its native code uses CPU instructions this CPU lacks (a binary built for a "
+                   "newer CPU, e.g. with AVX-512)",
+    signal.SIGSEGV: "its native code crashed (segmentation fault)",
+    signal.SIGBUS: "its native code crashed (bus error)",
+    signal.SIGABRT: "its native code aborted",
+    signal.SIGFPE: "its native code raised an arithmetic fault",
+    signal.SIGKILL: "it was killed (out of memory, or by hand)",
+}
+_PROBE_CHILD = """
+import importlib, json, sys
+module, func = sys.argv[1].split(":")
+try:
+    why_not = getattr(importlib.import_module(module), func)()
+except Exception as exc:
+    why_not = f"probe failed: {type(exc).__name__}: {exc}"
+print("\\n" + json.dumps(why_not or None), flush=True)
+"""
+_probe_answers: dict[str, str | None] = {}
+
+
+def run_probe(probe: str) -> str | None:
+    """Run ``module:function`` in a child interpreter: None if usable here, else why not."""
+    if probe not in _probe_answers:
+        _probe_answers[probe] = _run_probe(probe)
+    return _probe_answers[probe]
+
+
+def _run_probe(probe: str) -> str | None:
+    import json
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    try:
+        done = subprocess.run([sys.executable, "-c", _PROBE_CHILD, probe], capture_output=True,
+                              text=True, timeout=PROBE_TIMEOUT_S, cwd=root, env=env,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return f"probe {probe} gave no answer within {PROBE_TIMEOUT_S:.0f} s"
+    if done.returncode < 0:
+        sig = signal.Signals(-done.returncode)
+        meaning = _SIGNAL_MEANING.get(sig, "it was killed by a signal")
+        return f"probe died with {sig.name}: {meaning}"
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"probe {probe} failed (exit {done.returncode}): {tail}"
+    try:
+        answer = json.loads(lines[-1])
+    except ValueError:
+        return f"probe {probe} printed no answer: {lines[-1][:200]}"
+    return str(answer) if answer else None
 
 
 @dataclass(frozen=True)
@@ -44,14 +107,10 @@ class Server:
         if self.linux_only and not sys.platform.startswith("linux"):
             return False, f"Linux-only (this is {sys.platform})"
         for mod in self.requires:
-            if importlib.util.find_spec(mod) is None:
-                return False, f"needs the {mod!r} package (make install-deps, or pip install {mod})"
+            if importlib.util.find_spec(mod) is None:  # finds the package, runs none of it
+                return False, f"needs the {mod!r} package: make install (or pip install {mod})"
         if self.probe:
-            mod_name, func_name = self.probe.split(":")
-            try:
-                why_not = getattr(importlib.import_module(mod_name), func_name)()
-            except Exception as exc:  # a probe that breaks means: not usable here, and why
-                why_not = f"probe failed: {type(exc).__name__}: {exc}"
+            why_not = run_probe(self.probe)
             if why_not:
                 return False, why_not
         return True, ""

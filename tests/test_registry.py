@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import servers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,3 +69,58 @@ def test_unavailable_entry_reports_why(monkeypatch):
     entry = servers.Server("x", "servers.threads", "blocking", "05", "test", requires=("no_such_pkg_zz",))
     ok, reason = entry.availability()
     assert not ok and "no_such_pkg_zz" in reason
+
+
+# A registry entry whose probe crashes its process must leave every command working: the listing,
+# the JSON and the bench's plan. The child below adds two such entries and one healthy one to the
+# registry and runs each command in-process; had a probe run in-process, the child would die.
+CRASHING_REGISTRY = r"""
+import dataclasses, json, sys
+import pytest
+
+import servers
+from servers import __main__ as cli
+base = servers.get("threads")
+extra = [dataclasses.replace(base, name="crash-" + kind, probe="tests.fixtures.crashing_probes:" + kind)
+         for kind in ("sigill", "sigsegv", "fine")]
+servers.SERVERS = (*servers.SERVERS, *extra)
+servers.BY_NAME.update({s.name: s for s in extra})
+cli.SERVERS, cli.BY_NAME = servers.SERVERS, servers.BY_NAME
+cli.main([sys.argv[1]] if sys.argv[1] != "plan" else ["--names"])
+if sys.argv[1] == "plan":
+    from bench import run
+    names, skipped = run.choose_available(["threads", "crash-sigill", "crash-sigsegv", "crash-fine"])
+    print(json.dumps({"plan": names, "skipped": skipped}))
+"""
+
+
+@pytest.mark.parametrize("command", ["--json", "table", "plan"])
+def test_a_probe_killed_by_a_signal_makes_its_server_unavailable_not_the_command_dead(command):
+    result = run("-c", CRASHING_REGISTRY, command if command != "table" else "--markdown",
+                 env={**os.environ, "COLUMNS": "250"})
+    assert result.returncode == 0, f"the command died: {result.returncode}\n{result.stderr}"
+    if command == "--json":
+        entries = {e["name"]: e for e in json.loads(result.stdout)}
+        assert entries["crash-sigill"]["available"] is False
+        assert "probe died with SIGILL" in entries["crash-sigill"]["reason"]
+        assert "CPU instructions this CPU lacks" in entries["crash-sigill"]["reason"]
+        assert entries["crash-sigsegv"]["available"] is False
+        assert "probe died with SIGSEGV" in entries["crash-sigsegv"]["reason"]
+        assert entries["crash-fine"]["available"] is True
+        assert entries["threads"]["available"] is True
+    elif command == "plan":
+        *names, last = result.stdout.strip().splitlines()
+        answer = json.loads(last)
+        assert answer["plan"] == ["threads", "crash-fine"]
+        assert "SIGILL" in answer["skipped"]["crash-sigill"]
+        assert "SIGSEGV" in answer["skipped"]["crash-sigsegv"]
+        assert "crash-fine" in names and "crash-sigill" not in names
+
+
+def test_table_shows_a_crashing_probe_as_unavailable_with_its_reason():
+    script = CRASHING_REGISTRY.replace('cli.main([sys.argv[1]] if sys.argv[1] != "plan" else ["--names"])',
+                                       "cli._table()")
+    result = run("-c", script, "table", env={**os.environ, "COLUMNS": "300"})
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "crash-sigill" in line)
+    assert "SIGILL" in row
