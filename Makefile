@@ -52,7 +52,7 @@ lesson: $(STAMP) ## run one lesson's script: make lesson N=01 [ARGS=--quick]
 	test -n "$$script" || { echo "no lesson $(N); lessons:"; ls lessons/[0-9]*.py | sed 's|lessons/||; s|\.py||; s/^/  /'; exit 2; }; \
 	$(PY) -m lessons.$$(basename $$script .py) $(ARGS)
 
-lessons-record: $(STAMP) ## run every lesson in full and save its output under docs/results/lessons/
+lessons-record: $(STAMP) ## run every lesson in full; save its output and pictures under docs/results/lessons/
 	@for script in lessons/[0-9]*.py; do \
 	  name=$$(basename $$script .py); echo "== $$name"; \
 	  $(PY) -m lessons.$$name --json docs/results/lessons/$$name.json || exit 1; \
@@ -67,7 +67,8 @@ micro: $(STAMP) ## microbenchmarks: cost to create and switch a process, thread,
 lint: $(STAMP) ## ruff over the code
 	$(PY) -m ruff check .
 
-docs: $(STAMP) ## regenerate the generated parts of README.md and docs/ (cog)
+docs: $(STAMP) ## regenerate the generated parts of README.md and docs/ (cog) and the lesson pictures
+	$(PY) -m lessons.figures >/dev/null
 	$(PY) -m cogapp -r -I . README.md $(wildcard docs/*.md)
 
 clean: ## remove .venv, caches, built native programs (build/) and results/

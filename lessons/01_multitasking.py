@@ -35,13 +35,16 @@ import sys
 import time
 from dataclasses import dataclass
 
-from lessons.common import Lesson, linux_only, parse_args
+from lessons.common import Claim, Lesson, linux_only, parse_args
 
 # A jump in the monotonic clock longer than this means the spinner was not running. An interrupt
 # or a hypervisor's hiccup costs a few to a hundred microseconds; another process's time slice costs
 # milliseconds. 250 µs lies between the two.
 GAP_NS = 250_000
 MAX_GAPS = 100_000  # bounds the spinner's memory: far more than a few seconds of slices
+MAX_SPANS = 2_000  # (start, end) of the first runs, for the timeline picture
+TIMELINE_SKIP_MS = 200  # the picture's window starts this long after both spinners run ...
+TIMELINE_MS = 60  # ... and is this long: a dozen slices each
 SLEEP_S = 0.001  # the sleeper sleeps 1 ms at a time: up to 1,000 voluntary switches a second
 CHILD_EXTRA_S = 0.5  # children run a little longer than the parent measures, so they are alive
 # at the parent's second reading of /proc
@@ -94,14 +97,18 @@ def spin(seconds: float) -> dict:
     start = last = run_start = now()
     end = start + int(seconds * 1e9)
     runs, gaps = [], []  # ns on the CPU between two gaps; ns of each gap
+    spans = []  # [start, end] of each run on the CPU, on the machine-wide monotonic clock
     while last < end:
         t = now()
         if t - last > GAP_NS and len(gaps) < MAX_GAPS:
             gaps.append(t - last)  # someone else had the CPU for this long
             runs.append(last - run_start)  # we had it for this long before that
+            if len(spans) < MAX_SPANS:
+                spans.append([run_start, last])
             run_start = t
         last = t
-    return {"runs_ns": runs[1:], "gaps_ns": gaps}  # the first run began before the other started
+    # the first run began before the other started
+    return {"runs_ns": runs[1:], "gaps_ns": gaps, "spans_ns": spans[1:]}
 
 
 def sleep_often(seconds: float) -> dict:
@@ -195,6 +202,86 @@ def run_pinned(cpu: int, works: dict, seconds: float) -> dict:
     return out
 
 
+def timeline(spans_a: list, spans_b: list) -> dict:
+    """A TIMELINE_MS window of both spinners' runs, in ms from the window's start."""
+    if not spans_a or not spans_b:
+        return {"A": [], "B": [], "window_ms": TIMELINE_MS}
+    origin = max(spans_a[0][0], spans_b[0][0]) + TIMELINE_SKIP_MS * 1_000_000
+    out = {"window_ms": TIMELINE_MS}
+    for name, spans in (("A", spans_a), ("B", spans_b)):
+        out[name] = [[round((max(s, origin) - origin) / 1e6, 3), round((e - max(s, origin)) / 1e6, 3)]
+                     for s, e in spans if e > origin and s < origin + TIMELINE_MS * 1_000_000]
+    return out
+
+
+# How far a reader's figure may be from the recorded one before it is named (lessons.common):
+# a lone spinner's preemptions count whatever else the reader's machine runs; se.slice is set by the
+# kernel version (and sysctl), not measured.
+TOLERANCE = {"involuntary switches per second, spinner alone": None, "base slice requested (se.slice)": None}
+
+
+# -- Pictures, from the recorded run (lessons/figures.py) ---------------------------------------------
+
+
+def draw_timeline(record: dict, fig) -> None:
+    """Who had the core when: the two pinned spinners' runs, and how long the runs were."""
+    from lessons.figures import COLOURS, not_measured
+    line = record.get("series", {}).get("timeline")
+    slices = record.get("series", {}).get("slices_ms")
+    if not line or not line.get("A") or not slices:
+        return not_measured(fig, "this run recorded no timeline (an older run, or not on Linux)")
+    top, bottom = fig.subplots(2, 1, height_ratios=[1, 1.3])
+    for row, name in enumerate(("A", "B")):
+        top.broken_barh([(s, d) for s, d in line[name]], (row - 0.35, 0.7), color=COLOURS[row],
+                        label=f"spinner {name} on the CPU")
+    top.set_xlim(0, line["window_ms"])
+    top.set_yticks([0, 1], ["spinner A", "spinner B"])
+    top.set_xlabel("time (ms)")
+    top.set_title(f"Two spinners pinned to one core: {line['window_ms']} ms of the run "
+                  "(white: runnable, waiting in the run queue)")
+    top.grid(axis="y", visible=False)
+    cap = max(1.0, sorted(slices)[int(0.99 * (len(slices) - 1))] * 1.2)
+    bottom.hist([min(s, cap) for s in slices], bins=60, range=(0, cap), color=COLOURS[2])
+    m = record.get("measurements", {})
+    for label, colour, text in (
+            ("time slice, spinner's own clock (median stretch)", COLOURS[0], "median run"),
+            ("base slice requested (se.slice)", COLOURS[1], "se.slice requested")):
+        if label in m:
+            value = m[label]["value"]
+            bottom.axvline(value, color=colour, linestyle="--", label=f"{text}: {value:.2f} ms")
+    bottom.set_xlabel("length of one run on the CPU (ms)")
+    bottom.set_ylabel("runs")
+    bottom.legend(loc="upper right")
+
+
+PICTURES = {"timeline": draw_timeline}
+
+# The page's comparative sentences, checked against the recorded run (tests/test_claims.py).
+CLAIMS = [
+    Claim("together the pair gets about what one spinner got alone, split about evenly",
+          lambda m: abs(m["cpu share, spinner A"] + m["cpu share, spinner B"]
+                        - m["cpu share, spinner alone"]) < 10
+          and abs(m["cpu share, spinner A"] - m["cpu share, spinner B"]) < 10,
+          "A + B is within 10 points of the lone spinner's share, and A within 10 points of B"),
+    Claim("the involuntary switches per second of A and B are about one per slice of theirs",
+          lambda m: 0.7 < m["involuntary switches per second, spinner A"] * m[
+              "time slice, schedstat (cpu time / times scheduled)"] / (10 * m["cpu share, spinner A"]) < 1.3,
+          "A's involuntary switches per second are within 30 % of its CPU time / slice length"),
+    Claim("The spinner's own clock and the kernel's schedstat measure the same thing from two sides "
+          "and should agree",
+          lambda m: abs(m["time slice, spinner's own clock (median stretch)"]
+                        / m["time slice, schedstat (cpu time / times scheduled)"] - 1) < 0.25,
+          "the two slice measurements agree within 25 %"),
+    Claim("Nearly all the sleeper's switches are voluntary, about one per sleep, and it uses a tiny "
+          "share of the CPU",
+          lambda m: m["voluntary switches per second, sleeper"]
+          > 10 * m["involuntary switches per second, sleeper"]
+          and 0.5 < m["voluntary switches per second, sleeper"] * SLEEP_S < 1.05
+          and m["cpu share, sleeper"] < 10,
+          "voluntary > 10x involuntary, 50-105 % of one per 1 ms sleep, under 10 % CPU"),
+]
+
+
 # -- The lesson -----------------------------------------------------------------------------------------
 
 
@@ -248,6 +335,8 @@ def main() -> int:
     lesson.measure("time slice, spinner's own clock (median stretch)", own_ms, "ms")
     lesson.measure("time the other ran (median gap)", gap_ms, "ms")
     lesson.measure("time slice, schedstat (cpu time / times scheduled)", stat_ms, "ms")
+    lesson.series("timeline", timeline(a["seen"]["spans_ns"], b["seen"]["spans_ns"]))
+    lesson.series("slices_ms", [round(r / 1e6, 3) for r in runs[:MAX_SPANS]])
     requested_ms = base_slice_ms(os.getpid())
     if requested_ms is None:
         lesson.skip("base slice requested (se.slice)", "no se.slice in /proc/PID/sched (Linux < 6.6, "

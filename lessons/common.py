@@ -11,6 +11,28 @@ A lesson script measures one effect on the reader's machine and prints it as lab
 ``Lesson`` keeps every measurement (label -> value, unit) so that ``--json PATH`` can save the run
 with the machine's metadata beside it. `make lessons-record` saves each lesson's full run under
 docs/results/lessons/, and the docs pages quote numbers only from those files (lessons.docsync).
+
+The interface a lesson module uses (stable; lessons 01-11 rely on it):
+
+- ``lesson.measure(label, value, unit)``, ``lesson.skip(label, why)``, ``lesson.notice(text)``,
+  ``lesson.section(title)``: the printed lines, kept in the record.
+- ``lesson.series(name, data)``: JSON-able data a picture needs beyond the scalar measurements
+  (lists of numbers, lists of dicts); saved as ``record["series"][name]``. Returns ``data``.
+- ``PICTURES = {"stem": draw}`` at module level: ``draw(record, fig)`` draws on a
+  matplotlib Figure from the recorded JSON only (see lessons/figures.py; ``figures.not_measured``
+  for a record that lacks the data). Saved as docs/results/lessons/NN-stem.png and embedded in the
+  page with ``docsync.picture(lesson, stem, alt)``.
+- ``CLAIMS = [Claim("fragment of the page", lambda m: m["label a"] < m["label b"], "what it says")]``:
+  tests/test_claims.py checks that each fragment is in docs/NN-*.md (whitespace-insensitive) and
+  that the predicate holds on the recorded run. ``m`` is a ``Figures``: measurement values by label,
+  plus ``m.series``, ``m.skipped`` and ``m.record``.
+- ``TOLERANCE = {"label": 0.5}``: how far the reader's figure may be from the recorded one before
+  ``finish()`` names it (see ``compare``): a float is a relative tolerance (0.5 = within 50 %), a
+  tuple ``(relative, absolute)`` also accepts an absolute difference in the measurement's unit, and
+  ``None`` marks a machine-dependent figure that is shown but not judged.
+- ``lesson.finish()``: saves the JSON (``--json``), draws the run's pictures (under
+  docs/results/lessons/ when recording there, else under results/lessons/) and, unless it is the
+  recording, prints each of the reader's figures beside the recorded one.
 """
 
 from __future__ import annotations
@@ -22,9 +44,21 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+LESSON_RESULTS = ROOT / "docs" / "results" / "lessons"
+READER_RESULTS = ROOT / "results" / "lessons"
+
+# "Noise" for yours-against-recorded: two runs of the same lesson on the same quiet machine land
+# within about 10-30 % of each other on timings (more for rare events such as switches per second);
+# a different CPU, kernel or load moves absolute times by 2x and more. So by default a figure is
+# named as different when it is more than 50 % away from the recorded one, a percentage when it is
+# more than 10 points away; a lesson can say better per label in its TOLERANCE.
+DEFAULT_RELATIVE_TOLERANCE = 0.5
+PERCENT_POINTS_TOLERANCE = 10.0
 
 
 def parse_args(doc: str | None, argv: list[str] | None = None,
@@ -82,6 +116,7 @@ class Lesson:
         self.measurements: dict[str, dict] = {}
         self.notices: list[str] = []
         self.skipped: dict[str, str] = {}
+        self.series_data: dict[str, object] = {}
         self.lines: list[str] = []
         self._print(f"== {number} {title} ==" + ("  (quick)" if self.quick else ""))
 
@@ -114,15 +149,153 @@ class Lesson:
         self.notices.append(text)
         self._print(f"notice: {text}")
 
+    def series(self, name: str, data):
+        """Keep JSON-able data for a picture (not printed); saved as record["series"][name]."""
+        json.dumps(data)  # fail here, at the lesson's line, rather than when the run is saved
+        self.series_data[name] = data
+        return data
+
+    def record(self) -> dict:
+        return {
+            "lesson": self.number, "title": self.title, "quick": self.quick,
+            "recorded": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "machine": machine(),
+            "measurements": self.measurements, "skipped": self.skipped,
+            "notices": self.notices, "series": self.series_data, "output": "\n".join(self.lines),
+        }
+
     def finish(self) -> int:
+        record = self.record()
+        recording = False
         if self.args.json:
             self.args.json.parent.mkdir(parents=True, exist_ok=True)
-            record = {
-                "lesson": self.number, "title": self.title, "quick": self.quick,
-                "recorded": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "machine": machine(),
-                "measurements": self.measurements, "skipped": self.skipped,
-                "notices": self.notices, "output": "\n".join(self.lines),
-            }
             self.args.json.write_text(json.dumps(record, indent=2) + "\n")
+            recording = self.args.json.resolve().parent == LESSON_RESULTS
+        self._draw(record, LESSON_RESULTS if recording else READER_RESULTS)
+        if not recording:
+            self._against_recorded(record)
         return 0
+
+    def _draw(self, record: dict, out_dir: Path) -> None:
+        try:
+            from lessons import figures
+            paths = figures.render(self.number, record, out_dir)
+        except Exception as e:  # noqa: BLE001  (a picture is a bonus: it never takes the lesson down)
+            print(f"pictures: not drawn ({type(e).__name__}: {e})", flush=True)
+            return
+        for path in paths:
+            shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+            print(f"picture: {shown}", flush=True)
+
+    def _against_recorded(self, record: dict) -> None:
+        matches = sorted(LESSON_RESULTS.glob(f"{self.number}_*.json"))
+        if not matches:
+            print("-- yours against recorded: no recorded run to compare with --", flush=True)
+            return
+        theirs = json.loads(matches[0].read_text())
+        m = theirs.get("machine", {})
+        print(f"-- yours against recorded ({matches[0].relative_to(ROOT)}: {m.get('cpu_model')}, "
+              f"{m.get('cores_logical')} CPUs, {theirs.get('recorded', '')[:10]}"
+              + (", quick mode" if theirs.get("quick") else "") + ") --", flush=True)
+        rows = compare(record, theirs, getattr(_module(self.number), "TOLERANCE", {}))
+        width = max((len(r.label) for r in rows), default=0)
+        for r in rows:
+            print(f"  {r.label:<{width}}  yours {r.yours:>12}  recorded {r.recorded:>12}  {r.verdict}",
+                  flush=True)
+        differ = [r.label for r in rows if r.verdict.startswith("differs")]
+        print(f"{len(differ)} of {len(rows)} figures differ beyond noise (by default more than "
+              f"{DEFAULT_RELATIVE_TOLERANCE:.0%} away, or {PERCENT_POINTS_TOLERANCE:g} points for a "
+              "percentage). Absolute times and rates follow the CPU, the kernel and whatever else runs, "
+              "so those are expected to differ; what should hold on any machine is the comparison "
+              "each notice draws.", flush=True)
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    yours: str
+    recorded: str
+    verdict: str  # "within noise", "differs (2.1x)", "machine-dependent", "only in yours", ...
+
+
+def _tolerance(spec, unit: str) -> tuple[float, float] | None:
+    if spec is None:
+        return None
+    if isinstance(spec, tuple):
+        return float(spec[0]), float(spec[1])
+    if isinstance(spec, int | float):
+        return float(spec), 0.0
+    return (0.0, PERCENT_POINTS_TOLERANCE) if unit == "%" else (DEFAULT_RELATIVE_TOLERANCE, 0.0)
+
+
+def compare(yours: dict, recorded: dict, tolerance: dict) -> list[Row]:
+    """Each of the reader's measurements beside the recorded one, with a verdict (see TOLERANCE)."""
+    rows = []
+    theirs = recorded.get("measurements", {})
+    for label, mine in yours.get("measurements", {}).items():
+        if label not in theirs:
+            why = recorded.get("skipped", {}).get(label)
+            rows.append(Row(label, mine["shown"], "skipped" if why else "-",
+                            "not in the recorded run" + (f" (skipped there: {why})" if why else "")))
+            continue
+        other = theirs[label]
+        a, b = mine["value"], other["value"]
+        spec = tolerance.get(label, "default")
+        tol = _tolerance(spec, mine.get("unit", ""))
+        if tol is None:
+            verdict = "machine-dependent (not judged)"
+        elif isinstance(a, bool) or isinstance(b, bool) or not (
+                isinstance(a, int | float) and isinstance(b, int | float)):
+            verdict = "same" if a == b else "differs"
+        elif a != a or b != b:  # NaN: a measurement that had nothing to measure
+            verdict = "same" if (a != a) == (b != b) else "differs (one is not a number)"
+        else:
+            relative, absolute = tol
+            gap = abs(a - b)
+            if gap <= max(relative * max(abs(a), abs(b)), absolute):
+                verdict = "within noise"
+            elif a and b and (a > 0) == (b > 0):
+                verdict = f"differs ({abs(a / b):.2g}x the recorded)"
+            else:
+                verdict = "differs"
+        rows.append(Row(label, mine["shown"], other["shown"], verdict))
+    for label, why in yours.get("skipped", {}).items():
+        if label in theirs:
+            rows.append(Row(label, "skipped", theirs[label]["shown"], f"skipped in yours: {why}"))
+    return rows
+
+
+def _module(number: str):
+    from lessons.figures import lesson_module
+    return lesson_module(number)
+
+
+# -- Claims: the page's comparative sentences, checked against the recorded run ---------------------
+
+
+class Figures(dict):
+    """A recorded run's measurement values by label, with its series, skips and whole record."""
+
+    def __init__(self, record: dict):
+        super().__init__({label: m["value"] for label, m in record.get("measurements", {}).items()})
+        self.record = record
+        self.series = record.get("series", {})
+        self.skipped = record.get("skipped", {})
+
+    def __missing__(self, label):
+        if label in self.skipped:
+            raise KeyError(f"{label!r} was skipped in the recorded run: {self.skipped[label]}")
+        raise KeyError(f"the recorded run has no measurement {label!r}")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A sentence of the page that compares figures, and the check that keeps it true.
+
+    ``text`` is a fragment exactly as it appears in docs/NN-*.md (runs of whitespace, including line
+    breaks, compare equal); ``holds(m)`` says whether the recorded run bears it out; ``says`` is the
+    claim in plain words, for the failure message.
+    """
+    text: str
+    holds: Callable[[Figures], bool]
+    says: str

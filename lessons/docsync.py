@@ -12,6 +12,10 @@ figures no longer match the files fails the build instead of drifting.
 - ``figure(lesson, label)``: a measurement from the lesson's recorded run in docs/results/lessons/,
   e.g. "49.8 %", exactly as the script printed it.
 - ``run_note(lesson)``: one line naming the machine, date and commit of that recorded run.
+- ``picture(lesson, stem, alt)``: (re)draws the lesson's PICTURES[stem] from its recorded run into
+  docs/results/lessons/NN-stem.png (lessons/figures.py) and returns the Markdown image line.
+- ``compare(lesson, a, b, more, less, same)``: a comparative word from the recorded data, e.g.
+  "faster" or "within noise of", so the page's wording follows a re-recording.
 """
 
 from __future__ import annotations
@@ -66,6 +70,28 @@ def run_note(lesson: str) -> str:
     return (f"Measured on {m['cpu_model']} ({m['cores_logical']} logical CPUs), Linux {m['kernel']}, "
             f"Python {m['python']}, {record['recorded'][:10]}, commit {m.get('git_commit') or 'unknown'}"
             + (" (quick mode)" if record.get("quick") else "") + ".")
+
+
+def picture(lesson: str, stem: str, alt: str) -> str:
+    """The Markdown image of PICTURES[stem], freshly drawn from the lesson's recorded run."""
+    from lessons import figures
+    paths = {p.name: p for p in figures.render(lesson, _record(lesson), LESSON_RESULTS)}
+    name = figures.png_name(lesson, stem)
+    if name not in paths:
+        raise LookupError(f"lesson {lesson} has no picture {stem!r} in PICTURES; it has: "
+                          f"{', '.join(n[3:-4] for n in paths) or 'none'}")
+    return f"\n![{alt}](results/lessons/{name})\n"
+
+
+def compare(lesson: str, a: str, b: str, more: str = "larger than", less: str = "smaller than",
+            same: str = "about the same as", noise: float = 0.1) -> str:
+    """`more` if measurement a exceeds b by more than `noise` (relative), `less` if it falls short,
+    else `same`: the page's comparative word, from the recorded run."""
+    m = _record(lesson)["measurements"]
+    x, y = m[a]["value"], m[b]["value"]
+    if abs(x - y) <= noise * max(abs(x), abs(y)):
+        return same
+    return more if x > y else less
 
 
 def output(lesson: str) -> str:

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -49,3 +51,41 @@ def test_relative_links_in_readme_and_docs_resolve():
             if not os.path.exists(path):
                 broken.append(f"{page}: {target}")
     assert not broken, f"links to files that do not exist: {broken}"
+
+
+# -- Every lesson page shows at least one picture drawn from its recorded run ------------------------
+
+LESSON_PAGES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "docs", "[0-9][0-9]-*.md")))
+# Lessons whose page has no picture yet, each with who adds it; strict: remove a lesson's line as
+# soon as its page embeds one (the test then passes for it, and an XPASS would fail the suite).
+NO_PICTURE_YET = {
+    "02": "lessons A",
+    "03": "lessons A",
+    "04": "lessons A",
+    "05": "lessons B (05-08)",
+    "06": "lessons B (05-08)",
+    "07": "lessons B (05-08)",
+    "08": "lessons B (05-08)",
+    "09": "lesson 09",
+    "10": "lessons 10-11",
+    "11": "lessons 10-11",
+}
+
+
+def _picture_marks(page):
+    number = page[:2]
+    if number in NO_PICTURE_YET:
+        return pytest.param(page, marks=pytest.mark.xfail(
+            strict=True, reason=f"no picture yet on lesson {number}'s page ({NO_PICTURE_YET[number]})"))
+    return page
+
+
+@pytest.mark.parametrize("page", [_picture_marks(p) for p in LESSON_PAGES])
+def test_lesson_page_embeds_a_picture_of_its_recorded_run(page):
+    import re
+    with open(os.path.join(ROOT, "docs", page)) as f:
+        text = f.read()
+    images = re.findall(rf"!\[[^\]]+\]\((results/lessons/{page[:2]}-[a-z0-9_-]+\.png)\)", text)
+    assert images, f"docs/{page} embeds no picture: add a docsync.picture() cog block"
+    for image in images:
+        assert os.path.exists(os.path.join(ROOT, "docs", image)), f"docs/{page}: {image} missing (make docs)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +39,14 @@ def test_lesson_quick_prints_every_recorded_field(name, tmp_path):
     assert not missing, f"{name} --quick lacks fields of its recorded run: {missing}"
     for label in quick["measurements"]:
         assert f"{label}:" in result.stdout
+    # The reader's run is set beside the recorded one, figure by figure (lessons.common.compare).
+    assert "-- yours against recorded (" in result.stdout, f"{name} does not compare with its recording"
+    for label in quick["measurements"]:
+        if label in recorded["measurements"]:
+            assert re.search(rf"^  {re.escape(label)} +yours ", result.stdout, re.M), (
+                f"{name}: {label!r} is not set beside its recorded value")
+    # And draws its own pictures (under results/lessons/, never over the committed ones).
+    from lessons.figures import lesson_module
+    for stem in getattr(lesson_module(name), "PICTURES", {}):
+        assert f"picture: results/lessons/{name[:2]}-{stem}.png" in result.stdout, (
+            f"{name} did not draw {stem}: {result.stdout[-2000:]}")
