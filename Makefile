@@ -32,7 +32,7 @@ test: $(STAMP) ## run the whole test suite (conformance of every server, bench, 
 bench: $(STAMP) ## measure every available server (quick profile, ~5 min); charts + report in results/
 	$(PY) -m bench run --profile quick $(ARGS)
 
-bench-full: $(STAMP) ## the C10K sweep: 1 to 10,000 connections, open loop at 50/90 % of each peak (~30 min)
+bench-full: $(STAMP) ## the C10K sweep: 1 to 10,000 connections, open loop at 10-120 % of each peak (~50 min)
 	$(PY) -m bench run --profile full $(ARGS)
 
 report: $(STAMP) ## redraw charts and report.md from saved results: make report RUN=results/<run>

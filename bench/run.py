@@ -137,15 +137,17 @@ PROFILES = {
                      repeats=3, warmup_s=0.25, measure_s=0.7,
                      description="1, 16 and 128 connections x 1 KiB, 16 x 64 KiB, 3 repeats"),
     # `make bench-full`: the C10K sweep (log-spaced up to 10,000 connections), a 64 KiB cell, and
-    # open loop at half and at 90 % of each server's own peak: every server is offered a load it
-    # can carry and one near its limit, whatever its speed. About 30 minutes for 21 servers on a
-    # 2-core machine (the 10,000-connection cells take most: connecting them alone takes ~4 s).
+    # open loop at 8 shares of each server's own peak, from 10 % to 120 %: every server is offered
+    # loads it carries easily, loads near its limit and loads past it, whatever its speed, so the
+    # latency knee shows. About 50 minutes for 21 servers on a 2-core machine (the
+    # 10,000-connection cells and the open-loop sweep take most).
     "full": Profile("full",
                     _closed([1, 10, 100, 1000, 10000], [1024]) + [Cell(100, 64 * 1024)]
-                    + [Cell(OPEN_LOOP_CONNS, 1024, fraction=f) for f in (0.5, 0.9)],
+                    + [Cell(OPEN_LOOP_CONNS, 1024, fraction=f)
+                       for f in (0.1, 0.25, 0.4, 0.55, 0.7, 0.85, 1.0, 1.2)],
                     repeats=3, warmup_s=0.5, measure_s=1.5,
                     description="1 to 10,000 connections x 1 KiB, 100 x 64 KiB, open loop at "
-                                "50 % and 90 % of each server's peak, 3 repeats"),
+                                "8 shares of each server's peak (10 % to 120 %), 3 repeats"),
 }
 
 
