@@ -12,7 +12,7 @@ N      ?=
 RUN    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test bench bench-full report serve servers lesson lessons-record micro lint docs clean
+.PHONY: help install test bench bench-full report compare serve talk servers lesson lessons-record micro lint docs clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,6 +42,10 @@ report: $(STAMP) ## redraw charts and report.md from saved results: make report 
 serve: $(STAMP) ## start one server: make serve SERVER=epoll [PORT=8000] [ARGS="--work-us 100"]
 	@test -n "$(SERVER)" || { echo "make serve needs SERVER=NAME; one of:"; $(PY) -m servers --names | sed 's/^/  /'; exit 2; }
 	@exec $(PY) -m servers serve $(SERVER) $(if $(PORT),--port $(PORT)) $(ARGS)
+
+talk: $(STAMP) ## type to a running server, see its echo (nc without nc): make talk PORT=8000
+	@test -n "$(PORT)" || { echo "make talk needs PORT=N, the port a server printed (make serve SERVER=epoll PORT=8000)"; exit 2; }
+	@exec $(PY) -m servers talk $(PORT)
 
 servers: $(STAMP) ## list every server, its model, lesson and whether it runs here
 	@$(PY) -m servers

@@ -1,6 +1,7 @@
 """python -m servers            the registry as a table
 python -m servers --json     the registry as JSON (name, module, argv, family, lesson, available, ...)
-python -m servers serve NAME [server options]   start one server (what `make serve` runs)"""
+python -m servers serve NAME [server options]   start one server (what `make serve` runs)
+python -m servers talk PORT   send what you type to a server, print its echo (`make talk`)"""
 
 from __future__ import annotations
 
@@ -46,6 +47,12 @@ def _serve(name: str, rest: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["talk"]:
+        from servers.talk import main as talk_main
+        try:
+            sys.exit(talk_main(argv[1:]))
+        except KeyboardInterrupt:  # Ctrl-C before the connection was up
+            sys.exit(130)
     if argv[:1] == ["serve"]:
         if len(argv) < 2 or argv[1].startswith("-"):
             sys.stderr.write(f"usage: python -m servers serve NAME [options]; NAME is one of: "

@@ -1,0 +1,106 @@
+"""`python -m servers talk PORT` (make talk): the netcat stand-in, against a real server.
+
+Every process started here is killed by PID (the server by process group); every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import servers
+from servers import launch
+
+ROOT = Path(__file__).resolve().parent.parent
+TALK = [sys.executable, "-m", "servers", "talk"]
+
+
+@pytest.fixture(scope="module")
+def epoll():
+    entry = servers.BY_NAME["epoll"] if servers.BY_NAME["epoll"].available \
+        else servers.BY_NAME["threads"]
+    running = launch.start(entry)
+    try:
+        yield running
+    finally:
+        running.kill()
+
+
+def test_piped_lines_come_back_in_order_and_it_exits_0(epoll):
+    lines = b"".join(f"line {i} of the piped input\n".encode() for i in range(200))
+    done = subprocess.run([*TALK, str(epoll.address[1])], input=lines, capture_output=True,
+                          cwd=ROOT, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == lines
+    assert b"Traceback" not in done.stderr
+
+
+def test_nothing_listening_is_a_clear_message_not_a_traceback():
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = subprocess.run([*TALK, str(port)], input=b"hi\n", capture_output=True, cwd=ROOT,
+                          timeout=30)
+    assert done.returncode == 1
+    assert b"nothing listens on 127.0.0.1:" in done.stderr and b"make serve" in done.stderr
+    assert b"Traceback" not in done.stderr
+
+
+def test_a_bad_port_exits_2_naming_the_range():
+    done = subprocess.run([*TALK, "99999"], capture_output=True, cwd=ROOT, timeout=30)
+    assert done.returncode == 2 and b"1-65535" in done.stderr
+
+
+def _read_until(fd: int, wanted: bytes, timeout_s: float = 10.0) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout_s
+    while wanted not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:  # the child closed the terminal
+                break
+    return seen
+
+
+def test_at_a_terminal_it_echoes_each_line_and_ctrl_c_leaves_cleanly(epoll):
+    """Typed at a terminal (a pty): a line comes back as soon as Enter sends it; Ctrl-C ends the
+    client at once, with exit code 130 and no traceback."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the client, its stdin/stdout/stderr on the pty
+        os.chdir(ROOT)
+        os.execv(sys.executable, [*TALK, str(epoll.address[1])])
+    try:
+        assert b"connected to 127.0.0.1" in _read_until(fd, b"Ctrl-C to quit")
+        os.write(fd, b"hello from a terminal\n")
+        seen = _read_until(fd, b"hello from a terminal\r\nhello from a terminal")
+        assert seen.count(b"hello from a terminal") >= 2  # the terminal's echo, then the server's
+        os.write(fd, b"\x03")  # Ctrl-C: the terminal sends SIGINT to the client
+        deadline = time.monotonic() + 10
+        status = None
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            _read_until(fd, b"\0", 0.1)
+        assert status is not None and os.WIFEXITED(status), "talk did not exit on Ctrl-C"
+        assert os.WEXITSTATUS(status) == 130
+        rest = _read_until(fd, b"\0", 0.3)
+        assert b"Traceback" not in seen + rest
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
