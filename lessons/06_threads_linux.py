@@ -1,10 +1,18 @@
 """Lesson 06, threads in Linux: a thread is a task, with its own stack, and there is a limit.
 
 What it shows:
-- to the Linux kernel a thread is a task like a process, made by clone(2) with CLONE_VM (share
-  the memory), CLONE_FILES, CLONE_SIGHAND and CLONE_THREAD (join the caller's thread group). Every
-  task has its own TID (gettid); getpid() returns the thread group's ID, the TID of the first thread,
-  for all of them. /proc/PID/task/ lists one directory per thread;
+- to the Linux kernel a thread is a task like a process, made by clone(2) (clone3 in newer glibc)
+  with CLONE_VM (share the memory), CLONE_FS, CLONE_FILES, CLONE_SIGHAND, CLONE_THREAD (join the
+  caller's thread group), CLONE_SYSVSEM, CLONE_SETTLS (its own thread-local storage),
+  CLONE_PARENT_SETTID and CLONE_CHILD_CLEARTID (the TID word that pthread_join waits on). strace
+  records the call when a Python thread starts. Every task has its own TID (gettid); getpid()
+  returns the thread group's ID, the TID of the first thread, for all of them. /proc/PID/task/
+  lists one directory per thread;
+- the futex under a lock: two threads lock and unlock a mutex each (no contention) or one shared
+  mutex (contention), in a small C program (lessons/native/06_futex.c) under `strace -f -e futex`: the
+  free lock is taken in user space, only a contended one makes futex(2) calls. And pthread_join()
+  sleeping in futex(FUTEX_WAIT) on the very address clone3 was given as child_tid, which the kernel
+  clears and wakes when the thread exits (CLONE_CHILD_CLEARTID);
 - each thread gets a stack: a mapping of its own plus a guard page. The whole stack is reserved
   virtual memory (8 MiB by default: glibc takes RLIMIT_STACK), but only the pages the thread touches
   become resident. threading.stack_size() asks for less;
@@ -14,11 +22,12 @@ What it shows:
   per thread), the cgroup's pids.max, and memory;
 - what creating a thread costs next to creating a process.
 
-The OS mechanism: clone(2), gettid(2), pthreads(7), pthread_attr_setstacksize(3), proc(5) for
-/proc/PID/task, /proc/PID/status and /proc/PID/maps, getrlimit(2).
+The OS mechanism: clone(2), gettid(2), futex(2), pthreads(7), pthread_attr_setstacksize(3),
+proc(5) for /proc/PID/task, /proc/PID/status and /proc/PID/maps, getrlimit(2).
 
-Linux-only: /proc and the limits; elsewhere those parts are skipped. Thread and process creation
-costs run on any Unix.
+Linux-only: /proc, strace and the limits; elsewhere those parts are skipped, as are the strace parts
+where strace is missing (apt-get install strace) or ptrace is not allowed, and the futex program
+where there is no C compiler. Thread and process creation costs run on any Unix.
 
     python -m lessons.06_threads_linux [--quick] [--json PATH]
 """
@@ -27,20 +36,32 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import resource
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
-from lessons.common import Lesson, linux_only, parse_args
+from lessons.common import Claim, Lesson, linux_only, parse_args
 
 KiB = 1024
 SMALL_STACK_BYTES = 256 * KiB  # what the `threads` server asks for
 TINY_STACK_BYTES = 64 * KiB  # for the count: enough for a thread that only waits on an Event
 START_TIMEOUT_S = 5.0  # a thread that has not said hello by then is counted as failed
 CHILD_TIMEOUT_S = 60.0  # the fresh process that starts the threads must report within this
+STRACE_TIMEOUT_S = 60.0
+FUTEX_PROGRAM = "lessons/native/06_futex.c"
+LOCK_ITERATIONS = 200_000  # lock/unlock pairs per thread: a fraction of a second, even under strace
+JOIN_SLEEP_MS = 100  # long enough that pthread_join() finds the thread alive and has to sleep
+# what glibc's pthread_create passes (sysdeps/unix/sysv/linux/createthread.c, clone_flags)
+THREAD_FLAGS = ("CLONE_VM", "CLONE_FS", "CLONE_FILES", "CLONE_SIGHAND", "CLONE_THREAD", "CLONE_SYSVSEM",
+                "CLONE_SETTLS", "CLONE_PARENT_SETTID", "CLONE_CHILD_CLEARTID")
+THREAD_START = "import threading; t = threading.Thread(target=int); t.start(); t.join()"
 
 
 # -- reading /proc/self --------------------------------------------------------------------------------
@@ -120,6 +141,81 @@ def status_of_task(tid: int) -> dict[str, str]:
     return fields
 
 
+# -- clone flags and futexes, as strace sees them ---------------------------------------------------
+
+
+class StraceUnavailable(Exception):
+    """strace cannot show this here; the text says why and what fixes it."""
+
+
+def strace(argv: list[str], trace: str) -> tuple[list[str], str]:
+    """Run ``argv`` under ``strace -f -e trace=TRACE``; return (strace's lines, the program's stdout)."""
+    why = linux_only("strace")
+    if why:
+        raise StraceUnavailable(why)
+    program = shutil.which("strace")
+    if not program:
+        raise StraceUnavailable("no strace on PATH: apt-get install strace")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "trace"
+        try:
+            done = subprocess.run([program, "-f", "-qq", "-o", str(out), "-e", f"trace={trace}", *argv],
+                                  capture_output=True, text=True, timeout=STRACE_TIMEOUT_S,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise StraceUnavailable(f"strace of {Path(argv[0]).name} took over {STRACE_TIMEOUT_S:.0f} s") from None
+        lines = out.read_text().splitlines() if out.exists() else []
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise StraceUnavailable(f"strace failed ({tail}); ptrace may be forbidden here "
+                                "(containers: --cap-add SYS_PTRACE; /proc/sys/kernel/yama/ptrace_scope)")
+    return lines, done.stdout
+
+
+def thread_clone_line() -> str:
+    """The clone/clone3 call with which this Python starts a thread, as strace prints it."""
+    lines, _ = strace([sys.executable, "-c", THREAD_START], "clone,clone3")
+    for line in lines:
+        if "CLONE_THREAD" in line:
+            return re.sub(r"^\d+\s+", "", line)  # drop strace's pid column
+    raise StraceUnavailable("strace showed no clone with CLONE_THREAD")
+
+
+def clone_flags(line: str) -> list[str]:
+    found = re.search(r"flags=([A-Z0-9_|]+)", line)
+    return found.group(1).split("|") if found else []
+
+
+def futex_program() -> Path:
+    from servers.build import Unavailable, build
+    try:
+        return build(FUTEX_PROGRAM, flags=("-pthread",))
+    except Unavailable as exc:
+        raise StraceUnavailable(str(exc)) from None
+
+
+def mutex_futex_calls(mode: str) -> int:
+    """futex(2) calls the mutex loops of lessons/native/06_futex.c make in ``mode`` (private: a mutex per
+    thread; shared: one mutex for both). glibc's mutex uses FUTEX_WAIT_PRIVATE/FUTEX_WAKE_PRIVATE;
+    pthread_join's wait on the TID word is a shared futex, so it is not counted here."""
+    lines, _ = strace([str(futex_program()), mode, str(LOCK_ITERATIONS)], "futex")
+    return sum(1 for line in lines
+               if re.match(r"^\d+\s+futex\(0x[0-9a-f]+, FUTEX_(WAIT|WAKE)_PRIVATE", line))
+
+
+def join_futex() -> dict:
+    """clone3's child_tid and the futex pthread_join() sleeps in, from one strace of `06_futex join`."""
+    lines, stdout = strace([str(futex_program()), "join", str(JOIN_SLEEP_MS)], "clone,clone3,futex")
+    found = re.search(r"joined tid (\d+)", stdout)
+    tid = found.group(1) if found else None
+    child_tid = next((m.group(1) for line in lines if (m := re.search(r"child_tid=(0x[0-9a-f]+)", line))), None)
+    wait = next((re.sub(r"^\d+\s+", "", line) for line in lines
+                 if child_tid and re.search(rf"futex\({child_tid}, FUTEX_WAIT", line)), None)
+    waited_for = re.search(r"FUTEX_WAIT[A-Z_|]*, (\d+)", wait).group(1) if wait else None
+    return {"tid": tid, "child_tid": child_tid, "wait": wait,
+            "same_address": bool(wait), "waited_for_tid": waited_for is not None and waited_for == tid}
+
+
 # -- stacks and counting ---------------------------------------------------------------------------------
 
 
@@ -162,8 +258,12 @@ def start_waiting_threads(n: int, stack_bytes: int) -> dict:
         for thread in started:
             thread.join()
     count = max(len(started), 1)
-    sizes = [size for _, size, perms in new_maps if perms == "rw-p"]
-    stack_kib = max(set(sizes), key=sizes.count) if sizes else 0  # the size most new mappings have
+    # A stack is the rw-p mapping right above a guard page (glibc mprotects the bottom of the stack's
+    # mmap to PROT_NONE). Other new rw-p mappings, such as the 16 KiB data-stack chunk CPython 3.11
+    # gives each thread state, sit elsewhere.
+    guard_ends = {span.split("-")[1] for span, _, perms in new_maps if perms == "---p"}
+    sizes = [size for span, size, perms in new_maps if perms == "rw-p" and span.split("-")[0] in guard_ends]
+    stack_kib = max(set(sizes), key=sizes.count) if sizes else 0  # the size most stacks have
     return {
         "count": len(started), "stopped_by": stopped_by, "start_us": elapsed / count * 1e6,
         "virtual_kib": (during_memory["virtual"] - before_memory["virtual"]) / count,
@@ -225,6 +325,87 @@ def median_us(action, repeats: int) -> float:
     return statistics.median(times)
 
 
+# How far a reader's figure may be from the recorded one before it is named (lessons.common): the
+# strace lines hold addresses, the limits and counts belong to the machine and the bound chosen, and
+# how often two threads collide on one mutex under strace depends on the load.
+TOLERANCE = {label: None for label in (
+    "clone call that started a thread (strace)", "child_tid given to clone (CLONE_CHILD_CLEARTID)",
+    "futex pthread_join slept in (strace)", "futex calls, one shared mutex (contended)",
+    "kernel.threads-max (tasks, whole system)", "kernel.pid_max (highest pid or tid)",
+    "vm.max_map_count (mappings per process)", "RLIMIT_NPROC (tasks per user)", "threads started",
+    "stopped by", "malloc arenas created", "virtual memory per thread, default stack (with arenas)",
+    "virtual memory per thread, many")}
+
+
+# -- Pictures, from the recorded run (lessons/figures.py) ---------------------------------------------
+
+UNIT_KIB = {"KiB": 1, "MiB": 1024}
+
+
+def draw_memory(record: dict, fig) -> None:
+    """Reserved against resident memory per thread, and the futex calls of a free and a taken mutex."""
+    from lessons.figures import COLOURS, not_measured
+    m = record.get("measurements", {})
+    rows = (("default stack", "stack mapping per thread, default", "resident memory per thread, default stack"),
+            ("256 KiB stack", "stack mapping per thread, 256 KiB", "resident memory per thread, 256 KiB stack"),
+            ("64 KiB stack, many threads", "virtual memory per thread, many", "resident memory per thread, many"))
+    bars = [(name, m[reserved]["value"] * UNIT_KIB[m[reserved]["unit"]],
+             m[resident]["value"] * UNIT_KIB[m[resident]["unit"]])
+            for name, reserved, resident in rows if reserved in m and resident in m]
+    if not bars:
+        return not_measured(fig, "this run recorded no memory per thread (not on Linux?)")
+    futex_labels = ("futex calls, a mutex per thread (uncontended)", "futex calls, one shared mutex (contended)")
+    with_futex = all(label in m for label in futex_labels)
+    left, right = fig.subplots(1, 2, width_ratios=[2.2, 1]) if with_futex else (fig.subplots(), None)
+    ys = range(len(bars))
+    left.barh([y + 0.2 for y in ys], [b[1] for b in bars], height=0.4, color=COLOURS[0],
+              label="reserved: stack mapping (virtual)")
+    left.barh([y - 0.2 for y in ys], [b[2] for b in bars], height=0.4, color=COLOURS[1],
+              label="resident: pages touched")
+    for y, (_, reserved, resident) in zip(ys, bars, strict=True):
+        left.text(reserved, y + 0.2, f" {reserved:,.0f} KiB", va="center", fontsize=8)
+        left.text(resident, y - 0.2, f" {resident:,.1f} KiB", va="center", fontsize=8)
+    left.set_xscale("log")
+    left.set_xlim(1, max(b[1] for b in bars) * 8)
+    left.set_yticks(list(ys), [b[0] for b in bars])
+    left.set_xlabel("KiB per thread (log scale)")
+    left.set_title("Memory per waiting thread: reserved vs resident")
+    left.legend(loc="lower right")
+    left.grid(axis="y", visible=False)
+    if right is not None:
+        counts = [m[label]["value"] for label in futex_labels]
+        right.bar(["a mutex\neach", "one shared\nmutex"], counts, color=[COLOURS[2], COLOURS[3]])
+        for x, count in enumerate(counts):
+            right.text(x, count, f"{count:,}", ha="center", va="bottom")
+        right.set_ylabel("futex(2) calls (strace)")
+        right.set_title("futex calls, 2 threads locking")
+        right.grid(axis="x", visible=False)
+
+
+PICTURES = {"memory": draw_memory}
+
+# The page's comparative sentences, checked against the recorded run (tests/test_claims.py).
+CLAIMS = [
+    Claim("*thread flags strace did not show* says none of the nine is missing",
+          lambda m: m["thread flags strace did not show"] == "none",
+          "strace showed all nine clone flags of glibc's pthread_create"),
+    Claim("Only the shared one made futex calls",
+          lambda m: m["futex calls, a mutex per thread (uncontended)"] == 0
+          and m["futex calls, one shared mutex (contended)"] > 0,
+          "no futex call with a mutex per thread, some with one shared mutex"),
+    Claim("pthread_join slept in a futex wait on exactly the `child_tid` address",
+          lambda m: m["join slept on the child_tid address"] == "yes"
+          and m["join waited while that word held the thread's TID"] == "yes",
+          "the join's futex address is clone's child_tid, and the value it waited on is the TID"),
+    Claim("megabytes reserved, kilobytes used",
+          lambda m: m["stack mapping per thread, default"] * 1024 > 100 * m["resident memory per thread, default stack"],
+          "the default stack mapping is over 100x the resident memory per thread"),
+    Claim("a thread is created and torn down many times faster than a process",
+          lambda m: m["fork + exit + wait"] > 3 * m["thread start + join"],
+          "fork + exit + wait takes over 3x thread start + join"),
+]
+
+
 # -- The lesson ------------------------------------------------------------------------------------------------
 
 
@@ -260,6 +441,18 @@ def main() -> int:
                        "yes" if tasks["tgids"] == {str(os.getpid())} else f"no: {sorted(tasks['tgids'])}")
         lesson.measure("main thread's tid is the pid",
                        "yes" if threading.main_thread().native_id == os.getpid() else "no")
+
+    lesson.section("clone(2) flags of a thread: strace of a Python thread start")
+    clone = None
+    try:
+        clone = thread_clone_line()
+    except StraceUnavailable as exc:
+        for label in ("clone call that started a thread (strace)", "thread flags strace did not show"):
+            lesson.skip(label, str(exc))
+    if clone:
+        lesson.measure("clone call that started a thread (strace)", clone)
+        missing = [flag for flag in THREAD_FLAGS if flag not in clone_flags(clone)]
+        lesson.measure("thread flags strace did not show", ", ".join(missing) or "none")
 
     k = 50 if quick else 200
     small_kib = SMALL_STACK_BYTES // KiB
@@ -318,6 +511,31 @@ def main() -> int:
         lesson.measure("virtual memory per thread, many", many["virtual_kib"], "KiB")
         lesson.measure("resident memory per thread, many", many["resident_kib"], "KiB")
 
+    lesson.section(f"futex(2): 2 threads x {LOCK_ITERATIONS:,} lock/unlock, under strace -f -e futex")
+    futex_labels = ("futex calls, a mutex per thread (uncontended)", "futex calls, one shared mutex (contended)")
+    futexes = {}
+    try:
+        for mode, label in zip(("private", "shared"), futex_labels, strict=True):
+            futexes[mode] = lesson.measure(label, mutex_futex_calls(mode))
+    except StraceUnavailable as exc:
+        for label in futex_labels[len(futexes):]:
+            lesson.skip(label, str(exc))
+
+    lesson.section(f"pthread_join: a thread sleeps {JOIN_SLEEP_MS} ms, main joins it (strace, lessons/native/06_futex.c)")
+    join_labels = ("child_tid given to clone (CLONE_CHILD_CLEARTID)", "futex pthread_join slept in (strace)",
+                   "join slept on the child_tid address", "join waited while that word held the thread's TID")
+    join = None
+    try:
+        join = join_futex()
+    except StraceUnavailable as exc:
+        for label in join_labels:
+            lesson.skip(label, str(exc))
+    if join:
+        lesson.measure(join_labels[0], join["child_tid"] or "not seen")
+        lesson.measure(join_labels[1], join["wait"] or "none seen (the thread had already exited?)")
+        lesson.measure(join_labels[2], "yes" if join["same_address"] else "no")
+        lesson.measure(join_labels[3], "yes" if join["waited_for_tid"] else "no")
+
     repeats = 200 if quick else 1000
     lesson.section(f"creating a thread vs a process (medians of {repeats} and {repeats // 4})")
     thread_us = lesson.measure("thread start + join", median_us(thread_start_join, repeats), "µs")
@@ -328,6 +546,20 @@ def main() -> int:
         lesson.notice(f"{n} threads and the main one are {len(tasks['tasks'])} tasks under /proc/PID/task; the "
                       f"{n} threads got {len(tasks['tids'])} different TIDs from gettid() and "
                       f"{len(tasks['pids'])} pid from getpid(): a process is a group of threads")
+    if clone:
+        missing = [flag for flag in THREAD_FLAGS if flag not in clone_flags(clone)]
+        lesson.notice(f"pthread_create called {clone.split('(')[0]} with {len(clone_flags(clone))} flags"
+                      + (f"; of glibc's nine, {', '.join(missing)} did not show" if missing else
+                         ": shared memory, files, fs info, signal handlers and SysV semaphore undo, one "
+                         "thread group, its own TLS, and the TID word written at start and cleared at exit"))
+    if len(futexes) == 2:
+        lesson.notice(f"{2 * LOCK_ITERATIONS:,} lock/unlock pairs made {futexes['private']:,} futex calls when each "
+                      f"thread had its own mutex and {futexes['shared']:,} when they shared one: a free lock is "
+                      "one atomic instruction in user space, only a contended one asks the kernel to sleep or wake")
+    if join and join["same_address"]:
+        lesson.notice(f"pthread_join slept in futex(FUTEX_WAIT) on {join['child_tid']}, the child_tid word clone "
+                      f"was given, while it held TID {join['tid']}: at the thread's exit the kernel zeroed it and "
+                      "woke the joiner (CLONE_CHILD_CLEARTID); no signal, no manager thread")
     if default and small:
         lesson.notice(f"each thread got a stack mapping of {default['stack_kib'] / KiB:,.0f} MiB but made only "
                       f"{default['resident_kib']:,.0f} KiB resident: stack pages exist once touched; with "

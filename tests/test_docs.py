@@ -63,7 +63,6 @@ NO_PICTURE_YET = {
     "03": "lessons A",
     "04": "lessons A",
     "05": "lessons B (05-08)",
-    "06": "lessons B (05-08)",
     "07": "lessons B (05-08)",
     "08": "lessons B (05-08)",
     "09": "lesson 09",
