@@ -54,7 +54,7 @@ from pathlib import Path
 
 import servers
 from bench import load as load_gen
-from bench import sample
+from bench import results, sample
 from bench.load import run_load
 from servers import launch
 
@@ -455,13 +455,13 @@ def _fill_server(record, load, w: dict, idle, cell, server_cpus, peaks: dict | N
     record["server_cpu_util"] = round(w["cpu_s"] / (w["span_s"] * cores), 4) if w["span_s"] else None
     # Per request: the CPU the window cost, over the round trips the window completed, scaled to
     # the sampled span (which brackets the window to within one sampling interval).
-    per_s = requests / load["duration_s"] if load.get("duration_s") else 0
-    req_in_span = per_s * w["span_s"]
-    record["server_cpu_us_per_request"] = round(w["cpu_s"] * 1e6 / req_in_span, 2) if req_in_span else None
+    cpu_us = results.cpu_us_per_request(w["cpu_s"], w["span_s"], requests, load.get("duration_s"))
+    record["server_cpu_us_per_request"] = round(cpu_us, 2) if cpu_us is not None else None
     switches = w["ctx_voluntary"] + w["ctx_involuntary"]
     record["server_ctx_voluntary"] = w["ctx_voluntary"]
     record["server_ctx_involuntary"] = w["ctx_involuntary"]
-    record["ctx_switches_per_request"] = round(switches / req_in_span, 3) if req_in_span else None
+    ctx = results.per_request(switches, w["span_s"], requests, load.get("duration_s"))
+    record["ctx_switches_per_request"] = round(ctx, 3) if ctx is not None else None
     record["server_processes"] = w["processes"]
     record["server_threads"] = w["threads"]
     record["server_fds"] = w["fds"]
@@ -483,9 +483,8 @@ def _fill_server(record, load, w: dict, idle, cell, server_cpus, peaks: dict | N
     established = load.get("conns_established") or cell.conns
     # With a handful of connections, the growth is lost in the interpreter's own noise (a few
     # hundred KiB either way): per-connection memory is reported from 10 connections up.
-    record["server_mem_per_conn_bytes"] = (
-        round((busy_mem - idle_mem) / established, 1)
-        if idle_mem is not None and busy_mem is not None and established >= 10 else None)
+    per_conn = results.mem_per_conn(idle_mem, busy_mem, established)
+    record["server_mem_per_conn_bytes"] = round(per_conn, 1) if per_conn is not None else None
     client_util = load.get("client_cpu_util") or 0
     server_util = record["server_cpu_util"] or 0
     record["client_bound"] = bool(client_util >= CLIENT_SATURATED and server_util < client_util)
@@ -660,6 +659,7 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
                    "rate_fraction_of_peak": c.fraction} for c in profile.cells],
         "repeats": profile.repeats, "warmup_s": profile.warmup_s, "measure_s": profile.measure_s,
         "seed": seed,
+        "schema": results.SCHEMA_VERSION,
     }
     meta_path = run_dir / "meta.json"
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
@@ -679,18 +679,20 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
               f"{finish:%H:%M}", flush=True)
     closed: dict[tuple[str, int], dict[int, list[float]]] = {}  # ok closed-loop req/s, for peaks
     t0 = time.monotonic()
-    results_path = run_dir / "results.jsonl"
-    with results_path.open("w") as out, _Progress(costs, enabled=progress) as bar:
+    records: list[dict] = []
+    (run_dir / "results.jsonl").write_text("")
+    with _Progress(costs, enabled=progress) as bar:
         for name, why in skipped.items():
             entry = servers.BY_NAME.get(name)
             for cell in profile.cells:
-                out.write(json.dumps({
+                records.append({
                     "server": name, "family": entry.family if entry else None,
                     "lesson": entry.lesson if entry else None,
                     "conns": cell.conns, "size_bytes": cell.size_bytes, "rate": cell.rate,
                     "rate_fraction_of_peak": cell.fraction,
                     "mode": "open" if cell.is_open else "closed", "repeat": 0,
-                    "status": "skipped", "reason": why}) + "\n")
+                    "status": "skipped", "reason": why, "schema": results.SCHEMA_VERSION})
+                results.append_record(run_dir, records[-1])
         for repeat, cell, name in order:
             bar.update(f"{name:16} {cell.label}  (repeat {repeat + 1}/{profile.repeats})")
             peak, rate = None, None
@@ -698,17 +700,20 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
                 rate = round(peak[0] * cell.fraction)
             record = measure(entries[name], cell, repeat, profile, server_cpus, client_cpus,
                              rate=rate)
+            record["schema"] = results.SCHEMA_VERSION
             if peak:
                 record["peak_rps"] = round(peak[0], 1)
                 record["peak_conns"] = peak[1]
             if not cell.is_open and record["status"] == "ok" and record.get("rps"):
                 closed.setdefault((name, cell.size_bytes), {}).setdefault(
                     cell.conns, []).append(record["rps"])
-            out.write(json.dumps(record) + "\n")
-            out.flush()
+            records.append(record)
+            results.append_record(run_dir, record)
             bar.advance()
+    results.annotate(records)
+    results.write_records(run_dir, records)
     meta["duration_s"] = round(time.monotonic() - t0, 1)
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    results.write_meta(run_dir, meta)
     return run_dir
 
 
@@ -788,81 +793,88 @@ class _Progress:
 # Summary
 
 
-def load_results(run_dir: Path) -> list[dict]:
-    with (run_dir / "results.jsonl").open() as f:
-        return [json.loads(line) for line in f if line.strip()]
+def _pct(ratio: float | None) -> str:
+    return f"{ratio:.2f}×" if ratio is not None else "-"
 
 
-def summarize(records: list[dict]) -> list[dict]:
-    """Per (cell, server): median rps over repeats, spread (max-min)/median, worst status."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in records:
-        fraction = r.get("rate_fraction_of_peak")
-        rate = None if fraction is not None else r.get("rate")  # a share of the peak: rates vary
-        groups.setdefault((r["conns"], r["size_bytes"], rate, fraction, r["server"]), []).append(r)
-    rank = {"ok": 0, "skipped": 1, "degraded": 2, "failed": 3}
-    rows = []
-    for (conns, size, rate, fraction, name), group in groups.items():
-        measured = [r for r in group if r["status"] in ("ok", "degraded") and r.get("rps")]
-        rps = [r["rps"] for r in measured]
-        p99 = [r["latency_us"]["p99"] for r in measured if r.get("latency_us")]
-        cpu = [r["server_cpu_us_per_request"] for r in measured if r.get("server_cpu_us_per_request")]
-        worst = max(group, key=lambda r: rank.get(r["status"], 0))
-        med = statistics.median(rps) if rps else None
-        rows.append({
-            "conns": conns, "size_bytes": size, "rate": rate, "fraction": fraction, "server": name,
-            "rps_median": med, "rps_min": min(rps) if rps else None, "rps_max": max(rps) if rps else None,
-            "spread": (max(rps) - min(rps)) / med if med else None,
-            "p99_us_median": statistics.median(p99) if p99 else None,
-            "server_cpu_us_per_request": statistics.median(cpu) if cpu else None,
-            "client_bound": any(r.get("client_bound") for r in measured),
-            "status": worst["status"], "reason": worst.get("reason"), "repeats": len(measured),
-        })
-    rows.sort(key=lambda r: (r["rate"] or 0, r["fraction"] or 0, r["size_bytes"], r["conns"],
-                             -(r["rps_median"] or -1)))
-    return rows
+def _ci_text(s: results.CellSummary) -> str:
+    """'±3.1 % ✓' (the CI of the median vs_ref, converged), '±12 %', or 'n=3' without a CI."""
+    st = s.vs_ref_stat
+    if st is None:
+        return "-"
+    half = st.ci_half_width
+    if half is None:
+        return f"n={st.n}, no CI"
+    return f"±{half * 100:.1f} %" + (" ✓" if s.converged else "")
+
+
+def summary_rows(run: results.Run) -> dict[results.CellKey, list[tuple]]:
+    """Per cell, one row per server, best vs_ref (else req/s) first: the ratios to the reference
+    lead, the absolute figures follow."""
+    cells: dict[results.CellKey, list[results.CellSummary]] = {}
+    for s in run.summaries():
+        cells.setdefault(s.cell, []).append(s)
+    out = {}
+    for cell, group in cells.items():
+        group.sort(key=lambda s: (-(s.vs_ref or 0), -(s.rps.median if s.rps else -1)))
+        rows = []
+        for i, s in enumerate(group, 1):
+            name = s.server + (" (ref)" if s.is_reference else "")
+            if s.rps is None:
+                rows.append((str(i), name, "-", "-", "-", "-", "-", "-", "-",
+                             f"{s.status}: {results_one_line(s.reasons[0]) if s.reasons else ''}"))
+                continue
+            flags = [s.verdict] if s.verdict != "ok" else []
+            if s.noisy and s.verdict != "noisy":
+                flags.append(f"noisy {s.noisy_count}/{len(s.measured)}")
+            cpu = s.cpu_us_per_request
+            p99 = s.p99_us
+            rows.append((str(i), name, _pct(s.vs_ref), _ci_text(s), _pct(s.cpu_vs_ref),
+                         f"{s.rps.median:,.0f}", f"±{s.rps.relative_width * 50:.1f}%",
+                         f"{p99.median / 1000:.2f}" if p99 else "-",
+                         f"{cpu.median:.1f}" if cpu else "-", ", ".join(flags)))
+        out[cell] = rows
+    return out
+
+
+def results_one_line(text: str, limit: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+SUMMARY_HEADER = ("#", "server", "vs ref", "CI95", "CPU vs ref", "req/s", "spread", "p99 ms",
+                  "CPU µs/req", "flags")
 
 
 def print_summary(run_dir: Path) -> None:
-    rows = summarize(load_results(run_dir))
+    run = results.read_run(run_dir)
     try:
         from rich.console import Console
         from rich.table import Table
     except ImportError:
         Console = None
-    cells: dict[tuple, list[dict]] = {}
-    for row in rows:
-        cells.setdefault((row["conns"], row["size_bytes"], row["rate"], row["fraction"]),
-                         []).append(row)
-    for (conns, size, rate, fraction), group in cells.items():
-        title = Cell(conns, size, rate, fraction).label
-        lines = []
-        for i, row in enumerate(group, 1):
-            if row["rps_median"] is None:
-                lines.append((str(i), row["server"], "-", "-", "-", "-", f"{row['status']}: {row['reason'] or ''}"))
-                continue
-            flags = [row["status"]] if row["status"] != "ok" else []
-            if row["client_bound"]:
-                flags.append("client-bound")
-            lines.append((str(i), row["server"], f"{row['rps_median']:,.0f}",
-                          f"±{row['spread'] * 50:.1f}%" if row["spread"] is not None else "-",
-                          f"{row['p99_us_median'] / 1000:.2f}" if row["p99_us_median"] else "-",
-                          f"{row['server_cpu_us_per_request']:.1f}" if row["server_cpu_us_per_request"] else "-",
-                          ", ".join(flags)))
-        header = ("#", "server", "req/s (median)", "spread", "p99 ms", "server CPU µs/req", "flags")
+    for cell, lines in summary_rows(run).items():
         if Console:
-            table = Table(title=title, title_justify="left")
-            for h in header:
-                table.add_column(h, justify="right" if h not in ("server", "flags") else "left")
+            table = Table(title=cell.label, title_justify="left")
+            for h in SUMMARY_HEADER:
+                table.add_column(h, justify="left" if h in ("server", "flags") else "right")
             for line in lines:
                 table.add_row(*line)
             Console().print(table)
         else:
-            print(f"\n{title}")
-            print("  ".join(header))
+            print(f"\n{cell.label}")
+            print("  ".join(SUMMARY_HEADER))
             for line in lines:
                 print("  ".join(line))
-    print("spread: half the range (max - min) of the repeats, as a share of the median")
+    ref = run.reference
+    if ref.get("available"):
+        print(f"vs ref: req/s over the reference's ({ref['name']}) median in the same cell; CPU vs "
+              f"ref: server CPU µs per request over the reference's; CI95: the 95 % interval of "
+              f"the median vs ref (✓: within ±{results.TOLERANCE:.0%}); spread: half the range of "
+              f"the repeats, as a share of the median")
+    else:
+        print(f"no reference in this run ({ref.get('reason')}): no ratios; spread: half the "
+              f"range of the repeats, as a share of the median")
 
 
 # ---------------------------------------------------------------------------------------------

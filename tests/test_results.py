@@ -1,0 +1,138 @@
+"""The results model (bench/results.py): old runs read and fold, a cut last line, the one status
+order, the confidence interval of a median, the ratios to the reference."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from bench import results
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _rec(server="epoll", conns=16, size=1024, status="ok", rps=1000.0, **kw) -> dict:
+    return {"server": server, "family": "multiplexed", "conns": conns, "size_bytes": size,
+            "rate": None, "rate_fraction_of_peak": None, "mode": "closed", "repeat": 0,
+            "status": status, "reason": None, "rps": rps, **kw}
+
+
+@pytest.mark.parametrize("name", ["quick", "full"])
+def test_committed_runs_read_and_fold(name):
+    run = results.read_run(ROOT / "docs" / "results" / name)
+    raw = [json.loads(line) for line in
+           (ROOT / "docs" / "results" / name / "results.jsonl").read_text().splitlines() if line]
+    assert len(run.measurements) == len(raw) and not run.warnings
+    assert run.schema == 1 and run.measurements[0].schema == 1
+    summaries = run.summaries()
+    assert {(s.server, s.cell) for s in summaries} == {(r["server"], results.CellKey.of(r))
+                                                      for r in raw}
+    for s in summaries:
+        assert s.verdict in results.STATUS_ORDER
+        if s.measured:
+            assert s.rps.low <= s.rps.median <= s.rps.high
+    # every field of an old record survives a round trip
+    for d, m in zip(raw, run.measurements, strict=True):
+        back = m.to_dict()
+        assert {k: v for k, v in back.items() if k in d} == d
+    # derived metrics come out of the old fields
+    ok = [m for m in run.measurements if m.measured and m.conns >= 16]
+    assert any(m.ctx_per_request for m in ok) and any(m.mem_per_conn_bytes for m in ok)
+
+
+def test_a_cut_last_line_warns_and_keeps_the_rest(tmp_path):
+    lines = [json.dumps(_rec(rps=float(i + 1))) for i in range(3)]
+    (tmp_path / "results.jsonl").write_text("\n".join(lines) + "\n" + lines[0][:40])
+    (tmp_path / "meta.json").write_text("{}")
+    with pytest.warns(results.CutLineWarning, match="line 4"):
+        run = results.read_run(tmp_path)
+    assert [m.rps for m in run.measurements] == [1.0, 2.0, 3.0]
+    assert "line 4" in run.warnings[0] and "--resume" in run.warnings[0]
+
+
+def test_a_bad_line_in_the_middle_is_an_error_naming_it(tmp_path):
+    good = json.dumps(_rec())
+    (tmp_path / "results.jsonl").write_text(f"{good}\n{{not json\n{good}\n")
+    with pytest.raises(results.ResultsError, match="line 2"):
+        results.read_run(tmp_path)
+
+
+def test_write_records_is_atomic_and_round_trips(tmp_path):
+    records = [_rec(rps=float(i)) for i in range(1, 5)]
+    results.write_records(tmp_path, records)
+    results.append_record(tmp_path, _rec(server="poll"))
+    assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"], "no temporary file left"
+    run = results.read_run(tmp_path)
+    assert [m.to_dict() for m in run.measurements][0]["rps"] == 1.0
+    assert [m.server for m in run.measurements] == ["epoll"] * 4 + ["poll"]
+
+
+def test_one_status_order_and_skipped_only_when_nothing_was_measured():
+    assert results.STATUS_ORDER == ("ok", "noisy", "client-bound", "degraded", "failed", "skipped")
+    noisy = {"noisy": True, "why": "x"}
+
+    def verdict(*recs):
+        (s,) = results.fold(results.Measurement.from_dict(r) for r in recs)
+        return s.status, s.verdict
+
+    assert verdict(_rec(), _rec()) == ("ok", "ok")
+    assert verdict(_rec(), _rec(noise=noisy)) == ("ok", "noisy")
+    assert verdict(_rec(noise=noisy), _rec(client_bound=True)) == ("ok", "client-bound")
+    assert verdict(_rec(client_bound=True), _rec(status="degraded")) == ("degraded", "degraded")
+    assert verdict(_rec(status="degraded"), _rec(status="failed", rps=None)) == ("failed", "failed")
+    assert verdict(_rec(), _rec(status="skipped", rps=None)) == ("ok", "ok")
+    assert verdict(_rec(status="failed", rps=None),
+                   _rec(status="skipped", rps=None)) == ("failed", "failed")
+    assert verdict(_rec(status="skipped", rps=None)) == ("skipped", "skipped")
+
+
+def test_median_ci_from_order_statistics_on_known_data():
+    assert results.median_ci95([1, 2, 3, 4, 5]) is None, "5 values cannot give 95 %"
+    # n = 6: only [min, max] reaches 95 % (coverage 1 - 2/64 = 96.9 %)
+    assert results.median_ci95([6, 1, 5, 2, 4, 3]) == (1, 6)
+    # n = 10: [x(2), x(9)] covers 97.9 %, [x(3), x(8)] only 89.1 %
+    assert results.median_ci95(range(1, 11)) == (2, 9)
+    # n = 20: [x(6), x(15)] covers 95.9 %
+    assert results.median_ci95(range(1, 21)) == (6, 15)
+    # the coverage claim itself, by simulation on a skewed distribution
+    rng = random.Random(1)
+    true_median = math.log(2)  # of Exp(1)
+    hits = 0
+    for _ in range(2000):
+        lo, hi = results.median_ci95([rng.expovariate(1.0) for _ in range(12)])
+        hits += lo <= true_median <= hi
+    assert hits / 2000 >= 0.94
+
+
+def test_annotate_gives_ratios_to_the_reference_median_and_convergence():
+    ref = [_rec(server="c-epoll", rps=r, is_reference=True, server_cpu_us_per_request=10.0)
+           for r in (900.0, 1000.0, 1100.0)]
+    tight = [_rec(server="epoll", rps=r, server_cpu_us_per_request=20.0)
+             for r in (500.0, 501, 502, 503, 504, 505)]
+    loose = [_rec(server="threads", rps=r) for r in (100.0, 300, 500, 700, 900, 1100)]
+    other_cell = [_rec(server="epoll", conns=1, rps=50.0)]  # no reference measured there
+    records = ref + tight + loose + other_cell
+    results.annotate(records)
+    assert [r["vs_ref"] for r in ref] == [0.9, 1.0, 1.1]
+    assert tight[0]["vs_ref"] == 0.5 and tight[0]["cpu_vs_ref"] == 2.0
+    assert all(r["converged"] for r in tight) and tight[0]["vs_ref_ci95"] == [0.5, 0.505]
+    assert not any(r["converged"] for r in loose) and loose[0]["vs_ref_ci95"] == [0.1, 1.1]
+    assert not ref[0]["converged"] and ref[0]["vs_ref_ci95"] is None, "3 rounds give no CI"
+    assert other_cell[0]["vs_ref"] is None and other_cell[0]["converged"] is False
+    summaries = {(s.server, s.cell.conns): s for s in
+                 results.fold(results.Measurement.from_dict(r) for r in records)}
+    s = summaries[("epoll", 16)]
+    assert s.converged and s.vs_ref == pytest.approx(0.5025) and s.cpu_vs_ref == 2.0
+    assert summaries[("c-epoll", 16)].is_reference
+
+
+def test_noise_verdict_names_the_figure():
+    assert results.noise_verdict(0.0, 2.0) == (False, None)
+    noisy, why = results.noise_verdict(0.5, 37.0)
+    assert noisy and "37 %" in why
+    noisy, why = results.noise_verdict(12.0, None)
+    assert noisy and "stole 12.0 %" in why
