@@ -33,7 +33,7 @@ import time
 
 import servers
 import servers.launch
-from lessons.common import Lesson, linux_only, parse_args
+from lessons.common import Claim, Lesson, linux_only, parse_args
 
 MiB = 1024 * 1024
 STATES = {"R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped", "Z": "zombie",
@@ -165,7 +165,7 @@ def ask(pid_pipes, command: bytes) -> None:
 
 def copy_on_write(n_items: int) -> dict:
     """A parent with a list of `n_items` ints and a bytes object of the same size forks; the child
-    first iterates the list, then reads the bytes; USS/PSS after each step."""
+    first reads the bytes, then iterates the list; RSS/PSS/USS right after fork and after each step."""
     before_kib = rss_kib()
     numbers = list(range(1_000, 1_000 + n_items))  # ints above 256 are separate objects
     list_kib = rss_kib() - before_kib
@@ -195,6 +195,12 @@ def copy_on_write(n_items: int) -> dict:
     return seen  # and with it, the list and the bytes are freed
 
 
+def slope(xs, ys) -> float:
+    """Least-squares slope of ys against xs."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+
+
 # -- the fork server: a process per client -------------------------------------------------------------
 
 
@@ -221,6 +227,65 @@ def fork_server_processes() -> dict:
             sock.close()
         server.stop()
     return seen
+
+
+# -- Pictures and claims, from the recorded run (lessons/figures.py, tests/test_claims.py) ------------
+
+
+def draw_fork_by_size(record: dict, fig) -> None:
+    """fork()'s cost against the parent's resident memory, with the least-squares line."""
+    from lessons.figures import COLOURS, not_measured
+    points = record.get("series", {}).get("fork_by_size")
+    if not points:
+        return not_measured(fig, "this run recorded no fork() sweep over the parent's size")
+    ax = fig.subplots()
+    xs, ys = [p["mib"] for p in points], [p["fork_us"] for p in points]
+    ax.plot(xs, ys, "o", color=COLOURS[0], markersize=7, label="fork() call, median")
+    per_mib = slope(xs, ys)
+    base = statistics.fmean(ys) - per_mib * statistics.fmean(xs)
+    ax.plot([0, max(xs)], [base, base + per_mib * max(xs)], "--", color=COLOURS[1],
+            label=f"least squares: {per_mib * 1024:,.0f} µs per GiB")
+    ax.set_xlabel("memory the parent has resident beyond its start (MiB)")
+    ax.set_ylabel("time for fork() to return in the parent (µs)")
+    ax.set_ylim(bottom=0)
+    ax.set_title("fork() copies the page tables: its cost grows with the parent's resident memory")
+    ax.legend(loc="upper left")
+
+
+PICTURES = {"fork-by-size": draw_fork_by_size}
+
+CLAIMS = [
+    Claim("the difference is what loading a new, small program costs",
+          lambda m: m["fork + exec true + wait"] > m["fork + exit + wait"],
+          "fork + exec + wait takes longer than fork + exit + wait"),
+    Claim("The exited child was in state `Z` and held no memory",
+          lambda m: m["child state before wait"].startswith("Z")
+          and m["zombie still holds memory"] == "no" and m["child state 0.2 s later"].startswith("Z")
+          and m["child state after wait"] == "gone from /proc",
+          "zombie before wait, without memory, still a zombie later, gone after wait"),
+    Claim("had one process per connected client plus its own, and went back to one, with no zombie left",
+          lambda m: m[f"fork server processes, {FORK_SERVER_CLIENTS} clients"] == FORK_SERVER_CLIENTS + 1
+          and m["fork server processes, after they left"] == 1 and m["zombies left"] == 0,
+          "clients + 1 processes while busy, 1 after, no zombie"),
+    Claim("nearly all of the child's memory is shared with its parent, and the child's PSS is about "
+          "half of its RSS",
+          lambda m: m["child uss right after fork"] < 0.1 * m["child rss right after fork"]
+          and 0.4 < m["child pss right after fork"] / m["child rss right after fork"] < 0.6,
+          "USS under 10 % of RSS right after fork; PSS 40-60 % of RSS"),
+    Claim("Reading the bytes object leaves the USS where it was",
+          lambda m: m["child uss after reading bytes of the same size"] - m["child uss right after fork"]
+          < 0.05 * m["memory of the list in the parent"],
+          "reading the bytes grows the USS by under 5 % of the list's size"),
+    Claim("Iterating over the list raises it by most of the list's size",
+          lambda m: 50 < m["copied by iterating, share of the list"] < 100,
+          "iterating copies 50-100 % of the list's memory"),
+    Claim("the time grows roughly in proportion to the parent's resident memory",
+          lambda m: 1.3 < m["fork() call, parent +1024 MiB"] / m["fork() call, parent +512 MiB"] < 3
+          and m["fork() call, parent +512 MiB"] > m["fork() call, parent +128 MiB"]
+          and m["fork() call, parent +1024 MiB"] > 5 * m["fork() call, parent +0 MiB"],
+          "doubling 512 MiB to 1 GiB multiplies fork()'s time by 1.3-3; +512 MiB costs more than "
+          "+128 MiB; +1 GiB more than 5x the small parent"),
+]
 
 
 # -- The lesson ----------------------------------------------------------------------------------------
@@ -291,7 +356,7 @@ def main() -> int:
         copied_kib = cow["child_after_list"]["uss"] - cow["child_after_bytes"]["uss"]
         lesson.measure("copied by iterating, share of the list", 100 * copied_kib / cow["list_kib"], "%")
 
-    sizes_mib = (0, 256, 1024)
+    sizes_mib = (0, 128, 256, 512, 1024)
     fork_repeats = 10 if quick else 30
     lesson.section(f"fork() as the parent grows (median of {fork_repeats})")
     fork_call = {}
@@ -300,6 +365,10 @@ def main() -> int:
         fork_call[size] = lesson.measure(f"fork() call, parent +{size} MiB", statistics.median(
             fork_call_us() for _ in range(fork_repeats)), "µs")
         del ballast
+    big = sizes_mib[-1]
+    per_gib_us = lesson.measure("fork() cost per GiB the parent holds (least squares)",
+                                slope(sizes_mib, [fork_call[s] for s in sizes_mib]) * 1024, "µs/GiB")
+    lesson.series("fork_by_size", [{"mib": s, "fork_us": fork_call[s]} for s in sizes_mib])
 
     # -- what to notice, computed
     lesson.notice(f"fork + exit + wait took {fork_us:,.0f} µs; adding exec of `true` made it "
@@ -319,10 +388,11 @@ def main() -> int:
                       "count lives in each int object, so every page of ints was written (the list's "
                       f"array of pointers was only read); its USS went to {shared['uss'] / 1024:,.0f} "
                       "MiB, while reading the bytes object copied almost nothing")
-    big = sizes_mib[-1]
     lesson.notice(f"fork() took {fork_call[0]:,.0f} µs in a small parent and {fork_call[big]:,.0f} µs "
-                  f"with {big} MiB more resident: the kernel copies the page tables (one entry per "
-                  "4 KiB page), not the pages")
+                  f"with {big} MiB more resident, about {per_gib_us:,.0f} µs more per GiB: the kernel "
+                  "copies the page tables (one 8-byte entry per 4 KiB page, 2 MiB of them per GiB) "
+                  "and, page by page, write-protects the entry and counts the second sharer; it "
+                  "copies no page")
     return lesson.finish()
 
 

@@ -197,6 +197,9 @@ class Lesson:
         print(f"-- yours against recorded ({matches[0].relative_to(ROOT)}: {m.get('cpu_model')}, "
               f"{m.get('cores_logical')} CPUs, {theirs.get('recorded', '')[:10]}"
               + (", quick mode" if theirs.get("quick") else "") + ") --", flush=True)
+        if self.quick and not theirs.get("quick"):
+            print("  (yours is a --quick run, the recording a full one: sizes and counts the mode "
+                  "chooses differ by design)", flush=True)
         rows = compare(record, theirs, getattr(_module(self.number), "TOLERANCE", {}))
         width = max((len(r.label) for r in rows), default=0)
         for r in rows:

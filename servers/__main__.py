@@ -41,7 +41,11 @@ def _serve(name: str, rest: list[str]) -> None:
     if not ok:
         sys.stderr.write(f"server {name!r} is not available here: {reason}\n")
         sys.exit(2)
-    # Replace this process with the server, so signals (Ctrl-C) reach it directly.
+    # Replace this process with the server, so signals (Ctrl-C) reach it directly. No setpgid():
+    # under `make serve` the server is in make's process group, the terminal's foreground group,
+    # and that is why Ctrl-C reaches it. In a group of its own it would no longer get the
+    # terminal's SIGINT, and make, which does get it, would wait for the server forever. So the
+    # server is not its own group leader; `ps -o pgid= -p PID` names its group.
     os.execv(sys.executable, [sys.executable, *server.argv, *rest])
 
 
