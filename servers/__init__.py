@@ -96,11 +96,24 @@ class Server:
     probe: str | None = None  # "module:function" returning None if usable here, else why not
     notes: str = ""  # what the model cannot do, in the report and the README
     extra: dict = field(default_factory=dict, compare=False)
+    # A server written in another language: its one source file (servers/go/echo.go), which
+    # servers.native builds at first use (servers/build.py) and execs; module is servers.native.
+    source: str | None = None
 
     @property
     def argv(self) -> list[str]:
         """What follows the Python executable to start this server."""
+        if self.source:
+            return ["-m", self.module, self.name, *self.options]
         return ["-m", self.module, *self.options]
+
+    @property
+    def toolchain(self) -> str:
+        """"python", or the kind servers/build.py builds it with: "c", "go", "erlang", "node"."""
+        if not self.source:
+            return "python"
+        from servers.build import KIND_BY_SUFFIX
+        return KIND_BY_SUFFIX[os.path.splitext(self.source)[1]]
 
     def availability(self) -> tuple[bool, str]:
         """(available, reason): whether this machine can run the model, and if not, why."""
@@ -134,6 +147,8 @@ class Server:
             "available": ok,
             "reason": reason,
             "notes": self.notes,
+            "source": self.source,
+            "toolchain": self.toolchain,
         }
 
 
@@ -169,6 +184,12 @@ SERVERS: tuple[Server, ...] = (
     Server("epoll-edge", "servers.epoll_server", "multiplexed", "08",
            "epoll, edge-triggered (EPOLLET): every wake-up reads and writes until EAGAIN",
            options=("--edge",), linux_only=True),
+    Server("c-epoll", "servers.native", "multiplexed", "08",
+           "epoll in C: one thread, level-triggered, one shared 64 KiB buffer; the bench's "
+           "reference, the ceiling of one core",
+           linux_only=True, source="servers/c/echo_epoll.c", probe="servers.native:probe_c_epoll",
+           notes="built at first use with cc (servers/build.py); a client's unsent echo is "
+                 "bounded at 64 KiB"),
     # -- async: completion-based I/O (lesson 09) -----------------------------------------------
     Server("io_uring", "servers.io_uring_server", "async", "09",
            "one thread, one io_uring: accept/recv/send submitted as SQEs, reaped as CQEs",
