@@ -36,20 +36,29 @@ Linux-only parts: pinning (sched_setaffinity) and the servers that need epoll or
 from __future__ import annotations
 
 import asyncio
+import inspect
+import json
 import os
+import shutil
+import signal
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import servers
 from bench.load import run_load
 from lessons.common import Lesson, parse_args
-from servers import launch
+from servers import build, launch
 
 TICK_S = 0.010  # the heartbeat's period
 BURN_S = 0.300  # how long the CPU burn runs without waiting
+TICKS = round((BURN_S + 0.2) / TICK_S)  # the heartbeat's ticks: the burn starts after five
+PRIORITY_HOLD_CPU_S = 0.020  # CPU the low-priority task needs while it holds the lock
+PRIORITY_MEDIUM_MAX_S = 5.0  # the hog gives up after this long, whatever happens
 WORK_US = 20_000  # --work-us: CPU burned by the server per chunk it receives
 HEAVY_CONNS = 8
 LIGHT_GAP_S = 0.020  # the light client's pause between two messages
@@ -59,11 +68,13 @@ QUICK_SERVERS = ("threads", "epoll", "asyncio-protocol", "gevent", "trio")
 PROBE_GAP_S = 0.020  # the probe's pause between two connections
 
 # Who takes the CPU from a connection's code that burns it, by server: its scheduler.
-SWITCHERS = {"threads": "GIL", "threadpool": "GIL", "prefork": "GIL", "fork": "kernel"}
+SWITCHERS = {"threads": "GIL", "threadpool": "GIL", "prefork": "GIL", "fork": "kernel",
+             "go": "runtime", "erlang": "runtime"}
 
 
 def switcher(name: str) -> str:
-    """ "kernel" (a process per connection), "GIL" (threads) or "event loop" (everything else)."""
+    """ "kernel" (a process per connection), "GIL" (threads), "runtime" (Go's scheduler, the
+    BEAM's) or "event loop" (everything else, Node's and the C reference's included)."""
     return SWITCHERS.get(name, "event loop")
 
 
@@ -77,58 +88,61 @@ def burn(seconds: float) -> None:
 # -- 1. a heartbeat next to a burn -----------------------------------------------------------------
 
 
-async def asyncio_heartbeat(ticks: int) -> float:
-    """Tick every TICK_S on the running loop; return the worst lateness in seconds."""
-    start, worst = time.perf_counter(), 0.0
+Samples = list[list[float]]  # one [ms since the heartbeat started, ms late] per tick
+
+
+async def asyncio_heartbeat(ticks: int) -> Samples:
+    """Tick every TICK_S on the running loop; return every tick's (time, lateness) in ms."""
+    start, samples = time.perf_counter(), []
     for k in range(1, ticks + 1):
         due = start + k * TICK_S
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        worst = max(worst, time.perf_counter() - due)
-    return worst
+        samples.append([k * TICK_S * 1000, (time.perf_counter() - due) * 1000])
+    return samples
 
 
-async def asyncio_burn_inside() -> float:
+async def asyncio_burn_inside() -> Samples:
     """The burn is a coroutine on the same loop: it never awaits while it burns."""
     async def burner():
         await asyncio.sleep(5 * TICK_S)
         burn(BURN_S)  # the loop cannot run anything else until this returns
 
-    heartbeat = asyncio.create_task(asyncio_heartbeat(int((BURN_S + 0.2) / TICK_S)))
+    heartbeat = asyncio.create_task(asyncio_heartbeat(TICKS))
     await burner()
     return await heartbeat
 
 
-async def asyncio_burn_in_thread() -> float:
+async def asyncio_burn_in_thread() -> Samples:
     """The same burn handed to a thread: the loop stays free, the GIL is shared by preemption."""
     async def burner():
         await asyncio.sleep(5 * TICK_S)
         await asyncio.to_thread(burn, BURN_S)
 
-    heartbeat = asyncio.create_task(asyncio_heartbeat(int((BURN_S + 0.2) / TICK_S)))
+    heartbeat = asyncio.create_task(asyncio_heartbeat(TICKS))
     await burner()
     return await heartbeat
 
 
-def thread_heartbeat(ticks: int) -> float:
-    start, worst = time.perf_counter(), 0.0
+def thread_heartbeat(ticks: int) -> Samples:
+    start, samples = time.perf_counter(), []
     for k in range(1, ticks + 1):
         due = start + k * TICK_S
         time.sleep(max(0.0, due - time.perf_counter()))  # releases the GIL while it sleeps
-        worst = max(worst, time.perf_counter() - due)
-    return worst
+        samples.append([k * TICK_S * 1000, (time.perf_counter() - due) * 1000])
+    return samples
 
 
-def threads_burn() -> float:
-    """Heartbeat in the main thread, burn in another thread of the same process."""
-    burner = threading.Timer(5 * TICK_S, burn, args=(BURN_S,))
+def threads_burn(work=burn, *args) -> Samples:
+    """Heartbeat in the main thread, ``work`` (the burn by default) in another thread."""
+    burner = threading.Timer(5 * TICK_S, work, args=args or (BURN_S,))
     burner.start()
     try:
-        return thread_heartbeat(int((BURN_S + 0.2) / TICK_S))
+        return thread_heartbeat(TICKS)
     finally:
         burner.join()
 
 
-def process_burn(cpu: int) -> float:
+def process_burn(cpu: int) -> Samples:
     """Heartbeat here, burn in a forked process; both pinned to ``cpu``: only the kernel decides."""
     original = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})
@@ -141,10 +155,149 @@ def process_burn(cpu: int) -> float:
             finally:
                 os._exit(0)
         try:
-            return thread_heartbeat(int((BURN_S + 0.2) / TICK_S))
+            return thread_heartbeat(TICKS)
         finally:
             os.waitpid(pid, 0)
     finally:
+        os.sched_setaffinity(0, original)
+
+
+# -- 1b. a C call that holds the GIL ----------------------------------------------------------------
+
+
+def c_spin(hold_gil: bool):
+    """lessons/native/gil_spin.c's spin_ms(), through ctypes.PyDLL (the GIL stays held for the
+    whole call) or ctypes.CDLL (ctypes releases it around the call). Raises build.Unavailable."""
+    import ctypes
+
+    path = build.build("lessons/native/gil_spin.c", flags=("-shared", "-fPIC"))
+    lib = (ctypes.PyDLL if hold_gil else ctypes.CDLL)(str(path))
+    lib.spin_ms.argtypes, lib.spin_ms.restype = [ctypes.c_double], ctypes.c_long
+    return lambda seconds: lib.spin_ms(seconds * 1000)
+
+
+# -- 1c. the same heartbeat in Go, Erlang and Node --------------------------------------------------
+
+
+def native_heartbeat(kind: str, variant: str = "") -> dict:
+    """Run lessons/native/preempt_* (built by servers/build.py): the same heartbeat next to the
+    same burn, one scheduler thread. Returns its JSON (worst_ms, series). Raises build.Unavailable."""
+    args = [str(round(TICK_S * 1000)), str(round(BURN_S * 1000)), str(round(TICKS * TICK_S * 1000))]
+    env = dict(os.environ)
+    if kind == "go":
+        cmd = [str(build.build("lessons/native/preempt_go.go")), *args]
+        if variant == "asyncpreemptoff":
+            env["GODEBUG"] = "asyncpreemptoff=1"  # the scheduler of Go 1.13 and before
+    elif kind == "erlang":
+        beam_dir = build.build("lessons/native/preempt_erlang.erl")
+        erl = shutil.which("erl")
+        if not erl:
+            raise build.Unavailable("no Erlang runtime (erl) on PATH: apt-get install erlang-base")
+        cmd = [erl, "+S", "1", "-noshell", "-pa", str(beam_dir), "-s", "preempt_erlang", "main", *args]
+    elif kind == "node":
+        cmd = [build.tool("node"), str(build.build("lessons/native/preempt_node.js")), *args,
+               variant or "inline"]
+    else:
+        raise ValueError(kind)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=env)
+    except subprocess.TimeoutExpired:
+        raise build.Unavailable(f"{Path(cmd[0]).name} did not finish within 30 s") from None
+    if done.returncode != 0:
+        raise build.Unavailable(f"{Path(cmd[0]).name} exited {done.returncode}: "
+                                f"{(done.stderr or done.stdout).strip()[-300:]}")
+    return json.loads(done.stdout)
+
+
+# -- 1d. the free-threaded build ---------------------------------------------------------------------
+
+FREE_THREADED_NAMES = ("python3.14t", "python3.13t", "python3t")
+
+
+def free_threaded_python() -> str | None:
+    """The first free-threaded CPython (3.13t+, PEP 703) on PATH, if any."""
+    for name in FREE_THREADED_NAMES:
+        if found := shutil.which(name):
+            return found
+    return None
+
+
+def free_threaded_heartbeat(python: str) -> dict:
+    """The thread heartbeat next to a burn thread, run by the free-threaded interpreter: this
+    module's own burn() and thread_heartbeat(), sent as source (they need only the stdlib)."""
+    code = "\n".join([
+        "import json, sys, threading, time",
+        f"TICK_S, BURN_S, TICKS = {TICK_S!r}, {BURN_S!r}, {TICKS!r}",
+        inspect.getsource(burn), inspect.getsource(thread_heartbeat),
+        "burner = threading.Timer(5 * TICK_S, burn, args=(BURN_S,)); burner.start()",
+        "samples = thread_heartbeat(TICKS); burner.join()",
+        "print(json.dumps({'gil': sys._is_gil_enabled(), 'series': samples}))"])
+    done = subprocess.run([python, "-X", "gil=0", "-c", code], capture_output=True, text=True,
+                          timeout=30)
+    if done.returncode != 0:
+        raise RuntimeError(f"{python} exited {done.returncode}: {done.stderr.strip()[-300:]}")
+    return json.loads(done.stdout)
+
+
+# -- 1e. priority inversion --------------------------------------------------------------------------
+
+
+def priority_inversion(cpu: int, hold_cpu_s: float, with_medium: bool) -> float:
+    """How long a nice-0 task waits for a lock that a nice-19 task holds for ``hold_cpu_s`` of CPU,
+    all pinned to ``cpu``; with ``with_medium`` a nice-0 CPU hog runs meanwhile. Seconds.
+
+    The kernel gives runnable tasks CPU in proportion to their weights (sched(7): nice 0 weighs
+    1024, nice 19 weighs 15). While the high task sleeps on the lock, the hog and the low task
+    share the CPU 1024:15, so the lock's holder crawls and the high task waits for it: inversion.
+    """
+    import multiprocessing
+
+    lock = multiprocessing.Lock()  # a POSIX semaphore in shared memory: no priority inheritance
+    held, start_medium = os.pipe(), os.pipe()
+
+    def child(body):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.sched_setaffinity(0, {cpu})
+                body()
+            finally:
+                os._exit(0)
+        return pid
+
+    def low():
+        os.setpriority(os.PRIO_PROCESS, 0, 19)  # the lowest weight a normal task can have
+        with lock:
+            os.write(held[1], b"x")
+            from servers.common import burn_cpu
+            burn_cpu(int(hold_cpu_s * 1e6))  # CPU time, however long the kernel makes it take
+
+    def medium():
+        os.read(start_medium[0], 1)
+        deadline = time.monotonic() + PRIORITY_MEDIUM_MAX_S  # bounded: never hog forever
+        while time.monotonic() < deadline:
+            pass
+
+    original = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    pids = []
+    try:
+        pids.append(child(low))
+        os.read(held[0], 1)  # the low task holds the lock now
+        if with_medium:
+            pids.append(child(medium))
+            os.write(start_medium[1], b"x")
+        t0 = time.perf_counter()
+        with lock:  # the high task: sleeps in sem_wait (a futex) until low releases
+            waited = time.perf_counter() - t0
+        return waited
+    finally:
+        for pid in pids[1:]:
+            os.kill(pid, signal.SIGKILL)  # the hog, by its pid
+        for pid in pids:
+            os.waitpid(pid, 0)
+        for fd in (*held, *start_medium):
+            os.close(fd)
         os.sched_setaffinity(0, original)
 
 
@@ -260,19 +413,75 @@ def main() -> int:
     lesson = Lesson("11", "Preemptive vs cooperative", args)
     warmup_s, duration_s = (0.5, 2.0) if lesson.quick else (0.5, 3.0)
 
+    # Everything in this section runs on one CPU, so that every model shares one CPU with its
+    # burner: the kernel must choose, and the only question is who takes the CPU from the burn.
+    cpu = min(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     lesson.section(f"a heartbeat every {TICK_S * 1000:.0f} ms next to a {BURN_S * 1000:.0f} ms CPU burn "
-                   "(its worst lateness)")
+                   f"(its worst lateness)" + (f"; everything on CPU {cpu}" if cpu is not None else ""))
     switch_ms = lesson.measure("CPython switch interval", sys.getswitchinterval() * 1000, "ms")
-    late = {}
-    late["asyncio"] = lesson.measure("burn in an asyncio task", asyncio.run(asyncio_burn_inside()) * 1000, "ms")
-    late["to_thread"] = lesson.measure("burn in asyncio.to_thread", asyncio.run(asyncio_burn_in_thread()) * 1000,
-                                       "ms")
-    late["threads"] = lesson.measure("burn in another thread", threads_burn() * 1000, "ms")
-    if hasattr(os, "fork") and hasattr(os, "sched_setaffinity"):
-        late["process"] = lesson.measure("burn in another process, same CPU",
-                                         process_burn(min(os.sched_getaffinity(0))) * 1000, "ms")
-    else:
-        lesson.skip("burn in another process, same CPU", "needs fork and sched_setaffinity (Linux)")
+    late: dict[str, float] = {}
+    beats: dict[str, Samples] = {}
+
+    def row(key: str, label: str, run) -> None:
+        """Run one heartbeat; keep its worst lateness (measured) and its ticks (series)."""
+        try:
+            samples = run()
+        except (build.Unavailable, RuntimeError, OSError, ValueError) as exc:
+            lesson.skip(label, str(exc))
+            return
+        beats[label] = [[round(t, 3), round(ms, 3)] for t, ms in samples]
+        late[key] = lesson.measure(label, max(ms for _, ms in samples), "ms")
+
+    original = os.sched_getaffinity(0) if cpu is not None else None
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})  # threads and children started from here inherit it
+    try:
+        row("asyncio", "burn in an asyncio task", lambda: asyncio.run(asyncio_burn_inside()))
+        row("to_thread", "burn in asyncio.to_thread", lambda: asyncio.run(asyncio_burn_in_thread()))
+        row("threads", "burn in another thread", threads_burn)
+        if hasattr(os, "fork") and cpu is not None:
+            row("process", "burn in another process, same CPU", lambda: process_burn(cpu))
+        else:
+            lesson.skip("burn in another process, same CPU", "needs fork and sched_setaffinity (Linux)")
+        row("c_held", "burn in a C call holding the GIL (ctypes.PyDLL)",
+            lambda: threads_burn(c_spin(hold_gil=True), BURN_S))
+        row("c_released", "burn in a C call releasing the GIL (ctypes.CDLL)",
+            lambda: threads_burn(c_spin(hold_gil=False), BURN_S))
+        ft = free_threaded_python()
+        if ft:
+            def ft_run():
+                got = free_threaded_heartbeat(ft)
+                if got["gil"]:
+                    raise RuntimeError(f"{ft} runs with the GIL enabled (an extension re-enabled it?)")
+                return got["series"]
+            row("free_threaded", "free-threaded Python: burn in another thread", ft_run)
+        else:
+            lesson.skip("free-threaded Python: burn in another thread",
+                        f"no free-threaded CPython ({', '.join(FREE_THREADED_NAMES)}) on PATH: install "
+                        "3.13t or later, e.g. `uv python install 3.14t`, and put it on PATH")
+        native = lambda kind, variant="": lambda: native_heartbeat(kind, variant)["series"]  # noqa: E731
+        row("go", "Go: burn in a goroutine (GOMAXPROCS=1)", native("go"))
+        row("go_off", "Go: the same, GODEBUG=asyncpreemptoff=1", native("go", "asyncpreemptoff"))
+        row("erlang", "Erlang: burn in a process (+S 1)", native("erlang"))
+        row("node", "Node: burn in a callback on the loop", native("node", "inline"))
+        row("node_worker", "Node: burn in a worker thread", native("node", "worker"))
+    finally:
+        if original is not None:
+            os.sched_setaffinity(0, original)
+    lesson.series("heartbeat", beats)
+
+    lesson.section(f"priority inversion: a nice-0 task waits for a lock that a nice-19 task holds for "
+                   f"{PRIORITY_HOLD_CPU_S * 1000:.0f} ms of CPU" + (f", all on CPU {cpu}" if cpu is not None else ""))
+    inversion = {}
+    why_not = None if (hasattr(os, "fork") and cpu is not None and hasattr(os, "setpriority")) else \
+        "needs fork, setpriority and sched_setaffinity (Linux)"
+    for key, label, medium in (("alone", "high task's wait, nothing else running", False),
+                               ("medium", "high task's wait, a nice-0 CPU hog running", True)):
+        if why_not:
+            lesson.skip(label, why_not)
+            continue
+        inversion[key] = lesson.measure(
+            label, priority_inversion(cpu, PRIORITY_HOLD_CPU_S, medium) * 1000, "ms")
 
     lesson.section(f"while {HEAVY_CONNS} heavy connections make the server burn {WORK_US // 1000} ms per "
                    f"message (--work-us {WORK_US}): a light client's echo, and a zero-work probe "
@@ -304,14 +513,32 @@ def main() -> int:
                 light.setdefault(name, {})[kind] = lesson.measure(label, r[kind], "ms")
 
     # -- what to notice, computed from the numbers above
-    lesson.notice(f"inside one asyncio loop the heartbeat was {late['asyncio']:.0f} ms late, about the "
-                  f"whole {BURN_S * 1000:.0f} ms burn: nothing can interrupt a task that does not await")
-    lesson.notice(f"in a thread the same burn delayed it {late['threads']:.1f} ms (to_thread: "
-                  f"{late['to_thread']:.1f} ms), {late['threads'] / switch_ms:.1f} switch intervals of "
-                  f"{switch_ms:g} ms: the GIL is taken away from the burning thread")
+    if "asyncio" in late:
+        lesson.notice(f"inside one asyncio loop the heartbeat was {late['asyncio']:.0f} ms late, about the "
+                      f"whole {BURN_S * 1000:.0f} ms burn: nothing can interrupt a task that does not await")
+    if "threads" in late and "to_thread" in late:
+        lesson.notice(f"in a thread the same burn delayed it {late['threads']:.1f} ms (to_thread: "
+                      f"{late['to_thread']:.1f} ms), {late['threads'] / switch_ms:.1f} switch intervals of "
+                      f"{switch_ms:g} ms: the GIL is taken away from the burning thread")
     if "process" in late:
         lesson.notice(f"in another process on the same CPU it was {late['process']:.1f} ms late: the "
                       "kernel preempted the burner, no GIL in between")
+    if "c_held" in late and "c_released" in late:
+        lesson.notice(f"the same C function delayed it {late['c_held']:.0f} ms holding the GIL and "
+                      f"{late['c_released']:.1f} ms releasing it: the switch interval cannot interrupt C code")
+    if "go" in late and "go_off" in late:
+        lesson.notice(f"a goroutine's tight loop delayed it {late['go']:.1f} ms (Go preempts after 10 ms), "
+                      f"{late['go_off']:.0f} ms with asynchronous preemption off")
+    if "erlang" in late:
+        lesson.notice(f"an Erlang process's loop delayed it {late['erlang']:.1f} ms: reductions swap it out")
+    if "node" in late:
+        lesson.notice(f"Node's loop was {late['node']:.0f} ms late, like asyncio's"
+                      + (f"; {late['node_worker']:.1f} ms with the burn in a worker thread"
+                         if "node_worker" in late else ""))
+    if inversion.get("alone") and "medium" in inversion:
+        lesson.notice(f"priority inversion: the high task waited {inversion['medium']:,.0f} ms with a hog "
+                      f"running, {inversion['medium'] / inversion['alone']:.0f}x the {inversion['alone']:.0f} ms "
+                      "without: the hog outweighs the lock's low-priority holder")
     for kind, what in (("probe", "zero-work probe"), ("echo", "light echo")):
         ranked = sorted((n for n in light if kind in light[n]), key=lambda n: light[n][kind])
         if ranked:
