@@ -217,6 +217,13 @@ SERVERS: tuple[Server, ...] = (
            options=("--gevent-loop", "libev-cext"), requires=("gevent",),
            notes="loop backend pinned to libev-cext; --gevent-loop libuv-cffi (needs cffi) "
                  "switches it, and the readiness line names the one that runs"),
+    # -- M:N runtimes outside Python: many tasks on a few threads (lesson 10) -------------------
+    Server("go", "servers.native", "fibers", "10",
+           "Go: a goroutine per connection, blocking Read/Write; the runtime parks it on its "
+           "netpoller (epoll) and runs goroutines M:N on GOMAXPROCS threads (--procs)",
+           source="servers/go/echo.go", probe="servers.native:probe_go",
+           notes="built at first use with go build; preempted asynchronously (Go 1.14+), so "
+                 "--work-us does not starve other connections"),
     # -- multi-process event loops (lesson 02) ---------------------------------------------------
     Server("reuseport", "servers.reuseport", "multi-process", "02",
            "--workers processes, each with its own SO_REUSEPORT listener and event loop "
