@@ -193,9 +193,12 @@ SERVERS: tuple[Server, ...] = (
     # -- async: completion-based I/O (lesson 09) -----------------------------------------------
     Server("io_uring", "servers.io_uring_server", "async", "09",
            "one thread, one io_uring: accept/recv/send submitted as SQEs, reaped as CQEs",
-           linux_only=True, requires=("liburing",), probe="servers.io_uring_server:probe",
-           notes="each connection pins a 64 KiB receive buffer, even idle; needs io_uring "
-                 "allowed (Linux 5.6+, not blocked by seccomp or kernel.io_uring_disabled)"),
+           linux_only=True, probe="servers.io_uring_server:probe",
+           notes="the lab's own ring (servers/uring.py, raw syscalls); multishot accept/recv "
+                 "and a shared provided-buffer pool where the kernel has them (5.19+/6.0+), so "
+                 "an idle connection pins no buffer (the readiness line names what is used); "
+                 "needs io_uring allowed (Linux 5.6+, not blocked by seccomp or "
+                 "kernel.io_uring_disabled)"),
     # -- fibers and event loops (lesson 10) ----------------------------------------------------
     Server("generators", "servers.generators", "fibers", "10",
            "a generator per connection yielding traps to a from-scratch scheduler on selectors"),

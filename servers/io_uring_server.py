@@ -2,51 +2,68 @@
 
 Readiness vs completion. epoll (lesson 08) tells the server which sockets it *may* read now; the
 server then makes each recv() itself, one syscall per socket, and copies the bytes out. io_uring
-turns this around: the server says up front "receive into this buffer", and later the kernel
-says "done: n bytes are in your buffer". The server no longer does the I/O; it collects results.
+turns this around: the server says up front "receive on this socket", and later the kernel says
+"done: n bytes are in buffer 17". The server no longer does the I/O; it collects results.
 
-The ring. io_uring_setup() creates two ring buffers in memory that the process and the kernel
-share (mmap: nothing is copied to hand them over). The server writes requests into the submission
-queue (SQ): each entry (SQE) holds an opcode (accept, recv, send, timeout...), an fd, a buffer
-address and length, and 64 bits of user_data of the server's choosing. The kernel writes results
-into the completion queue (CQ): each entry (CQE) holds that user_data and res, what the syscall
-would have returned (bytes moved, a new fd, or -errno). One io_uring_enter() hands the kernel
-every SQE queued since the last call and sleeps until at least one CQE is ready; the CQEs are then
-read straight from memory, without a syscall each. Many operations per syscall, where an epoll
-server makes epoll_wait plus one accept/recv/send per event.
+The ring (servers/uring.py, the lab's own, over the raw syscalls). io_uring_setup() creates two
+ring buffers that the process and the kernel share (mmap: nothing is copied to hand them over).
+The server writes requests into the submission queue (SQ): each 64-byte entry (SQE) holds an
+opcode (accept, recv, send, timeout...), an fd, a buffer address and length, and 64 bits of
+user_data of the server's choosing. The kernel writes results into the completion queue (CQ):
+each 16-byte entry (CQE) holds that user_data, res (what the syscall would have returned: bytes
+moved, a new fd, or -errno) and flags. One io_uring_enter() per loop turn hands the kernel every
+SQE queued during the turn and sleeps until at least one CQE is ready; the CQEs are then read
+straight from memory. Many operations per syscall, where an epoll server makes epoll_wait plus
+one accept/recv/send per event.
 
-This server keeps one accept SQE on the listener (submitted again after each completion; Linux
-5.19+ also has a multishot accept, one SQE for many CQEs) and exactly one operation per
-connection: a recv into that connection's buffer; when it completes with n bytes, a send of those
-n bytes; when the send completes, the next recv. user_data is a key into `in_flight`, which says
-what the operation was and holds its connection, and so its buffer: the kernel writes into that
-memory until the CQE arrives, so it must stay alive (and unmoved) until then. Running out of fds
-makes the accept complete with -EMFILE; a timeout SQE then brings the accept back a little later.
+What this server asks of the kernel, and what it falls back on when the kernel is older (the
+readiness line says which it uses; `python -m servers.uring` shows what this kernel has):
 
-What a connection does while it waits: nothing runs for it, no thread, no stack. It is a request
-held by the kernel (for a socket the kernel itself waits for readiness, with an internal poll,
-then does the recv) and an entry in `in_flight`. Backpressure: the next recv is submitted only
-once the send of the previous chunk has completed, so a client that never reads costs at most one
-chunk (CHUNK_BYTES) of pending output; what it keeps sending piles up in the kernel's socket
-buffers, then TCP flow control stops it.
+- accept: one multishot accept SQE on the listener (5.19+): one CQE per new connection, armed
+  until an error stops it. Fallback: one single-shot accept at a time, submitted again after
+  each completion.
+- receive: a provided buffer ring (IORING_REGISTER_PBUF_RING, 5.19+): a pool of BUFFER_COUNT
+  buffers of BUFFER_BYTES shared by every connection. A recv names the pool, not a buffer; the
+  kernel picks a buffer only when bytes arrive, and the CQE names it (flags >> 16). So an idle
+  connection pins no buffer at all: it is a request parked in the kernel and a small Connection
+  object here. With multishot recv (6.0+) one recv SQE stays armed and yields one CQE per chunk.
+  Fallback without the buffer ring: each connection owns a CHUNK_BYTES buffer that a pending
+  recv pins, even idle (64 KiB per connection; 10,000 idle clients: 640 MiB).
+- send: straight from the provided buffer the bytes arrived in (no copy into Python at all);
+  the buffer goes back to the ring when the send completes. MSG_WAITALL makes the kernel finish
+  a short send itself, so one send SQE covers one received chunk.
 
-Syscalls: io_uring_setup once, then one io_uring_enter per batch of operations; per connection
-also setsockopt (TCP_NODELAY), getsockname (Python checking the fd it wraps) and close. No accept4,
-recvfrom, sendto or epoll_wait: strace shows the difference.
+Backpressure: one send in flight per connection; chunks received meanwhile wait in its queue,
+in their provided buffers. Once MAX_QUEUED_CHUNKS wait, the server stops receiving from that
+client: a single-shot recv is not submitted again; a multishot recv is cancelled (ASYNC_CANCEL;
+its last CQE, -ECANCELED, has no F_MORE). Receiving resumes when the queue drains. So a client
+that never reads holds at most MAX_QUEUED_CHUNKS + 2 buffers; what it keeps sending piles up in
+the kernel's socket buffers, then TCP flow control stops it. If the whole pool is in use, a recv
+completes with -ENOBUFS; that connection waits until buffers come back, then is armed again.
+
+Running out of fds makes the accept complete with -EMFILE: the accept is cancelled (multishot)
+or not resubmitted, and a TIMEOUT SQE brings it back ACCEPT_BACKOFF_S later, so nothing spins.
+A connection is closed (close(2), once) only when no request of its own is left in the kernel,
+so its fd number, which tags its requests' user_data, is never reused while a CQE may still come.
+
+What a connection does while it waits: nothing runs for it, no thread, no stack, no buffer. The
+kernel itself waits for the socket's readiness (an internal poll) and does the recv.
+
+Syscalls: io_uring_setup and io_uring_register once, then one io_uring_enter per loop turn; per
+connection only a close. No accept4, recvfrom, sendto, epoll_wait or setsockopt: strace shows it
+(TCP_NODELAY is set on the listener, and Linux copies it into every accepted socket).
 Limits: one thread on one core: --work-us stalls every connection (lesson 11); the GIL plays no
-part. Memory: a pending recv pins its connection's 64 KiB buffer even while the client is silent
-(10,000 idle clients: 640 MiB); C servers avoid this with provided buffer rings, from which the
-kernel picks a buffer only when data arrives. fds: RLIMIT_NOFILE as usual, plus one for the ring.
-What Python costs: every SQE prepared and every CQE read is a call through the liburing binding
-(Python to Zig to C) that creates Python objects, and the binding takes only whole bytes or
-bytearray objects, so each echo copies the received bytes once. A C server does neither, and with
-IORING_SETUP_SQPOLL (a kernel thread polling the SQ) need not enter the kernel at all.
+part. fds: RLIMIT_NOFILE as usual, plus one for the ring. Memory: the buffer pool (BUFFER_COUNT x
+BUFFER_BYTES, resident from the start) plus about 0.2 KiB of Python objects per connection.
+What Python costs: each CQE is decoded and each SQE encoded with struct (a few hundred ns each),
+but no byte of the echo is touched by Python. With --sqpoll (x86-64 only, see servers/uring.py)
+a kernel thread polls the SQ and the server enters the kernel only to wait.
 Where it runs: Linux 5.6 or newer (IORING_OP_RECV/SEND), and only where io_uring is allowed; the
 default seccomp profile of Docker and kernel.io_uring_disabled (Linux 6.6+) refuse io_uring_setup.
 `probe()` then tells the registry why, and the server is listed as unavailable.
 
 Run it:  make serve SERVER=io_uring      then: nc 127.0.0.1 PORT
-Watch:   strace -f -e trace=io_uring_enter,io_uring_setup -p PID   (one io_uring_enter per batch)
+Watch:   strace -f -e trace=io_uring_enter,io_uring_setup -p PID   (one io_uring_enter per turn)
          ls -l /proc/PID/fd shows anon_inode:[io_uring]; cat /proc/PID/fdinfo/RINGFD shows the
          SQ and CQ heads and tails, and under PollList one parked request per idle connection
          (op=27 is a recv, op=13 the accept).
@@ -55,274 +72,356 @@ Watch:   strace -f -e trace=io_uring_enter,io_uring_setup -p PID   (one io_uring
 from __future__ import annotations
 
 import errno
-import itertools
 import os
 import socket
 import sys
 
+from servers import uring
 from servers.common import (
     ACCEPT_BACKOFF_S, ACCEPT_TRANSIENT, CHUNK_BYTES, FD_EXHAUSTED,
-    announce, burn_cpu, listen, log, parse_args, run, set_nodelay,
+    announce, burn_cpu, listen, log, parse_args, run,
 )
 
-try:
-    import liburing as uring
-except ImportError:  # the registry lists the server as unavailable; probe() says why
-    uring = None
+# Slots in the submission queue. A turn needing more SQEs than this is submitted in parts. The
+# CQ is made 8 times longer, since multishot requests can post many CQEs per turn; beyond that
+# they wait in the kernel's overflow list (IORING_FEAT_NODROP), none is lost.
+QUEUE_ENTRIES = 1024
+CQ_ENTRIES = 8 * QUEUE_ENTRIES
 
-# Slots in the submission queue (the kernel makes the completion queue twice as long). A batch
-# needing more SQEs than this is submitted in parts; completions beyond the CQ's length wait in
-# the kernel's overflow list (IORING_FEAT_NODROP), none is lost.
-QUEUE_ENTRIES = 256
+# The provided-buffer pool: shared by all connections, a fixed cost whatever their number.
+BUFFER_COUNT = 1024  # a power of two (the ring's index is masked)
+BUFFER_BYTES = 16 * 1024
+BUFFER_GROUP = 0
+MAX_QUEUED_CHUNKS = 4  # received, waiting for the send before them: then stop receiving
 
-# What an operation in flight is: in_flight[user_data] = (kind, owner).
-ACCEPT, RECV, SEND, BACKOFF = "accept", "recv", "send", "backoff"
+# What a request was: the low 3 bits of its user_data; the fd is the rest.
+ACCEPT, RECV, SEND, BACKOFF, CANCEL = range(5)
+KIND_BITS = 3
+KIND_MASK = (1 << KIND_BITS) - 1
+
+F_MORE, F_BUFFER, BUFFER_SHIFT = uring.IORING_CQE_F_MORE, uring.IORING_CQE_F_BUFFER, 16
+OPTIONAL = ("multishot-accept", "pbuf-ring", "multishot-recv", "defer-taskrun")
 
 
 class Connection:
-    """One client: its socket, and the one buffer the kernel receives into and we echo from."""
+    """One client: its fd, the one send in flight, the chunks waiting behind it."""
 
-    __slots__ = ("sock", "fd", "buffer", "output")
+    __slots__ = ("fd", "queue", "sending", "send_bid", "send_addr", "send_len",
+                 "recv_armed", "cancelling", "peer_done", "broken", "starved", "buffer",
+                 "buffer_addr")
 
-    def __init__(self, sock: socket.socket):
-        self.sock = sock  # the one Python object that owns (and will close) the fd
-        self.fd = sock.fileno()
-        self.buffer = bytearray(CHUNK_BYTES)  # the kernel writes here while a recv is in flight
-        self.output = bytearray()  # received, not yet sent: at most one chunk (the backpressure)
-        # The binding hands the kernel these buffers' raw addresses and keeps no hold on them:
-        # resizing or freeing one while its operation is in flight would let the kernel write
-        # into freed memory. So each is changed only once its CQE has arrived.
-
-
-ring = None  # the io_uring: its SQ and CQ, shared with the kernel
-in_flight: dict[int, tuple[str, object]] = {}  # user_data -> (kind, Connection or listener)
-connections: set[Connection] = set()  # open connections, so shutdown can close them all
-new_key = itertools.count(1).__next__  # user_data for the next SQE
-BACKOFF_TS = None  # the timeout before retrying accept at EMFILE (made once liburing is loaded)
-
-
-# ----------------------------------------------------------------------------------------------
-# Submitting: fill an SQE in the shared ring. Nothing reaches the kernel until io_uring_enter.
+    def __init__(self, fd: int, own_buffer: bool):
+        self.fd = fd
+        self.queue: list[tuple[int, int, int]] = []  # (buffer id, address, length) to send
+        self.sending = False  # a send SQE is in flight
+        self.send_bid = self.send_addr = self.send_len = 0
+        self.recv_armed = False  # a recv is in the kernel (a multishot one until no F_MORE)
+        self.cancelling = False  # an ASYNC_CANCEL of that recv is on its way
+        self.peer_done = False  # the client sent FIN: echo what is queued, then close
+        self.broken = False  # reset or broken pipe: close once the kernel holds nothing of ours
+        self.starved = False  # the pool was empty: armed again when buffers come back
+        # Without a buffer ring: the connection's own buffer, pinned while its recv is pending.
+        self.buffer = bytearray(CHUNK_BYTES) if own_buffer else None
+        self.buffer_addr = uring.address_of(self.buffer) if own_buffer else 0
 
 
-def get_sqe():
-    """A free slot in the submission queue; if none is left, hand the kernel the full batch now."""
-    sqe = uring.io_uring_get_sqe(ring)
-    if sqe is None:
-        uring.io_uring_submit(ring)
-        sqe = uring.io_uring_get_sqe(ring)
-    return sqe
+class Server:
+    """The loop's state, named up front (one comment each)."""
+
+    def __init__(self, listener: socket.socket, work_us: int, ring: uring.Ring,
+                 features: dict[str, bool]):
+        self.listener = listener
+        self.listen_fd = listener.fileno()
+        self.work_us = work_us
+        self.ring = ring  # the io_uring: its SQ and CQ, shared with the kernel
+        self.multishot_accept = features["multishot_accept"]
+        self.multishot_recv = features["multishot_recv"]
+        self.pool = (uring.BufferRing(ring, BUFFER_GROUP, BUFFER_COUNT, BUFFER_BYTES)
+                     if features["pbuf_ring"] else None)  # None: a buffer per connection
+        self.connections: dict[int, Connection] = {}  # fd -> state, every open client
+        self.starved: list[Connection] = []  # waiting for the pool to have a buffer again
+        self.accept_backoff = False  # out of fds: accept again only after a timer
+        self.backoff_ts = uring.make_timespec(ACCEPT_BACKOFF_S)  # the kernel reads it
+        self.backoff_ts_addr = uring.address_of(self.backoff_ts)
+        self.recycled = 0  # buffers given back to the pool this turn
+
+    # ------------------------------------------------------------------------------------------
+    # Submitting: fill SQEs in the shared ring. Nothing reaches the kernel until io_uring_enter.
+
+    def arm_accept(self) -> None:
+        self.ring.prep_accept(self.listen_fd, self.listen_fd << KIND_BITS | ACCEPT,
+                              multishot=self.multishot_accept)
+
+    def arm_recv(self, conn: Connection) -> None:
+        """Ask the kernel to receive on conn: into a pool buffer it picks when bytes arrive,
+        or, without a pool, into the connection's own buffer (pinned until the CQE)."""
+        user_data = conn.fd << KIND_BITS | RECV
+        if self.pool is not None:
+            self.ring.prep_recv_select(conn.fd, BUFFER_GROUP, user_data,
+                                       multishot=self.multishot_recv)
+        else:
+            self.ring.prep_recv(conn.fd, conn.buffer_addr, CHUNK_BYTES, user_data)
+        conn.recv_armed = True
+
+    def send(self, conn: Connection, bid: int, addr: int, length: int) -> None:
+        """Echo `length` bytes straight from the buffer they arrived in."""
+        conn.sending = True
+        conn.send_bid, conn.send_addr, conn.send_len = bid, addr, length
+        self.ring.prep_send(conn.fd, addr, length, conn.fd << KIND_BITS | SEND)
+
+    def stop_receiving(self, conn: Connection) -> None:
+        """Backpressure on a multishot recv: cancel it (its last CQE comes without F_MORE)."""
+        if conn.recv_armed and not conn.cancelling:
+            conn.cancelling = True
+            self.ring.prep_cancel(conn.fd << KIND_BITS | RECV, conn.fd << KIND_BITS | CANCEL)
+
+    def give_back(self, bid: int) -> None:
+        if bid >= 0:
+            self.pool.give_back(bid)
+            self.recycled += 1
+
+    # ------------------------------------------------------------------------------------------
+    # Completing: what to do when the kernel reports an operation done.
+
+    def accepted(self, res: int, flags: int) -> None:
+        """An accept finished: res is the new connection's fd, or -errno."""
+        if res >= 0:
+            conn = self.connections[res] = Connection(res, own_buffer=self.pool is None)
+            self.arm_recv(conn)
+        elif -res in FD_EXHAUSTED:
+            # The connection stays in the listen queue; accepting again at once would fail at
+            # once, forever, and spin. Stop the accept and come back after a timer instead.
+            log(f"accept: {os.strerror(-res)}; backing off", every_s=5)
+            self.accept_backoff = True
+            if flags & F_MORE:  # still armed: cancel it; its last CQE comes without F_MORE
+                self.ring.prep_cancel(self.listen_fd << KIND_BITS | ACCEPT,
+                                      self.listen_fd << KIND_BITS | CANCEL)
+        elif -res not in ACCEPT_TRANSIENT and res != -errno.ECANCELED:
+            raise OSError(-res, f"accept: {os.strerror(-res)}")
+        if not flags & F_MORE:  # the accept is no longer armed: arm it, now or after a timer
+            if self.accept_backoff:
+                self.ring.prep_timeout(self.backoff_ts_addr, self.listen_fd << KIND_BITS | BACKOFF)
+            else:
+                self.arm_accept()
+
+    def backoff_over(self) -> None:
+        self.accept_backoff = False
+        self.arm_accept()
+
+    def received(self, conn: Connection, res: int, flags: int) -> None:
+        """A recv CQE: res bytes are already in a buffer (0: the client sent FIN)."""
+        if not flags & F_MORE:
+            conn.recv_armed = conn.cancelling = False  # that recv is over
+        if res > 0:
+            if self.work_us:
+                burn_cpu(self.work_us)
+            if self.pool is not None:
+                bid = flags >> BUFFER_SHIFT
+                addr = self.pool.pool_addr + bid * BUFFER_BYTES
+            else:
+                bid, addr = -1, conn.buffer_addr
+            if conn.broken or conn.peer_done:
+                self.give_back(bid)  # nobody to echo to any more
+            elif not conn.sending:
+                self.send(conn, bid, addr, res)
+            else:
+                conn.queue.append((bid, addr, res))
+                if len(conn.queue) >= MAX_QUEUED_CHUNKS:
+                    self.stop_receiving(conn)
+        else:
+            if flags & F_BUFFER:  # no data, but a buffer was taken: give it back
+                self.give_back(flags >> BUFFER_SHIFT)
+            if res == 0:
+                conn.peer_done = True  # end of stream
+            elif res == -errno.ENOBUFS:
+                conn.starved = True  # the pool is empty: wait for buffers to come back
+                self.starved.append(conn)
+            elif res != -errno.ECANCELED:
+                self.dropped(conn, -res)
+        self.settle(conn)
+
+    def sent(self, conn: Connection, res: int) -> None:
+        """A send CQE: res bytes went into the socket's send buffer (all, or an error)."""
+        conn.sending = False
+        if res < 0:
+            self.dropped(conn, -res)
+        elif res < conn.send_len:  # short (a signal, or a kernel without the retry): the rest
+            self.send(conn, conn.send_bid, conn.send_addr + res, conn.send_len - res)
+            return
+        self.give_back(conn.send_bid)
+        if conn.queue and not conn.broken:
+            self.send(conn, *conn.queue.pop(0))
+        self.settle(conn)
+
+    def dropped(self, conn: Connection, err: int) -> None:
+        """Reset or broken pipe: that client's problem, not the server's."""
+        if not conn.broken:
+            log(f"connection dropped: {os.strerror(err)}", every_s=5)
+        conn.broken = True
+        for bid, _, _ in conn.queue:
+            self.give_back(bid)
+        conn.queue.clear()
+
+    def settle(self, conn: Connection) -> None:
+        """After any completion on conn: close it, receive again, or leave it as it is."""
+        if conn.sending:
+            return  # the next step comes with the send's CQE
+        if conn.broken or (conn.peer_done and not conn.queue):
+            if conn.recv_armed:
+                self.stop_receiving(conn)  # its last CQE comes back here
+            elif self.connections.get(conn.fd) is conn:
+                # Nothing of conn is in the kernel now: its fd (its user_data) may be reused.
+                del self.connections[conn.fd]
+                os.close(conn.fd)
+            return
+        if conn.recv_armed or conn.starved or conn.peer_done:
+            return
+        # Receive again: with a pool, as long as few chunks wait (backpressure); with the
+        # connection's own buffer, only once that buffer is free (no send in flight).
+        if len(conn.queue) < MAX_QUEUED_CHUNKS:
+            self.arm_recv(conn)
+
+    def feed_starved(self) -> None:
+        """Buffers came back to the pool: arm the connections that found it empty, as many as
+        buffers came back (each may take one); the others wait for the next turn's buffers."""
+        n = min(self.recycled, len(self.starved))
+        woken, self.starved = self.starved[:n], self.starved[n:]
+        for conn in woken:
+            conn.starved = False
+            if self.connections.get(conn.fd) is conn:  # not closed (and the fd not reused)
+                self.settle(conn)
+
+    # ------------------------------------------------------------------------------------------
+    # The loop
+
+    def event_loop(self) -> None:
+        # Hoisted for speed: the loop body runs once per completion.
+        ring, connections = self.ring, self.connections
+        submit, completions = ring.submit, ring.completions
+        received, sent, accepted = self.received, self.sent, self.accepted
+        pool = self.pool
+        self.arm_accept()
+        while True:
+            # One syscall: submit every SQE queued since the last one, sleep until a CQE is
+            # ready. SIGINT/SIGTERM interrupt the sleep (EINTR); Python then runs the handler,
+            # whose Shutdown exception ends the loop.
+            submit(wait_for=1)
+            # Reap every completion that is ready, straight from the shared CQ.
+            self.recycled = 0
+            for user_data, res, flags in completions():
+                kind = user_data & KIND_MASK
+                if kind == RECV:
+                    received(connections[user_data >> KIND_BITS], res, flags)
+                elif kind == SEND:
+                    sent(connections[user_data >> KIND_BITS], res)
+                elif kind == ACCEPT:
+                    accepted(res, flags)
+                elif kind == BACKOFF:
+                    self.backoff_over()
+                # CANCEL: the cancelled request's own CQE carries what matters
+            if pool is not None and self.recycled:
+                pool.publish()  # the kernel may use the buffers given back this turn
+                if self.starved:
+                    self.feed_starved()
 
 
-def track(sqe, kind: str, owner) -> None:
-    """Tag the SQE with a key; the CQE brings the key back. Holding the owner here keeps its
-    buffer alive for as long as the kernel may write into it."""
-    key = new_key()
-    in_flight[key] = (kind, owner)
-    sqe.user_data = key
-
-
-def submit_accept(listener: socket.socket) -> None:
-    sqe = get_sqe()
-    uring.io_uring_prep_accept(sqe, listener.fileno(), None, socket.SOCK_CLOEXEC)
-    track(sqe, ACCEPT, listener)
-
-
-def submit_recv(conn: Connection) -> None:
-    sqe = get_sqe()
-    uring.io_uring_prep_recv(sqe, conn.fd, conn.buffer)  # the kernel fills conn.buffer
-    track(sqe, RECV, conn)
-
-
-def submit_send(conn: Connection) -> None:
-    sqe = get_sqe()
-    uring.io_uring_prep_send(sqe, conn.fd, conn.output)  # the kernel reads conn.output
-    track(sqe, SEND, conn)
-
-
-def submit_backoff(listener: socket.socket) -> None:
-    """A timer in the ring: its CQE (res -ETIME) arrives after ACCEPT_BACKOFF_S."""
-    sqe = get_sqe()
-    uring.io_uring_prep_timeout(sqe, BACKOFF_TS, 0)
-    track(sqe, BACKOFF, listener)
-
-
-# ----------------------------------------------------------------------------------------------
-# Completing: what to do when the kernel reports an operation done.
-
-
-def accepted(listener: socket.socket, res: int) -> None:
-    """The accept finished: res is the new connection's fd, or -errno."""
-    if res >= 0:
-        # The kernel made the socket; give its fd to one Python socket object, which owns it and
-        # closes it. (Naming family, type and proto spares two getsockopt calls to find them out;
-        # Python still checks the fd with one getsockname.)
-        sock = socket.socket(listener.family, listener.type, listener.proto, fileno=res)
-        set_nodelay(sock)
-        conn = Connection(sock)
-        connections.add(conn)
-        submit_recv(conn)
-    elif -res in FD_EXHAUSTED:
-        # The connection stays in the listen queue; re-submitting the accept at once would fail
-        # at once, forever, and spin. Come back after a timer instead.
-        log(f"accept: {os.strerror(-res)}; backing off", every_s=5)
-        submit_backoff(listener)
-        return
-    elif -res not in ACCEPT_TRANSIENT:
-        raise OSError(-res, f"accept: {os.strerror(-res)}")
-    submit_accept(listener)  # one accept is always in flight
-
-
-def received(conn: Connection, res: int, work_us: int) -> None:
-    """The recv finished: res bytes are already in conn.buffer (0: the client sent FIN)."""
-    if res > 0:
-        burn_cpu(work_us)
-        conn.output = conn.buffer[:res]  # a copy: the binding cannot send a slice in place
-        submit_send(conn)
-    elif res == 0:
-        close(conn)  # end of stream; we recv only when idle, so everything has been echoed
-    else:
-        dropped(conn, -res)
-
-
-def sent(conn: Connection, res: int) -> None:
-    """The send finished: res bytes went into the socket's send buffer."""
-    if res < 0:
-        dropped(conn, -res)
-        return
-    del conn.output[:res]
-    if conn.output:
-        submit_send(conn)  # a short send: the rest, before anything new is read
-    else:
-        submit_recv(conn)  # caught up: now, and only now, read the next chunk
-
-
-def dropped(conn: Connection, err: int) -> None:
-    """Reset or broken pipe: that client's problem, not the server's."""
-    log(f"connection dropped: {os.strerror(err)}", every_s=5)
-    close(conn)
-
-
-def close(conn: Connection) -> None:
-    # Only called from this connection's own completion, so the kernel holds nothing of it now.
-    connections.discard(conn)
-    conn.sock.close()
-
-
-def result(cqe) -> int:
-    """cqe.res as the kernel wrote it: >= 0 a count or an fd, < 0 -errno. (The binding raises
-    OSError for a negative res; the loop wants the number, as a C program sees it.)"""
+def setup_ring(without: set[str], sqpoll: bool) -> tuple[uring.Ring, dict[str, bool]]:
+    """The ring, and the optional features this kernel has, minus those turned off."""
+    flags = None
+    if "defer-taskrun" in without:
+        flags = uring.IORING_SETUP_SUBMIT_ALL | uring.IORING_SETUP_COOP_TASKRUN
+    ring = uring.Ring(QUEUE_ENTRIES, cq_entries=CQ_ENTRIES, sqpoll=sqpoll, flags=flags)
     try:
-        return cqe.res
-    except OSError as exc:
-        return -exc.errno
+        features = uring.probe_features(ring)
+    except BaseException:
+        ring.close()
+        raise
+    for name in without:
+        features[name.replace("-", "_")] = False
+    if not features["pbuf_ring"]:
+        features["multishot_recv"] = False  # a multishot recv needs a buffer ring
+    return ring, features
 
 
-# ----------------------------------------------------------------------------------------------
-# The loop
+def facts(ring: uring.Ring, features: dict[str, bool]) -> str:
+    """What the readiness line says about the ring: which features this run uses."""
+    used = [
+        "multishot accept" if features["multishot_accept"] else "single-shot accept",
+        (f"provided buffers {BUFFER_COUNT}x{BUFFER_BYTES // 1024}KiB" if features["pbuf_ring"]
+         else f"a {CHUNK_BYTES // 1024}KiB buffer per connection"),
+        "multishot recv" if features["multishot_recv"] else "single-shot recv",
+    ]
+    if ring.setup_flags & uring.IORING_SETUP_DEFER_TASKRUN:
+        used.append("defer-taskrun")
+    if ring.sqpoll:
+        used.append("sqpoll")
+    return ", ".join(used)
 
 
-def event_loop(listener: socket.socket, work_us: int) -> None:
-    cqe = uring.Cqe()
-    submit_accept(listener)
-    while True:
-        # One syscall: submit every SQE queued since the last one, sleep until a CQE is ready.
-        # SIGINT/SIGTERM interrupt the sleep (EINTR); the binding then runs the Python handler,
-        # whose Shutdown exception ends the loop.
-        try:
-            uring.io_uring_submit_and_wait(ring, 1)
-        except InterruptedError:  # EINTR with nothing to raise: retry, as PEP 475 would
-            continue
-        except OSError as exc:
-            if exc.errno != errno.EBUSY:  # EBUSY: the CQ overflowed; reap it, then wait again
-                raise
-        # Reap every completion that is ready, straight from the shared CQ: no syscall each.
-        reaped = 0
-        for _ in uring.CqeIter(ring, cqe):
-            reaped += 1
-            entry = cqe[0]
-            kind, owner = in_flight.pop(entry.user_data)
-            res = result(entry)
-            if kind == RECV:
-                received(owner, res, work_us)
-            elif kind == SEND:
-                sent(owner, res)
-            elif kind == ACCEPT:
-                accepted(owner, res)
-            else:  # BACKOFF: the timer ran out, try accepting again
-                submit_accept(owner)
-        uring.io_uring_cq_advance(ring, reaped)  # give the CQ slots back to the kernel
+def add_options(parser) -> None:
+    parser.add_argument("--without", action="append", default=[], choices=OPTIONAL,
+                        metavar="FEATURE",
+                        help="do not use this io_uring feature even if the kernel has it (repeat "
+                             f"for several): {', '.join(OPTIONAL)}; to see the fallbacks run")
+    parser.add_argument("--sqpoll", action="store_true",
+                        help="IORING_SETUP_SQPOLL: a kernel thread polls the SQ (x86-64 only; "
+                             "it spins a core while busy)")
 
 
 def serve(args) -> None:
-    global ring, BACKOFF_TS
     listener = listen(args)
-    if uring is None:
-        sys.stderr.write(f"io_uring: {probe()}\n")
-        sys.exit(1)
-    ring = uring.Ring()
+    # Linux copies TCP_NODELAY from the listener into each socket accept() makes, so one
+    # setsockopt here spares one per connection.
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        uring.io_uring_queue_init(QUEUE_ENTRIES, ring)  # io_uring_setup + mmap of SQ and CQ
-    except OSError as exc:
-        sys.stderr.write(f"io_uring: {setup_failure(exc)}\n")
+        ring, features = setup_ring(set(args.without), args.sqpoll)
+    except uring.UringError as exc:
+        sys.stderr.write(f"io_uring: {uring.setup_failure(exc.errno)}\n")
         sys.exit(1)
-    BACKOFF_TS = uring.timespec(ACCEPT_BACKOFF_S)
-    announce(listener, f"ring of {QUEUE_ENTRIES} SQEs")
+    except ValueError as exc:  # --sqpoll where it cannot be made safe
+        sys.stderr.write(f"io_uring: {exc}; run without --sqpoll\n")
+        sys.exit(2)
+    server = None
     try:
-        event_loop(listener, args.work_us)
+        server = Server(listener, args.work_us, ring, features)
+        announce(listener, facts(ring, features))
+        server.event_loop()
     finally:
         # Closing the ring cancels what is still in flight, so the kernel lets go of our buffers
         # and sockets; then the sockets are closed.
-        uring.io_uring_queue_exit(ring)
-        in_flight.clear()
-        for conn in connections:
-            conn.sock.close()
-        connections.clear()
+        ring.close()
+        if server is not None:
+            for fd in server.connections:
+                os.close(fd)
         listener.close()
 
 
 # ----------------------------------------------------------------------------------------------
 # Can io_uring run here? (the registry's probe)
 
-SETUP_HINTS = {
-    errno.EPERM: "seccomp in this container, or sysctl kernel.io_uring_disabled?",
-    errno.ENOSYS: "this kernel has no io_uring: older than 5.1, or built without it",
-    errno.ENOMEM: "RLIMIT_MEMLOCK too low for the ring on kernels before 5.12: see ulimit -l",
-}
-
-
-def setup_failure(exc: OSError) -> str:
-    name = errno.errorcode.get(exc.errno, str(exc.errno))
-    return f"io_uring_setup failed: {name} ({SETUP_HINTS.get(exc.errno, exc.strerror)})"
-
 
 def probe() -> str | None:
-    """None if this server can run here, else why not. Creates and tears down a ring of the size
-    the server uses and checks the kernel knows the operations it needs: cheap, and leaves no fd
-    open (the registry calls it whenever it lists the servers)."""
+    """None if this server can run here, else why not. Creates and tears down a small ring and
+    checks the kernel knows the operations the server needs; leaves no fd open. Runs only the
+    ring's own system calls (no native package), and the registry runs it in a subprocess."""
     if not sys.platform.startswith("linux"):
         return f"Linux-only (this is {sys.platform})"
-    if uring is None:
-        return "liburing package not installed (pip install liburing)"
-    test_ring = uring.Ring()
     try:
-        uring.io_uring_queue_init(QUEUE_ENTRIES, test_ring)
-    except OSError as exc:
-        return setup_failure(exc)
-    try:
-        ops = uring.io_uring_get_probe_ring(test_ring)
-        if ops is None:
+        ring = uring.Ring(8)
+    except uring.UringError as exc:
+        return uring.setup_failure(exc.errno)
+    with ring:
+        try:
+            ops = ring.supported_opcodes()
+        except uring.UringError:
             return "this kernel's io_uring is too old to list its operations (Linux 5.6+ needed)"
-        needed = (uring.io_uring_op.IORING_OP_ACCEPT, uring.io_uring_op.IORING_OP_RECV,
-                  uring.io_uring_op.IORING_OP_SEND, uring.io_uring_op.IORING_OP_TIMEOUT)
-        missing = [op.name for op in needed if not uring.io_uring_opcode_supported(ops, op)]
-        uring.io_uring_free_probe(ops)
-    finally:
-        uring.io_uring_queue_exit(test_ring)
+    needed = (uring.IORING_OP_ACCEPT, uring.IORING_OP_RECV, uring.IORING_OP_SEND,
+              uring.IORING_OP_TIMEOUT, uring.IORING_OP_ASYNC_CANCEL)
+    missing = [uring.OPCODE_NAMES[op] for op in needed if op not in ops]
     if missing:
         return f"this kernel's io_uring lacks {', '.join(missing)} (Linux 5.6+ needed)"
     return None
 
 
 if __name__ == "__main__":
-    run(serve, parse_args("io_uring", __doc__))
+    run(serve, parse_args("io_uring", __doc__, extra=add_options))
