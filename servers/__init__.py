@@ -227,6 +227,12 @@ SERVERS: tuple[Server, ...] = (
            source="servers/go/echo.go", probe="servers.native:probe_go",
            notes="built at first use with go build; preempted asynchronously (Go 1.14+), so "
                  "--work-us does not starve other connections"),
+    Server("node", "servers.native", "fibers", "10",
+           "Node.js: one thread, one libuv loop (epoll), a callback per event; pause() on "
+           "write() backpressure, resume() on 'drain'",
+           source="servers/node/echo.js", probe="servers.native:probe_node",
+           notes="at EMFILE, libuv accepts and closes the waiting clients (its spare-fd trick) "
+                 "instead of leaving them queued; --work-us starves the loop like asyncio's"),
     # -- multi-process event loops (lesson 02) ---------------------------------------------------
     Server("reuseport", "servers.reuseport", "multi-process", "02",
            "--workers processes, each with its own SO_REUSEPORT listener and event loop "
