@@ -7,33 +7,64 @@ What it shows, on this machine:
    function it sleeps in, it uses no CPU while it waits, and the wait costs one *voluntary* context
    switch (the thread gave up the CPU itself; counted in /proc/self/task/TID/status). A recv() whose
    bytes are already in the socket's receive buffer returns at once, with no switch at all.
-2. Head-of-line blocking. The `iterative` server serves one client at a time: while client A keeps
+2. A signal during a blocking recv(). The kernel interrupts the call to run the handler; without
+   SA_RESTART the call then fails with EINTR. C sees that (libc recv() through ctypes returns -1,
+   errno EINTR); Python retries for you since 3.5 (PEP 475): socket.recv() runs the handler and
+   calls recv() again, and returns the bytes when they come. With SA_RESTART
+   (signal.siginterrupt(sig, False)) the kernel restarts the call itself.
+3. send() under backpressure: a client that never reads. send() returns at once while the kernel
+   can queue the bytes (the sender's send queue, the receiver's receive queue: FIONREAD and
+   SIOCOUTQ count them), then blocks; a blocked sender sleeps like a blocked receiver, until the
+   reader drains.
+4. Signal-driven I/O (Stevens' fourth I/O model): a UDP socket with O_ASYNC and F_SETOWN raises
+   SIGIO when a datagram arrives and the handler reads it; with F_SETSIG a queued real-time signal
+   carries what happened (si_code POLL_IN, si_band POLLIN|POLLRDNORM).
+5. Head-of-line blocking. The `iterative` server serves one client at a time: while client A keeps
    its connection open without sending, client B's connect() succeeds (the kernel completes the
    handshake and parks the connection in the listen queue) but B's echo waits until A leaves. The
    `threads` server gives each connection its own thread, so B is echoed at once.
 
 The OS mechanism: a blocking socket call that cannot complete puts the calling task on the socket's
 wait queue and calls the scheduler (schedule()), which runs something else; the arrival of data
-wakes the task up again. See recv(2), socket(7), and TLPI ch. 63 (alternative I/O models).
+(or of room in the send buffer) wakes the task up again. A signal wakes it too: the call returns
+-ERESTARTSYS inside the kernel, the handler runs, and the call is restarted (SA_RESTART) or fails
+with EINTR. See recv(2), send(2), signal(7) ("Interruption of system calls"), fcntl(2) (O_ASYNC,
+F_SETOWN, F_SETSIG), socket(7), PEP 475, TLPI ch. 21.5 and 63, UNP ch. 6 and 25.
 
-Linux-only parts: the task state, wait channel and switch counters come from /proc.
+Linux-only parts: the task state, wait channel and switch counters come from /proc; FIONREAD and
+SIOCOUTQ on sockets and F_SETSIG are Linux's.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import fcntl
+import os
+import select
+import signal
 import socket
 import statistics
+import struct
 import sys
 import threading
 import time
 
 import servers
-from lessons.common import Lesson, linux_only, parse_args
+from lessons.common import Claim, Lesson, linux_only, parse_args
 from servers import launch
 
 WAIT_S = 0.2  # how long the receiving thread is kept waiting for its bytes
 HOLD_S = 1.0  # how long client A keeps the connection while client B waits
 MESSAGE = b"hello, blocking world\n"
+SIGNAL_AT_S = 0.05  # when the signal interrupts the blocked recv()
+DATA_AT_S = 0.15  # when the byte it waits for arrives
+BLOCKED_LOOK_S = 0.2  # how long a blocked send() is watched before the reader drains
+SEND_CHUNK_BYTES = 64 * 1024
+SIGNAL_TIMEOUT_S = 1.0
+POLL_BAND_NAMES = {select.POLLIN: "POLLIN", select.POLLRDNORM: "POLLRDNORM", select.POLLOUT: "POLLOUT",
+                   select.POLLERR: "POLLERR", select.POLLHUP: "POLLHUP", select.POLLPRI: "POLLPRI"}
+SI_CODES = {1: "POLL_IN", 2: "POLL_OUT", 3: "POLL_MSG", 4: "POLL_ERR", 5: "POLL_PRI", 6: "POLL_HUP"}
 
 
 # -- 1. a recv() that waits ------------------------------------------------------------------------
@@ -116,7 +147,182 @@ def ready_recv_trial() -> dict:
         sender.close()
 
 
-# -- 2. head-of-line blocking -----------------------------------------------------------------------
+# -- 2. a signal during a blocking recv(): EINTR, PEP 475 and SA_RESTART --------------------------
+
+
+def libc_recv():
+    """libc's recv(2) through ctypes, keeping errno: a C program's view of the call."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    recv = libc.recv
+    recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    recv.restype = ctypes.c_ssize_t
+    return recv
+
+
+def interrupted_recv_trial(caller: str, restart: bool) -> dict:
+    """The main thread blocks in recv() (``caller``: "python" for socket.recv, "c" for libc's recv);
+    a helper thread sends it SIGUSR1 at SIGNAL_AT_S and the byte it waits for at DATA_AT_S.
+    ``restart``: install the handler with SA_RESTART (signal.siginterrupt(sig, False)).
+    Python runs signal handlers in the main thread only, so the lesson calls this from there."""
+    receiver, sender = connected_pair()
+    seen: dict = {}
+    t0 = time.perf_counter()
+
+    def handler(signum, frame):
+        seen.setdefault("handler_ms", (time.perf_counter() - t0) * 1e3)
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    signal.siginterrupt(signal.SIGUSR1, not restart)  # False: SA_RESTART, the kernel restarts recv
+    main = threading.main_thread().ident
+
+    def poke():
+        time.sleep(SIGNAL_AT_S)
+        signal.pthread_kill(main, signal.SIGUSR1)  # to the main thread, which is blocked in recv
+        time.sleep(DATA_AT_S - SIGNAL_AT_S)
+        sender.sendall(b"x")
+
+    helper = threading.Thread(target=poke)
+    try:
+        t0 = time.perf_counter()
+        helper.start()
+        if caller == "python":
+            try:
+                result = f"{len(receiver.recv(16))} byte, no exception"
+            except InterruptedError as exc:  # what Python before 3.5 did
+                result = f"InterruptedError: {exc}"
+        else:
+            buffer = ctypes.create_string_buffer(16)
+            n = libc_recv()(receiver.fileno(), buffer, 16, 0)  # ctypes releases the GIL meanwhile
+            result = (f"{n} byte" if n >= 0 else
+                      f"-1, errno {errno.errorcode.get(ctypes.get_errno(), ctypes.get_errno())}")
+        seen["returned_ms"] = (time.perf_counter() - t0) * 1e3
+        helper.join(5)
+        deadline = time.monotonic() + SIGNAL_TIMEOUT_S
+        while "handler_ms" not in seen and time.monotonic() < deadline:
+            time.sleep(0.001)  # the Python handler runs at the next bytecode boundary of this thread
+        seen["result"] = result
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        receiver.close()
+        sender.close()
+    return seen
+
+
+# -- 3. send() under backpressure ----------------------------------------------------------------------
+
+
+def queued_bytes(sock: socket.socket, request: int) -> int:
+    """ioctl FIONREAD (bytes in the receive queue) or TIOCOUTQ/SIOCOUTQ (bytes in the send queue)."""
+    return struct.unpack("i", fcntl.ioctl(sock, request, b"\0\0\0\0"))[0]
+
+
+def send_backpressure() -> dict:
+    """A receiver that never reads. Send without blocking until no byte more fits for 100 ms, then
+    look at where the bytes are; then call a blocking send() in a thread, see it sleep, and drain."""
+    import termios  # Linux's FIONREAD and TIOCOUTQ (SIOCOUTQ on sockets) numbers
+    sender, receiver = connected_pair()
+    chunk = bytes(SEND_CHUNK_BYTES)
+    out: dict = {}
+    try:
+        sender.setblocking(False)
+        sent, last_progress = 0, time.monotonic()
+        while time.monotonic() - last_progress < 0.1:  # TCP may grow its buffers as data flows
+            try:
+                sent += sender.send(chunk)
+                last_progress = time.monotonic()
+            except BlockingIOError:  # EAGAIN: a blocking send() would sleep here
+                time.sleep(0.005)
+        out.update(sent=sent, in_receive_queue=queued_bytes(receiver, termios.FIONREAD),
+                   in_send_queue=queued_bytes(sender, termios.TIOCOUTQ),
+                   sndbuf=sender.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+                   rcvbuf=receiver.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+
+        sender.setblocking(True)
+        done = threading.Event()
+
+        def blocking_send():
+            out["tid"] = threading.get_native_id()
+            sender.send(chunk)  # the buffers are full: the thread sleeps here
+            done.set()
+
+        thread = threading.Thread(target=blocking_send, daemon=True)
+        thread.start()
+        time.sleep(BLOCKED_LOOK_S)
+        out["still_blocked"] = not done.is_set()
+        out["state"], out["wchan"] = task_state(out["tid"])
+        receiver.setblocking(False)
+        drained = 0
+        deadline = time.monotonic() + 10
+        while not done.is_set() and time.monotonic() < deadline:
+            try:
+                drained += len(receiver.recv(1 << 20))
+            except BlockingIOError:
+                time.sleep(0.001)
+        out["drained"] = drained
+        out["returned"] = done.wait(5)
+    finally:
+        sender.close()
+        receiver.close()
+    return out
+
+
+# -- 4. signal-driven I/O -------------------------------------------------------------------------------
+
+
+def signal_driven_udp() -> dict:
+    """A UDP socket with O_ASYNC: the kernel sends this process SIGIO when a datagram arrives, and
+    the handler reads it. Then F_SETSIG: a queued real-time signal whose siginfo says what happened.
+    Python hands a handler no siginfo, so the second part blocks the signal and takes it with
+    sigtimedwait(), as a C program with sigwaitinfo() would."""
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    got: list[bytes] = []
+    signals_ms: list[float] = []
+    t0 = time.perf_counter()
+
+    def on_sigio(signum, frame):
+        signals_ms.append((time.perf_counter() - t0) * 1e3)
+        while True:  # read everything there is: several datagrams can share one SIGIO
+            try:
+                got.append(rx.recv(2048))
+            except BlockingIOError:
+                return
+
+    previous = signal.signal(signal.SIGIO, on_sigio)
+    rt_signal = signal.SIGRTMIN + 2  # any real-time signal this program does not use otherwise
+    out: dict = {}
+    try:
+        rx.bind(("127.0.0.1", 0))
+        fcntl.fcntl(rx, fcntl.F_SETOWN, os.getpid())  # who gets the signal
+        fcntl.fcntl(rx, fcntl.F_SETFL, fcntl.fcntl(rx, fcntl.F_GETFL) | os.O_ASYNC | os.O_NONBLOCK)
+        t0 = time.perf_counter()
+        tx.sendto(b"one datagram", rx.getsockname())
+        deadline = time.monotonic() + SIGNAL_TIMEOUT_S
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.001)  # the main thread does other things; the signal interrupts them
+        time.sleep(0.02)  # any second SIGIO for the same datagram would come now
+        out.update(signals=len(signals_ms), read_in_handler=got == [b"one datagram"],
+                   first_signal_us=signals_ms[0] * 1e3 if signals_ms else None)
+
+        signal.pthread_sigmask(signal.SIG_BLOCK, {rt_signal})
+        try:
+            fcntl.fcntl(rx, fcntl.F_SETSIG, rt_signal)  # queue this signal, with siginfo, not SIGIO
+            tx.sendto(b"two", rx.getsockname())
+            info = signal.sigtimedwait({rt_signal}, SIGNAL_TIMEOUT_S)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {rt_signal})
+        if info is not None:
+            out["si_code"] = SI_CODES.get(info.si_code, str(info.si_code))
+            out["si_band"] = "|".join(name for bit, name in POLL_BAND_NAMES.items() if info.si_band & bit)
+            out["read_after"] = rx.recv(2048) == b"two"
+    finally:
+        signal.signal(signal.SIGIO, previous)
+        rx.close()
+        tx.close()
+    return out
+
+
+# -- 5. head-of-line blocking -----------------------------------------------------------------------
 
 
 def round_trip(sock: socket.socket, message: bytes) -> None:
@@ -157,6 +363,136 @@ def second_client_latency(name: str, hold_s: float) -> dict:
         server.stop()
 
 
+# How far a reader's figure may be from the recorded one before it is named (lessons.common): the
+# buffer sizes are the kernel's TCP autotuning on that machine; the wait channel's name is the
+# kernel version's.
+TOLERANCE = {label: None for label in (
+    "bytes accepted before send() would block", "of them in the receiver's receive queue (FIONREAD)",
+    "of them in the sender's send queue (SIOCOUTQ)", "sender's SO_SNDBUF", "receiver's SO_RCVBUF",
+    "bytes the reader drained before send() returned", "kernel wait channel", "blocked sender's wait channel",
+    "SIGIO after the sendto()", "cpu used while blocked", "ready recv duration",
+    "client B connect time on iterative", "client B connect time on threads", "client B echo latency on threads")}
+
+
+# -- Pictures, from the recorded run (lessons/figures.py) ---------------------------------------------
+
+
+def draw_head_of_line(record: dict, fig) -> None:
+    """When client B connected and when it got its echo, on each server, while A held on."""
+    from lessons.figures import COLOURS, not_measured
+    hol = record.get("series", {}).get("head_of_line")
+    if not hol or not hol.get("servers"):
+        return not_measured(fig, "this run recorded no head-of-line timeline (an older run, or no server ran)")
+    ax = fig.subplots()
+    hold_ms, names = hol["hold_ms"], list(hol["servers"])
+    for y, name in enumerate(names):
+        r = hol["servers"][name]
+        ax.broken_barh([(0, hold_ms)], (y + 0.1, 0.3), color=COLOURS[5], alpha=0.6,
+                       label="A connected, silent" if y == 0 else None)
+        done = r["connect_ms"] + r["echo_ms"]
+        ax.broken_barh([(r["connect_ms"], max(r["echo_ms"], hold_ms / 300))], (y - 0.4, 0.3), color=COLOURS[1],
+                       label="B waiting for its echo" if y == 0 else None)
+        ax.plot([r["connect_ms"]], [y - 0.25], marker="|", markersize=14, color=COLOURS[7])
+        shown = f"{r['echo_ms']:,.0f}" if r["echo_ms"] >= 10 else f"{r['echo_ms']:.2g}"
+        ax.annotate(f"B echoed after {shown} ms", (done, y - 0.25), xytext=(6, 0),
+                    textcoords="offset points", va="center", fontsize=9)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlim(0, hold_ms * 1.35)
+    ax.set_ylim(-0.7, len(names) - 0.4)
+    ax.invert_yaxis()
+    ax.set_xlabel("ms since B connected (A had connected just before); the mark is B's connect() returning")
+    ax.set_title(f"Head-of-line blocking: A holds its connection for {hold_ms:,.0f} ms, B asks for one echo")
+    ax.legend(loc="lower right")
+    ax.grid(axis="y", visible=False)
+
+
+def draw_eintr(record: dict, fig) -> None:
+    """A signal during a blocking recv(): when each call returned, and when the Python handler ran."""
+    from lessons.figures import COLOURS, not_measured
+    e = record.get("series", {}).get("eintr")
+    if not e or not e.get("trials"):
+        return not_measured(fig, "this run recorded no interrupted recv() (an older run)")
+    ax = fig.subplots()
+    trials = e["trials"]
+    for y, t in enumerate(trials):
+        ax.broken_barh([(0, t["returned_ms"])], (y - 0.3, 0.6), color=COLOURS[0],
+                       label="blocked in recv()" if y == 0 else None)
+        if t.get("handler_ms") is not None:
+            ax.plot([t["handler_ms"]], [y], marker="D", color=COLOURS[1], linestyle="",
+                    label="Python handler ran" if y == 0 else None)
+        ax.annotate(f"returned: {t['result']}", (t["returned_ms"], y), xytext=(8, 0), textcoords="offset points",
+                    va="center", fontsize=9)
+    ax.axvline(e["signal_ms"], color=COLOURS[7], linestyle="--", label=f"SIGUSR1 sent ({e['signal_ms']:.0f} ms)")
+    ax.axvline(e["data_ms"], color=COLOURS[2], linestyle=":", label=f"the byte sent ({e['data_ms']:.0f} ms)")
+    ax.set_yticks(range(len(trials)), [t["name"] for t in trials])
+    ax.invert_yaxis()
+    ax.set_xlim(0, e["data_ms"] * 2.1)
+    ax.set_xlabel("ms since the call")
+    ax.set_title("A signal during a blocking recv(): EINTR in C, a retry in Python, a restart with SA_RESTART")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="y", visible=False)
+
+
+PICTURES = {"head-of-line": draw_head_of_line, "eintr": draw_eintr}
+
+
+# The page's comparative sentences, checked against the recorded run (tests/test_claims.py).
+CLAIMS = [
+    Claim("B's echo took about as long as A held the server",
+          lambda m: 0.9 * HOLD_S * 1e3 < m["client B echo latency on iterative"] < 1.5 * HOLD_S * 1e3,
+          "iterative: B's echo latency is within -10 %/+50 % of A's hold time"),
+    Claim("B's echo came back in a few milliseconds or less, hundreds of times sooner than on `iterative`",
+          lambda m: m["client B echo latency on threads"] < 10
+          and m["client B echo latency on iterative"] > 100 * m["client B echo latency on threads"],
+          "threads: B's echo under 10 ms and over 100x sooner than on iterative"),
+    Claim("B's `connect()` took well under a millisecond",
+          lambda m: m["client B connect time on iterative"] < 1,
+          "iterative: B's connect() under 1 ms"),
+    Claim("the `recv()` whose byte was already there cost none",
+          lambda m: m["voluntary switches per ready recv"] == 0 and m["voluntary switches per blocking recv"] >= 1,
+          "no voluntary switch for a ready recv, at least one for a blocking one"),
+    Claim("libc's `recv()` returned -1 with `EINTR` as soon as the signal came",
+          lambda m: m["libc recv(), no SA_RESTART: result"].endswith("EINTR")
+          and m["libc recv(), no SA_RESTART: returned at"] < (SIGNAL_AT_S + DATA_AT_S) / 2 * 1e3,
+          "C without SA_RESTART: -1/EINTR, returned before halfway between the signal and the data"),
+    Claim("`socket.recv()` ran the handler when the signal came and went on waiting",
+          lambda m: m["socket.recv(): result"].endswith("no exception")
+          and m["socket.recv(): Python handler ran at"] < (SIGNAL_AT_S + DATA_AT_S) / 2 * 1e3
+          and m["socket.recv(): returned at"] >= DATA_AT_S * 1e3,
+          "Python: handler before halfway, the call returned the byte after the data was sent"),
+    Claim("the kernel restarted the call, and the Python handler only ran after it returned",
+          lambda m: m["libc recv(), SA_RESTART: result"] == "1 byte"
+          and m["libc recv(), SA_RESTART: Python handler ran at"] >= m["libc recv(), SA_RESTART: returned at"] - 1,
+          "C with SA_RESTART: the byte came back; the Python handler ran no earlier than the return"),
+    Claim("the bytes accepted add up to what the two queues hold",
+          lambda m: abs(m["of them in the receiver's receive queue (FIONREAD)"]
+                        + m["of them in the sender's send queue (SIOCOUTQ)"]
+                        - m["bytes accepted before send() would block"])
+          <= 0.05 * m["bytes accepted before send() would block"],
+          "FIONREAD + SIOCOUTQ within 5 % of the bytes send() accepted"),
+    Claim("the blocking `send()` was still asleep",
+          lambda m: m["blocking send() still waiting after 200 ms"] == "yes"
+          and m["blocked sender's task state"].startswith("S"),
+          "the blocking send() had not returned after 200 ms and its thread was in S state"),
+    Claim("a little in the receiver's receive queue (its window closed) and most in the sender's send queue",
+          lambda m: m["of them in the receiver's receive queue (FIONREAD)"]
+          < m["of them in the sender's send queue (SIOCOUTQ)"],
+          "fewer bytes in the receiver's queue than in the sender's"),
+    Claim("a fraction of a\n  millisecond after the `sendto()`",
+          lambda m: m["SIGIO after the sendto()"] < 1000,
+          "the SIGIO handler ran under 1 ms after the sendto()"),
+    Claim("one datagram, one `SIGIO`, read by the handler",
+          lambda m: m["SIGIO signals for one datagram"] == 1 and m["datagram read in the SIGIO handler"] == "yes",
+          "exactly one SIGIO for one datagram, and the handler read it"),
+]
+
+
+# (key, caller, SA_RESTART?, label prefix) of the interrupted-recv trials
+EINTR_TRIALS = (("python", "python", False, "socket.recv()"),
+                ("c", "c", False, "libc recv(), no SA_RESTART"),
+                ("c_restart", "c", True, "libc recv(), SA_RESTART"))
+
+
 def main() -> int:
     args = parse_args(__doc__)
     lesson = Lesson("07", "Blocking I/O", args)
@@ -194,6 +530,63 @@ def main() -> int:
         lesson.measure(labels[5], ready["switches"])
         lesson.measure(labels[6], ready["us"], "µs")
 
+    lesson.section(f"a signal {SIGNAL_AT_S * 1e3:.0f} ms into a blocking recv(), the byte at "
+                   f"{DATA_AT_S * 1e3:.0f} ms (SIGUSR1 to the main thread)")
+    eintr = {}
+    for key, caller, restart, name in EINTR_TRIALS:
+        r = eintr[key] = interrupted_recv_trial(caller, restart)
+        lesson.measure(f"{name}: result", r["result"])
+        lesson.measure(f"{name}: returned at", r["returned_ms"], "ms")
+        if "handler_ms" in r:
+            lesson.measure(f"{name}: Python handler ran at", r["handler_ms"], "ms")
+        else:
+            lesson.skip(f"{name}: Python handler ran at", f"the handler did not run within {SIGNAL_TIMEOUT_S:g} s")
+
+    lesson.section("send() to a client that never reads")
+    why_not_linux = linux_only("FIONREAD/SIOCOUTQ on sockets and /proc/self/task")
+    bp_labels = ("bytes accepted before send() would block", "of them in the receiver's receive queue (FIONREAD)",
+                 "of them in the sender's send queue (SIOCOUTQ)", "sender's SO_SNDBUF", "receiver's SO_RCVBUF",
+                 f"blocking send() still waiting after {BLOCKED_LOOK_S * 1e3:.0f} ms", "blocked sender's task state",
+                 "blocked sender's wait channel", "bytes the reader drained before send() returned")
+    backpressure = None
+    if why_not_linux:
+        for label in bp_labels:
+            lesson.skip(label, why_not_linux)
+    else:
+        bp = backpressure = send_backpressure()
+        for label, key in zip(bp_labels[:5], ("sent", "in_receive_queue", "in_send_queue", "sndbuf", "rcvbuf"),
+                              strict=True):
+            lesson.measure(label, bp[key] / 1024, "KiB")
+        lesson.measure(bp_labels[5], "yes" if bp["still_blocked"] else "no")
+        lesson.measure(bp_labels[6], bp["state"])
+        if bp["wchan"] in ("", "0"):
+            lesson.skip(bp_labels[7], "this kernel does not show wait channels (/proc/PID/wchan is 0)")
+        else:
+            lesson.measure(bp_labels[7], bp["wchan"])
+        lesson.measure(bp_labels[8], bp["drained"] / 1024, "KiB")
+
+    lesson.section("signal-driven I/O: a UDP socket with O_ASYNC, F_SETOWN, then F_SETSIG")
+    why_not_sigio = linux_only("F_SETSIG")
+    sig_labels = ("SIGIO signals for one datagram", "datagram read in the SIGIO handler", "SIGIO after the sendto()",
+                  "F_SETSIG signal's si_code", "F_SETSIG signal's si_band")
+    sigio = None
+    if why_not_sigio:
+        for label in sig_labels:
+            lesson.skip(label, why_not_sigio)
+    else:
+        sigio = signal_driven_udp()
+        lesson.measure(sig_labels[0], sigio["signals"])
+        lesson.measure(sig_labels[1], "yes" if sigio["read_in_handler"] else "no")
+        if sigio["first_signal_us"] is None:
+            lesson.skip(sig_labels[2], f"no SIGIO within {SIGNAL_TIMEOUT_S:g} s")
+        else:
+            lesson.measure(sig_labels[2], sigio["first_signal_us"], "µs")
+        for label, key in ((sig_labels[3], "si_code"), (sig_labels[4], "si_band")):
+            if key in sigio:
+                lesson.measure(label, sigio[key])
+            else:
+                lesson.skip(label, f"no queued signal within {SIGNAL_TIMEOUT_S:g} s")
+
     lesson.section(f"client B asks for an echo while client A holds the connection for {HOLD_S:.0f} s")
     results = {}
     for name in ("iterative", "threads"):
@@ -209,6 +602,11 @@ def main() -> int:
         r = results[name] = second_client_latency(name, HOLD_S)
         lesson.measure(label_connect, r["connect_s"] * 1000, "ms")
         lesson.measure(label_echo, r["echo_s"] * 1000, "ms")
+    lesson.series("head_of_line", {"hold_ms": HOLD_S * 1e3, "servers": {
+        name: {"connect_ms": r["connect_s"] * 1e3, "echo_ms": r["echo_s"] * 1e3} for name, r in results.items()}})
+    lesson.series("eintr", {"signal_ms": SIGNAL_AT_S * 1e3, "data_ms": DATA_AT_S * 1e3, "trials": [
+        {"name": name, "returned_ms": eintr[key]["returned_ms"], "handler_ms": eintr[key].get("handler_ms"),
+         "result": eintr[key]["result"]} for key, _, _, name in EINTR_TRIALS]})
 
     if blocked:
         share = blocked["cpu_us"] / (blocked["wall_ms"] * 1000) * 100
@@ -218,6 +616,24 @@ def main() -> int:
                       + ("" if blocked["switches"] == 1 else "es") + " per wait")
         lesson.notice(f"a recv() with the byte already there made {ready['switches']:g} switches and "
                       f"took {ready['us']:.0f} µs: a blocking call only sleeps when there is nothing to read")
+    py, c, c_restart = (eintr[key] for key, *_ in EINTR_TRIALS)
+    lesson.notice(f"the signal came at {SIGNAL_AT_S * 1e3:.0f} ms: libc recv() returned at {c['returned_ms']:.0f} ms "
+                  f"with {c['result']}, as C sees it; Python's socket.recv() ran the handler at "
+                  f"{py.get('handler_ms', float('nan')):.0f} ms, called recv() again and returned {py['result']} at "
+                  f"{py['returned_ms']:.0f} ms (PEP 475); with SA_RESTART the kernel restarted the C call itself "
+                  f"({c_restart['result']} at {c_restart['returned_ms']:.0f} ms), and the Python handler waited until "
+                  f"it returned ({c_restart.get('handler_ms', float('nan')):.0f} ms)")
+    if backpressure:
+        bp = backpressure
+        lesson.notice(f"send() took {bp['sent'] / 1024:,.0f} KiB from a client that never reads before it would "
+                      f"block: {bp['in_receive_queue'] / 1024:,.0f} KiB wait in the receiver's queue, "
+                      f"{bp['in_send_queue'] / 1024:,.0f} KiB in the sender's; then a blocking send() "
+                      + ("slept" if bp["still_blocked"] else "did not sleep")
+                      + f" ({bp['state']}) until the reader drained {bp['drained'] / 1024:,.0f} KiB")
+    if sigio:
+        lesson.notice(f"one datagram raised {sigio['signals']} SIGIO and the handler read it; with F_SETSIG the "
+                      f"queued signal said {sigio.get('si_code', '?')} with band {sigio.get('si_band', '?')}: the "
+                      "kernel tells the process that it can read, the process still makes the read")
     if "iterative" in results:
         it = results["iterative"]
         lesson.notice(f"on iterative, B's connect() took {it['connect_s'] * 1000:.2f} ms (the kernel "

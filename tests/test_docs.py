@@ -62,7 +62,6 @@ NO_PICTURE_YET = {
     "02": "lessons A",
     "04": "lessons A",
     "05": "lessons B (05-08)",
-    "07": "lessons B (05-08)",
     "08": "lessons B (05-08)",
     "09": "lesson 09",
     "10": "lessons 10-11",
