@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -40,12 +41,24 @@ def skip_if_serial(entry, why: str):
 # -- readiness and defaults -----------------------------------------------------------------------
 
 
+def documented_readiness_re() -> re.Pattern:
+    """The regex docs/contract.md gives every black-box tool (the block after its marker)."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "contract.md").read_text()
+    found = re.search(r"<!-- readiness-regex -->\n```\n(.+)\n```", page)
+    assert found, "docs/contract.md lost its readiness-regex block"
+    return re.compile(found[1])
+
+
 def test_readiness_line_names_server_and_loopback(server, entry):
     match = launch.READY_RE.match(server.ready_line)
     assert match["name"] == entry.name
     assert match["host"] == "127.0.0.1", "servers listen on loopback unless told otherwise"
     assert int(match["pid"]) == server.pid
     assert 0 < server.port < 65536
+    # What any tool that follows docs/contract.md sees: exactly the documented regex.
+    documented = documented_readiness_re().fullmatch(server.ready_line)
+    assert documented, f"{server.ready_line!r} does not match the regex in docs/contract.md"
+    assert documented.groups() == (entry.name, "127.0.0.1", str(server.port), str(server.pid))
 
 
 # -- echo, exactly --------------------------------------------------------------------------------
