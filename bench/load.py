@@ -68,6 +68,17 @@ The generator reports its own CPU time (user + system, all workers, during the m
 and its utilisation of the cores it had: when that is close to 1, the client, not the server, was
 the bottleneck, and the runner flags the measurement as `client_bound`.
 
+Two engines, one interface
+--------------------------
+This file is the Python engine: the readable one, and the fallback. `--engine c` (the default
+where it builds) runs the same design in C (bench/engine/engine.c: one epoll loop per thread, each
+thread pinned to one CPU, wrk2's shape), so that the generator costs less CPU per request than the
+servers it measures. Both take the same options, count errors the same way and return the same
+summary, plus "engine": which one measured it. The C engine hands its latencies over as
+HdrHistogram buckets, recorded here into the same `hdrh` histograms. Past 20,000 connections to a
+loopback server it spreads them over several source addresses (127.0.0.1, 127.0.0.2, ...), since
+one (source, destination) pair has only the ephemeral port range (~28,000 ports) to use.
+
 Scripts that call `run_load` must guard their top level with `if __name__ == "__main__":`, as for
 any "spawn" multiprocessing: each worker starts a fresh interpreter that re-imports the main module.
 """
@@ -114,6 +125,35 @@ FD_HEADROOM = 64  # open files a worker needs besides its connections: pipes, th
 _now_ns = time.monotonic_ns  # CLOCK_MONOTONIC: one clock for all processes of the machine, in ns
 
 ERROR_KINDS = ("connect", "reset", "mismatch", "unserved", "timeout")
+ENGINES = ("c", "python")
+
+
+def default_engine() -> tuple[str, str | None]:
+    """("c", None) where the C engine builds and runs, else ("python", why not and the fix)."""
+    from bench import engine as c_engine
+    ok, why = c_engine.available()
+    return ("c", None) if ok else ("python", why)
+
+
+_fallback_noticed = False
+
+
+def resolve_engine(engine: str | None) -> str:
+    """The engine to use: `engine`, or the default (with a one-time RuntimeWarning when the C
+    engine is unavailable). Raises ValueError when "c" is asked for and cannot run here."""
+    global _fallback_noticed
+    if engine is None:
+        name, why = default_engine()
+        if why is not None and not _fallback_noticed:
+            _fallback_noticed = True
+            warnings.warn(f"using the Python load engine: {why}", RuntimeWarning, stacklevel=3)
+        return name
+    if engine == "c":
+        from bench import engine as c_engine
+        ok, why = c_engine.available()
+        if not ok:
+            raise ValueError(f"engine 'c' is not available here: {why} (or use engine 'python')")
+    return engine
 
 
 def _loop_implementation() -> str:
@@ -374,8 +414,9 @@ class OpenLoopConnection(_Connection):
             self.expected = None  # nothing in flight: any byte that arrives now is a mismatch
 
     def served(self) -> bool:
-        """At least one echo came back."""
-        return self.sent - (1 if self.in_flight else 0) > 0
+        """At least one echo came back, or nothing was asked of it yet: at a low rate over many
+        connections (C100K: mostly idle), a connection's first send may not come due at all."""
+        return self.sent == 0 or self.sent - (1 if self.in_flight else 0) > 0
 
     def unanswered_at(self, end_ns: int, stall_ns: int) -> int:
         """In-flight plus queued messages whose intended time is older than `stall_ns`."""
@@ -756,12 +797,17 @@ def fd_hard_limit() -> int | None:
     return None if hard == resource.RLIM_INFINITY else hard
 
 
-def fd_shortfall(conns: int, workers: int = 1) -> str | None:
+def fd_shortfall(conns: int, workers: int = 1, engine: str | None = None) -> str | None:
     """Why `conns` connections over `workers` processes cannot all be opened here, or None.
 
     Each worker raises its soft RLIMIT_NOFILE to the hard limit (1024 is a common soft default,
-    far too few for 10,000 connections); only an administrator can raise the hard limit.
+    far too few for 10,000 connections); only an administrator can raise the hard limit. The C
+    engine is one process (its workers are threads): it needs a file per connection, and raises
+    the hard limit itself where it may (root); it is asked directly. `engine` None: the default.
     """
+    if (engine or default_engine()[0]) == "c":
+        from bench import engine as c_engine
+        return c_engine.fd_shortfall(conns)
     hard = fd_hard_limit()
     wanted = math.ceil(conns / max(1, workers)) + FD_HEADROOM
     if hard is None or wanted <= hard:
@@ -769,6 +815,34 @@ def fd_shortfall(conns: int, workers: int = 1) -> str | None:
     return (f"{conns:,} connections need about {wanted:,} open files per load-generator process, "
             f"but the hard limit (ulimit -Hn) is {hard:,}: raise it, e.g. `ulimit -n "
             f"{max(wanted, 20000)}` as root or in /etc/security/limits.conf, then run again")
+
+
+def port_shortfall(host: str, conns: int, engine: str | None = None) -> str | None:
+    """Why `conns` connections to `host` would run out of ephemeral ports, with the fix, or None.
+
+    Each connection from one source address to one destination takes a local port from
+    net.ipv4.ip_local_port_range. The C engine spreads connections to a loopback server over
+    several source addresses (bench/engine: CONNS_PER_SOURCE each); the Python engine uses one.
+    """
+    text = None
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            text = f.read()
+    except OSError:
+        return None
+    low, high = map(int, text.split())
+    sources = 1
+    if (engine or default_engine()[0]) == "c":
+        from bench import engine as c_engine
+        sources = c_engine.sources_for(host, conns)
+    per_source = math.ceil(conns / sources)
+    if per_source <= high - low + 1:
+        return None
+    return (f"{conns:,} connections from {sources} source address(es) need {per_source:,} local "
+            f"ports each, but net.ipv4.ip_local_port_range has {high - low + 1:,} ({low}-{high}): "
+            "widen it (sysctl -w net.ipv4.ip_local_port_range='1024 65535')"
+            + ("" if sources > 1 else ", or use --engine c, which spreads connections to a "
+               "loopback server over several source addresses"))
 
 
 def _raise_fd_limit(wanted: int) -> str | None:
@@ -858,8 +932,10 @@ def _check_positive(name: str, value, *, integer: bool, zero_ok: bool = False) -
 def check_arguments(host: str, port: int, *, conns: int, size: int, duration: float,
                     warmup: float = 1.0, rate: float | None = None, workers: int | None = None,
                     cpus: list[int] | None = None, connect_timeout: float = 5.0,
-                    ramp_batch: int = 64) -> None:
+                    ramp_batch: int = 64, engine: str | None = None) -> None:
     """Raise ValueError naming the first bad argument of run_load (which calls this first)."""
+    if engine is not None and engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     _check_positive("conns", conns, integer=True)
     _check_positive("size", size, integer=True)
     _check_positive("duration", duration, integer=False)
@@ -888,7 +964,7 @@ def check_arguments(host: str, port: int, *, conns: int, size: int, duration: fl
 def run_load(host: str, port: int, *, conns: int, size: int, duration: float, warmup: float = 1.0,
              rate: float | None = None, workers: int | None = None, cpus: list[int] | None = None,
              connect_timeout: float = 5.0, ramp_batch: int = 64,
-             on_window=None) -> dict:
+             on_window=None, engine: str | None = None) -> dict:
     """Run the load against an echo server at host:port and return the summary dict.
 
     ``on_window(window_start_ns, window_end_ns)``, if given, is called (in this thread) as soon as
@@ -901,10 +977,18 @@ def run_load(host: str, port: int, *, conns: int, size: int, duration: float, wa
     `cpus` in turn if given (Linux only; ignored with a warning elsewhere). Raises ValueError on bad
     arguments; a server that is absent, broken or hanging gives a result with errors, not an
     exception. Call it under `if __name__ == "__main__":` (the workers are "spawn" processes).
+
+    `engine`: "c" (bench/engine, threads instead of worker processes), "python" (this file), or
+    None for the default (c where it builds, else python with a RuntimeWarning saying why). The
+    summary says which one measured it in "engine".
     """
     check_arguments(host, port, conns=conns, size=size, duration=duration, warmup=warmup,
                     rate=rate, workers=workers, cpus=cpus, connect_timeout=connect_timeout,
-                    ramp_batch=ramp_batch)
+                    ramp_batch=ramp_batch, engine=engine)
+    if resolve_engine(engine) == "c":
+        return _run_c(host, port, conns=conns, size=size, duration=duration, warmup=warmup,
+                      rate=rate, workers=workers, cpus=cpus, connect_timeout=connect_timeout,
+                      ramp_batch=ramp_batch, on_window=on_window)
     result_warnings: list[str] = []
     loop_name = _loop_implementation()
     loop_warning = None
@@ -984,7 +1068,42 @@ def run_load(host: str, port: int, *, conns: int, size: int, duration: float, wa
         list(results.values()), host=host, port=port, conns=conns, size=size, rate=rate,
         duration=duration if start_ns is not None else 0.0, warmup=warmup,
         n_workers=n_workers, cpus=(cpu_pool if pin else None), cores=min(n_workers, len(cpu_pool)),
-        loop_name=loop_name, result_warnings=result_warnings, start_ns=start_ns)
+        loop_name=loop_name, result_warnings=result_warnings, start_ns=start_ns, engine="python")
+
+
+def _run_c(host: str, port: int, *, conns, size, duration, warmup, rate, workers, cpus,
+           connect_timeout, ramp_batch, on_window) -> dict:
+    """run_load with the C engine: the same plan (threads for workers, the same ramp and time
+    budgets), the engine's result summarized by the same _summarize."""
+    from bench import engine as c_engine
+    pin = cpus is not None and hasattr(os, "sched_setaffinity")
+    cpu_pool = sorted(set(cpus)) if pin else available_cpus()
+    threads = worker_count(conns, workers, cpus)
+    ramp_batch_per_thread = max(1, math.ceil(ramp_batch / threads))
+    batches = math.ceil(math.ceil(conns / threads) / ramp_batch_per_thread)
+    connect_budget_s = connect_timeout + (CONNECT_BUDGET_PER_BATCH_S + RAMP_PAUSE_S) * batches
+    result_warnings: list[str] = []
+    if cpus is not None and not pin:
+        result_warnings.append("--cpus ignored: pinning (sched_setaffinity) is Linux-only")
+    try:
+        result, start_ns = c_engine.run(
+            host, port, conns=conns, size=size, duration=duration, warmup=warmup, rate=rate,
+            threads=threads, cpus=cpu_pool if pin else None, connect_timeout=connect_timeout,
+            connect_budget_s=connect_budget_s, ramp_batch_per_thread=ramp_batch_per_thread,
+            ramp_pause_s=RAMP_PAUSE_S, start_delay_s=START_DELAY_S,
+            wrapup_budget_s=WRAPUP_BUDGET_S, on_window=on_window)
+    except c_engine.EngineError as exc:  # e.g. too few file descriptors: nothing was attempted
+        result, start_ns = c_engine.parse_result([]), None
+        result["errors"]["connect"] = conns
+        result_warnings.append(str(exc))
+    if start_ns is None and not result["conns_established"]:
+        result_warnings.append("no connection could be established; nothing was measured")
+    return _summarize(
+        [result], host=host, port=port, conns=conns, size=size, rate=rate,
+        duration=duration if start_ns is not None else 0.0, warmup=warmup, n_workers=threads,
+        cpus=(cpu_pool if pin else None), cores=min(threads, len(cpu_pool)),
+        loop_name="epoll (C engine)", result_warnings=result_warnings, start_ns=start_ns,
+        engine="c")
 
 
 def _collect(procs, kind: str, deadline: float) -> tuple[dict, dict]:
@@ -1037,7 +1156,7 @@ def _stop_workers(procs, graceful: bool) -> None:
 
 
 def _summarize(results: list[dict], *, host, port, conns, size, rate, duration, warmup, n_workers,
-               cpus, cores, loop_name, result_warnings, start_ns) -> dict:
+               cpus, cores, loop_name, result_warnings, start_ns, engine: str) -> dict:
     latency = hist.merge([r["hist"] for r in results])
     requests = latency.get_total_count()
     errors = dict.fromkeys(ERROR_KINDS, 0)
@@ -1089,6 +1208,7 @@ def _summarize(results: list[dict], *, host, port, conns, size, rate, duration, 
         "client_cpus": cpus,
         "client_cores": cores,
         "client_loop": loop_name,
+        "engine": engine,  # which load engine measured it: "c" or "python"
         "warnings": result_warnings,
     }
     if rate is not None:
@@ -1181,6 +1301,10 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="N",
                         help="connections opened per batch, with a short pause between batches so "
                              "the server's listen queue never overflows (default 64)")
+    parser.add_argument("--engine", choices=ENGINES, default=None,
+                        help="c: the C engine (bench/engine/engine.c, threads, one epoll loop "
+                             "each); python: this file's uvloop engine (default: c where it "
+                             "builds, else python, with a notice saying why)")
     parser.add_argument("--json", action="store_true",
                         help="print the summary as one JSON object instead of a table")
     return parser
@@ -1219,7 +1343,8 @@ def format_human(r: dict) -> str:
     per_request = r["client_cpu_us_per_request"]
     pinned = f" pinned to CPUs {_cpu_list_text(r['client_cpus'])}" if r["client_cpus"] else ""
     lines.append(
-        f"client CPU   {r['client_cpu_s']:.2f} s in {r['client_workers']} worker(s){pinned} = "
+        f"client CPU   {r['client_cpu_s']:.2f} s in {r['client_workers']} "
+        f"{'thread(s) of the C engine' if r.get('engine') == 'c' else 'worker(s)'}{pinned} = "
         f"{r['client_cpu_util']:.0%} of {r['client_cores']} core(s)"
         + (f", {per_request:.1f} µs/request" if per_request is not None else ""))
     if r["client_cpu_util"] >= CPU_HOT_FRACTION:
@@ -1244,10 +1369,25 @@ def main(argv: list[str] | None = None) -> int:
         # check_arguments names the keyword argument first; name the command-line option instead
         name, _, rest = str(exc).partition(" ")
         parser.error(f"--{name.replace('_', '-')} {rest}" if name in options else str(exc))
-    shortfall = fd_shortfall(args.conns, worker_count(args.conns, args.workers, args.cpus))
+    engine = args.engine
+    if engine is None:
+        engine, why = default_engine()
+        if why is not None:
+            print(f"bench.load: using the Python engine: {why}", file=sys.stderr)
+    else:
+        try:
+            resolve_engine(engine)
+        except ValueError as exc:
+            parser.error(f"--engine {exc}")
+    options["engine"] = engine
+    shortfall = fd_shortfall(args.conns, worker_count(args.conns, args.workers, args.cpus),
+                             engine=engine)
     if shortfall is not None:
-        print(f"too few file descriptors: {shortfall} (or spread the connections over more "
-              "--workers)", file=sys.stderr)
+        more = " (or spread the connections over more --workers)" if engine == "python" else ""
+        print(f"too few file descriptors: {shortfall}{more}", file=sys.stderr)
+        return 2
+    if (why := port_shortfall(host, args.conns, engine)) is not None:
+        print(f"too few local ports: {why}", file=sys.stderr)
         return 2
     try:
         with warnings.catch_warnings():

@@ -22,6 +22,7 @@ import time
 import psutil
 import pytest
 
+from bench import engine as engine_module
 from bench import hist, load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,6 +31,7 @@ RESULT_KEYS = {
     "mode", "conns", "conns_established", "size_bytes", "duration_s", "requests", "rps",
     "bytes_per_s", "latency_us", "hist", "latency_out_of_range", "errors", "client_cpu_s",
     "client_cpu_util", "client_workers", "client_cpus", "window_start_ns", "window_end_ns",
+    "engine",
 }
 LATENCY_KEYS = {"p50", "p90", "p99", "p99_9", "p99_99", "max", "mean", "count"}
 ERROR_KINDS = {"connect", "reset", "mismatch", "unserved", "timeout"}
@@ -196,7 +198,24 @@ def no_processes_left_behind():
 
 def run(port: int, **options) -> dict:
     options = {"conns": 4, "size": 1024, "duration": 1.0, "warmup": 0.2, "workers": 2, **options}
-    return load.run_load("127.0.0.1", port, **options)
+    result = load.run_load("127.0.0.1", port, **options)
+    if options.get("engine"):
+        assert result["engine"] == options["engine"]
+    return result
+
+
+# Both engines pass the same tests: the ones that take `engine` run once with each.
+C_ENGINE_OK, C_ENGINE_WHY = engine_module.available()
+ENGINE_PARAMS = [
+    pytest.param("c", id="c", marks=pytest.mark.skipif(
+        not C_ENGINE_OK, reason=f"C engine unavailable: {C_ENGINE_WHY}")),
+    pytest.param("python", id="python"),
+]
+
+
+@pytest.fixture(params=ENGINE_PARAMS)
+def engine(request) -> str:
+    return request.param
 
 
 # -- (a) histograms merge across workers -----------------------------------------------------------
@@ -233,8 +252,8 @@ def test_latency_counter_clamps_out_of_range_values_and_keeps_them():
     assert hist.summarize(decoded)["max"] >= hist.HIGHEST_US  # the 61 s shows, as 60 s
 
 
-def test_a_real_run_merges_the_histograms_of_its_workers(echo_server):
-    result = run(echo_server.port, conns=4, workers=2)
+def test_a_real_run_merges_the_histograms_of_its_workers(echo_server, engine):
+    result = run(echo_server.port, conns=4, workers=2, engine=engine)
     assert result["client_workers"] == 2
     merged = hist.decode(result["hist"])
     assert merged.get_total_count() == result["requests"] == result["latency_us"]["count"]
@@ -258,7 +277,7 @@ def test_open_loop_sends_are_evenly_spaced_at_the_rate():
 
 
 @pytest.mark.timeout(90)
-def test_open_loop_charges_a_stall_to_every_request_it_delayed():
+def test_open_loop_charges_a_stall_to_every_request_it_delayed(engine):
     """A 300 ms stall of the whole server, once, at 1000 requests/s.
 
     Open loop keeps the schedule, so the ~300 requests due during the stall all wait, and their
@@ -266,7 +285,8 @@ def test_open_loop_charges_a_stall_to_every_request_it_delayed():
     sent nothing during the stall and seen just one slow request per connection.
     """
     with EchoServer(stall_at_s=0.6, stall_s=0.3) as server:
-        result = run(server.port, conns=4, rate=1000.0, duration=2.0, warmup=0.3, workers=1)
+        result = run(server.port, conns=4, rate=1000.0, duration=2.0, warmup=0.3, workers=1,
+                     engine=engine)
         assert server.stalled
 
     assert result["mode"] == "open" and result["errors"] == dict.fromkeys(ERROR_KINDS, 0)
@@ -280,12 +300,13 @@ def test_open_loop_charges_a_stall_to_every_request_it_delayed():
 
 
 @pytest.mark.timeout(90)
-def test_closed_loop_hides_the_same_stall_that_open_loop_shows():
+def test_closed_loop_hides_the_same_stall_that_open_loop_shows(engine):
     """The same stall measured closed-loop: only about one request per connection sees it."""
     with EchoServer(stall_at_s=0.6, stall_s=0.3) as server:
-        closed = run(server.port, conns=4, duration=2.0, warmup=0.3, workers=1)
+        closed = run(server.port, conns=4, duration=2.0, warmup=0.3, workers=1, engine=engine)
     with EchoServer(stall_at_s=0.6, stall_s=0.3) as server:
-        opened = run(server.port, conns=4, rate=1000.0, duration=2.0, warmup=0.3, workers=1)
+        opened = run(server.port, conns=4, rate=1000.0, duration=2.0, warmup=0.3, workers=1,
+                     engine=engine)
     slow_closed = hist.count_at_or_above(hist.decode(closed["hist"]), 100_000)
     slow_open = hist.count_at_or_above(hist.decode(opened["hist"]), 100_000)
     assert slow_open > slow_closed
@@ -299,9 +320,9 @@ def test_closed_loop_hides_the_same_stall_that_open_loop_shows():
     pytest.param(swap_halves_every(20), id="reorder"),
     pytest.param(echo_the_previous_message, id="stale"),
 ])
-def test_a_corrupting_server_is_caught(transform):
+def test_a_corrupting_server_is_caught(transform, engine):
     with EchoServer(transform=transform) as server:
-        result = run(server.port, conns=4, duration=1.0, warmup=0.0)
+        result = run(server.port, conns=4, duration=1.0, warmup=0.0, engine=engine)
     assert result["errors"]["mismatch"] > 0
     # a mismatching connection is closed, never retried: at most one mismatch per connection
     assert result["errors"]["mismatch"] <= result["conns_established"]
@@ -318,8 +339,8 @@ def echo_server():
         yield server
 
 
-def test_closed_loop_against_a_correct_server(echo_server):
-    result = run(echo_server.port, conns=4, duration=1.0, warmup=0.2, workers=2)
+def test_closed_loop_against_a_correct_server(echo_server, engine):
+    result = run(echo_server.port, conns=4, duration=1.0, warmup=0.2, workers=2, engine=engine)
     assert RESULT_KEYS <= result.keys()
     assert result["mode"] == "closed"
     assert result["conns_established"] == 4
@@ -336,8 +357,8 @@ def test_closed_loop_against_a_correct_server(echo_server):
     json.dumps(result)  # the --json output is this dict
 
 
-def test_open_loop_result_has_its_extra_keys(echo_server):
-    result = run(echo_server.port, conns=4, rate=400.0, duration=1.0, warmup=0.2)
+def test_open_loop_result_has_its_extra_keys(echo_server, engine):
+    result = run(echo_server.port, conns=4, rate=400.0, duration=1.0, warmup=0.2, engine=engine)
     assert result["mode"] == "open" and result["rate"] == 400.0
     assert set(result["send_lag_us"]) == {"p50", "p99", "max"}
     assert result["errors"] == dict.fromkeys(ERROR_KINDS, 0)
@@ -346,16 +367,18 @@ def test_open_loop_result_has_its_extra_keys(echo_server):
     assert result["offered_rps"] == pytest.approx(400, abs=5)  # 400 sends due in the window
 
 
-def test_messages_larger_than_a_read_are_checked_in_pieces(echo_server):
-    result = run(echo_server.port, conns=2, size=300_000, duration=0.5, warmup=0.1)
+def test_messages_larger_than_a_read_are_checked_in_pieces(echo_server, engine):
+    result = run(echo_server.port, conns=2, size=300_000, duration=0.5, warmup=0.1,
+                 engine=engine)
     assert result["requests"] > 0
     assert result["errors"] == dict.fromkeys(ERROR_KINDS, 0)
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU pinning is Linux-only")
-def test_workers_can_be_pinned(echo_server):
+def test_workers_can_be_pinned(echo_server, engine):
     cpu = load.available_cpus()[0]
-    result = run(echo_server.port, conns=2, workers=None, cpus=[cpu], duration=0.5)
+    result = run(echo_server.port, conns=2, workers=None, cpus=[cpu], duration=0.5,
+                 engine=engine)
     assert result["client_cpus"] == [cpu] and result["client_workers"] == 1
     assert result["requests"] > 0
 
@@ -363,9 +386,9 @@ def test_workers_can_be_pinned(echo_server):
 # -- (e) a server that is not there, or hangs, or hangs up -----------------------------------------
 
 
-def test_a_closed_port_gives_connect_errors_not_an_exception():
+def test_a_closed_port_gives_connect_errors_not_an_exception(engine):
     started = time.monotonic()
-    result = run(closed_port(), conns=4, duration=5.0)
+    result = run(closed_port(), conns=4, duration=5.0, engine=engine)
     assert result["errors"]["connect"] == 4
     assert result["conns_established"] == 0 and result["requests"] == 0
     assert "connect" in result["error_examples"]
@@ -374,11 +397,11 @@ def test_a_closed_port_gives_connect_errors_not_an_exception():
 
 
 @pytest.mark.timeout(60)
-def test_a_server_that_never_answers_leaves_every_connection_unserved_in_bounded_time():
+def test_a_server_that_never_answers_leaves_every_connection_unserved_in_bounded_time(engine):
     with EchoServer(silent=True) as server:
         started = time.monotonic()
-        closed = run(server.port, conns=3, duration=1.5, warmup=0.0)
-        opened = run(server.port, conns=3, duration=1.5, warmup=0.0, rate=100.0)
+        closed = run(server.port, conns=3, duration=1.5, warmup=0.0, engine=engine)
+        opened = run(server.port, conns=3, duration=1.5, warmup=0.0, rate=100.0, engine=engine)
         elapsed_s = time.monotonic() - started
     for result in (closed, opened):
         # no echo at all: counted once per connection, not also as timeouts
@@ -389,10 +412,10 @@ def test_a_server_that_never_answers_leaves_every_connection_unserved_in_bounded
 
 
 @pytest.mark.timeout(60)
-def test_connections_a_server_never_serves_are_unserved_the_others_measured():
+def test_connections_a_server_never_serves_are_unserved_the_others_measured(engine):
     # Like a pool of 2 threads: the first two connections are served, the third never is.
     with EchoServer(serve_only=2) as server:
-        result = run(server.port, conns=3, duration=1.5, warmup=0.0, workers=1)
+        result = run(server.port, conns=3, duration=1.5, warmup=0.0, workers=1, engine=engine)
     assert result["requests"] > 0
     assert result["errors"]["unserved"] == 1 and result["errors"]["timeout"] == 0
 
@@ -408,15 +431,16 @@ def test_stall_limit_grows_with_connections_by_littles_law():
     assert load.stall_limit_s(10, 0, 2.0, None) == load.STALL_TIMEOUT_S  # nothing completed
 
 
-def test_a_server_that_hangs_up_gives_resets():
+def test_a_server_that_hangs_up_gives_resets(engine):
     with EchoServer(hang_up_after=5) as server:
-        result = run(server.port, conns=4, duration=1.0, warmup=0.0)
+        result = run(server.port, conns=4, duration=1.0, warmup=0.0, engine=engine)
     assert result["errors"]["reset"] == 4
     assert result["errors"]["mismatch"] == 0
 
 
 def test_bad_arguments_to_run_load_raise_value_error():
-    for bad in ({"conns": 0}, {"size": -1}, {"duration": 0}, {"rate": -5.0}, {"workers": 0}):
+    for bad in ({"conns": 0}, {"size": -1}, {"duration": 0}, {"rate": -5.0}, {"workers": 0},
+                {"engine": "fortran"}):
         with pytest.raises(ValueError):
             load.run_load("127.0.0.1", 9, **{"conns": 1, "size": 1, "duration": 1.0, **bad})
 
@@ -442,6 +466,7 @@ def cli(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
     pytest.param(["--target", "127.0.0.1:9", "--cpus", "4096"], id="cpu-not-available"),
     pytest.param(["--target", "127.0.0.1:9", "--warmup", "-1"], id="negative-warmup"),
     pytest.param(["--target", "127.0.0.1:9", "--frobnicate"], id="unknown-option"),
+    pytest.param(["--target", "127.0.0.1:9", "--engine", "fortran"], id="unknown-engine"),
 ])
 def test_bad_options_exit_2_with_a_message(args):
     done = cli(*args)
@@ -451,15 +476,18 @@ def test_bad_options_exit_2_with_a_message(args):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_NOFILE via preexec: Linux")
-def test_too_few_file_descriptors_is_refused_with_the_fix():
+def test_too_few_file_descriptors_is_refused_with_the_fix(engine):
     import resource
 
     def low_hard_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 
+    # The C engine raises the hard limit itself where it may (as root): ask for more files than
+    # even root may have (fs.nr_open is at most 2^30), so the refusal shows for every user.
+    conns = "1000" if engine == "python" else str(2**31 - 1000)
     done = subprocess.run([sys.executable, "-m", "bench.load", "--target", "127.0.0.1:9",
-                           "--conns", "1000", "--workers", "1"], cwd=ROOT, text=True,
-                          capture_output=True, timeout=60, preexec_fn=low_hard_limit)
+                           "--conns", conns, "--workers", "1", "--engine", engine], cwd=ROOT,
+                          text=True, capture_output=True, timeout=60, preexec_fn=low_hard_limit)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "ulimit" in done.stderr and "256" in done.stderr
     assert load.fd_shortfall(10, 1) is None
@@ -470,12 +498,13 @@ def test_a_bad_option_message_names_the_fix():
     assert "--conns 16" in done.stderr  # an example of a correct use
 
 
-def test_cli_json_output(echo_server):
+def test_cli_json_output(echo_server, engine):
     done = cli("--target", f"127.0.0.1:{echo_server.port}", "--conns", "2", "--duration", "0.5",
-               "--warmup", "0.1", "--json")
+               "--warmup", "0.1", "--json", "--engine", engine)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert RESULT_KEYS <= result.keys() and result["requests"] > 0
+    assert result["engine"] == engine
 
 
 def test_cli_human_output(echo_server):
@@ -486,8 +515,9 @@ def test_cli_human_output(echo_server):
         assert label in done.stdout
 
 
-def test_cli_against_a_closed_port_explains_and_exits_1():
-    done = cli("--target", f"127.0.0.1:{closed_port()}", "--conns", "2", "--duration", "1")
+def test_cli_against_a_closed_port_explains_and_exits_1(engine):
+    done = cli("--target", f"127.0.0.1:{closed_port()}", "--conns", "2", "--duration", "1",
+               "--engine", engine)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "connect" in done.stdout and "is the server running?" in done.stderr
@@ -496,12 +526,17 @@ def test_cli_against_a_closed_port_explains_and_exits_1():
 # -- no orphans ------------------------------------------------------------------------------------
 
 
-def _start_cli_and_wait_for_workers(port: int, workers: int) -> tuple[subprocess.Popen, list]:
+def _start_cli_and_wait_for_workers(port: int, workers: int,
+                                    engine: str) -> tuple[subprocess.Popen, list]:
+    """Start the CLI; return it and its children: `workers` worker processes of the Python
+    engine, or the C engine's one process (its workers are threads)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.load", "--target", f"127.0.0.1:{port}", "--conns", "2",
-         "--workers", str(workers), "--duration", "60", "--warmup", "0"],
+         "--workers", str(workers), "--duration", "60", "--warmup", "0", "--engine", engine],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True)  # its own process group, like a job in a terminal
+    if engine == "c":
+        workers = 1
     deadline = time.monotonic() + 30
     children: list = []
     while time.monotonic() < deadline and len(children) < workers:
@@ -512,10 +547,10 @@ def _start_cli_and_wait_for_workers(port: int, workers: int) -> tuple[subprocess
 
 
 @pytest.mark.timeout(90)
-def test_ctrl_c_stops_the_workers(echo_server):
-    proc, workers = _start_cli_and_wait_for_workers(echo_server.port, 2)
+def test_ctrl_c_stops_the_workers(echo_server, engine):
+    proc, workers = _start_cli_and_wait_for_workers(echo_server.port, 2, engine)
     try:
-        assert len(workers) == 2
+        assert len(workers) == (2 if engine == "python" else 1)
         time.sleep(0.5)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
         _, stderr = proc.communicate(timeout=30)
@@ -530,10 +565,10 @@ def test_ctrl_c_stops_the_workers(echo_server):
 
 
 @pytest.mark.timeout(90)
-def test_workers_exit_when_the_parent_is_killed(echo_server):
-    proc, workers = _start_cli_and_wait_for_workers(echo_server.port, 2)
+def test_workers_exit_when_the_parent_is_killed(echo_server, engine):
+    proc, workers = _start_cli_and_wait_for_workers(echo_server.port, 2, engine)
     try:
-        assert len(workers) == 2
+        assert len(workers) == (2 if engine == "python" else 1)
         proc.kill()  # SIGKILL: the parent cannot clean up; the workers notice their pipe closed
         proc.wait(10)
         gone, alive = psutil.wait_procs(workers, timeout=15)

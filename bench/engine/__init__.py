@@ -1,0 +1,253 @@
+"""The C load engine: build it, run it, turn what it prints into bench.load's worker results.
+
+    python -m bench.load --engine c --target 127.0.0.1:9000 --conns 64
+
+bench/load.py holds the readable Python/uvloop engine and its design essay (closed and open loop,
+coordinated omission, error kinds); engine.c in this directory does the same in C, as one epoll
+loop per thread, each thread pinned to a CPU, so that the generator costs less CPU per request
+than any server it measures and is never the bottleneck. This module is the glue:
+
+- `available()` builds engine.c at first use with servers/build.py (cached by source hash) and
+  runs it once in a subprocess; a missing compiler or a crash is a reason, never an exception.
+- `run(...)` starts the engine, waits for "ready <established>", sends "start <ns>", calls the
+  runner's `on_window(window_start_ns, window_end_ns)` right then (as the Python engine does), and
+  reads the result lines. Latencies arrive as (value, count) pairs, one per non-zero bucket of the
+  engine's HdrHistogram port; they are recorded into `hdrh` histograms at the bucket's lowest
+  value, which lands in the same bucket, so merging, encoding and percentiles stay exactly those
+  of bench/hist.py.
+- The result is one "worker result" in the format bench.load's `_summarize` reads, so both engines
+  produce the same summary keys.
+
+Past CONNS_PER_SOURCE connections to a loopback server, the engine spreads its connections over
+several source addresses (127.0.0.1, 127.0.0.2, ...): one (source, destination) pair has only
+net.ipv4.ip_local_port_range's ephemeral ports (about 28,000 by default).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import select
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from bench import hist
+from servers import build
+
+SOURCE = Path(__file__).resolve().with_name("engine.c")
+FLAGS = ("-pthread",)
+CONNS_PER_SOURCE = 20_000  # below the ~28,000 ephemeral ports of one source address, with room
+MAX_SOURCES = 254  # 127.0.0.1 .. 127.0.0.254
+SPAWN_BUDGET_S = 5.0  # to exec a C program; generous, for slow CI machines
+PROBE_TIMEOUT_S = 30.0
+
+ERROR_KINDS = ("connect", "reset", "mismatch", "unserved", "timeout")
+
+_availability: tuple[bool, str | None] | None = None
+
+
+class EngineError(RuntimeError):
+    """The engine could not run at all (it printed why, e.g. too few file descriptors)."""
+
+
+def binary() -> Path:
+    """The built engine; raises build.Unavailable with the reason and the fix."""
+    return build.build(SOURCE, flags=FLAGS)
+
+
+def available() -> tuple[bool, str | None]:
+    """(True, None) if the engine builds and runs here, else (False, why and how to fix it).
+
+    The check runs the built program once, in a subprocess, on a few values: a compiler that
+    produces a program this machine cannot run (a crash, SIGILL) is a reason, not a crash here.
+    Cached for the life of the process.
+    """
+    global _availability
+    if _availability is None:
+        try:
+            path = binary()
+            done = subprocess.run([str(path), "--hist-selftest"], input="1 2 3\n", text=True,
+                                  capture_output=True, timeout=PROBE_TIMEOUT_S)
+            if done.returncode != 0 or "latency 1 1 2 1 3 1" not in done.stdout:
+                why = (f"exit {done.returncode}" if done.returncode >= 0
+                       else f"killed by signal {-done.returncode}")
+                _availability = (False, f"the built engine does not run here ({why}); rebuild "
+                                        f"with `python -m servers.build {SOURCE.relative_to(build.ROOT)}`")
+            else:
+                _availability = (True, None)
+        except build.Unavailable as exc:
+            _availability = (False, f"the C engine cannot be built: {exc}")
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            _availability = (False, f"the C engine did not run: {exc}")
+    return _availability
+
+
+def sources_for(host: str, conns: int) -> int:
+    """How many loopback source addresses `conns` connections to `host` are spread over."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback and ":" not in host
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback or conns <= CONNS_PER_SOURCE:
+        return 1
+    return min(MAX_SOURCES, math.ceil(conns / CONNS_PER_SOURCE))
+
+
+def fd_shortfall(conns: int) -> str | None:
+    """Why the engine cannot open files for `conns` connections here (with the fix), or None.
+
+    The engine is one process: it needs conns + a few files. It raises its soft limit to the hard
+    one, and the hard one too where it may (root); the probe asks the engine itself.
+    """
+    try:
+        done = subprocess.run([str(binary()), "--probe-fds", str(conns)], capture_output=True,
+                              text=True, timeout=PROBE_TIMEOUT_S)
+    except (build.Unavailable, OSError, subprocess.TimeoutExpired):
+        return None  # the engine is unavailable: the caller falls back, and checks for Python
+    if done.returncode:
+        return done.stderr.strip() or f"the engine's fd probe failed (exit {done.returncode})"
+    return None
+
+
+class _Lines:
+    """Lines from a pipe, each read with a deadline (a hung engine must not hang the caller)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.buffer = b""
+        self.eof = False
+
+    def next(self, deadline: float) -> str | None:
+        """The next line, or None at EOF or when `deadline` (time.monotonic) passes."""
+        while b"\n" not in self.buffer:
+            left_s = deadline - time.monotonic()
+            if self.eof or left_s <= 0:
+                return None
+            ready, _, _ = select.select([self.fd], [], [], left_s)
+            if ready:
+                chunk = os.read(self.fd, 1 << 16)
+                if not chunk:
+                    self.eof = True
+                self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode("utf-8", "replace")
+
+
+def _histogram(fields: list[str]) -> str:
+    """Encode the engine's (value, count) pairs as an hdrh histogram."""
+    histogram = hist.new_histogram()
+    record_value = histogram.record_value
+    for i in range(0, len(fields) - 1, 2):
+        record_value(int(fields[i]), int(fields[i + 1]))
+    return hist.encode(histogram)
+
+
+def parse_result(lines: list[str]) -> dict:
+    """The engine's result lines -> a worker result as bench.load's _summarize reads it."""
+    result = {"conns_established": 0, "conns_open_at_end": 0, "stall_limit_s": 1.0,
+              "hist": hist.encode(hist.new_histogram()), "send_lag_hist": None,
+              "latency_out_of_range": 0, "offered": 0, "errors": dict.fromkeys(ERROR_KINDS, 0),
+              "error_examples": {}, "cpu_user_s": 0.0, "cpu_sys_s": 0.0, "warnings": []}
+    for line in lines:
+        key, _, rest = line.partition(" ")
+        if key in ("conns_established", "conns_open_at_end", "offered", "latency_out_of_range"):
+            result[key] = int(rest)
+        elif key in ("stall_limit_s", "cpu_user_s", "cpu_sys_s"):
+            result[key] = float(rest)
+        elif key == "error":
+            kind, _, count = rest.partition(" ")
+            result["errors"][kind] = int(count)
+        elif key == "example":
+            kind, _, text = rest.partition(" ")
+            result["error_examples"][kind] = text
+        elif key == "latency":
+            result["hist"] = _histogram(rest.split())
+        elif key == "send_lag":
+            result["send_lag_hist"] = _histogram(rest.split())
+    return result
+
+
+def run(host: str, port: int, *, conns: int, size: int, duration: float, warmup: float,
+        rate: float | None, threads: int, cpus: list[int] | None, connect_timeout: float,
+        connect_budget_s: float, ramp_batch_per_thread: int, ramp_pause_s: float,
+        start_delay_s: float, wrapup_budget_s: float, on_window=None) -> tuple[dict, int | None]:
+    """Run the engine once: (worker result, start_ns or None if nothing was measured).
+
+    Every phase is bounded: exec + connect phase, then warm-up + window + wrap-up. An engine that
+    misses a deadline is killed and the result says so in its warnings. The engine never outlives
+    this call: it is killed on any exception here (Ctrl-C included), and it stops by itself if
+    this process dies (its stdin reads EOF, and the kernel sends it SIGTERM: PR_SET_PDEATHSIG).
+    """
+    start_wait_s = SPAWN_BUDGET_S + connect_budget_s + 5.0
+    argv = [str(binary()), "--host", host, "--port", str(port), "--conns", str(conns),
+            "--size", str(size), "--warmup", repr(float(warmup)),
+            "--duration", repr(float(duration)), "--threads", str(threads),
+            "--connect-timeout", repr(float(connect_timeout)),
+            "--connect-budget", repr(float(connect_budget_s)),
+            "--ramp-batch", str(ramp_batch_per_thread), "--ramp-pause", repr(float(ramp_pause_s)),
+            "--start-wait", repr(float(start_wait_s)),
+            "--sources", str(sources_for(host, conns))]
+    if rate is not None:
+        argv += ["--rate", repr(float(rate))]
+    if cpus:
+        argv += ["--cpus", ",".join(map(str, cpus))]
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=stderr)
+        try:
+            return _talk(proc, stderr, conns=conns, warmup=warmup, duration=duration,
+                         rate=rate, start_delay_s=start_delay_s, wrapup_budget_s=wrapup_budget_s,
+                         ready_budget_s=SPAWN_BUDGET_S + connect_budget_s, on_window=on_window)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proc.stdin.close()
+            proc.stdout.close()
+
+
+def _talk(proc, stderr, *, conns, warmup, duration, rate, start_delay_s, wrapup_budget_s,
+          ready_budget_s, on_window) -> tuple[dict, int | None]:
+    lines = _Lines(proc.stdout.fileno())
+    ready = lines.next(time.monotonic() + ready_budget_s)
+    if ready is None or not ready.startswith("ready "):
+        proc.kill()
+        proc.wait()
+        stderr.seek(0)
+        said = stderr.read().decode("utf-8", "replace").strip()
+        if proc.returncode == 2 and said:
+            raise EngineError(said)
+        why = (f"the C engine was not ready in {ready_budget_s:.0f} s" if proc.returncode == -9
+               else f"the C engine exited (code {proc.returncode}) before it was ready"
+               + (f": {said}" if said else ""))
+        result = parse_result([])
+        result["errors"]["connect"] = conns
+        result["warnings"].append(why)
+        return result, None
+    established = int(ready.split()[1])
+    start_ns = None
+    if established:
+        start_ns = time.monotonic_ns() + int(start_delay_s * 1e9)
+        proc.stdin.write(f"start {start_ns}\n".encode())
+        proc.stdin.flush()
+        if on_window is not None:
+            window_start_ns = start_ns + int(warmup * 1e9)
+            on_window(window_start_ns, window_start_ns + int(duration * 1e9))
+        deadline = time.monotonic() + start_delay_s + warmup + duration + wrapup_budget_s
+    else:
+        proc.stdin.write(b"stop\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + wrapup_budget_s
+    got: list[str] = []
+    while (line := lines.next(deadline)) is not None and line != "done":
+        got.append(line)
+    result = parse_result(got)
+    if line != "done":
+        result["warnings"].append("the C engine sent no complete result in time; it was killed "
+                                  "and its connections are missing from the result")
+    if rate is None:
+        result["send_lag_hist"] = None
+    return result, start_ns

@@ -1,0 +1,884 @@
+/* The C load engine behind `python -m bench.load --engine c`.
+ *
+ * It does what bench/load.py's Python engine does (read that file's essay first: closed and open
+ * loop, coordinated omission, error kinds), at the cost of a C client, so that the generator is
+ * never the bottleneck of what it measures. Shape, after wrk2: one epoll loop per thread, each
+ * thread pinned to one CPU, one histogram per thread, merged at the end.
+ *
+ * It is not meant to be run by hand: bench/engine/__init__.py builds it (servers/build.py), starts
+ * it, and speaks a line protocol with it:
+ *
+ *   engine -> wrapper (stdout)          wrapper -> engine (stdin)
+ *   ready <established>
+ *                                       start <start_ns>   (warm-up starts then, CLOCK_MONOTONIC)
+ *                                       or: stop, or EOF   (the wrapper gave up, or died)
+ *   window <window_start_ns> <window_end_ns>
+ *   ... the result, one fact per line (see print_result), then "done"
+ *
+ * CLOCK_MONOTONIC is the clock of Python's time.monotonic_ns(), so the wrapper's on_window hook
+ * and the engine agree on the window's edges to the nanosecond.
+ *
+ *   engine --hist-selftest < values     records the values, prints the histogram (for the test
+ *                                       that checks this port of HdrHistogram against hdrh)
+ *   engine --probe-fds N                exit 0 if N connections' worth of files can be opened
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Tunables: the same values, for the same reasons, as bench/load.py's. */
+#define STALL_TIMEOUT_S 1.0
+#define STALL_FAIR_SHARES 10
+#define OFFSET_SPAN_BYTES 4093
+#define MESSAGES_MAX 1021
+#define MESSAGE_MEMORY_BYTES (256 << 10)
+#define MIN_TICK_NS 100000
+#define FD_HEADROOM 64
+#define READ_BUFFER_BYTES (256 << 10)
+#define MAX_EVENTS 512
+
+/* -- HdrHistogram's bucket indexing, ported from HdrHistogram_c (src/hdr_histogram.c) ---------
+ *
+ * The bench's histograms are 1 µs .. 60 s at 3 significant digits. hdr_calculate_bucket_config
+ * gives, for those: sub_bucket_count_magnitude = ceil(log2(2 * 10^3)) = 11, so
+ * sub_bucket_half_count_magnitude = 10, sub_bucket_count = 2048, sub_bucket_half_count = 1024,
+ * unit_magnitude = floor(log2(1)) = 0, sub_bucket_mask = 2047; bucket_count = 16 (2047 << 15 is
+ * the first trackable value >= 60,000,000), counts_len = (16 + 1) * 1024 = 17,408.
+ * The Python `hdrh` package computes the same numbers from the same formulas; the engine hands
+ * Python (value, count) pairs and Python records them into hdrh histograms.
+ */
+#define HDR_SUB_BUCKET_HALF_COUNT_MAGNITUDE 10
+#define HDR_SUB_BUCKET_HALF_COUNT 1024
+#define HDR_SUB_BUCKET_MASK 2047
+#define HDR_UNIT_MAGNITUDE 0
+#define HDR_BUCKET_COUNT 16
+#define HDR_COUNTS_LEN ((HDR_BUCKET_COUNT + 1) * HDR_SUB_BUCKET_HALF_COUNT)
+#define LOWEST_US 1
+#define HIGHEST_US 60000000
+
+/* get_bucket_index(): the power of two that holds the value, counted from the first bucket. */
+static int32_t hdr_bucket_index(int64_t value) {
+    int32_t pow2ceiling = 64 - __builtin_clzll((uint64_t)(value | HDR_SUB_BUCKET_MASK));
+    return pow2ceiling - HDR_UNIT_MAGNITUDE - (HDR_SUB_BUCKET_HALF_COUNT_MAGNITUDE + 1);
+}
+
+/* get_sub_bucket_index(): the value's position inside its bucket. */
+static int32_t hdr_sub_bucket_index(int64_t value, int32_t bucket_index) {
+    return (int32_t)(value >> (bucket_index + HDR_UNIT_MAGNITUDE));
+}
+
+/* counts_index() via counts_index_for(): bucket (bucket_index + 1) starts at
+ * (bucket_index + 1) << sub_bucket_half_count_magnitude, plus the offset in the bucket. */
+static int32_t hdr_counts_index(int64_t value) {
+    int32_t bucket_index = hdr_bucket_index(value);
+    int32_t sub_bucket_index = hdr_sub_bucket_index(value, bucket_index);
+    int32_t bucket_base_index = (bucket_index + 1) << HDR_SUB_BUCKET_HALF_COUNT_MAGNITUDE;
+    return bucket_base_index + (sub_bucket_index - HDR_SUB_BUCKET_HALF_COUNT);
+}
+
+/* value_from_array_index() (hdr_value_at_index in newer versions), then value_from_index(): the
+ * lowest value that lands at `index`. Recording it into hdrh lands at the same index, so the
+ * counts, hence every percentile, the mean and the max, come out as if the raw values had been
+ * recorded there. */
+static int64_t hdr_value_at_index(int32_t index) {
+    int32_t bucket_index = (index >> HDR_SUB_BUCKET_HALF_COUNT_MAGNITUDE) - 1;
+    int32_t sub_bucket_index = (index & (HDR_SUB_BUCKET_HALF_COUNT - 1)) + HDR_SUB_BUCKET_HALF_COUNT;
+    if (bucket_index < 0) {
+        sub_bucket_index -= HDR_SUB_BUCKET_HALF_COUNT;
+        bucket_index = 0;
+    }
+    return (int64_t)sub_bucket_index << (bucket_index + HDR_UNIT_MAGNITUDE);
+}
+
+struct hist {
+    int64_t counts[HDR_COUNTS_LEN];
+    int64_t out_of_range; /* clamped into [LOWEST_US, HIGHEST_US], as bench/hist.py does */
+};
+
+/* hdr_record_value(), with bench/hist.py's LatencyCounter.flush() in front: values outside the
+ * trackable range are never dropped, they are clamped and counted. */
+static inline void hist_record_us(struct hist *h, int64_t value_us) {
+    if (value_us > HIGHEST_US) {
+        value_us = HIGHEST_US;
+        h->out_of_range++;
+    } else if (value_us < LOWEST_US) {
+        value_us = LOWEST_US;
+        h->out_of_range++;
+    }
+    h->counts[hdr_counts_index(value_us)]++;
+}
+
+static void hist_add(struct hist *into, const struct hist *from) {
+    for (int i = 0; i < HDR_COUNTS_LEN; i++) into->counts[i] += from->counts[i];
+    into->out_of_range += from->out_of_range;
+}
+
+/* One line: NAME v1 c1 v2 c2 ... for the non-zero buckets, v = the bucket's lowest value. */
+static void hist_print(FILE *out, const char *name, const struct hist *h) {
+    fprintf(out, "%s", name);
+    for (int i = 0; i < HDR_COUNTS_LEN; i++)
+        if (h->counts[i]) fprintf(out, " %" PRId64 " %" PRId64, hdr_value_at_index(i), h->counts[i]);
+    fputc('\n', out);
+}
+
+/* -- State ------------------------------------------------------------------------------------ */
+
+enum { E_CONNECT, E_RESET, E_MISMATCH, E_UNSERVED, E_TIMEOUT, E_KINDS };
+static const char *ERROR_NAMES[E_KINDS] = {"connect", "reset", "mismatch", "unserved", "timeout"};
+
+static struct config {
+    struct sockaddr_in target;
+    int conns, size, threads, sources, ramp_batch_per_thread;
+    double rate; /* 0: closed loop */
+    double warmup_s, duration_s, connect_timeout_s, connect_budget_s, ramp_pause_s, start_wait_s;
+    int cpus[1024], ncpus;
+} cfg;
+
+struct conn {
+    int fd;
+    uint32_t global_index;
+    uint32_t message;      /* index into the thread's offsets: the message in flight */
+    uint32_t written;      /* bytes of it written so far (a large one takes several writes) */
+    uint32_t received;     /* bytes of its echo checked so far */
+    uint8_t in_flight, closed, want_out;
+    uint64_t echoes;       /* complete echoes, ever: served or unserved */
+    int64_t sent_at_ns;    /* closed loop: when the message in flight went out */
+    int64_t first_send_ns; /* open loop: message k is intended at first_send_ns + k * interval */
+    uint64_t due, sent;    /* open loop: scheduled sends that came due; actually written */
+    int64_t intended_ns;   /* open loop: intended send time of the message in flight */
+};
+
+struct thread {
+    int index, cpu;
+    pthread_t tid;
+    int epoll_fd, timer_fd;
+    struct conn *conns;
+    int nconns;             /* established */
+    uint8_t *payload;       /* random bytes; message i is payload[offsets[i] : offsets[i] + size] */
+    uint32_t *offsets, noffsets;
+    uint8_t *buf;           /* what read() fills; checked against the payload, never copied */
+    int64_t interval_ns, window_start_ns, window_end_ns;
+    uint32_t ticker_next;   /* open loop: the next connection in the cyclic order of its sends */
+    struct hist latency, send_lag;
+    uint64_t offered;
+    int64_t errors[E_KINDS];
+    char example[E_KINDS][240];
+    struct rusage cpu0;
+    int cpu0_taken;
+    double cpu_user_s, cpu_sys_s, stall_limit_s;
+    int open_at_end;
+};
+
+static struct thread *threads;
+static atomic_int stop_flag, ready_threads, finished_threads;
+static atomic_llong start_ns = -1; /* set by the main thread on "start" */
+static int stop_event_fd;          /* readable once the run must stop: every epoll watches it */
+static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t start_cond = PTHREAD_COND_INITIALIZER;
+
+#define TAG_TIMER 0ull
+#define TAG_STOP 1ull
+#define TAG_PENDING (2ull << 32)
+#define TAG_CONN (3ull << 32)
+
+static inline int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* the vDSO: no system call */
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void sleep_until_ns(int64_t when_ns) {
+    struct timespec ts = {when_ns / 1000000000, when_ns % 1000000000};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {}
+}
+
+static void count_error(struct thread *t, int kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void count_error(struct thread *t, int kind, const char *fmt, ...) {
+    t->errors[kind]++;
+    if (!t->example[kind][0]) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(t->example[kind], sizeof t->example[kind], fmt, ap);
+        va_end(ap);
+    }
+}
+
+/* -- The messages ------------------------------------------------------------------------------
+ * As make_messages() in bench/load.py: random bytes, and messages cut from them at offsets that
+ * differ from one message to the next, so a stale echo or another connection's bytes mismatch. */
+
+static uint64_t splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void make_messages(struct thread *t) {
+    size_t len = (size_t)cfg.size + OFFSET_SPAN_BYTES;
+    t->payload = malloc(len);
+    uint64_t seed = (uint64_t)now_ns() ^ ((uint64_t)t->index << 40);
+    for (size_t i = 0; i < len; i += 8) { /* fast and unpredictable enough for an echo check */
+        uint64_t r = splitmix64(&seed);
+        memcpy(t->payload + i, &r, len - i < 8 ? len - i : 8);
+    }
+    uint32_t count = MESSAGE_MEMORY_BYTES / cfg.size;
+    t->noffsets = count < 16 ? 16 : count > MESSAGES_MAX ? MESSAGES_MAX : count;
+    t->offsets = malloc(t->noffsets * sizeof *t->offsets);
+    t->offsets[0] = splitmix64(&seed) % OFFSET_SPAN_BYTES;
+    for (uint32_t i = 1; i < t->noffsets; i++)
+        t->offsets[i] = (t->offsets[i - 1] + 1 + splitmix64(&seed) % (OFFSET_SPAN_BYTES - 1))
+                        % OFFSET_SPAN_BYTES;
+}
+
+/* -- One connection ------------------------------------------------------------------------- */
+
+static void close_conn(struct thread *t, struct conn *c) {
+    if (c->closed) return;
+    /* SO_LINGER 0: close() sends RST at once, like asyncio's transport.abort() */
+    struct linger lg = {1, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    epoll_ctl(t->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->closed = 1;
+    c->in_flight = 0;
+}
+
+static void set_events(struct thread *t, struct conn *c, int want_out) {
+    if (c->want_out == want_out) return;
+    struct epoll_event ev = {.events = EPOLLIN | (want_out ? EPOLLOUT : 0),
+                             .data.u64 = TAG_CONN | (uint64_t)(c - t->conns)};
+    epoll_ctl(t->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
+    c->want_out = want_out;
+}
+
+/* Write what is left of the message in flight; wait for EPOLLOUT if the socket buffer is full. */
+static void flush_message(struct thread *t, struct conn *c) {
+    const uint8_t *message = t->payload + t->offsets[c->message];
+    while (c->written < (uint32_t)cfg.size) {
+        ssize_t n = send(c->fd, message + c->written, cfg.size - c->written, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->written += n;
+        } else if (n < 0 && errno == EAGAIN) {
+            set_events(t, c, 1);
+            return;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {
+            count_error(t, E_RESET, "%s (errno %d) writing to the server", strerror(errno), errno);
+            close_conn(t, c);
+            return;
+        }
+    }
+    set_events(t, c, 0);
+}
+
+static void send_next_message(struct thread *t, struct conn *c) {
+    c->message = c->message + 1 == t->noffsets ? 0 : c->message + 1;
+    c->written = 0;
+    c->received = 0;
+    c->in_flight = 1;
+    flush_message(t, c);
+}
+
+/* Open loop: write the oldest due message; its send lag is how late that is. */
+static void open_send(struct thread *t, struct conn *c, int64_t now) {
+    c->intended_ns = c->first_send_ns + (int64_t)c->sent * t->interval_ns;
+    c->sent++;
+    if (t->window_start_ns <= now && now < t->window_end_ns)
+        hist_record_us(&t->send_lag, (now - c->intended_ns) / 1000);
+    send_next_message(t, c);
+}
+
+/* The byte check: every byte read must be the byte sent at that position of the message in
+ * flight; a stale, reordered, corrupted or extra byte is a mismatch, and the connection is over. */
+static void mismatch(struct thread *t, struct conn *c, const uint8_t *data, size_t n) {
+    if (!c->in_flight || c->received >= (uint32_t)cfg.size) {
+        count_error(t, E_MISMATCH, "%zu byte(s) more than was sent came back", n);
+    } else {
+        const uint8_t *sent = t->payload + t->offsets[c->message] + c->received;
+        size_t sent_len = n < (size_t)cfg.size - c->received ? n : (size_t)cfg.size - c->received;
+        size_t i = 0;
+        while (i < sent_len && data[i] == sent[i]) i++;
+        if (i < sent_len)
+            count_error(t, E_MISMATCH, "byte %zu of a %d-byte message came back as 0x%02x, "
+                        "0x%02x was sent", c->received + i, cfg.size, data[i], sent[i]);
+        else
+            count_error(t, E_MISMATCH, "%zu byte(s) more than was sent came back", n - sent_len);
+    }
+    close_conn(t, c);
+}
+
+static void on_readable(struct thread *t, struct conn *c) {
+    ssize_t n = read(c->fd, t->buf, READ_BUFFER_BYTES);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) return;
+        count_error(t, E_RESET, "%s (errno %d)", strerror(errno), errno);
+        close_conn(t, c);
+        return;
+    }
+    if (n == 0) { /* the server closed its side: whatever was in flight is lost */
+        count_error(t, E_RESET, "unexpected EOF from the server");
+        close_conn(t, c);
+        return;
+    }
+    if (!c->in_flight || c->received + (size_t)n > (size_t)cfg.size
+            || memcmp(t->buf, t->payload + t->offsets[c->message] + c->received, n) != 0) {
+        mismatch(t, c, t->buf, n);
+        return;
+    }
+    c->received += n;
+    if (c->received < (uint32_t)cfg.size) return; /* more of this echo to come */
+
+    /* The echo is complete. One clock read: the end of this round trip starts the next one. */
+    int64_t now = now_ns();
+    c->echoes++;
+    int in_window = t->window_start_ns <= now && now < t->window_end_ns;
+    if (cfg.rate == 0) {
+        if (in_window) hist_record_us(&t->latency, (now - c->sent_at_ns) / 1000);
+        c->sent_at_ns = now;
+        send_next_message(t, c);
+    } else {
+        c->in_flight = 0;
+        /* Charged from the INTENDED send time: the coordinated-omission correction (wrk2's
+         * expected_latency_start = thread_start + complete / throughput). */
+        if (in_window) hist_record_us(&t->latency, (now - c->intended_ns) / 1000);
+        if (c->sent < c->due) open_send(t, c, now); /* it queued behind this one: already late */
+    }
+}
+
+/* -- The open-loop ticker ----------------------------------------------------------------------
+ * As _OpenLoopTicker in bench/load.py: the thread's connections share one interval and their
+ * first sends lie within one interval, so in order of first send they come due in a fixed cyclic
+ * order; walk it, fire what is due, sleep on the timerfd until the next one. Returns the next
+ * due time, or INT64_MAX when nothing more is scheduled inside the window. */
+static int64_t tick(struct thread *t, int64_t now) {
+    if (t->nconns == 0) return INT64_MAX;
+    for (;;) {
+        struct conn *c = &t->conns[t->ticker_next];
+        int64_t due_ns = c->first_send_ns + (int64_t)c->due * t->interval_ns;
+        if (due_ns >= t->window_end_ns) return INT64_MAX;
+        if (due_ns > now) return due_ns;
+        c->due++;
+        if (!c->closed) {
+            if (t->window_start_ns <= due_ns) t->offered++;
+            if (!c->in_flight) open_send(t, c, now);
+        }
+        if (++t->ticker_next == (uint32_t)t->nconns) t->ticker_next = 0;
+    }
+}
+
+static void arm_timer(struct thread *t, int64_t when_ns) {
+    struct itimerspec spec = {{0, 0}, {when_ns / 1000000000, when_ns % 1000000000}};
+    timerfd_settime(t->timer_fd, TFD_TIMER_ABSTIME, &spec, NULL);
+}
+
+/* -- Phase 1: connect, in batches (a ramp, so the server's listen queue never overflows) ------- */
+
+static void connect_all(struct thread *t) {
+    int share = 0;
+    for (int g = t->index; g < cfg.conns; g += cfg.threads) share++;
+    t->conns = calloc(share ? share : 1, sizeof *t->conns);
+    int batch = cfg.ramp_batch_per_thread;
+    struct { int fd; uint32_t g; int state; } *pending = calloc(batch, sizeof *pending);
+    struct epoll_event events[MAX_EVENTS];
+    int64_t deadline = now_ns() + (int64_t)(cfg.connect_budget_s * 1e9);
+
+    for (int first = 0; first < share; first += batch) {
+        int count = share - first < batch ? share - first : batch;
+        int64_t now = now_ns();
+        if (now >= deadline || atomic_load(&stop_flag)) {
+            for (int i = 0; i < count; i++)
+                count_error(t, E_CONNECT, "not attempted: the connect phase ran out of time");
+            continue;
+        }
+        double timeout_s = fmin(cfg.connect_timeout_s, (deadline - now) / 1e9);
+        int waiting = 0;
+        for (int i = 0; i < count; i++) {
+            uint32_t g = t->index + (uint32_t)(first + i) * cfg.threads;
+            pending[i].g = g;
+            pending[i].state = -1; /* failed, until it connects */
+            int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (fd < 0) {
+                count_error(t, E_CONNECT, "socket(): %s (errno %d)", strerror(errno), errno);
+                continue;
+            }
+            int one = 1;
+            /* Nagle's algorithm would hold a small write back for the previous segment's ACK */
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            if (cfg.sources > 1) {
+                /* Past ~28,000 connections one (source, destination) pair runs out of ephemeral
+                 * ports. Bind each connection to one of several loopback sources (all of
+                 * 127.0.0.0/8 is routed to lo); IP_BIND_ADDRESS_NO_PORT leaves the choice of the
+                 * port to connect(), which can then reuse a port toward another destination. */
+                struct sockaddr_in src = {.sin_family = AF_INET,
+                                          .sin_addr.s_addr = htonl(0x7f000001u + g % cfg.sources)};
+                setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+                if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) {
+                    count_error(t, E_CONNECT, "bind to 127.0.0.%u: %s (errno %d)",
+                                1 + g % cfg.sources, strerror(errno), errno);
+                    close(fd);
+                    continue;
+                }
+            }
+            if (connect(fd, (struct sockaddr *)&cfg.target, sizeof cfg.target) < 0
+                    && errno != EINPROGRESS) {
+                count_error(t, E_CONNECT, "connect(): %s (errno %d)", strerror(errno), errno);
+                close(fd);
+                continue;
+            }
+            /* writable once the handshake is done (or failed); ONESHOT: report it once */
+            struct epoll_event ev = {.events = EPOLLOUT | EPOLLONESHOT,
+                                     .data.u64 = TAG_PENDING | (uint64_t)i};
+            epoll_ctl(t->epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+            pending[i].fd = fd;
+            pending[i].state = 0; /* in progress */
+            waiting++;
+        }
+        int64_t batch_deadline = now_ns() + (int64_t)(timeout_s * 1e9);
+        while (waiting > 0 && !atomic_load(&stop_flag)) {
+            int64_t left_ms = (batch_deadline - now_ns() + 999999) / 1000000;
+            if (left_ms <= 0) break;
+            int n = epoll_wait(t->epoll_fd, events, MAX_EVENTS, (int)left_ms);
+            for (int e = 0; e < n; e++) {
+                uint64_t tag = events[e].data.u64;
+                if ((tag >> 32) == (TAG_CONN >> 32)) {
+                    /* an established connection of an earlier batch: the server hung up on it
+                     * or sent bytes nobody asked for (reset or mismatch, as in the run) */
+                    struct conn *c = &t->conns[(uint32_t)tag];
+                    if (!c->closed) on_readable(t, c);
+                    continue;
+                }
+                if ((tag >> 32) != (TAG_PENDING >> 32)) continue; /* the stop event */
+                int i = (int)(uint32_t)tag;
+                int err = 0;
+                socklen_t len = sizeof err;
+                getsockopt(pending[i].fd, SOL_SOCKET, SO_ERROR, &err, &len);
+                waiting--;
+                if (err) {
+                    count_error(t, E_CONNECT, "connect(): %s (errno %d)", strerror(err), err);
+                    epoll_ctl(t->epoll_fd, EPOLL_CTL_DEL, pending[i].fd, NULL);
+                    close(pending[i].fd);
+                    pending[i].state = -1;
+                } else {
+                    pending[i].state = 1;
+                }
+            }
+        }
+        /* In order of global index, so that the open-loop ticker's cyclic order holds. */
+        for (int i = 0; i < count; i++) {
+            if (pending[i].state == 0) {
+                count_error(t, E_CONNECT, "not connected within %.1f s", timeout_s);
+                epoll_ctl(t->epoll_fd, EPOLL_CTL_DEL, pending[i].fd, NULL);
+                close(pending[i].fd);
+            } else if (pending[i].state == 1) {
+                struct conn *c = &t->conns[t->nconns];
+                c->fd = pending[i].fd;
+                c->global_index = pending[i].g;
+                c->message = (pending[i].g * 7919u) % t->noffsets; /* spread the starting points */
+                struct epoll_event ev = {.events = EPOLLIN,
+                                         .data.u64 = TAG_CONN | (uint64_t)t->nconns};
+                epoll_ctl(t->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
+                t->nconns++;
+            }
+        }
+        if (first + batch < share) sleep_until_ns(now_ns() + (int64_t)(cfg.ramp_pause_s * 1e9));
+    }
+    free(pending);
+}
+
+/* -- Phase 2: warm up, then measure --------------------------------------------------------- */
+
+static double stall_limit_s(int open_conns, int64_t completed, double window_s) {
+    if (cfg.rate != 0 || window_s <= 0 || !completed || !open_conns) return STALL_TIMEOUT_S;
+    double fair_wait_s = open_conns / (completed / window_s); /* Little's law */
+    return fmax(STALL_TIMEOUT_S, STALL_FAIR_SHARES * fair_wait_s);
+}
+
+static int64_t total_count(const struct hist *h) {
+    int64_t total = 0;
+    for (int i = 0; i < HDR_COUNTS_LEN; i++) total += h->counts[i];
+    return total;
+}
+
+static void run(struct thread *t, int64_t start) {
+    t->window_start_ns = start + (int64_t)(cfg.warmup_s * 1e9);
+    t->window_end_ns = t->window_start_ns + (int64_t)(cfg.duration_s * 1e9);
+    if (cfg.rate != 0) {
+        /* open_loop_schedule() of bench/load.py: connection g sends every conns / rate seconds,
+         * starting g / rate seconds after the start, so all sends are evenly spaced 1 / rate. */
+        t->interval_ns = llround(cfg.conns * 1e9 / cfg.rate);
+        for (int i = 0; i < t->nconns; i++)
+            t->conns[i].first_send_ns = start + llround(t->conns[i].global_index * 1e9 / cfg.rate);
+    }
+    sleep_until_ns(start);
+    int64_t now = now_ns();
+    if (cfg.rate == 0) {
+        for (int i = 0; i < t->nconns; i++) {
+            struct conn *c = &t->conns[i];
+            if (c->closed) continue;
+            c->sent_at_ns = now;
+            c->message = c->message == 0 ? t->noffsets - 1 : c->message - 1; /* next = its own */
+            send_next_message(t, c);
+        }
+    }
+    int64_t next_due = cfg.rate != 0 ? tick(t, now) : INT64_MAX;
+    struct epoll_event events[MAX_EVENTS];
+    int done = 0;
+    while (!done) {
+        /* One timer for everything that is not a socket: the window's edges and the schedule. */
+        int64_t wake = t->window_end_ns;
+        if (!t->cpu0_taken && t->window_start_ns < wake) wake = t->window_start_ns;
+        if (next_due < wake) wake = next_due > now + MIN_TICK_NS ? next_due : now + MIN_TICK_NS;
+        arm_timer(t, wake);
+        int n = epoll_wait(t->epoll_fd, events, MAX_EVENTS, -1);
+        for (int e = 0; e < n; e++) {
+            uint64_t tag = events[e].data.u64;
+            if (tag == TAG_TIMER) {
+                uint64_t expirations;
+                if (read(t->timer_fd, &expirations, sizeof expirations) < 0) {}
+                now = now_ns();
+                if (!t->cpu0_taken && now >= t->window_start_ns) {
+                    getrusage(RUSAGE_THREAD, &t->cpu0); /* this thread's CPU time so far */
+                    t->cpu0_taken = 1;
+                }
+                if (now >= t->window_end_ns) done = 1;
+                else if (cfg.rate != 0) next_due = tick(t, now);
+            } else if (tag == TAG_STOP) {
+                done = 1;
+            } else {
+                struct conn *c = &t->conns[(uint32_t)tag];
+                if (c->closed) continue;
+                if (events[e].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) on_readable(t, c);
+                if (!c->closed && (events[e].events & EPOLLOUT)) flush_message(t, c);
+            }
+        }
+        now = now_ns();
+    }
+
+    /* The window is over: the CPU reading first, so the wrap-up is not charged to it. */
+    struct rusage cpu1;
+    getrusage(RUSAGE_THREAD, &cpu1);
+    if (t->cpu0_taken) {
+        t->cpu_user_s = (cpu1.ru_utime.tv_sec - t->cpu0.ru_utime.tv_sec)
+                        + (cpu1.ru_utime.tv_usec - t->cpu0.ru_utime.tv_usec) / 1e6;
+        t->cpu_sys_s = (cpu1.ru_stime.tv_sec - t->cpu0.ru_stime.tv_sec)
+                       + (cpu1.ru_stime.tv_usec - t->cpu0.ru_stime.tv_usec) / 1e6;
+    }
+    int64_t end = now < t->window_end_ns ? now : t->window_end_ns;
+    for (int i = 0; i < t->nconns; i++) t->open_at_end += !t->conns[i].closed;
+    t->stall_limit_s = stall_limit_s(t->open_at_end, total_count(&t->latency),
+                                     (end - t->window_start_ns) / 1e9);
+    int64_t stall_ns = (int64_t)(t->stall_limit_s * 1e9);
+    for (int i = 0; i < t->nconns; i++) {
+        struct conn *c = &t->conns[i];
+        if (c->closed) continue; /* closed after an error, which was counted as such */
+        /* unserved: no echo at all; an open-loop connection that was never due a send was
+         * never asked anything, and is not unserved */
+        if (c->echoes == 0 && (cfg.rate == 0 || c->sent > 0)) {
+            t->errors[E_UNSERVED]++;
+        } else if (cfg.rate == 0) {
+            t->errors[E_TIMEOUT] += c->in_flight && end - c->sent_at_ns >= stall_ns;
+        } else {
+            /* in-flight plus queued messages whose intended time is older than the stall limit */
+            int64_t cutoff = end - stall_ns;
+            if (cutoff >= c->first_send_ns) {
+                int64_t last_stale = (cutoff - c->first_send_ns) / t->interval_ns;
+                int64_t stale = (int64_t)c->due < last_stale + 1 ? (int64_t)c->due : last_stale + 1;
+                int64_t late = stale - (int64_t)c->echoes;
+                if (late > 0) t->errors[E_TIMEOUT] += late;
+            }
+        }
+    }
+    if (t->errors[E_UNSERVED] && !t->example[E_UNSERVED][0])
+        snprintf(t->example[E_UNSERVED], sizeof t->example[0], "connected, but no echo at all in "
+                 "%.1f s (warm-up and window)", (end > start ? end - start : 0) / 1e9);
+    if (t->errors[E_TIMEOUT] && !t->example[E_TIMEOUT][0])
+        snprintf(t->example[E_TIMEOUT], sizeof t->example[0], "no echo within %.1f s of the "
+                 "(intended) send time by the end", t->stall_limit_s);
+}
+
+static void *thread_main(void *arg) {
+    struct thread *t = arg;
+    if (t->cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(t->cpu, &set);
+        sched_setaffinity(0, sizeof set, &set); /* 0: the calling thread */
+    }
+    make_messages(t);
+    t->buf = malloc(READ_BUFFER_BYTES);
+    t->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    t->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_TIMER};
+    epoll_ctl(t->epoll_fd, EPOLL_CTL_ADD, t->timer_fd, &ev);
+    ev.data.u64 = TAG_STOP;
+    epoll_ctl(t->epoll_fd, EPOLL_CTL_ADD, stop_event_fd, &ev);
+
+    connect_all(t);
+    atomic_fetch_add(&ready_threads, 1);
+    pthread_mutex_lock(&start_lock);
+    while (atomic_load(&start_ns) < 0 && !atomic_load(&stop_flag))
+        pthread_cond_wait(&start_cond, &start_lock);
+    pthread_mutex_unlock(&start_lock);
+    if (!atomic_load(&stop_flag)) run(t, atomic_load(&start_ns));
+    for (int i = 0; i < t->nconns; i++) close_conn(t, &t->conns[i]);
+    atomic_fetch_add(&finished_threads, 1);
+    return NULL;
+}
+
+/* -- The main thread: limits, threads, the line protocol, the result ------------------------- */
+
+/* Raise RLIMIT_NOFILE for `conns` connections: the soft limit to the hard one, and the hard one
+ * itself where allowed (root, CAP_SYS_RESOURCE, up to fs.nr_open). NULL if it worked. */
+static const char *raise_fd_limit(int conns, char *why, size_t why_len) {
+    rlim_t wanted = (rlim_t)conns + FD_HEADROOM;
+    struct rlimit lim;
+    getrlimit(RLIMIT_NOFILE, &lim);
+    if (lim.rlim_max != RLIM_INFINITY && lim.rlim_max < wanted) {
+        struct rlimit raised = {wanted, wanted};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) return NULL;
+        snprintf(why, why_len, "%d connections need about %llu open files, but the hard limit "
+                 "(ulimit -Hn) is %llu and this user may not raise it: raise it, e.g. `ulimit -n "
+                 "%llu` as root or in /etc/security/limits.conf, then run again", conns,
+                 (unsigned long long)wanted, (unsigned long long)lim.rlim_max,
+                 (unsigned long long)(wanted > 20000 ? wanted : 20000));
+        return why;
+    }
+    if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < wanted) {
+        lim.rlim_cur = lim.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &lim);
+    }
+    return NULL;
+}
+
+static void print_result(FILE *out) {
+    struct hist *latency = calloc(1, sizeof *latency), *lag = calloc(1, sizeof *lag);
+    int64_t errors[E_KINDS] = {0};
+    const char *examples[E_KINDS] = {0};
+    long established = 0, open_at_end = 0;
+    uint64_t offered = 0;
+    double user = 0, sys = 0, stall = STALL_TIMEOUT_S;
+    for (int w = 0; w < cfg.threads; w++) {
+        struct thread *t = &threads[w];
+        hist_add(latency, &t->latency);
+        hist_add(lag, &t->send_lag);
+        for (int k = 0; k < E_KINDS; k++) {
+            errors[k] += t->errors[k];
+            if (!examples[k] && t->example[k][0]) examples[k] = t->example[k];
+        }
+        established += t->nconns;
+        open_at_end += t->open_at_end;
+        offered += t->offered;
+        user += t->cpu_user_s;
+        sys += t->cpu_sys_s;
+        if (t->stall_limit_s > stall) stall = t->stall_limit_s;
+    }
+    fprintf(out, "conns_established %ld\nconns_open_at_end %ld\n", established, open_at_end);
+    fprintf(out, "stall_limit_s %.6f\noffered %" PRIu64 "\n", stall, offered);
+    fprintf(out, "cpu_user_s %.6f\ncpu_sys_s %.6f\n", user, sys);
+    fprintf(out, "latency_out_of_range %" PRId64 "\n", latency->out_of_range);
+    for (int k = 0; k < E_KINDS; k++) fprintf(out, "error %s %" PRId64 "\n", ERROR_NAMES[k], errors[k]);
+    for (int k = 0; k < E_KINDS; k++)
+        if (examples[k]) fprintf(out, "example %s %s\n", ERROR_NAMES[k], examples[k]);
+    hist_print(out, "latency", latency);
+    hist_print(out, "send_lag", lag);
+    fprintf(out, "done\n");
+    fflush(out);
+    free(latency);
+    free(lag);
+}
+
+/* Wait for a line on stdin for up to timeout_ms; returns 1 with the line, 0 on timeout, -1 on
+ * EOF (the wrapper is gone). */
+static int read_line(char *line, size_t len, int timeout_ms) {
+    struct pollfd p = {0, POLLIN, 0};
+    int r = poll(&p, 1, timeout_ms);
+    if (r == 0) return 0;
+    if (r < 0) return errno == EINTR ? 0 : -1;
+    return fgets(line, (int)len, stdin) ? 1 : -1;
+}
+
+static void stop_all(void) {
+    atomic_store(&stop_flag, 1);
+    uint64_t one = 1;
+    if (write(stop_event_fd, &one, sizeof one) < 0) {} /* wakes every thread's epoll_wait */
+    pthread_mutex_lock(&start_lock);
+    pthread_cond_broadcast(&start_cond);
+    pthread_mutex_unlock(&start_lock);
+}
+
+static int hist_selftest(void) {
+    struct hist *h = calloc(1, sizeof *h);
+    long long value;
+    while (scanf("%lld", &value) == 1) hist_record_us(h, value);
+    printf("latency_out_of_range %" PRId64 "\n", h->out_of_range);
+    hist_print(stdout, "latency", h);
+    return 0;
+}
+
+static int usage(const char *why) {
+    fprintf(stderr, "engine: %s\nusage: engine --host A --port P --conns N --size B --warmup S "
+            "--duration S [--rate R] --threads T [--cpus 0,1] --connect-timeout S "
+            "--connect-budget S --ramp-batch N --ramp-pause S --start-wait S [--sources K]\n"
+            "(bench/engine/__init__.py runs it; use python -m bench.load --engine c)\n", why);
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 2 && !strcmp(argv[1], "--hist-selftest")) return hist_selftest();
+    char why[512];
+    if (argc == 3 && !strcmp(argv[1], "--probe-fds")) {
+        if (raise_fd_limit(atoi(argv[2]), why, sizeof why)) {
+            fprintf(stderr, "%s\n", why);
+            return 2;
+        }
+        return 0;
+    }
+    const char *host = "127.0.0.1";
+    int port = 0;
+    cfg.threads = 1;
+    cfg.sources = 1;
+    cfg.ncpus = 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (!strcmp(k, "--host")) host = v;
+        else if (!strcmp(k, "--port")) port = atoi(v);
+        else if (!strcmp(k, "--conns")) cfg.conns = atoi(v);
+        else if (!strcmp(k, "--size")) cfg.size = atoi(v);
+        else if (!strcmp(k, "--warmup")) cfg.warmup_s = atof(v);
+        else if (!strcmp(k, "--duration")) cfg.duration_s = atof(v);
+        else if (!strcmp(k, "--rate")) cfg.rate = atof(v);
+        else if (!strcmp(k, "--threads")) cfg.threads = atoi(v);
+        else if (!strcmp(k, "--connect-timeout")) cfg.connect_timeout_s = atof(v);
+        else if (!strcmp(k, "--connect-budget")) cfg.connect_budget_s = atof(v);
+        else if (!strcmp(k, "--ramp-batch")) cfg.ramp_batch_per_thread = atoi(v);
+        else if (!strcmp(k, "--ramp-pause")) cfg.ramp_pause_s = atof(v);
+        else if (!strcmp(k, "--start-wait")) cfg.start_wait_s = atof(v);
+        else if (!strcmp(k, "--sources")) cfg.sources = atoi(v);
+        else if (!strcmp(k, "--cpus")) {
+            for (const char *p = v; *p && cfg.ncpus < 1024; p++) {
+                cfg.cpus[cfg.ncpus++] = (int)strtol(p, (char **)&p, 10);
+                if (!*p) break;
+            }
+        } else return usage("unknown option");
+    }
+    if (cfg.conns <= 0 || cfg.size <= 0 || cfg.threads <= 0 || cfg.duration_s <= 0 || port <= 0
+            || cfg.ramp_batch_per_thread <= 0 || cfg.sources <= 0 || cfg.rate < 0)
+        return usage("missing or bad option");
+    if (cfg.threads > cfg.conns) cfg.threads = cfg.conns;
+
+    /* Ctrl-C reaches the whole process group; the wrapper handles it and stops us. If the
+     * wrapper dies without a word, the kernel sends SIGTERM (and stdin reads EOF). */
+    signal(SIGINT, SIG_IGN);
+    setvbuf(stdin, NULL, _IONBF, 0); /* poll() must see every line: none may wait in a buffer */
+    signal(SIGPIPE, SIG_IGN);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *found;
+    int gai = getaddrinfo(host, NULL, &hints, &found);
+    if (gai != 0) {
+        printf("ready 0\nerror connect %d\nexample connect cannot resolve %s: %s\n", cfg.conns,
+               host, gai_strerror(gai));
+        printf("conns_established 0\ndone\n");
+        return 0;
+    }
+    cfg.target = *(struct sockaddr_in *)found->ai_addr;
+    cfg.target.sin_port = htons(port);
+    freeaddrinfo(found);
+
+    if (raise_fd_limit(cfg.conns, why, sizeof why)) {
+        fprintf(stderr, "too few file descriptors: %s\n", why);
+        return 2;
+    }
+    stop_event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    threads = calloc(cfg.threads, sizeof *threads);
+    for (int w = 0; w < cfg.threads; w++) {
+        threads[w].index = w;
+        threads[w].cpu = cfg.ncpus ? cfg.cpus[w % cfg.ncpus] : -1;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, 1 << 20);
+        pthread_create(&threads[w].tid, &attr, thread_main, &threads[w]);
+        pthread_attr_destroy(&attr);
+    }
+
+    /* Phase 1: wait until every thread has connected its share. Only EOF on stdin (the wrapper
+     * is gone) is looked for meanwhile: the wrapper says nothing before "ready". */
+    char line[256];
+    while (atomic_load(&ready_threads) < cfg.threads) {
+        struct pollfd p = {0, POLLIN, 0};
+        if (atomic_load(&stop_flag)) {
+            usleep(1000);
+            continue;
+        }
+        if (poll(&p, 1, 20) <= 0) continue;
+        if (p.revents & (POLLHUP | POLLERR)) stop_all();
+        else usleep(1000); /* a line came early: it waits for phase 2 */
+    }
+    long established = 0;
+    for (int w = 0; w < cfg.threads; w++) established += threads[w].nconns;
+    printf("ready %ld\n", established);
+    fflush(stdout);
+
+    /* Phase 2: "start <ns>" from the wrapper, or stop. */
+    int64_t give_up = now_ns() + (int64_t)(cfg.start_wait_s * 1e9);
+    while (!atomic_load(&stop_flag)) {
+        int r = read_line(line, sizeof line, 100);
+        if (r < 0 || (r > 0 && strncmp(line, "start ", 6) != 0) || now_ns() > give_up) {
+            stop_all();
+            break;
+        }
+        if (r > 0) {
+            int64_t start = strtoll(line + 6, NULL, 10);
+            int64_t window_start = start + (int64_t)(cfg.warmup_s * 1e9);
+            printf("window %" PRId64 " %" PRId64 "\n", window_start,
+                   window_start + (int64_t)(cfg.duration_s * 1e9));
+            fflush(stdout);
+            pthread_mutex_lock(&start_lock);
+            atomic_store(&start_ns, start);
+            pthread_cond_broadcast(&start_cond);
+            pthread_mutex_unlock(&start_lock);
+            break;
+        }
+    }
+    /* Phase 3: the threads run to the end of the window; a "stop" or EOF ends them early. */
+    while (atomic_load(&finished_threads) < cfg.threads) {
+        int r = read_line(line, sizeof line, 20);
+        if (r < 0) {
+            stop_all();
+            usleep(20000); /* EOF stays readable: do not spin on it */
+        } else if (r > 0) {
+            stop_all();
+        }
+    }
+    for (int w = 0; w < cfg.threads; w++) pthread_join(threads[w].tid, NULL);
+    print_result(stdout);
+    return 0;
+}
