@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 
-from lessons.common import Lesson, linux_only, parse_args
+from lessons.common import Claim, Lesson, linux_only, parse_args
 
 FD_SETSIZE = 1024  # glibc's, fixed when libc was built; Python does not export it
 IDLE_COUNTS = (10, 100, 1_000, 10_000)
@@ -186,6 +186,84 @@ def regular_file_readiness() -> dict[str, str]:
                 except OSError as exc:
                     answers["epoll"] = f"{errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror}"
     return answers
+
+
+# -- Pictures, from the recorded run (lessons/figures.py) ---------------------------------------------
+
+MECHANISMS = ("select", "poll", "epoll")
+
+
+def wait_cost(m, mech: str, idle: int):
+    """The recorded µs of one wait call, or None where it was not measured."""
+    entry = m.get(f"{mech} wait, {idle:,} idle fds")
+    return entry["value"] if entry else None
+
+
+def draw_wait_cost(record: dict, fig) -> None:
+    """One wait call's cost against the number of idle descriptors, log-log."""
+    from lessons.figures import COLOURS, not_measured
+    m = record.get("measurements", {})
+    curves = {mech: [(n, wait_cost(m, mech, n)) for n in IDLE_COUNTS if wait_cost(m, mech, n) is not None]
+              for mech in MECHANISMS}
+    if not any(curves.values()):
+        return not_measured(fig, "this run recorded no wait costs")
+    ax = fig.subplots()
+    for colour, (mech, points) in zip(COLOURS, curves.items(), strict=False):
+        if points:
+            ax.plot([n for n, _ in points], [us for _, us in points], marker="o", color=colour,
+                    label=f"{mech}()" if mech != "epoll" else "epoll_wait()")
+    if curves["poll"]:
+        n0, us0 = curves["poll"][0]
+        ns = [n0, IDLE_COUNTS[-1]]
+        ax.plot(ns, [us0 * n / n0 for n in ns], color=COLOURS[7], linestyle=":", linewidth=1,
+                label="proportional to n (slope 1)")
+    ax.axvline(FD_SETSIZE, color=COLOURS[1], linestyle="--", linewidth=1)
+    top_us = max(us for points in curves.values() for _, us in points)
+    ax.text(FD_SETSIZE, top_us, f" FD_SETSIZE = {FD_SETSIZE}:\n select() cannot go past", color=COLOURS[0],
+            fontsize=9, va="top")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("idle descriptors watched, plus one ready (log scale)")
+    ax.set_ylabel("µs per wait call (log scale)")
+    ax.set_title("One wait call: select and poll check every descriptor, epoll_wait reads the ready list")
+    ax.legend(loc="upper left")
+
+
+PICTURES = {"wait-cost": draw_wait_cost}
+
+
+def _ratio(m, mech: str, hi: int, lo: int) -> float:
+    return m[f"{mech} wait, {hi:,} idle fds"] / m[f"{mech} wait, {lo:,} idle fds"]
+
+
+# The page's comparative sentences, checked against the recorded run (tests/test_claims.py).
+CLAIMS = [
+    Claim("select takes descriptor 1023 and refuses 1024",
+          lambda m: m["select() on fd 1023"].startswith("accepted")
+          and not m["select() on fd 1024"].startswith("accepted") and m["poll() on fd 1024"].startswith("accepted"),
+          "select() accepted fd 1023 and refused 1024; poll() took 1024"),
+    Claim("select and poll grow\n  roughly in proportion to the number of idle descriptors",
+          lambda m: _ratio(m, "poll", 10_000, 100) > 20 and _ratio(m, "select", 1_000, 100) > 4
+          and _ratio(m, "poll", 1_000, 100) > 4,
+          "100 -> 1,000 fds: select and poll over 4x; 100 -> 10,000: poll over 20x"),
+    Claim("epoll stays flat",
+          lambda m: _ratio(m, "epoll", 10_000, 10) < 2,
+          "epoll_wait at 10,000 idle fds costs under 2x what it does at 10"),
+    Claim("Level-triggered reported the unread bytes on every one of the waits, and\n  still after a partial read",
+          lambda m: m["level-triggered reports, 100 bytes unread"] == WAITS
+          and m["level-triggered reports, after reading 10 of them"] == WAITS,
+          "level-triggered: every wait reported, before and after the partial read"),
+    Claim("Edge-triggered reported them once, then said nothing after a partial\n  read",
+          lambda m: m["edge-triggered reports, 100 bytes unread"] == 1
+          and m["edge-triggered reports, after reading 10 of them"] == 0
+          and m["edge-triggered reports, after 1 new byte arrives"] == 1,
+          "edge-triggered: 1 report, then 0 after the partial read, then 1 for the new byte"),
+    Claim("select and poll said the regular file was readable and writable;\n  epoll refused it with `EPERM`",
+          lambda m: m["select() on a regular file"] == "readable, writable"
+          and "POLLIN" in m["poll() revents on a regular file"] and "POLLOUT" in m["poll() revents on a regular file"]
+          and m["epoll_ctl(ADD) of a regular file"].startswith("EPERM"),
+          "select/poll: readable and writable; epoll_ctl: EPERM"),
+]
 
 
 def main() -> int:
