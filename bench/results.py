@@ -342,6 +342,43 @@ def noise_verdict(steal_pct: float | None, foreign_cpu_pct: float | None) -> tup
     return bool(why), "; ".join(why) or None
 
 
+def window_noise(w: dict, *, client_cpu_s: float | None, client_duration_s: float | None,
+                 cpus: int, loadavg_1m: float | None, freq_mhz: float | None,
+                 governor: str | None) -> dict:
+    """The record's noise figures for one window, from the sampler's window (bench/sample.py:
+    the machine's CPU counters and the runner's own CPU at the window's edges, the server tree's
+    CPU between them) and the generator's own CPU over its window. Foreign CPU is what the
+    machine ran besides the server's tree, the generator's workers and the runner itself."""
+    steal_pct = foreign_pct = None
+    span = w.get("span_s")
+    total = w.get("machine_total_s")
+    if span and total:
+        steal_pct = round(100.0 * w["machine_steal_s"] / total, 2)
+        client = (client_cpu_s or 0.0) * (span / client_duration_s if client_duration_s else 1.0)
+        foreign_s = w["machine_busy_s"] - w.get("cpu_s", 0.0) - client - w.get("runner_cpu_s", 0.0)
+        # the counters tick at 100 Hz: a small negative figure is rounding, not negative work
+        foreign_pct = round(max(0.0, 100.0 * foreign_s / (span * cpus)), 1)
+    noisy, why = noise_verdict(steal_pct, foreign_pct)
+    return {"steal_pct": steal_pct, "foreign_cpu_pct": foreign_pct,
+            "loadavg_1m": None if loadavg_1m is None else round(loadavg_1m, 2),
+            "freq_mhz": freq_mhz, "governor": governor, "noisy": noisy, "why": why}
+
+
+def noise_summary(records: Iterable[dict], busy_at_start: dict | None) -> dict:
+    """meta.json's machine-noise summary over the run's windows."""
+    noises = [r["noise"] for r in records if isinstance(r.get("noise"), dict)]
+
+    def agg(key):
+        values = [n[key] for n in noises if _num(n.get(key)) is not None]
+        return ({"median": round(statistics.median(values), 2), "max": round(max(values), 2)}
+                if values else None)
+
+    return {"windows": len(noises), "noisy_windows": sum(1 for n in noises if n.get("noisy")),
+            "steal_pct": agg("steal_pct"), "foreign_cpu_pct": agg("foreign_cpu_pct"),
+            "loadavg_1m": agg("loadavg_1m"), "busy_at_start": busy_at_start,
+            "thresholds": {"foreign_cpu_pct": FOREIGN_NOISY_PCT, "steal_pct": STEAL_NOISY_PCT}}
+
+
 def tail_samples(requests: int | None, percentile: float) -> float | None:
     """How many requests lie beyond ``percentile`` (99.99 -> 0.01 % of them)."""
     if not requests:

@@ -37,18 +37,18 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import random
 import re
+import shlex
 import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -118,6 +118,14 @@ class Profile:
     description: str
     default_servers: list[str] | None = None  # None = every available server
     notes: list[str] = field(default_factory=list)
+    # Repeat until stable (see run()): `repeats` rounds of every cell at least, then more rounds,
+    # up to rounds_max, for the servers whose 95 % CI of the median vs_ref is still wider than
+    # ±tolerance, while the cell's share of budget_s lasts. weights: a cell's share of the budget
+    # ({(conns, size_bytes): weight}, default 1). budget_s None: exactly `repeats` rounds.
+    rounds_max: int | None = None
+    budget_s: float | None = None
+    tolerance: float = results.TOLERANCE
+    weights: dict = field(default_factory=dict)
 
 
 def _closed(conns, sizes):
@@ -132,10 +140,15 @@ PROFILES = {
     "smoke": Profile("smoke", _closed([1, 8], [1024]), repeats=1, warmup_s=0.2, measure_s=0.5,
                      description="two tiny cells, one repeat: checks the pipeline, measures nothing",
                      default_servers=["threads", "select"]),
-    # `make bench`: every model at a glance on a 2-core laptop, in about five minutes.
+    # `make bench`: every model at a glance on a 2-core laptop, in about six minutes. Short
+    # windows, so that 3 rounds of ~20 servers and the reference fit, and what the budget has
+    # left goes to more rounds where a CI is still wide; 16 x 1 KiB (where runs are compared)
+    # gets 3 shares of it. A CI of the median needs 6 rounds (bench/results.py).
     "quick": Profile("quick", _closed([1, 16, 128], [1024]) + [Cell(16, 64 * 1024)],
-                     repeats=3, warmup_s=0.25, measure_s=0.7,
-                     description="1, 16 and 128 connections x 1 KiB, 16 x 64 KiB, 3 repeats"),
+                     repeats=3, warmup_s=0.15, measure_s=0.4,
+                     description="1, 16 and 128 connections x 1 KiB, 16 x 64 KiB, 3 to 10 "
+                                 "rounds until the CI of each median vs ref is within ±5 %",
+                     rounds_max=10, budget_s=360.0, weights={(16, 1024): 3.0}),
     # `make bench-full`: the C10K sweep (log-spaced up to 10,000 connections), a 64 KiB cell, and
     # open loop at 8 shares of each server's own peak, from 10 % to 120 %: every server is offered
     # loads it carries easily, loads near its limit and loads past it, whatever its speed, so the
@@ -249,21 +262,116 @@ def warmup_for(cell: Cell, profile: Profile) -> float:
     return max(profile.warmup_s, WARMUP_S_PER_10K_CONNS * cell.conns / 10_000)
 
 
-def measure(entry: servers.Server, cell: Cell, repeat: int, profile: Profile,
+@dataclass(frozen=True)
+class Subject:
+    """What a measurement measures: a registry server, a command the user gave (``--server
+    NAME='CMD'``, started and stopped like a registry server), or a server already running
+    (``--target NAME=HOST:PORT --pid PID``: sampled by its pid, never started, signalled or
+    pinned by the bench). The reference is a registry server with ``is_reference``."""
+
+    name: str
+    family: str | None = None
+    lesson: str | None = None
+    serial: bool = False
+    entry: servers.Server | None = None
+    command: tuple[str, ...] | None = None
+    host: str | None = None
+    port: int | None = None
+    pid: int | None = None
+    is_reference: bool = False
+
+    @classmethod
+    def registry(cls, entry: servers.Server, is_reference: bool = False) -> Subject:
+        return cls(entry.name, entry.family, entry.lesson, entry.serial, entry,
+                   is_reference=is_reference)
+
+    @property
+    def kind(self) -> str:
+        return "running" if self.pid is not None else "command" if self.command else "registry"
+
+    def target(self, port: int | None = None) -> dict:
+        return {"kind": self.kind, "command": shlex.join(self.command) if self.command else None,
+                "host": self.host, "port": port if port is not None else self.port, "pid": self.pid}
+
+    def as_meta(self) -> dict:
+        """What --resume needs to measure it again."""
+        return {"name": self.name, "kind": self.kind, "family": self.family,
+                "command": list(self.command) if self.command else None, "host": self.host,
+                "port": self.port, "pid": self.pid}
+
+    @classmethod
+    def from_meta(cls, d: dict) -> Subject:
+        if d.get("kind") == "registry":
+            return cls.registry(servers.get(d["name"]))
+        return cls(d["name"], d.get("family") or "yours", None, False, None,
+                   tuple(d["command"]) if d.get("command") else None, d.get("host"),
+                   d.get("port"), d.get("pid"))
+
+
+class _Attached:
+    """A server the bench did not start: read by its pid, never signalled."""
+
+    attached = True
+    proc = None
+
+    def __init__(self, subject: Subject):
+        self.pid, self.host, self.port = subject.pid, subject.host, subject.port
+
+    def alive(self) -> bool:
+        import psutil
+        return psutil.pid_exists(self.pid)
+
+    def stderr_tail(self, max_bytes: int = 0) -> str:
+        return ""
+
+    def group_pids(self) -> list[int]:
+        return [self.pid] if self.alive() else []
+
+    def kill(self) -> None:
+        pass
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start(subject: Subject, server_cpus: list[int] | None):
+    """(the running server, the port a command was given) for any kind of subject."""
+    if subject.kind == "running":
+        attached = _Attached(subject)
+        if not attached.alive():
+            raise launch.StartError(f"no process {subject.pid} (--pid): start your server first")
+        return attached, subject.port
+    if subject.kind == "command":
+        port = _free_port() if any("{port}" in a for a in subject.command) else None
+        argv = [a.replace("{port}", str(port)) for a in subject.command]
+        return launch.start_command(subject.name, argv, port=port, cpus=server_cpus), port
+    return launch.start(subject.entry, cpus=server_cpus), None
+
+
+def measure(entry: servers.Server | Subject, cell: Cell, repeat: int, profile: Profile,
             server_cpus: list[int] | None, client_cpus: list[int] | None,
-            rate: float | None = None) -> dict:
-    """One measurement of `entry` at `cell`; `rate` is the open-loop rate of a cell given as a
-    share of the server's peak (the caller works it out), else the cell's own rate."""
+            rate: float | None = None, measure_s: float | None = None) -> dict:
+    """One measurement of `entry` at `cell` in round `repeat`; `rate` is the open-loop rate of a
+    cell given as a share of the server's peak (the caller works it out), else the cell's own
+    rate; `measure_s` a longer window than the profile's (see window_check)."""
+    subject = entry if isinstance(entry, Subject) else Subject.registry(entry)
     rate = cell.rate if rate is None else rate
+    window_s = profile.measure_s if measure_s is None else measure_s
     record: dict = {
-        "server": entry.name, "family": entry.family, "lesson": entry.lesson,
+        "server": subject.name, "family": subject.family, "lesson": subject.lesson,
         "conns": cell.conns, "size_bytes": cell.size_bytes, "rate": rate,
         "rate_fraction_of_peak": cell.fraction,
         "mode": "open" if cell.is_open else "closed", "repeat": repeat,
         "status": "ok", "reason": None, "stderr_tail": None,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "schema": results.SCHEMA_VERSION, "round": repeat, "is_reference": subject.is_reference,
+        "window_s": window_s, "target": subject.target(),
     }
-    if entry.serial and cell.conns > 1:
+    if subject.serial and cell.conns > 1:
         record.update(status="skipped", reason="serial server: serves one client at a time, so "
                       "more connections only queue (see its 1-connection cell, and lesson 07)")
         return record
@@ -276,42 +384,105 @@ def measure(entry: servers.Server, cell: Cell, repeat: int, profile: Profile,
         return record
     t0 = time.monotonic()
     try:
-        server = launch.start(entry, cpus=server_cpus)
+        server, port = _start(subject, server_cpus)
     except launch.StartError as exc:
         record.update(status="failed", reason=f"did not start: {exc.reason}", stderr_tail=exc.stderr)
         return record
+    if port is not None:
+        record["target"] = subject.target(port)
+    attached = getattr(server, "attached", False)
     try:
-        time.sleep(0.1)  # let the server finish start-up work before the idle baseline
+        if not attached:
+            time.sleep(0.1)  # let the server finish start-up work before the idle baseline
         idle = sample.sample_tree(server.pid, memory=True)
         sampler = sample.TreeSampler(server.pid).start()
-        guard = Guard(server, sampler).start()
+        # The guard kills by process group: never a server the bench did not start.
+        guard = Guard(server, sampler).start() if not attached else None
         try:
             load = run_load(server.host, server.port, conns=cell.conns, size=cell.size_bytes,
-                            duration=profile.measure_s, warmup=warmup_for(cell, profile),
+                            duration=window_s, warmup=warmup_for(cell, profile),
                             rate=rate, cpus=client_cpus, connect_timeout=CONNECT_TIMEOUT_S,
                             on_window=sampler.mark_window)
         finally:
-            guard.stop()
+            if guard:
+                guard.stop()
             sampler.stop()
-        crashed = server.proc.poll()
-        if crashed is None:
-            record["settle_s"] = round(settle(server.pid), 2)
-        code, elapsed = _sigterm(server)
-        record["stderr_tail"] = server.stderr_tail(2000) or None  # before kill() deletes it
+        if attached:
+            crashed = None if server.alive() else -1
+            code, elapsed = 0, 0.0
+            if crashed is None:
+                record["settle_s"] = round(settle(server.pid), 2)
+        else:
+            crashed = server.proc.poll()
+            if crashed is None:
+                record["settle_s"] = round(settle(server.pid), 2)
+            code, elapsed = _sigterm(server)
+            record["stderr_tail"] = server.stderr_tail(2000) or None  # before kill() deletes it
     except Exception as exc:  # a bug in the bench itself must not lose the other measurements
         server.kill()
         record.update(status="failed", reason=f"bench error: {type(exc).__name__}: {exc}")
         return record
     finally:
-        server.kill()
+        server.kill()  # also on a signal (Interrupted): the whole process group goes
 
     _fill_load(record, load)
-    _fill_server(record, load, sampler.window(), idle, cell, server_cpus, sampler.peaks())
-    record["exit"] = {"code": code if crashed is None else crashed, "elapsed_s": round(elapsed, 3),
-                      "clean": crashed is None and code == 0 and elapsed <= CLEAN_EXIT_S}
-    _judge(record, load, crashed, guard.stopped)
+    w = sampler.window()
+    _fill_server(record, load, w, idle, cell, server_cpus, sampler.peaks())
+    freq, governor = sample.cpu_frequency()
+    record["noise"] = results.window_noise(
+        w, client_cpu_s=load.get("client_cpu_s"), client_duration_s=load.get("duration_s"),
+        cpus=os.cpu_count() or 1, loadavg_1m=os.getloadavg()[0] if hasattr(os, "getloadavg")
+        else None, freq_mhz=freq, governor=governor)
+    if attached:
+        record["exit"] = {"code": None, "elapsed_s": 0.0, "clean": crashed is None,
+                          "note": "not stopped by the bench (--target): it was running before"}
+    else:
+        record["exit"] = {"code": code if crashed is None else crashed,
+                          "elapsed_s": round(elapsed, 3),
+                          "clean": crashed is None and code == 0 and elapsed <= CLEAN_EXIT_S}
+    _judge(record, load, crashed, guard.stopped if guard else None)
     record["elapsed_s"] = round(time.monotonic() - t0, 2)
     return record
+
+
+# A verdict that a model does not hold N connections must be the model's, not the window's: the
+# window has to be long enough to serve every connection WINDOW_SERVES times at the server's own
+# measured CPU cost per request. If it was not, the cell is measured again with a window that is,
+# up to MAX_WINDOW_S (and the record says when even that was too short).
+WINDOW_SERVES = 3
+MAX_WINDOW_S = 20.0
+
+
+def window_needed_s(record: dict, cost_us: float | None) -> float | None:
+    """Seconds of window in which the server, at ``cost_us`` of its own CPU per request, could
+    serve every one of the cell's connections WINDOW_SERVES times; None without a cost."""
+    if not cost_us:
+        return None
+    return record["conns"] * WINDOW_SERVES * cost_us / 1e6
+
+
+def starved(record: dict) -> bool:
+    """Closed loop, and some connections got nothing or waited too long: the verdict this check
+    is about."""
+    errors = record.get("errors") or {}
+    return (record.get("mode") == "closed" and record["status"] in ("degraded", "failed")
+            and bool(errors.get("unserved") or errors.get("timeout")))
+
+
+def window_note(record: dict, cost_us: float | None) -> str | None:
+    """The sentence the reason gets about the window; None if nothing can be said."""
+    needed = window_needed_s(record, cost_us)
+    if needed is None:
+        return None
+    used = (record.get("warmup_s") or 0) + (record.get("duration_s") or record["window_s"])
+    if used >= needed:
+        return (f"the {used:.1f} s of load were long enough to serve every connection "
+                f"{WINDOW_SERVES} times at this server's own cost ({cost_us:.0f} µs of CPU per "
+                f"request): a fact of the model, not of the window")
+    return (f"the {used:.1f} s of load were shorter than the {needed:.1f} s needed to serve every "
+            f"connection {WINDOW_SERVES} times at this server's own cost ({cost_us:.0f} µs per "
+            f"request), even after lengthening the window to at most {MAX_WINDOW_S:g} s: this "
+            f"verdict may be the window's")
 
 
 def _sigterm(server: launch.RunningServer) -> tuple[int | None, float]:
@@ -402,23 +573,10 @@ class Guard:
 
 def settle(pid: int) -> float:
     """Wait until the server's process tree is idle (see SETTLE_CPU_SHARE); return the wait."""
-    import psutil
     t0 = time.monotonic()
 
     def tree_cpu_s() -> float | None:
-        try:
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return None
-        total = 0.0
-        for proc in procs:
-            try:
-                times = proc.cpu_times()
-            except psutil.Error:
-                continue
-            total += times.user + times.system + times.children_user + times.children_system
-        return total
+        return launch.tree_cpu_s(pid)
 
     before = tree_cpu_s()
     while before is not None and time.monotonic() - t0 < SETTLE_MAX_S:
@@ -434,7 +592,7 @@ def _fill_load(record: dict, load: dict) -> None:
     for key in ("rps", "bytes_per_s", "requests", "duration_s", "latency_us", "hist", "errors",
                 "conns_established", "client_cpu_s", "client_cpu_util", "client_cpu_us_per_request",
                 "offered_rps", "send_lag_us", "latency_out_of_range", "warnings", "error_examples",
-                "stall_limit_s", "warmup_s"):
+                "stall_limit_s", "warmup_s", "engine"):
         if key in load:
             record[key] = load[key]
 
@@ -585,29 +743,37 @@ def server_said(stderr: str | None, limit: int = 2) -> list[str]:
 
 
 def plan(profile: Profile, names: list[str], seed: int) -> list[tuple[int, Cell, str]]:
-    """(repeat, cell, server) in interleaved order: each repeat visits every cell, and within a
-    cell the servers run in a fresh random order, so drift does not line up with one server.
-    Cells at a share of the peak come last in each repeat, after the cells that measure it."""
+    """(round, cell, server) of the first `repeats` rounds, in interleaved order: each round
+    visits every cell, and within a cell the servers (the reference among them) run in a fresh
+    random order, so drift does not line up with one server. Cells at a share of the peak come
+    last in each round, after the cells that measure it. More rounds may follow (see run())."""
     rng = random.Random(seed)
-    cells = sorted(profile.cells, key=lambda c: c.fraction is not None)  # stable: keeps the rest
     order = []
     for repeat in range(profile.repeats):
-        for cell in cells:
-            shuffled = list(names)
-            rng.shuffle(shuffled)
-            order += [(repeat, cell, name) for name in shuffled]
+        for cell in _cell_order(profile):
+            order += [(repeat, cell, name) for name in _shuffled(rng, names)]
     return order
 
 
+def _cell_order(profile: Profile) -> list[Cell]:
+    return sorted(profile.cells, key=lambda c: c.fraction is not None)  # stable: keeps the rest
+
+
+def _shuffled(rng: random.Random, names: list[str]) -> list[str]:
+    shuffled = list(names)
+    rng.shuffle(shuffled)
+    return shuffled
+
+
 # What a measurement costs besides its warm-up and window, measured on a 2-core machine: starting
-# the server and the generator's workers, sampling, settling and stopping (~0.7 s), and opening
+# the server and the generator's workers, sampling, settling and stopping (~0.6 s), and opening
 # the connections in batches and tearing them down (~0.5 ms each: 5 s for 10,000). For the plan
 # and the ETA; a model that breaks at 10,000 (fork: ~30 s) takes longer, and the ETA catches up.
-OVERHEAD_S = 0.7
+OVERHEAD_S = 0.6
 CONNECT_S_PER_CONN = 0.0005
 
 
-def expected_s(entry: servers.Server, cell: Cell, profile: Profile) -> float:
+def expected_s(entry: servers.Server | Subject, cell: Cell, profile: Profile) -> float:
     """About how long measuring `entry` at `cell` takes (a skip takes next to nothing)."""
     if entry.serial and cell.conns > 1:
         return 0.01
@@ -633,55 +799,277 @@ def new_run_dir(profile: str, out_dir: Path) -> Path:
     return run_dir
 
 
-def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Path,
-        seed: int = 0, progress: bool = True) -> Path:
-    server_cpus, client_cpus, pin_note = split_cpus()
-    run_dir = new_run_dir(profile.name, out_dir)
-    commit, dirty = git_state()
-    meta = {
-        "run_id": run_dir.name,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "profile": profile.name,
-        "profile_description": profile.description,
-        "git_commit": commit, "git_dirty": dirty,
-        "machine": machine_info(),
-        "python": {"version": platform.python_version(),
-                   "implementation": platform.python_implementation(),
-                   "executable": sys.executable},
-        "packages": package_versions(),
-        "gevent_backend": gevent_backend(),
-        "io_uring": _io_uring_state(),
-        "pinning": {"server_cpus": server_cpus, "client_cpus": client_cpus, "note": pin_note},
-        "limits": limits(),
-        "servers": names,
-        "skipped_servers": skipped,
-        "cells": [{"conns": c.conns, "size_bytes": c.size_bytes, "rate": c.rate,
-                   "rate_fraction_of_peak": c.fraction} for c in profile.cells],
-        "repeats": profile.repeats, "warmup_s": profile.warmup_s, "measure_s": profile.measure_s,
-        "seed": seed,
-        "schema": results.SCHEMA_VERSION,
-    }
-    meta_path = run_dir / "meta.json"
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    if client_cpus:
-        os.sched_setaffinity(0, client_cpus)  # the runner and its sampler stay off the server's core
+class Interrupted(BaseException):
+    """SIGINT, SIGTERM or SIGHUP arrived: raised in the main thread wherever it was, so the
+    measurement in progress stops (the load generator's workers are stopped, the server's process
+    group killed by the `finally` blocks on the way out) and run() writes what it has."""
 
-    entries = {name: servers.get(name) for name in names}
-    order = plan(profile, names, seed)
-    costs = [expected_s(entries[name], cell, profile) for _, cell, name in order]
-    planned_s = sum(costs)
-    meta["planned_s"] = round(planned_s)
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    if True:  # always: a long run should say up front how long it will take
-        finish = dt.datetime.now() + dt.timedelta(seconds=planned_s)
-        print(f"plan: {len(order)} measurements ({len(names)} servers x {len(profile.cells)} cells "
-              f"x {profile.repeats} repeats), about {_duration_text(planned_s)}, done around "
-              f"{finish:%H:%M}", flush=True)
-    closed: dict[tuple[str, int], dict[int, list[float]]] = {}  # ok closed-loop req/s, for peaks
-    t0 = time.monotonic()
-    records: list[dict] = []
-    (run_dir / "results.jsonl").write_text("")
-    with _Progress(costs, enabled=progress) as bar:
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+def _install_stop_handlers() -> dict:
+    fired: list[int] = []
+
+    def handler(signum, frame):
+        if fired:  # already stopping: a second Ctrl-C must not cut the clean-up short
+            return
+        fired.append(signum)
+        raise Interrupted(signum)
+
+    return {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+
+
+def busy_at_start(sample_s: float = 0.5, top: int = 3) -> dict:
+    """What other processes use of the machine's CPUs right now, and the top users by name."""
+    import psutil
+    mine = {os.getpid(), *(p.pid for p in launch.tree(os.getpid()))}
+    procs = [p for p in psutil.process_iter(["name"]) if p.pid not in mine]
+    for p in procs:
+        try:
+            p.cpu_percent(None)
+        except psutil.Error:
+            pass
+    time.sleep(sample_s)
+    usage: dict[str, float] = {}
+    for p in procs:
+        try:
+            pct = p.cpu_percent(None)
+        except psutil.Error:
+            continue
+        if pct > 0:
+            usage[p.info["name"] or str(p.pid)] = usage.get(p.info["name"] or str(p.pid), 0) + pct
+    cpus = os.cpu_count() or 1
+    total = sum(usage.values()) / cpus
+    ranked = sorted(usage.items(), key=lambda kv: -kv[1])[:top]
+    return {"foreign_cpu_pct": round(total, 1), "cpus": cpus,
+            "top": [[name, round(pct, 1)] for name, pct in ranked],
+            "busy": total > results.BUSY_AT_START_PCT}
+
+
+class Runner:
+    """One run: the plan, the records so far, and what to do when it ends or is stopped.
+
+    Rounds: the first `profile.repeats` rounds measure every server and the reference in every
+    cell. Then, while rounds remain (profile.rounds_max) and a cell's share of profile.budget_s
+    lasts, another round of that cell measures the reference and the servers not yet converged
+    (their 95 % CI of the median vs_ref wider than ±tolerance; without a reference, the CI of
+    the median req/s). A server that failed or was skipped in a cell gets no more rounds there.
+    After every (round, cell) the records get their ratios and results.jsonl is rewritten whole,
+    atomically; in between, each record is appended as it comes, so a run killed with SIGKILL
+    still keeps every measurement but the one in progress.
+    """
+
+    def __init__(self, profile: Profile, subjects: list[Subject], reference: Subject | None,
+                 skipped: dict[str, str], run_dir: Path, meta: dict, records: list[dict],
+                 seed: int, progress: bool, server_cpus, client_cpus):
+        self.profile, self.subjects, self.reference = profile, subjects, reference
+        self.skipped, self.run_dir, self.meta, self.records = skipped, run_dir, meta, records
+        self.seed, self.progress = seed, progress
+        self.server_cpus, self.client_cpus = server_cpus, client_cpus
+        self.by_name = {s.name: s for s in subjects + ([reference] if reference else [])}
+        self.names = list(self.by_name)
+        self.done = {self._key(r) for r in records if r.get("round") is not None}
+        self.closed: dict[tuple[str, int], dict[int, list[float]]] = {}
+        for r in records:
+            self._note_peak(r)
+        self.planned = len(plan(profile, self.names, seed))
+        self.measured_now = 0
+
+    @staticmethod
+    def _key(r: dict) -> tuple:
+        return (r.get("round"), results.CellKey.of(r), r["server"])
+
+    def _cell_key(self, cell: Cell) -> results.CellKey:
+        return results.CellKey(cell.conns, cell.size_bytes,
+                               None if cell.fraction is not None else cell.rate, cell.fraction)
+
+    def _note_peak(self, r: dict) -> None:
+        if r.get("mode") == "closed" and r.get("status") == "ok" and r.get("rps") \
+                and not r.get("rate"):
+            self.closed.setdefault((r["server"], r["size_bytes"]), {}).setdefault(
+                r["conns"], []).append(r["rps"])
+
+    def cell_budget_s(self, cell: Cell) -> float | None:
+        if self.profile.budget_s is None:
+            return None
+        weights = {c: self.profile.weights.get((c.conns, c.size_bytes), 1.0)
+                   for c in self.profile.cells}
+        return self.profile.budget_s * weights[cell] / sum(weights.values())
+
+    def cell_spent_s(self, cell: Cell) -> float:
+        key = self._cell_key(cell)
+        return sum(r.get("elapsed_s") or 0.0 for r in self.records
+                   if results.CellKey.of(r) == key)
+
+    def stable(self, name: str, cell: Cell) -> bool:
+        key = self._cell_key(cell)
+        rs = [r for r in self.records if r["server"] == name and results.CellKey.of(r) == key]
+        if self.reference is not None:
+            return bool(rs) and all(r.get("converged") for r in rs)
+        st = results.stat(r.get("rps") for r in rs if r.get("status") in ("ok", "degraded"))
+        return bool(st and results.converged(st.ci95, st.median, self.profile.tolerance))
+
+    def wants_more(self, name: str, cell: Cell) -> bool:
+        key = self._cell_key(cell)
+        rs = [r for r in self.records if r["server"] == name and results.CellKey.of(r) == key]
+        return bool(rs) and all(r["status"] in ("ok", "degraded") for r in rs) \
+            and not self.stable(name, cell)
+
+    # -- measuring
+
+    def measure_one(self, rnd: int, cell: Cell, name: str, bar) -> None:
+        subject = self.by_name[name]
+        bar.update(f"{name:16} {cell.label}  (round {rnd + 1})")
+        peak, rate = None, None
+        if cell.fraction is not None and (peak := peak_rps(self.closed, name, cell.size_bytes)):
+            rate = round(peak[0] * cell.fraction)
+        record = measure(subject, cell, rnd, self.profile, self.server_cpus, self.client_cpus,
+                         rate=rate)
+        if starved(record):
+            record = self.check_window(subject, cell, rnd, rate, record)
+        if peak:
+            record["peak_rps"] = round(peak[0], 1)
+            record["peak_conns"] = peak[1]
+        self._note_peak(record)
+        self.records.append(record)
+        self.done.add(self._key(record))
+        self.measured_now += 1
+        results.append_record(self.run_dir, record)
+        bar.advance()
+
+    def own_cost_us(self, name: str, record: dict) -> float | None:
+        """The server's CPU per request: from this window, else its cheapest ok cell so far."""
+        costs = [r["server_cpu_us_per_request"] for r in self.records
+                 if r["server"] == name and r.get("status") == "ok"
+                 and r.get("server_cpu_us_per_request")]
+        return record.get("server_cpu_us_per_request") or (min(costs) if costs else None)
+
+    def check_window(self, subject: Subject, cell: Cell, rnd: int, rate, record: dict) -> dict:
+        """See WINDOW_SERVES: measure again with a longer window if this one was too short."""
+        cost = self.own_cost_us(subject.name, record)
+        needed = window_needed_s(record, cost)
+        used = (record.get("warmup_s") or 0) + (record.get("duration_s") or record["window_s"])
+        if needed is not None and used < needed:
+            longer = min(MAX_WINDOW_S, needed)
+            print(f"  {subject.name} at {cell.label}: {record['reason']}; the window was too "
+                  f"short to tell, measuring again with a {longer:.1f} s window", flush=True)
+            again = measure(subject, cell, rnd, self.profile, self.server_cpus, self.client_cpus,
+                            rate=rate, measure_s=longer)
+            again["window_first_s"] = record["window_s"]
+            record = again
+            cost = self.own_cost_us(subject.name, record) or cost
+        if starved(record) and (note := window_note(record, cost)):
+            record["reason"] = f"{record['reason']}; {note}"
+        return record
+
+    def finish_block(self) -> None:
+        """Ratios, CIs and convergence from every record so far; results.jsonl rewritten."""
+        results.annotate(self.records, self.profile.tolerance)
+        results.write_records(self.run_dir, self.records)
+
+    def run(self) -> None:
+        profile = self.profile
+        order = plan(profile, self.names, self.seed)
+        costs = [expected_s(self.by_name[n], c, profile) for r, c, n in order
+                 if (r, self._cell_key(c), n) not in self.done]
+        with _Progress(costs, enabled=self.progress) as bar:
+            for i, (rnd, cell, name) in enumerate(order):
+                if (rnd, self._cell_key(cell), name) not in self.done:
+                    self.measure_one(rnd, cell, name, bar)
+                last_of_block = i + 1 == len(order) or order[i + 1][:2] != (rnd, cell)
+                if last_of_block:
+                    self.finish_block()
+            if profile.budget_s is None:
+                return
+            rng = random.Random(self.seed + 1)
+            for rnd in range(profile.repeats, profile.rounds_max or profile.repeats):
+                measured_any = False
+                for cell in _cell_order(profile):
+                    names = [s.name for s in self.subjects if self.wants_more(s.name, cell)]
+                    if not names:
+                        continue
+                    if self.reference is not None:
+                        names.append(self.reference.name)
+                    cost = sum(expected_s(self.by_name[n], cell, profile) for n in names)
+                    if self.cell_spent_s(cell) + cost > self.cell_budget_s(cell):
+                        continue
+                    bar.extend([expected_s(self.by_name[n], cell, profile) for n in names])
+                    for name in _shuffled(rng, names):
+                        if (rnd, self._cell_key(cell), name) not in self.done:
+                            self.measure_one(rnd, cell, name, bar)
+                    self.finish_block()
+                    measured_any = True
+                if not measured_any:
+                    break
+
+
+def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Path,
+        seed: int = 0, progress: bool = True, *, subjects: list[Subject] | None = None,
+        reference: Subject | None = None, reference_state: dict | None = None,
+        resume: Path | None = None) -> tuple[Path, int]:
+    """Measure the plan; returns (the run directory, the exit code: 0, or 128 + the signal that
+    stopped it). With `resume`, measures what that run's plan still lacks."""
+    server_cpus, client_cpus, pin_note = split_cpus()
+    subjects = subjects if subjects is not None else [Subject.registry(servers.get(n)) for n in names]
+    busy = busy_at_start()
+    if busy["busy"]:
+        top = ", ".join(f"{name} {pct:.0f} %" for name, pct in busy["top"])
+        print(f"warning: this machine is busy: other processes use {busy['foreign_cpu_pct']:.0f} % "
+              f"of its {busy['cpus']} CPUs (top: {top}). Absolute figures will be low and noisy; "
+              f"the ratios to the reference (vs ref) are what to compare.", flush=True)
+    if resume is not None:
+        run_dir = resume
+        previous = results.read_run(run_dir)
+        records = [m.to_dict() for m in previous.measurements]
+        meta = previous.meta
+        meta.setdefault("resumed", []).append(dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+        meta["interrupted"] = None
+        meta.setdefault("noise", {})["busy_at_start_resumed"] = busy if busy["busy"] else None
+        results.write_records(run_dir, records)  # drops a cut last line for good
+    else:
+        run_dir = new_run_dir(profile.name, out_dir)
+        records = []
+        commit, dirty = git_state()
+        everyone = subjects + ([reference] if reference else [])
+        meta = {
+            "run_id": run_dir.name,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "profile": profile.name,
+            "profile_description": profile.description,
+            "git_commit": commit, "git_dirty": dirty,
+            "machine": machine_info(),
+            "python": {"version": platform.python_version(),
+                       "implementation": platform.python_implementation(),
+                       "executable": sys.executable},
+            "packages": package_versions(),
+            "gevent_backend": gevent_backend(),
+            "io_uring": _io_uring_state(),
+            "pinning": {"server_cpus": server_cpus, "client_cpus": client_cpus, "note": pin_note},
+            "limits": limits(),
+            "servers": [s.name for s in everyone],
+            "skipped_servers": skipped,
+            "families": {s.name: s.family for s in everyone},
+            "subjects": [s.as_meta() for s in subjects],
+            "cells": [{"conns": c.conns, "size_bytes": c.size_bytes, "rate": c.rate,
+                       "rate_fraction_of_peak": c.fraction} for c in profile.cells],
+            "repeats": profile.repeats, "warmup_s": profile.warmup_s,
+            "measure_s": profile.measure_s,
+            "rounds_max": profile.rounds_max or profile.repeats, "budget_s": profile.budget_s,
+            "tolerance": profile.tolerance,
+            "weights": [[c, s, w] for (c, s), w in profile.weights.items()],
+            "seed": seed,
+            "schema": results.SCHEMA_VERSION,
+            "reference": reference_state or {"name": results.REFERENCE, "available": False,
+                                             "reason": "not asked for"},
+            "engine": None,
+            "noise": {"busy_at_start": busy if busy["busy"] else None},
+            "interrupted": None,
+        }
         for name, why in skipped.items():
             entry = servers.BY_NAME.get(name)
             for cell in profile.cells:
@@ -692,29 +1080,58 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
                     "rate_fraction_of_peak": cell.fraction,
                     "mode": "open" if cell.is_open else "closed", "repeat": 0,
                     "status": "skipped", "reason": why, "schema": results.SCHEMA_VERSION})
-                results.append_record(run_dir, records[-1])
-        for repeat, cell, name in order:
-            bar.update(f"{name:16} {cell.label}  (repeat {repeat + 1}/{profile.repeats})")
-            peak, rate = None, None
-            if cell.fraction is not None and (peak := peak_rps(closed, name, cell.size_bytes)):
-                rate = round(peak[0] * cell.fraction)
-            record = measure(entries[name], cell, repeat, profile, server_cpus, client_cpus,
-                             rate=rate)
-            record["schema"] = results.SCHEMA_VERSION
-            if peak:
-                record["peak_rps"] = round(peak[0], 1)
-                record["peak_conns"] = peak[1]
-            if not cell.is_open and record["status"] == "ok" and record.get("rps"):
-                closed.setdefault((name, cell.size_bytes), {}).setdefault(
-                    cell.conns, []).append(record["rps"])
-            records.append(record)
-            results.append_record(run_dir, record)
-            bar.advance()
-    results.annotate(records)
-    results.write_records(run_dir, records)
-    meta["duration_s"] = round(time.monotonic() - t0, 1)
+        results.write_records(run_dir, records)
     results.write_meta(run_dir, meta)
-    return run_dir
+    if client_cpus:
+        os.sched_setaffinity(0, client_cpus)  # the runner and its sampler stay off the server's core
+
+    runner = Runner(profile, subjects, reference, skipped, run_dir, meta, records, seed,
+                    progress, server_cpus, client_cpus)
+    order = plan(profile, runner.names, seed)
+    left = [(r, c, n) for r, c, n in order if (r, runner._cell_key(c), n) not in runner.done]
+    planned_s = sum(expected_s(runner.by_name[n], c, profile) for _, c, n in left)
+    meta["planned_s"] = round(planned_s)
+    meta["planned_measurements"] = len(order)
+    ref_text = f" + the reference {reference.name}" if reference else " (no reference)"
+    print(f"plan: {len(left)} measurements ({len(subjects)} servers{ref_text} x "
+          f"{len(profile.cells)} cells x {profile.repeats} rounds"
+          + (f", {len(order) - len(left)} already measured" if len(left) < len(order) else "")
+          + f"), about {_duration_text(planned_s)}", flush=True)
+    if profile.budget_s is not None:
+        finish = dt.datetime.now() + dt.timedelta(seconds=max(planned_s, profile.budget_s))
+        print(f"      then up to round {profile.rounds_max} for the servers whose 95 % CI of the "
+              f"median vs ref is wider than ±{profile.tolerance:.0%}, within a budget of "
+              f"{_duration_text(profile.budget_s)} for the whole run (the first rounds included), "
+              f"done by about {finish:%H:%M}", flush=True)
+
+    t0 = time.monotonic()
+    old_handlers = _install_stop_handlers()
+    code = 0
+    try:
+        runner.run()
+    except Interrupted as stop:
+        code = 128 + stop.signum  # measure()'s finally blocks killed the server on the way out
+        meta["interrupted"] = {"signal": signal.Signals(stop.signum).name,
+                               "measured": sum(1 for r in runner.records if r.get("round") is not None),
+                               "planned": max(runner.planned, len(runner.done))}
+        print(f"\n{meta['interrupted']['signal']}: stopped; the server under test and its "
+              f"process group were killed. interrupted: {meta['interrupted']['measured']} of "
+              f"{meta['interrupted']['planned']} measurements; resume with "
+              f"`python -m bench run --resume {run_dir}`", flush=True)
+    finally:
+        try:
+            runner.finish_block()
+            engines = {r.get("engine") for r in runner.records if r.get("engine")}
+            meta["engine"] = {"default": sorted(engines)[0] if len(engines) == 1 else None,
+                              "used": sorted(engines), "reason": None} if engines else None
+            noise = results.noise_summary(runner.records, meta.get("noise", {}).get("busy_at_start"))
+            meta["noise"] = {**meta.get("noise", {}), **noise}
+            meta["duration_s"] = round((meta.get("duration_s") or 0) + time.monotonic() - t0, 1)
+            results.write_meta(run_dir, meta)
+        finally:
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+    return run_dir, code
 
 
 def _io_uring_state() -> dict:
@@ -781,6 +1198,13 @@ class _Progress:
             print(f"[{self.done + 1}/{len(self.costs)}] {text}  (ETA {_duration_text(self.eta_s())})",
                   flush=True)
 
+    def extend(self, costs: list[float]) -> None:
+        """More measurements than planned: another round for the cells not yet stable."""
+        self.costs = self.costs + costs
+        self.total += sum(costs)
+        if self._rich:
+            self._rich.update(self._task, total=self.total)
+
     def advance(self) -> None:
         self.done_s += self.costs[self.done]
         self.done += 1
@@ -804,7 +1228,7 @@ def _ci_text(s: results.CellSummary) -> str:
         return "-"
     half = st.ci_half_width
     if half is None:
-        return f"n={st.n}, no CI"
+        return f"n={st.n}"
     return f"±{half * 100:.1f} %" + (" ✓" if s.converged else "")
 
 
@@ -853,14 +1277,19 @@ def print_summary(run_dir: Path) -> None:
         from rich.table import Table
     except ImportError:
         Console = None
+    console = None
+    if Console:
+        console = Console()
+        if console.width < 120:  # not a terminal (a pipe, CI): wide enough for every column
+            console = Console(width=120)
     for cell, lines in summary_rows(run).items():
-        if Console:
+        if console:
             table = Table(title=cell.label, title_justify="left")
             for h in SUMMARY_HEADER:
                 table.add_column(h, justify="left" if h in ("server", "flags") else "right")
             for line in lines:
                 table.add_row(*line)
-            Console().print(table)
+            console.print(table)
         else:
             print(f"\n{cell.label}")
             print("  ".join(SUMMARY_HEADER))
@@ -870,7 +1299,8 @@ def print_summary(run_dir: Path) -> None:
     if ref.get("available"):
         print(f"vs ref: req/s over the reference's ({ref['name']}) median in the same cell; CPU vs "
               f"ref: server CPU µs per request over the reference's; CI95: the 95 % interval of "
-              f"the median vs ref (✓: within ±{results.TOLERANCE:.0%}); spread: half the range of "
+              f"the median vs ref (✓: within ±{results.TOLERANCE:.0%}; n=3: too few rounds for one, "
+              f"it takes {results.CI_MIN_N}); spread: half the range of "
               f"the repeats, as a share of the median")
     else:
         print(f"no reference in this run ({ref.get('reason')}): no ratios; spread: half the "
@@ -938,12 +1368,130 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed for the interleaved order")
     parser.add_argument("--no-progress", action="store_true", help="plain output, no progress bar")
     parser.add_argument("--no-report", action="store_true", help="do not draw charts and report.md at the end")
+    parser.add_argument("--budget-s", type=float, help="seconds for the whole run, the first rounds "
+                        "included, after which no cell gets another round (0: exactly --repeats "
+                        "rounds; default: the profile's)")
+    parser.add_argument("--rounds-max", type=int, help="at most this many rounds of a cell")
+    parser.add_argument("--server", action="append", default=[], metavar="NAME='CMD ...'",
+                        help="also measure your own server: started from CMD like a lab server; "
+                             "it prints the readiness line ('serving NAME on HOST:PORT (pid N)'), "
+                             "or CMD contains {port}: the bench picks a free port, puts it there "
+                             "and waits until 127.0.0.1:PORT accepts (repeatable)")
+    parser.add_argument("--target", action="append", default=[], metavar="NAME=HOST:PORT",
+                        help="also measure a server that is already running (with --pid PID, "
+                             "one per --target, in the same order): sampled by its pid, never "
+                             "started, stopped or pinned by the bench (repeatable)")
+    parser.add_argument("--pid", action="append", default=[], type=int,
+                        help="the pid of the process serving the --target before it")
+    parser.add_argument("--no-reference", action="store_true",
+                        help=f"do not measure the C reference ({results.REFERENCE}): no vs_ref")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="measure what the plan of an interrupted run still lacks, in its "
+                             "directory, with its profile, servers and seed")
     return parser
+
+
+def _own_servers(parser, args) -> list[Subject]:
+    """--server and --target/--pid as subjects; bad ones exit 2 naming the fix."""
+    subjects = []
+    taken = set(servers.BY_NAME)
+    for spec in args.server:
+        name, sep, command = spec.partition("=")
+        argv = shlex.split(command) if sep else []
+        if not name.strip() or not argv:
+            parser.error(f"--server {spec!r}: give NAME='CMD ...', e.g. --server "
+                         f"'mine=python my_echo.py --port {{port}}'")
+        if name in taken:
+            parser.error(f"--server {name}: the name is taken; pick another")
+        taken.add(name)
+        subjects.append(Subject(name, "yours", None, command=tuple(argv)))
+    if len(args.pid) != len(args.target):
+        parser.error(f"{len(args.target)} --target but {len(args.pid)} --pid: give each "
+                     f"--target NAME=HOST:PORT a --pid PID (the process that serves it, "
+                     f"e.g. from `ss -ltnp`)")
+    for spec, pid in zip(args.target, args.pid, strict=True):
+        name, sep, address = spec.partition("=")
+        try:
+            host, port = load_gen.parse_target(address) if sep else (None, None)
+        except (ValueError, argparse.ArgumentTypeError) as exc:
+            parser.error(f"--target {spec!r}: {exc}")
+        if not name.strip() or host is None:
+            parser.error(f"--target {spec!r}: give NAME=HOST:PORT, e.g. --target "
+                         f"mine=127.0.0.1:25000 --pid 4242")
+        if name in taken:
+            parser.error(f"--target {name}: the name is taken; pick another")
+        taken.add(name)
+        import psutil
+        if not psutil.pid_exists(pid):
+            parser.error(f"--pid {pid}: no such process; start your server first and give its pid")
+        subjects.append(Subject(name, "yours", None, host=host, port=port, pid=pid))
+    return subjects
+
+
+def reference_subject(enabled: bool) -> tuple[Subject | None, dict]:
+    """The C reference and meta.json's entry for it: available, or why not with the fix."""
+    name = results.REFERENCE
+    if not enabled:
+        return None, {"name": name, "available": False, "reason": "--no-reference"}
+    entry = servers.BY_NAME.get(name)
+    if entry is None:
+        return None, {"name": name, "available": False,
+                      "reason": f"no {name} in this checkout's registry (servers/__init__.py)"}
+    ok, why = entry.availability()
+    if not ok:
+        return None, {"name": name, "available": False, "reason": why}
+    return Subject.registry(entry, is_reference=True), {"name": name, "available": True,
+                                                          "reason": None}
+
+
+def _profile_from_meta(meta: dict) -> Profile:
+    cells = [Cell(c["conns"], c["size_bytes"], c.get("rate"), c.get("rate_fraction_of_peak"))
+             for c in meta["cells"]]
+    return Profile(meta["profile"], cells, meta["repeats"], meta["warmup_s"], meta["measure_s"],
+                   meta.get("profile_description") or "", rounds_max=meta.get("rounds_max"),
+                   budget_s=meta.get("budget_s"), tolerance=meta.get("tolerance") or
+                   results.TOLERANCE, weights={(c, s): w for c, s, w in meta.get("weights") or []})
+
+
+def write_report(run_dir: Path) -> Path | None:
+    """report.md through the report builder; for an interrupted run, marked as such even if the
+    builder does not say it, and a short one of our own if the builder fails."""
+    meta = results.read_run(run_dir).meta
+    stop = meta.get("interrupted")
+    mark = (f"interrupted: {stop['measured']} of {stop['planned']} measurements "
+            f"({stop['signal']}); `python -m bench run --resume {run_dir}` measures the rest"
+            if stop else None)
+    path = run_dir / "report.md"
+    try:
+        from bench import report
+        path = Path(report.build_report(run_dir))
+    except Exception as exc:  # the report must not turn a finished run into a crash
+        print(f"(the report builder failed: {type(exc).__name__}: {exc})", file=sys.stderr)
+        if not stop:
+            return None
+        path.write_text(f"# Bench run {run_dir.name}\n\n**{mark}**\n\nThe report builder "
+                        f"failed ({type(exc).__name__}: {exc}); the measurements are in "
+                        f"results.jsonl.\n")
+        return path
+    if mark and "interrupted" not in path.read_text():
+        path.write_text(f"**{mark}**\n\n" + path.read_text())
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.resume is not None:
+        if not (args.resume / "meta.json").is_file():
+            parser.error(f"--resume {args.resume}: no meta.json there; give a run directory "
+                         f"written by `python -m bench run` (ls results/)")
+        meta = results.read_run(args.resume).meta
+        profile = _profile_from_meta(meta)
+        subjects = [Subject.from_meta(d) for d in meta.get("subjects") or []]
+        reference, ref_state = reference_subject(bool((meta.get("reference") or {}).get("available")))
+        code = _run_and_report(args, profile, subjects, meta.get("skipped_servers") or {},
+                               reference, ref_state, resume=args.resume, seed=meta.get("seed", 0))
+        return code
     profile = PROFILES[args.profile]
     if args.conns or args.sizes or args.rates or args.fractions is not None:
         conns = args.conns or sorted({c.conns for c in profile.cells if not c.is_open})
@@ -954,37 +1502,56 @@ def main(argv: list[str] | None = None) -> int:
         fractions = (args.fractions if args.fractions is not None else
                      [c.fraction for c in profile.cells if c.fraction is not None])
         cells += [Cell(OPEN_LOOP_CONNS, sizes[0], fraction=f) for f in fractions]
-        profile = Profile(f"{profile.name}-custom", cells, profile.repeats, profile.warmup_s,
-                          profile.measure_s, "custom cells from the command line",
-                          profile.default_servers)
-    for attr, value in (("repeats", args.repeats), ("measure_s", args.measure_s), ("warmup_s", args.warmup_s)):
+        profile = replace(profile, name=f"{profile.name}-custom", cells=cells,
+                          description="custom cells from the command line")
+    profile = replace(profile)  # never change PROFILES itself
+    for attr, value in (("repeats", args.repeats), ("measure_s", args.measure_s),
+                        ("warmup_s", args.warmup_s), ("rounds_max", args.rounds_max)):
         if value is not None:
             if value <= 0 and attr != "warmup_s" or value < 0:
                 parser.error(f"--{attr.replace('_', '-')} must be positive")
             setattr(profile, attr, value)
+    if args.budget_s is not None:
+        if args.budget_s < 0:
+            parser.error("--budget-s must be 0 (no extra rounds) or positive")
+        profile.budget_s = args.budget_s or None
+    own = _own_servers(parser, args)
 
     if args.servers:
         names = [n.strip() for n in args.servers.split(",") if n.strip()]
         unknown = [n for n in names if n not in servers.BY_NAME]
         if unknown:
             parser.error(f"unknown server(s) {', '.join(unknown)}; pick from: {', '.join(servers.BY_NAME)}")
+    elif own:
+        names = []  # only yours (and the reference), unless --servers names lab servers too
     else:
         names = profile.default_servers or [s.name for s in servers.SERVERS]
         names = [n for n in names if n in servers.BY_NAME]
+    names = [n for n in names if n != results.REFERENCE]  # measured as the reference anyway
     names, skipped = choose_available(names)
-    if not names:
+    reference, ref_state = reference_subject(not args.no_reference)
+    if reference is None and not args.no_reference:
+        print(f"note: no reference this run: {ref_state['reason']}. The run goes on without "
+              f"vs_ref ratios.", flush=True)
+    subjects = [Subject.registry(servers.get(n)) for n in names] + own
+    if not subjects and reference is None:
         parser.error("none of the chosen servers is available here: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return _run_and_report(args, profile, subjects, skipped, reference, ref_state,
+                           resume=None, seed=args.seed)
 
-    run_dir = run(profile, names, skipped, args.out, seed=args.seed,
-                  progress=not args.no_progress)
-    print_summary(run_dir)
-    if not args.no_report:
-        try:
-            from bench import report
-        except ImportError as exc:
-            print(f"(no report: {exc})")
-        else:
-            path = report.build_report(run_dir)
+
+def _run_and_report(args, profile, subjects, skipped, reference, ref_state, *, resume,
+                    seed) -> int:
+    run_dir, code = run(profile, [s.name for s in subjects], skipped, args.out, seed=seed,
+                        progress=not args.no_progress, subjects=subjects, reference=reference,
+                        reference_state=ref_state, resume=resume)
+    try:
+        print_summary(run_dir)
+    except Exception as exc:  # an interrupted run may have nothing to summarise
+        print(f"(no summary: {type(exc).__name__}: {exc})")
+    if not args.no_report or code:
+        path = write_report(run_dir)
+        if path:
             print(f"report: {path}")
     print(f"results: {run_dir}")
-    return 0
+    return code

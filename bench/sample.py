@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from servers import launch
+
 INTERVAL_S = 0.2  # light readings: peaks, and a server that grows out of bounds
 
 
@@ -42,6 +44,56 @@ class Sample:
     uss_bytes: int | None = None
     pss_bytes: int | None = None
     anon_pss_bytes: int | None = None  # anonymous memory (heap, stacks, buffers), split among sharers
+    machine: MachineCpu | None = None  # the whole machine's CPU counters, at full readings
+
+
+@dataclass
+class MachineCpu:
+    """The whole machine's CPU time since boot (/proc/stat's first line, all CPUs together) and
+    this process's own (the runner: its main thread and the sampler), in seconds."""
+
+    busy_s: float  # user + nice + system: time some process ran (guest time is inside user)
+    steal_s: float  # time a virtual CPU wanted to run but the hypervisor ran someone else
+    total_s: float  # every state: busy, idle, iowait, irq, softirq, steal
+    runner_cpu_s: float
+
+
+TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def machine_cpu() -> MachineCpu | None:
+    """Interrupt and softirq time are left out of busy_s: on loopback the kernel moves our own
+    packets in softirq context, which is charged to no process, so it would look foreign."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    ticks = [int(v) for v in fields[1:9]] + [0] * (9 - len(fields))
+    user, nice, system, _idle, _iowait, _irq, _softirq, steal = ticks[:8]
+    usage = os.times()
+    return MachineCpu((user + nice + system) / TICKS_PER_S, steal / TICKS_PER_S,
+                      sum(ticks[:8]) / TICKS_PER_S, usage.user + usage.system)
+
+
+def cpu_frequency() -> tuple[float | None, str | None]:
+    """(mean current frequency of the CPUs in MHz, cpu0's governor) where cpufreq is readable
+    (most VMs have none: (None, None))."""
+    freqs = []
+    for cpu in range(os.cpu_count() or 1):
+        try:
+            with open(f"/sys/devices/system/cpu/cpu{cpu}/cpufreq/scaling_cur_freq") as f:
+                freqs.append(int(f.read()) / 1000)
+        except (OSError, ValueError):
+            continue
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") as f:
+            governor = f.read().strip() or None
+    except OSError:
+        governor = None
+    return (round(sum(freqs) / len(freqs), 1) if freqs else None), governor
 
 
 def _pss_anon(pid: int) -> int | None:
@@ -100,10 +152,8 @@ def _tasks(pid: int) -> tuple[int, int, float | None] | None:
 def sample_tree(root_pid: int, *, memory: bool, light: bool = False) -> Sample | None:
     """One reading of the tree rooted at ``root_pid``; None if the root is gone.
     ``light``: only process and thread counts and RSS (cheap: no per-thread files)."""
-    try:
-        root = psutil.Process(root_pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
+    procs = launch.tree(root_pid)
+    if not procs:
         return None
     t_ns = time.monotonic_ns()
     cpu = 0.0
@@ -235,10 +285,12 @@ class TreeSampler:
     def _full(self) -> Sample | None:
         """A full reading, timed at its middle (reading 10,000 tasks takes a while)."""
         t0 = time.monotonic_ns()
+        before = machine_cpu()
         s = sample_tree(self.root_pid, memory=True)
         if s is not None:
             t1 = time.monotonic_ns()
             s.t_ns = (t0 + t1) // 2
+            s.machine = before
             self._full_ns = self._full_ns or t1 - t0
             self.samples.append(s)
         return s
@@ -269,4 +321,14 @@ class TreeSampler:
             "uss_bytes": last.uss_bytes,
             "pss_bytes": last.pss_bytes,
             "anon_pss_bytes": last.anon_pss_bytes,
+            **_machine_delta(first.machine, last.machine),
         }
+
+
+def _machine_delta(first: MachineCpu | None, last: MachineCpu | None) -> dict:
+    if first is None or last is None:
+        return {}
+    return {"machine_busy_s": last.busy_s - first.busy_s,
+            "machine_steal_s": last.steal_s - first.steal_s,
+            "machine_total_s": last.total_s - first.total_s,
+            "runner_cpu_s": last.runner_cpu_s - first.runner_cpu_s}

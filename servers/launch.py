@@ -66,21 +66,7 @@ class RunningServer:
     def group_pids(self, *, zombies: bool = False) -> list[int]:
         """Every process in the server's process group (the server and what it forked);
         zombies (exited, not yet reaped) only if asked for."""
-        pids = []
-        for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            # fields after the command name, which is in parentheses and may contain spaces
-            rest = stat[stat.rfind(b")") + 2:].split()
-            state, pgrp = rest[0], int(rest[2])
-            if pgrp == self.proc.pid and (zombies or state != b"Z"):
-                pids.append(int(entry))
-        return pids
+        return group_pids(self.proc.pid, zombies=zombies)
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 5.0) -> tuple[int | None, float]:
         """Send ``sig`` to the server (its main process only, as a user's kill would) and wait.
@@ -120,6 +106,59 @@ class RunningServer:
 
     def __exit__(self, *exc):
         self.kill()
+
+
+# -- The process tree: the one place it is read (the bench's sampler, its settle wait, the tests) --
+
+
+def group_pids(pgid: int, *, zombies: bool = False) -> list[int]:
+    """Every process in process group ``pgid`` (Linux: from /proc). A server runs in its own
+    session, so this finds what it forked even after a child was re-parented to init, which a
+    walk of the parent-child tree would miss."""
+    pids = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # fields after the command name, which is in parentheses and may contain spaces
+        rest = stat[stat.rfind(b")") + 2:].split()
+        state, pgrp = rest[0], int(rest[2])
+        if pgrp == pgid and (zombies or state != b"Z"):
+            pids.append(int(entry))
+    return pids
+
+
+def tree(pid: int) -> list:
+    """The process ``pid`` and all its descendants (psutil.Process objects); [] if it is gone."""
+    import psutil
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def tree_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid``'s tree, with the children its processes already
+    reaped (a fork server's finished children); None if ``pid`` is gone. Counted in clock ticks
+    (10 ms): for totals and idle checks, not for per-request costs (bench/sample.py reads
+    schedstat for those)."""
+    import psutil
+    procs = tree(pid)
+    if not procs:
+        return None
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:  # exited while we read the tree
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
 
 
 def _preexec(cpus, nofile):
@@ -172,6 +211,9 @@ def start(
         tail = running.stderr_tail()
         running.kill()
         raise StartError(exc.reason, tail) from None
+    except BaseException:  # a signal or Ctrl-C while waiting: leave nothing running
+        running.kill()
+        raise
     match = READY_RE.match(line)
     running.ready_line = line
     running.host, running.port = match["host"], int(match["port"])
@@ -201,3 +243,67 @@ def _read_ready_line(proc: subprocess.Popen, timeout_s: float) -> str:
                     return line
             if len(buf) > 65536:
                 raise StartError(f"no readiness line in its first 64 KiB of stdout: {buf[:200]!r}")
+
+
+def start_command(
+    name: str,
+    argv: list[str],
+    *,
+    port: int | None = None,
+    cpus: list[int] | None = None,
+    ready_timeout_s: float = READY_TIMEOUT_S,
+) -> RunningServer:
+    """Start any command as an echo server (``bench run --server NAME='CMD'``): in its own
+    session like a registry server, stdout and stderr both into the log file (a chatty server
+    never blocks on a pipe nobody reads). Ready when it prints the readiness line, or, given
+    ``port``, as soon as 127.0.0.1:``port`` accepts a connection (for servers that print no such
+    line, e.g. vmbench's); the ready_line is then made up, saying so."""
+    log = tempfile.NamedTemporaryFile(prefix="lab-server-", suffix=".log", delete=False)
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True,
+                                preexec_fn=_preexec(cpus, None) if cpus else None)
+    except OSError as exc:
+        log.close()
+        os.unlink(log.name)
+        raise StartError(f"could not run {argv[0]!r}: {exc.strerror}") from None
+    running = RunningServer(name, proc, "", 0, "", log, t0)
+    try:
+        return _wait_ready(running, name, port, ready_timeout_s)
+    except BaseException:  # StartError, or a signal while waiting: leave nothing running
+        running.kill()
+        raise
+
+
+def _wait_ready(running: RunningServer, name: str, port: int | None,
+                ready_timeout_s: float) -> RunningServer:
+    import socket
+    proc = running.proc
+    deadline = running.start_s + ready_timeout_s
+    while True:
+        text = running.stderr_tail(65536)
+        for line in text.splitlines():
+            if (match := READY_RE.match(line.strip())):
+                running.ready_line = line.strip()
+                running.host, running.port = match["host"], int(match["port"])
+                return running
+        if port is not None:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            except OSError:
+                pass
+            else:
+                running.host, running.port = "127.0.0.1", port
+                running.ready_line = (f"(made up by the harness: {name} printed no readiness "
+                                      f"line; 127.0.0.1:{port} accepted a connection)")
+                return running
+        if (code := proc.poll()) is not None:
+            raise StartError(f"exited with code {code} before it was ready", running.stderr_tail())
+        if time.monotonic() > deadline:
+            tail = running.stderr_tail()
+            what = f"nor accepted on port {port}" if port is not None else \
+                "(give the port it listens on: NAME='CMD ... {port} ...')"
+            raise StartError(f"printed no readiness line within {ready_timeout_s:.0f} s {what}",
+                             tail)
+        time.sleep(0.05)

@@ -8,6 +8,8 @@ import time
 
 import psutil
 
+from servers import launch
+
 IO_TIMEOUT_S = 30.0
 
 
@@ -97,8 +99,7 @@ def reset(sock: socket.socket) -> None:
 
 
 def tree(pid: int) -> list[psutil.Process]:
-    root = psutil.Process(pid)
-    return [root, *root.children(recursive=True)]
+    return launch.tree(pid)
 
 
 def tree_rss_bytes(pid: int) -> int:
@@ -113,11 +114,4 @@ def tree_rss_bytes(pid: int) -> int:
 
 def tree_cpu_s(pid: int) -> float:
     """User + system CPU seconds of the process and its live children (and reaped children's)."""
-    total = 0.0
-    for proc in tree(pid):
-        try:
-            t = proc.cpu_times()
-            total += t.user + t.system + t.children_user + t.children_system
-        except psutil.Error:
-            pass
-    return total
+    return launch.tree_cpu_s(pid) or 0.0

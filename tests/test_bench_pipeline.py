@@ -31,8 +31,22 @@ def test_smoke_profile_runs_the_whole_pipeline(tmp_path):
     assert meta["machine"]["cores_logical"] >= 1
     records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     profile = bench_run.PROFILES["smoke"]
-    assert len(records) == len(names) * len(profile.cells) * profile.repeats
+    reference = meta["reference"]
+    measured = names + ([reference["name"]] if reference["available"] else [])
+    assert len(records) == len(measured) * len(profile.cells) * profile.repeats
+    assert meta["schema"] == 2 and meta["interrupted"] is None
+    assert meta["noise"]["windows"] == len(records)
+    if not reference["available"]:
+        assert reference["reason"] and "no reference this run" in result.stdout
+    else:
+        assert "vs ref" in result.stdout
     for r in records:
+        assert r["schema"] == 2 and r["window_s"] == profile.measure_s
+        assert r["is_reference"] == (r["server"] == reference["name"])
+        assert "converged" in r and r["converged"] is False, "one round gives no CI"
+        assert (r["vs_ref"] is not None) == reference["available"]
+        assert set(r["noise"]) >= {"steal_pct", "foreign_cpu_pct", "loadavg_1m", "noisy", "why"}
+        assert r["noise"]["foreign_cpu_pct"] is not None and r["noise"]["steal_pct"] is not None
         assert r["status"] == "ok", r
         assert r["requests"] > 0 and r["rps"] > 0
         assert r["errors"] == {"connect": 0, "reset": 0, "mismatch": 0, "unserved": 0, "timeout": 0}
