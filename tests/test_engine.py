@@ -1,0 +1,244 @@
+"""Tests of the C load engine (bench/engine): its HdrHistogram port against `hdrh`, its fallback,
+its window and its source addresses. The behaviour both engines share (byte check, coordinated
+omission, error kinds, --target, the command line) is tested once per engine in test_load.py.
+
+Everything talks to loopback; no assertion depends on how fast this machine is.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench import engine as c_engine
+from bench import hist, load
+from tests.test_load import EchoServer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+C_OK, C_WHY = c_engine.available()
+needs_c = pytest.mark.skipif(not C_OK, reason=f"C engine unavailable: {C_WHY}")
+
+
+# -- the HdrHistogram port -----------------------------------------------------------------------
+
+
+def c_histogram(values: list[int]):
+    """Record `values` with the engine's own code (--hist-selftest), read back as hdrh."""
+    done = subprocess.run([str(c_engine.binary()), "--hist-selftest"], text=True,
+                          input=" ".join(map(str, values)), capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    parsed = c_engine.parse_result(done.stdout.splitlines())
+    return hist.decode(parsed["hist"]), parsed["latency_out_of_range"]
+
+
+def python_histogram(values: list[int]):
+    """The same values the way the Python engine records them (bench/hist.py)."""
+    counter = hist.LatencyCounter()
+    for value in values:
+        counter.record(value)
+    return hist.decode(counter.encoded()), counter.out_of_range
+
+
+EDGES = [0, 1, 2, 3, 1023, 1024, 1025, 2047, 2048, 2049, 2050, 4095, 4096, 4097, 65_535, 65_536,
+         999_999, 1_000_000, 33_554_431, 33_554_432, 59_999_999, 60_000_000, 60_000_001,
+         67_108_863, 10**9]
+
+
+@needs_c
+def test_c_histogram_matches_hdrh_on_values_from_1_us_to_60_s():
+    rng = random.Random(17)
+    # log-uniform from 1 µs to 60 s, so every bucket of the range is exercised, plus the edges
+    values = [int(10 ** rng.uniform(0, 7.78)) for _ in range(5000)] + EDGES
+    ours, ours_out = c_histogram(values)
+    theirs, theirs_out = python_histogram(values)
+
+    assert ours.get_total_count() == theirs.get_total_count() == len(values)
+    # clamped into 1 µs .. 60 s and counted, never dropped: 0, the edges past 60 s, and the
+    # random values that fell past 60 s
+    clamped = sum(not hist.LOWEST_US <= v <= hist.HIGHEST_US for v in values)
+    assert clamped >= 4 and ours_out == theirs_out == clamped
+    assert list(ours.counts) == list(theirs.counts)  # bucket by bucket
+    assert hist.summarize(ours) == hist.summarize(theirs)
+    percentiles = [0.1, 1, 10, 25, 50, 75, 90, 95, 99, 99.9, 99.99, 99.999, 100]
+    assert ours.get_percentile_to_value_dict(percentiles) == \
+        theirs.get_percentile_to_value_dict(percentiles)
+    assert ours.get_max_value() == theirs.get_max_value()
+    assert ours.get_min_value() == theirs.get_min_value()
+    assert ours.get_mean_value() == theirs.get_mean_value()
+    assert hist.count_at_or_above(ours, 100_000) == hist.count_at_or_above(theirs, 100_000)
+
+
+@needs_c
+def test_every_bucket_of_the_range_has_hdrhs_index_and_value():
+    """One value per bucket, at each bucket's lowest value: the engine must file each in its own
+    bucket under the same value hdrh gives it (value_from_index, counts_index)."""
+    reference = hist.new_histogram()
+    lowest = sorted({reference.get_value_from_index(i) for i in range(reference.counts_len)})
+    lowest = [v for v in lowest if hist.LOWEST_US <= v <= hist.HIGHEST_US]
+    ours, out_of_range = c_histogram(lowest)
+    assert out_of_range == 0
+    recorded = [(item.value_iterated_to, item.count_at_value_iterated_to)
+                for item in ours.get_recorded_iterator()]
+    for value in lowest:
+        reference.record_value(value)
+    expected = [(item.value_iterated_to, item.count_at_value_iterated_to)
+                for item in reference.get_recorded_iterator()]
+    assert recorded == expected and len(recorded) == len(lowest)
+
+
+# -- choosing the engine ---------------------------------------------------------------------------
+
+
+def _without_compiler(tmp_path) -> dict:
+    """An environment where the engine cannot be built: no compiler, an empty build cache."""
+    return {**os.environ, "CC": "/nonexistent/cc", "LAB_BUILD_DIR": str(tmp_path / "cache")}
+
+
+def test_without_a_compiler_bench_load_falls_back_to_python_and_says_why(tmp_path):
+    with EchoServer() as server:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.load", "--target", f"127.0.0.1:{server.port}",
+             "--conns", "2", "--duration", "0.3", "--warmup", "0", "--json"],
+            cwd=ROOT, text=True, capture_output=True, timeout=120, env=_without_compiler(tmp_path))
+    assert done.returncode == 0, done.stderr
+    notices = [line for line in done.stderr.splitlines() if "Python engine" in line]
+    assert len(notices) == 1  # one line
+    assert "C compiler" in notices[0] and "apt-get install gcc" in notices[0]  # why, and the fix
+    assert '"engine": "python"' in done.stdout
+
+
+def test_asking_for_the_c_engine_without_a_compiler_exits_2_with_the_fix(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.load", "--target", "127.0.0.1:9", "--engine", "c"],
+        cwd=ROOT, text=True, capture_output=True, timeout=120, env=_without_compiler(tmp_path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--engine" in done.stderr and "apt-get install gcc" in done.stderr
+
+
+# -- the window, the keys, the sources -------------------------------------------------------------
+
+
+@needs_c
+def test_on_window_is_called_before_the_window_with_its_edges():
+    calls = []
+
+    def on_window(start_ns, end_ns):
+        calls.append((time.monotonic_ns(), start_ns, end_ns))
+
+    with EchoServer() as server:
+        result = load.run_load("127.0.0.1", server.port, conns=2, size=1024, duration=0.5,
+                               warmup=0.2, engine="c", on_window=on_window)
+    ((called_ns, start_ns, end_ns),) = calls
+    assert called_ns < start_ns  # in time for the sampler's first reading
+    assert (start_ns, end_ns) == (result["window_start_ns"], result["window_end_ns"])
+    assert end_ns - start_ns == 500_000_000
+    assert result["requests"] > 0 and result["engine"] == "c"
+
+
+@needs_c
+def test_both_engines_return_the_same_keys():
+    with EchoServer() as server:
+        keys = {}
+        for engine in load.ENGINES:
+            for rate in (None, 200.0):
+                result = load.run_load("127.0.0.1", server.port, conns=2, size=512, duration=0.3,
+                                       warmup=0.1, rate=rate, engine=engine)
+                keys[engine, rate] = set(result)
+                assert result["engine"] == engine and result["requests"] > 0
+    assert keys["c", None] == keys["python", None]
+    assert keys["c", 200.0] == keys["python", 200.0]
+
+
+def test_sources_are_spread_only_past_the_per_source_share():
+    assert c_engine.sources_for("127.0.0.1", c_engine.CONNS_PER_SOURCE) == 1
+    assert c_engine.sources_for("127.0.0.1", c_engine.CONNS_PER_SOURCE + 1) == 2
+    assert c_engine.sources_for("127.0.0.1", 100_000) == 5
+    assert c_engine.sources_for("localhost", 100_000) == 5
+    assert c_engine.sources_for("10.1.2.3", 100_000) == 1  # not loopback: one source
+    assert c_engine.sources_for("::1", 100_000) == 1  # the engine speaks IPv4
+
+
+class PeerRecordingServer(EchoServer):
+    """An echo server that notes each connection's source address."""
+
+    def __init__(self):
+        super().__init__()
+        self.peers: list[str] = []
+
+    def _accept(self) -> None:
+        try:
+            sock, peer = self.listener.accept()
+        except BlockingIOError:
+            return
+        self.peers.append(peer[0])
+        self.listener_accepted(sock)
+
+    def listener_accepted(self, sock) -> None:
+        import selectors
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(5.0)
+        self.selector.register(sock, selectors.EVENT_READ,
+                               {"replies": 0, "previous": None, "served": True})
+
+
+@needs_c
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="127.0.0.0/8 on lo: Linux")
+def test_connections_are_spread_over_loopback_source_addresses(monkeypatch):
+    monkeypatch.setattr(c_engine, "CONNS_PER_SOURCE", 2)  # 6 connections: 3 sources
+    with PeerRecordingServer() as server:
+        result = load.run_load("127.0.0.1", server.port, conns=6, size=256, duration=0.3,
+                               warmup=0.1, workers=1, engine="c")
+    assert result["errors"] == dict.fromkeys(load.ERROR_KINDS, 0)
+    assert result["conns_established"] == 6 and result["requests"] > 0
+    assert sorted(server.peers) == ["127.0.0.1"] * 2 + ["127.0.0.2"] * 2 + ["127.0.0.3"] * 2
+
+
+def test_port_shortfall_counts_the_sources():
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low, high = map(int, f.read().split())
+    ports = high - low + 1
+    too_many = ports + 1
+    assert "ip_local_port_range" in load.port_shortfall("127.0.0.1", too_many, "python")
+    if C_OK and ports > c_engine.CONNS_PER_SOURCE:
+        assert load.port_shortfall("127.0.0.1", too_many, "c") is None
+    assert load.port_shortfall("127.0.0.1", 100, "python") is None
+
+
+@needs_c
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_NOFILE via preexec: Linux")
+@pytest.mark.timeout(120)
+def test_the_engine_raises_its_soft_fd_limit_for_more_than_1024_connections():
+    import resource
+
+    def soft_limit_1024():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, resource.getrlimit(
+            resource.RLIMIT_NOFILE)[1]))
+
+    if (load.fd_hard_limit() or 10**9) < 1600:
+        pytest.skip("the hard fd limit is below 1,600 here")
+    with EchoServer() as server:
+        proc = subprocess.Popen(
+            [str(c_engine.binary()), "--host", "127.0.0.1", "--port", str(server.port),
+             "--conns", "1500", "--size", "64", "--warmup", "0", "--duration", "0.3",
+             "--threads", "1", "--connect-timeout", "5", "--connect-budget", "60",
+             "--ramp-batch", "250", "--ramp-pause", "0.02", "--start-wait", "30"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=soft_limit_1024)
+        try:
+            ready = proc.stdout.readline().strip()
+            proc.stdin.write("stop\n")
+            proc.stdin.flush()
+            rest, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, stderr
+    assert ready == "ready 1500"  # all connected: the soft limit of 1,024 was raised
+    assert "error connect 0" in rest.splitlines()
