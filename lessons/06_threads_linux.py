@@ -400,6 +400,18 @@ CLAIMS = [
     Claim("megabytes reserved, kilobytes used",
           lambda m: m["stack mapping per thread, default"] * 1024 > 100 * m["resident memory per thread, default stack"],
           "the default stack mapping is over 100x the resident memory per thread"),
+    Claim("Shrinking the stack to 256 KiB changes the\n  reservation, hardly the resident memory",
+          lambda m: m["stack mapping per thread, 256 KiB"] == 256
+          and abs(m["resident memory per thread, 256 KiB stack"] / m["resident memory per thread, default stack"] - 1)
+          < 0.3,
+          "the 256 KiB stack is a 256 KiB mapping, and resident memory is within 30 % of the default stack's"),
+    Claim("One guard page per thread sits below each stack",
+          lambda m: m["guard pages per thread"] == 1,
+          "one guard page per thread"),
+    Claim("the difference is mostly glibc's malloc arenas",
+          lambda m: m["malloc arenas created"] > 0
+          and m["virtual memory per thread, default stack (with arenas)"] > m["stack mapping per thread, default"],
+          "arenas were created, and virtual memory per thread exceeds the stack mapping"),
     Claim("a thread is created and torn down many times faster than a process",
           lambda m: m["fork + exit + wait"] > 3 * m["thread start + join"],
           "fork + exit + wait takes over 3x thread start + join"),
