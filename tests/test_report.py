@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import report  # noqa: E402
+from bench import fmt, report, results, view  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "run_small"
 SERVERS = ("iterative", "threads", "fork", "epoll", "uvloop", "io_uring")
@@ -70,24 +70,33 @@ def test_report_names_every_server_and_status(built):
     assert "fork() failed" in text or "Resource temporarily unavailable" in text  # the reason
 
 
-def test_every_chart_listed_exists_and_is_a_png(built):
+def test_every_chart_listed_exists_and_is_a_png_with_an_svg_beside_it(built):
     links = chart_links(built.read_text())
     names = {Path(link).name for link in links}
     assert {"status.png", "throughput.png", "latency.png", "spectrum.png", "openloop.png",
             "cpu.png", "memory.png", "sizes.png"} <= names
     for link in links:
         assert_valid_png(built.parent / link)
+        svg = (built.parent / link).with_suffix(".svg").read_text()
+        assert "<svg" in svg and "</svg>" in svg
     # and nothing in charts/ that the report does not show
     assert {p.name for p in (built.parent / "charts").glob("*.png")} == names
+    assert (built.parent / "report.html").is_file()
 
 
 def test_what_to_notice_is_computed_from_the_data(built):
     text = built.read_text()
-    results = [json.loads(line) for line in (FIXTURE / "results.jsonl").read_text().splitlines()]
-    at_128 = [r["rps"] for r in results if r["conns"] == 128 and r["size_bytes"] == 1024
+    results_ = [json.loads(line) for line in (FIXTURE / "results.jsonl").read_text().splitlines()]
+    at_128 = [r["rps"] for r in results_ if r["conns"] == 128 and r["size_bytes"] == 1024
               and r.get("rate") is None and r["server"] == "uvloop"]
-    lead = report.fmt_rps(statistics.median(at_128))
-    assert f"**uvloop** led with {lead} req/s" in text
+    assert at_128  # uvloop was fastest at 128 connections, but client-bound there: not credited
+    at_16 = [r["rps"] for r in results_ if r["conns"] == 16 and r["size_bytes"] == 1024
+             and r.get("rate") is None and r["server"] == "fork"]
+    lead = fmt.fmt_rps(statistics.median(at_16))
+    assert f"**fork** led the clean results with {lead} req/s" in text
+    assert "**uvloop** led" not in text and "**epoll** led" not in text
+    assert "Not credited: iterative (degraded), epoll (client-bound) and uvloop (client-bound)" \
+        in text
     assert "client-bound" in text and "compare server CPU µs per request" in text
 
 
@@ -103,20 +112,20 @@ def test_results_table_has_a_row_per_server_and_cell(built):
     assert any("client-bound" in row and "`uvloop`" in row for row in rows)
 
 
-def test_status_rule_worst_measured_outcome_wins():
-    cell = report.Cell.of(16, 1024, None)
+def test_only_clean_results_may_lead():
+    """view.clean: a result is ranked only when its fold (results.fold) says ok: not noisy,
+    client-bound or degraded."""
+    def summary(*records):
+        ms = [results.Measurement.from_dict({"server": "s", "conns": 16, "size_bytes": 1024,
+                                             "rps": 100.0 * i, **r})
+              for i, r in enumerate(records, 1)]
+        return results.fold(ms)[0]
 
-    def outcome(*statuses):
-        return report.Outcome("s", "blocking", cell, [{"status": s, "rps": 10.0 * i}
-                                                        for i, s in enumerate(statuses, 1)])
-
-    assert outcome("ok", "degraded").status == "degraded"
-    assert outcome("degraded", "failed").status == "failed"
-    assert outcome("failed", "skipped").status == "failed"
-    assert outcome("ok", "skipped").status == "ok"
-    assert outcome("skipped", "skipped").status == "skipped"
-    folded = outcome("ok", "ok", "failed")
-    assert (folded.rps.median, folded.rps.low, folded.rps.high, folded.rps.n) == (15, 10, 20, 2)
+    assert view.clean(summary({"status": "ok"}, {"status": "ok"}))
+    assert not view.clean(summary({"status": "ok"}, {"status": "degraded"}))
+    assert not view.clean(summary({"status": "ok", "client_bound": True}))
+    assert not view.clean(summary({"status": "ok", "noise": {"noisy": True, "why": "x"}}))
+    assert not view.clean(summary({"status": "failed", "rps": None}))
 
 
 def test_run_without_open_loop_says_why_instead_of_drawing(tmp_path):
@@ -191,13 +200,13 @@ def test_c10k_section_shows_who_held_10000_and_why_not(c10k):
 
 
 def test_c10k_heading_names_a_smaller_largest_cell():
-    assert report.c10k_heading(report.Cell.of(C10K, KIB, None)) == "C10K: 10,000 connections"
-    assert report.c10k_heading(report.Cell.of(1000, KIB, None)) == \
+    assert view.c10k_heading(results.CellKey(C10K, KIB)) == "C10K: 10,000 connections"
+    assert view.c10k_heading(results.CellKey(1000, KIB)) == \
         "C10K: 1,000 connections, this run's largest cell"
 
 
 def test_open_loop_at_a_share_of_each_peak_is_one_cell_per_share(c10k):
-    run = report.load_run(c10k.parent)
+    run = view.load(c10k.parent)
     shares = [c for c in run.cells if c.fraction is not None]
     assert [c.fraction for c in shares] == list(SHARES)  # not one cell per server's own rate
     text = c10k.read_text()
@@ -205,7 +214,7 @@ def test_open_loop_at_a_share_of_each_peak_is_one_cell_per_share(c10k):
     rows = [line for line in text.splitlines() if line.startswith("| `uvloop` ") and "of peak)" in line]
     assert len(rows) == 2, "a row per share in the results table, with the rate offered"
     rate = round(statistics.median([83_000, 84_500]) * SHARES[1] * 0.9985, -2)
-    assert report.fmt_rps(rate) in rows[1]
+    assert fmt.fmt_rps(rate) in rows[1]
     assert "openloop.png" in {Path(link).name for link in chart_links(text)}
     for link in chart_links(text):
         assert_valid_png(c10k.parent / link)

@@ -1,0 +1,345 @@
+"""report.md: the headline, every chart with what to notice, the C10K table, problems, every
+result and the run's metadata. The HTML page (bench/html.py) renders this same text, with the
+charts made interactive, so the two never say different things.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from bench import notes, results
+from bench.charts import Chart, basis_name
+from bench.fmt import (
+    fmt_bytes, fmt_cell, fmt_percentile, fmt_ratio, fmt_rps, fmt_share, fmt_size, fmt_small,
+    fmt_spread, fmt_us, join, one_line,
+)
+from bench.view import View, c10k_cell, c10k_heading, clean, offered, requests
+
+
+def md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def table(head: list[str], rows: list[list[str]], right: set[str] = frozenset()) -> list[str]:
+    out = ["| " + " | ".join(head) + " |",
+           "|" + "|".join("---:" if h in right else "---" for h in head) + "|"]
+    return out + ["| " + " | ".join(md_escape(v) for v in row) + " |" for row in rows]
+
+
+def interrupted_text(view: View) -> str | None:
+    stop = view.run.interrupted
+    if not stop:
+        return None
+    return (f"interrupted: {stop.get('measured', '?')} of {stop.get('planned', '?')} "
+            f"measurements ({stop.get('signal', 'stopped')})")
+
+
+def metadata(view: View) -> list[str]:
+    meta, machine = view.meta, view.meta.get("machine") or {}
+    rows = [("run id", f"`{view.run_id}`"), ("date", meta.get("created", "unknown")),
+            ("profile", meta.get("profile_description") and
+             f"{meta.get('profile')}: {meta['profile_description']}" or meta.get("profile"))]
+    if (text := interrupted_text(view)) is not None:
+        rows.append(("interrupted", text))
+    cores = []
+    if machine.get("cores_logical"):
+        cores.append(f"{machine['cores_logical']} logical cores")
+    if machine.get("cores_physical"):
+        cores.append(f"{machine['cores_physical']} physical")
+    if machine.get("smt") is not None:
+        cores.append("SMT on" if machine["smt"] else "SMT off")
+    rows.append(("CPU", ", ".join([machine.get("cpu_model") or "unknown", *cores])))
+    if machine.get("memory_bytes"):
+        rows.append(("memory", fmt_bytes(machine["memory_bytes"])))
+    if machine.get("os") or machine.get("kernel"):
+        rows.append(("OS, kernel", " ".join(str(v) for v in (machine.get("os"),
+                                                             machine.get("kernel")) if v)))
+    py = meta.get("python") or {}
+    if py:
+        rows.append(("Python", f"{py.get('implementation', '')} {py.get('version', '')}".strip()))
+    if meta.get("packages"):
+        rows.append(("packages", ", ".join(f"{k} {v}" for k, v in meta["packages"].items())))
+    if isinstance(meta.get("reference"), dict):
+        ref = meta["reference"]
+        rows.append(("reference", f"{ref.get('name')}: " + ("measured in every cell, interleaved"
+                                                            if ref.get("available") else
+                                                            f"not available: {ref.get('reason')}")))
+    if isinstance(meta.get("engine"), dict):
+        engine = meta["engine"]
+        rows.append(("load engine", f"{engine.get('default')}"
+                     + (f" ({engine['reason']})" if engine.get("reason") else "")))
+    for key in ("gevent_backend",):
+        if meta.get(key):
+            rows.append(("gevent backend", meta[key]))
+    if isinstance(meta.get("io_uring"), dict):
+        uring = meta["io_uring"]
+        rows.append(("io_uring", "available" if uring.get("available")
+                     else f"not available: {uring.get('reason', '')}"))
+    pinning = meta.get("pinning") or {}
+    if pinning:
+        rows.append(("CPU pinning", pinning.get("note") or
+                     f"server {pinning.get('server_cpus')}, client {pinning.get('client_cpus')}"))
+    if meta.get("limits"):
+        rows.append(("limits", ", ".join(f"{k} {v}" for k, v in meta["limits"].items())))
+    if "git_commit" in meta:
+        rows.append(("git commit", f"{meta.get('git_commit') or 'unknown'}"
+                     f"{' (uncommitted changes)' if meta.get('git_dirty') else ''}"))
+    measured = view.measured_servers()
+    rows.append(("servers", f"{len(measured)} measured: {', '.join(measured)}"))
+    if view.skipped_servers:
+        rows.append(("skipped servers", "; ".join(f"{k} ({v})"
+                                                 for k, v in view.skipped_servers.items())))
+    closed = view.closed_cells()
+    opened = [c for c in view.cells if c.is_open]
+    text = ", ".join(fmt_cell(c) for c in closed)
+    if opened:
+        text += f"; open loop: {', '.join(fmt_cell(c) for c in opened)}"
+    rows.append(("cells", text))
+    if meta.get("repeats"):
+        timing = f"{meta['repeats']} per cell"
+        if meta.get("warmup_s") is not None and meta.get("measure_s") is not None:
+            timing += f", each {meta['warmup_s']} s warm-up + {meta['measure_s']} s measured"
+        rows.append(("repeats", timing))
+    if meta.get("budget_s"):
+        rows.append(("time budget", f"{meta['budget_s']} s"))
+    if meta.get("duration_s"):
+        minutes, seconds = divmod(round(meta["duration_s"]), 60)
+        rows.append(("run time", f"{minutes} min {seconds} s" if minutes else f"{seconds} s"))
+    return table(["field", "value"], [[k, str(v)] for k, v in rows if v not in (None, "")])
+
+
+def p99_text(o: results.CellSummary) -> str:
+    """The p99, marked when fewer than ~10 requests lie beyond it."""
+    text = fmt_spread(o.p99_us, fmt_us)
+    marked = fmt_percentile(99, requests(o))
+    return text if marked == "p99" else f"{text} ({marked.split('(')[1]}"
+
+
+def results_table(view: View) -> list[str]:
+    has_open = any(c.is_open for c in view.cells)
+    ratios = view.has_ratios
+    head = (["server", "family", "conns", "size"] + (["offered req/s"] if has_open else [])
+            + (["vs ref (CI)", "CPU vs ref"] if ratios else [])
+            + ["req/s median (spread)", "p50", "p99", "server CPU µs/req", "ctx switches/req",
+               "mem/conn", "verdict", "repeats"])
+    right = {"conns", "offered req/s", "vs ref (CI)", "CPU vs ref", "req/s median (spread)",
+             "p50", "p99", "server CPU µs/req", "ctx switches/req", "mem/conn"}
+    rows = []
+    for server in view.servers:
+        if server in view.skipped_servers and all(
+                o.status == "skipped" for (s, _), o in view.summaries.items() if s == server):
+            rows.append([f"`{server}`", view.families[server], "all", "—"]
+                        + ["—"] * (len(head) - 6) + ["**skipped**", "—"])
+            continue
+        for cell in view.cells:
+            o = view.outcome(server, cell)
+            if o is None:
+                continue
+            row = [f"`{server}`", view.families[server], f"{cell.conns:,}",
+                   fmt_size(cell.size_bytes)]
+            if has_open:
+                rate = offered(o).median if cell.is_open and o.measured else cell.rate
+                text = fmt_rps(rate) if rate else "—" if cell.is_open else "closed loop"
+                if cell.fraction is not None:
+                    text += f" ({fmt_share(cell.fraction)} of peak)"
+                row.append(text)
+            if ratios:
+                vs = o.vs_ref_stat
+                row += [fmt_spread(vs, fmt_ratio) if vs else "—",
+                        fmt_ratio(o.cpu_vs_ref) if o.cpu_vs_ref else "—"]
+            row += [fmt_spread(o.rps, fmt_rps),
+                    fmt_spread(o.stat(lambda m: (m.latency_us or {}).get("p50")), fmt_us),
+                    p99_text(o),
+                    fmt_spread(o.cpu_us_per_request, fmt_small),
+                    fmt_spread(o.ctx_per_request, fmt_small),
+                    fmt_spread(o.mem_per_conn_bytes, fmt_bytes),
+                    "ok" if o.verdict == "ok" else f"**{o.verdict}**", o.repeats_text]
+            rows.append(row)
+    return table(head, rows, right)
+
+
+def problems(view: View) -> list[str]:
+    """A bullet per server and reason (cells that went wrong the same way listed together), with
+    the server's last stderr lines folded away beneath."""
+    out = []
+    for server in view.servers:
+        if server in view.skipped_servers:
+            continue
+        groups: dict[tuple, list] = {}
+        for cell in view.cells:
+            o = view.outcome(server, cell)
+            if o is not None and (o.status != "ok" or o.reasons):
+                groups.setdefault((o.status, tuple(o.reasons)), []).append(o)
+        for (status, reasons), outs in groups.items():
+            why = "; ".join(one_line(r, 400) for r in reasons) or "no reason recorded"
+            where = ", ".join(f"{fmt_cell(o.cell)} ({o.repeats_text})" for o in outs)
+            out.append(f"- **{server}**, {status} at {where}: {why}.")
+            tail = next((o.stderr_tail for o in outs if o.stderr_tail), None)
+            if tail:
+                tail = tail.rstrip().replace("```", "` ` `")  # must not close the code block
+                out += ["", "  <details><summary>server stderr (last lines)</summary>", "",
+                        "  ```text", *[f"  {t}" for t in tail.splitlines()], "  ```", "",
+                        "  </details>", ""]
+    for server, reason in view.skipped_servers.items():
+        out.append(f"- **{server}**: skipped, not run on this machine: {one_line(reason, 400)}.")
+    if out:
+        out = ["(n/m) after a cell: the repeats that measured something, of those run.", ""] + out
+    return out
+
+
+def _peak(o: results.CellSummary, key: str) -> float | None:
+    values = [v for m in o.measurements if isinstance(v := m.extra.get(key), int | float)]
+    return max(values) if values else None
+
+
+def c10k_section(view: View, cell: results.CellKey) -> list[str]:
+    """Per server at the largest cell: whether it held every connection, and what each cost."""
+    conns = f"{cell.conns:,}"
+    out = [f"Dan Kegel's C10K problem on this machine: every server with {conns} clients "
+           f"connected at once ({fmt_cell(cell)}, closed loop, every echoed byte checked). **held** "
+           f"counts the connections served to the end (not refused, reset or left without an "
+           f"echo); **memory / conn** is the growth of the server's process tree "
+           f"({basis_name(view.mem_basis())}) over its idle size, divided by the connections; "
+           f"**CPU / req** is the server's own CPU time per round trip; processes, threads and "
+           f"fds are the most seen during the window."]
+    if cell.conns < 10_000:
+        out[0] += " The full profile (`make bench-full`) goes to 10,000 connections."
+    outs = sorted((o for s in view.servers if (o := view.outcome(s, cell))),
+                  key=lambda o: (results.STATUS_ORDER.index(o.verdict)
+                                 if o.verdict in results.STATUS_ORDER else 9,
+                                 -(o.rps.median if o.rps else 0)))
+    rows = []
+    for o in outs:
+        held = o.stat("held_conns")
+        tree = [_peak(o, key) for key in ("server_processes", "server_threads", "server_fds")]
+        why = "; ".join(one_line(r, 240) for r in o.reasons) if o.status != "ok" or o.reasons \
+            else ""
+        if o.window_s:
+            why += (" " if why else "") + f"(window {o.window_s:g} s)"
+        rows.append([f"`{o.server}`", view.families[o.server],
+                     "ok" if o.verdict == "ok" else f"**{o.verdict}**",
+                     fmt_rps(held.median) if held else "—", fmt_spread(o.rps, fmt_rps),
+                     fmt_spread(o.p99_us, fmt_us),
+                     fmt_spread(o.mem_per_conn_bytes, lambda v: fmt_bytes(v) if v > 0 else "≈ 0"),
+                     fmt_spread(o.cpu_us_per_request, lambda v: f"{fmt_small(v)} µs"),
+                     " · ".join(f"{v:,.0f}" if v is not None else "—" for v in tree)
+                     if any(v is not None for v in tree) else "—", why or "—"])
+    out += [""] + table(["server", "family", "verdict", f"held (of {conns})", "req/s", "p99",
+                         "memory / conn", "CPU / req", "processes · threads · fds", "why not"],
+                        rows, {f"held (of {conns})", "req/s", "p99", "memory / conn",
+                               "CPU / req", "processes · threads · fds"})
+    out += ["", " ".join(["**What to notice.**", *c10k_notes(view, cell, outs)])]
+    return out
+
+
+def c10k_notes(view: View, cell: results.CellKey, outs: list) -> list[str]:
+    conns = f"{cell.conns:,}"
+    held_all = [o.server for o in outs if o.status == "ok"]
+    others = [o.server for o in outs if o.status in ("degraded", "failed")]
+    out = [f"{len(held_all)} of {len(outs)} servers held all {conns} connections: "
+           f"{join(held_all)}." if held_all else f"No server held all {conns} connections."]
+    if others:
+        out.append(f"{join(others)} did not; the last column says why, in the bench's words and "
+                   f"the server's own log. None of them is credited with a figure here.")
+    measured = [o for o in outs if clean(o)]  # costs compare only at the full count
+    for key, what, fmt in (("mem_per_conn_bytes", "Memory per connection", fmt_bytes),
+                           ("server_cpu_us_per_request", "Server CPU per request",
+                            lambda v: f"{fmt_small(v)} µs")):
+        values = {o.server: s.median for o in measured if (s := o.stat(key)) and s.median > 0}
+        if len(values) >= 2:
+            low, high = min(values, key=values.get), max(values, key=values.get)
+            out.append(f"{what} among the clean results went from {fmt(values[low])} ({low}) to "
+                       f"{fmt(values[high])} ({high}), {fmt_ratio(values[high] / values[low])}.")
+    slow = sorted(((s.median, o.server) for o in outs if (s := o.stat("settle_s"))
+                   and s.median >= 1.0), reverse=True)
+    if slow:
+        out.append(f"Once the {conns} clients had left, some servers needed a while to go idle "
+                   f"again (tearing down a thread or process per connection): "
+                   f"{join([f'{server} {value:.1f} s' for value, server in slow])}.")
+    return out
+
+
+def headline(view: View, focus: results.CellKey | None) -> list[str]:
+    lines = []
+    if (text := interrupted_text(view)) is not None:
+        lines.append(f"- **This run was {text}**; the report shows what was measured.")
+    lines += [f"- {n}" for n in notes.noise(view)]
+    if focus is not None and (order := notes.ranking(view, focus)):
+        what = ("ratio to the C reference's req/s, absolute req/s beside it" if view.has_ratios
+                else "req/s")
+        lines.append(f"- **Throughput at {fmt_cell(focus)}** ({what}; fastest first; ≈: within "
+                     f"noise of the one before, >: beyond it): {order}.")
+        lines.append("  This cell is the headline because the servers differ most there "
+                     "relative to their noise; noisy, client-bound and degraded results are "
+                     "never ranked.")
+    if (text := notes.convergence(view)) is not None:
+        lines.append(f"- **Convergence**: {text}")
+    counts = dict.fromkeys(results.STATUS_ORDER, 0)
+    for o in view.summaries.values():
+        counts[o.verdict] = counts.get(o.verdict, 0) + 1
+    lines.append("- **Verdicts**: " + ", ".join(f"{n} {s}" for s, n in counts.items()) +
+                 " (server × cell results; see [the status matrix](#status-of-every-server-and-cell)).")
+    if (big := c10k_cell(view)) is not None:
+        outs = [o for s in view.servers if (o := view.outcome(s, big))]
+        held = [o.server for o in outs if o.status == "ok"]
+        lines.append(f"- **{big.conns:,} connections**: {len(held)} of {len(outs)} servers "
+                     f"held them all (see [{c10k_heading(big)}](#{anchor(c10k_heading(big))})).")
+    return lines
+
+
+def display_dir(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def write(view: View, charts: list[Chart], focus: results.CellKey | None) -> Path:
+    spread = ("the 95 % CI of the median where a cell has 6 repeats or more, else their min–max"
+              if view.has_ratios else "their spread (min–max)")
+    md = [f"# Bench report: run `{view.run_id}`", "",
+          f"Every echo server of the lab measured on {view.machine_text} on {view.date}. Numbers "
+          f"are medians over the repeats with {spread}; redraw this report from the saved results "
+          f"with `make report RUN={display_dir(view.dir)}`. [report.html](report.html) is the "
+          f"same report with interactive charts, one file that works offline.", ""]
+    md += headline(view, focus) + [""]
+    big = c10k_cell(view)
+    md += ["## Contents", ""]
+    for c in charts:
+        md.append(f"- [{c.heading}](#{anchor(c.heading)})")
+        if c.key == "status" and big is not None:
+            md.append(f"- [{c10k_heading(big)}](#{anchor(c10k_heading(big))})")
+    md += ["- [Client-bound cells](#client-bound-cells)", "- [Problems](#problems)",
+           "- [All results](#all-results)", "- [The run](#the-run)", ""]
+    for chart in charts:
+        md += [f"## {chart.heading}", ""]
+        if chart.path is None:
+            md += [f"No chart: {chart.skipped_because}", ""]
+            continue
+        md += [f"![{chart.heading}]({chart.path.relative_to(view.dir).as_posix()})", ""]
+        if chart.notes:
+            md += ["**What to notice.** " + " ".join(chart.notes), ""]
+        if chart.key == "status" and big is not None:
+            md += [f"## {c10k_heading(big)}", ""] + c10k_section(view, big) + [""]
+    md += ["## Client-bound cells", ""]
+    md += (notes.client_bound(view) or ["None: in every cell the server, not the load generator, "
+                                        "was the saturated side."]) + [""]
+    md += ["## Problems", ""] + (problems(view) or ["None: every cell measured cleanly."]) + [""]
+    md += ["## All results", "",
+           "One row per server and cell: medians over the measured repeats, with their spread "
+           "where they differ (CI: the 95 % confidence interval of the median). **verdict** is "
+           "ok, noisy, client-bound, degraded, failed or skipped; **repeats** counts the repeats "
+           "that measured something, of those run. Latency is the round trip, from send (closed "
+           "loop) or from the intended send time (open loop); a p99 resting on fewer than "
+           f"{results.TAIL_MIN_SAMPLES} requests says how many.", ""]
+    md += results_table(view) + [""]
+    md += ["## The run", ""] + metadata(view) + [""]
+    path = view.dir / "report.md"
+    path.write_text("\n".join(md))
+    return path

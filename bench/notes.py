@@ -1,0 +1,385 @@
+"""What to notice: the sentences under each chart and the headline, computed from the run.
+
+Three rules hold in every sentence here:
+- only a clean result (view.clean: not noisy, client-bound or degraded) is credited as a leader
+  or ranked; the others are named as such beside the ranking;
+- where two results lie within each other's noise (view.overlap), the sentence says "within
+  noise" rather than ranking them;
+- a ratio to the reference (vs_ref) leads where the run has one, the absolute figure beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench import results
+from bench.fmt import (
+    fmt_bytes, fmt_cell, fmt_percentile, fmt_ratio, fmt_rps, fmt_size, fmt_small, fmt_us,
+    how_much_more, join, one_line, possessive,
+)
+from bench.view import View, clean, offered, overlap, ranked, requests, separation
+
+# Open loop: a server "keeps up" while it completes at least this share of the offered requests, and
+# its latency has "blown up" once p99 is this many times its p99 at the lowest offered rate.
+KEEPS_UP_FRACTION = 0.95
+BLOWUP_FACTOR = 10.0
+NOISY_SPREAD = 0.2  # a spread wider than this share of the median is worth a sentence
+
+
+def not_clean_word(o: results.CellSummary) -> str:
+    return {"noisy": "noisy window", "client-bound": "client-bound",
+            "degraded": "degraded"}.get(o.verdict, o.verdict)
+
+
+def figure(view: View, o: results.CellSummary) -> str:
+    """'0.82× ref (61,000 req/s)' where the run has ratios, else '61,000 req/s'."""
+    if view.has_ratios and o.vs_ref is not None and not o.is_reference:
+        return f"{fmt_ratio(o.vs_ref)} ref ({fmt_rps(o.rps.median)} req/s)"
+    return f"{fmt_rps(o.rps.median)} req/s"
+
+
+def ranking(view: View, cell: results.CellKey) -> str | None:
+    """'a 1.2× ref (…) ≈ b 1.1× ref (…), then c …; not ranked: d (degraded)'. ≈ joins results
+    within noise of the one before."""
+    good, others = ranked(view, cell)
+    if not good and not others:
+        return None
+    parts = []
+    for i, o in enumerate(good):
+        text = f"{o.server} {figure(view, o)}"
+        if i == 0:
+            parts.append(text)
+        else:
+            parts.append(("≈ " if overlap(good[i - 1], o) else "> ") + text)
+    out = " ".join(parts)
+    if others:
+        out += ("; not ranked: " if out else "none clean; not ranked: ") + ", ".join(
+            f"{o.server} {fmt_rps(o.rps.median)} req/s ({not_clean_word(o)})" for o in others)
+    return out
+
+
+def status(view: View) -> list[str]:
+    counts = dict.fromkeys(results.STATUS_ORDER, 0)
+    for o in view.summaries.values():
+        counts[o.verdict] = counts.get(o.verdict, 0) + 1
+    total = sum(counts.values())
+    out = [f"Of {total} server × cell results, "
+           f"{', '.join(f'{n} {s}' for s, n in counts.items() if n)}."]
+    failed: dict[str, list] = {}
+    for (server, cell), o in view.summaries.items():
+        if o.status == "failed":
+            failed.setdefault(server, []).append(cell)
+    for server, cells in failed.items():
+        cells.sort(key=lambda c: c.sort_key)
+        first = view.outcome(server, cells[0])
+        reason = first.reasons[0] if first and first.reasons else "no reason recorded"
+        where = ", ".join(fmt_cell(c) for c in cells[:3]) + (" and more" if len(cells) > 3 else "")
+        out.append(f"**{server}** failed at {where}: {one_line(reason)}.")
+    degraded = sorted({s for (s, _), o in view.summaries.items() if o.status == "degraded"},
+                      key=view.servers.index)
+    if degraded:
+        out.append(f"Degraded (measured, but with errors or warnings): {', '.join(degraded)}; "
+                   f"the reasons are listed under [Problems](#problems).")
+    for server, reason in view.skipped_servers.items():
+        out.append(f"**{server}** was skipped on this machine: {one_line(reason)}.")
+    return out
+
+
+def throughput(view: View, size: int) -> list[str]:
+    cells = sorted(view.closed_cells(size), key=lambda c: c.conns)
+    out = []
+    top = next((c for c in reversed(cells) if len(ranked(view, c)[0]) >= 2), None)
+    if top is not None:
+        good, others = ranked(view, top)
+        lead, last = good[0], good[-1]
+        tied = [o.server for o in good[1:] if overlap(lead, o)]
+        sentence = (f"At {fmt_cell(top)}, **{lead.server}** led the clean results with "
+                    f"{figure(view, lead)}, {how_much_more(lead.rps.median, last.rps.median, 'the slowest')} "
+                    f"({last.server}, {fmt_rps(last.rps.median)} req/s)")
+        sentence += (f"; within noise of it: {join(tied)}." if tied else ".")
+        if others:
+            sentence += (f" Not credited: {join([f'{o.server} ({not_clean_word(o)})' for o in others])}"
+                         f", whose figures are a floor or were disturbed.")
+        out.append(sentence)
+    first = cells[0] if cells else None
+    if first is not None and top is not None and top != first:
+        growth = {s: b.rps.median / a.rps.median for s in view.servers
+                  if clean(a := view.outcome(s, first)) and clean(b := view.outcome(s, top))}
+        if len(growth) >= 2:
+            best, worst = max(growth, key=growth.get), min(growth, key=growth.get)
+            verb = "fell to" if growth[worst] < 1 else "grew only"
+            out.append(f"From {first.conns:,} to {top.conns:,} connections, {best} gained the most "
+                       f"({fmt_ratio(growth[best])} its single-connection rate) and {worst} "
+                       f"{verb} {fmt_ratio(growth[worst])}.")
+    failed = [(s, c) for c in cells for s in view.servers
+              if (o := view.outcome(s, c)) and o.status == "failed"]
+    if failed:
+        where = "; ".join(f"{s} at {c.conns:,} connections" for s, c in failed[:4])
+        out.append(f"Lines that stop at a cross failed there ({where}): see the status matrix.")
+    noisy = [(o.rps.relative_width, s, c) for c in cells for s in view.servers
+             if (o := view.outcome(s, c)) and o.rps and o.rps.n > 1]
+    if noisy and (widest := max(noisy))[0] > NOISY_SPREAD:
+        width, server, cell = widest
+        out.append(f"The widest spread between repeats was {server} at {cell.conns:,} "
+                   f"connections ({width:.0%} of its median): differences smaller than that "
+                   f"are noise.")
+    return out
+
+
+def latency(view: View, size: int) -> list[str]:
+    cells = sorted(view.closed_cells(size), key=lambda c: c.conns)
+    out = []
+
+    def p99(server, cell) -> float | None:
+        o = view.outcome(server, cell)
+        s = o.p99_us if o is not None and o.measured else None
+        return s.median if s else None
+
+    rises = []
+    for server in view.servers:
+        values = [(c, v) for c in cells if (v := p99(server, c)) and clean(view.outcome(server, c))]
+        if len(values) >= 2 and values[0][1] > 0:
+            (c0, v0), (c1, v1) = values[0], values[-1]
+            rises.append((v1 / v0, server, c0, v0, c1, v1))
+    if rises:
+        ratio, server, c0, v0, c1, v1 = max(rises)
+        out.append(f"The tail grew most for **{server}**: p99 rose from {fmt_us(v0)} at "
+                   f"{c0.conns:,} connection{'s' if c0.conns != 1 else ''} to {fmt_us(v1)} at "
+                   f"{c1.conns:,} ({fmt_ratio(ratio)}).")
+    top = next((c for c in reversed(cells)
+                if sum(1 for s in view.servers if p99(s, c) and clean(view.outcome(s, c))) >= 2),
+               None)
+    if top is not None:
+        p99s = {s: v for s in view.servers if (v := p99(s, top)) and clean(view.outcome(s, top))}
+        low, high = min(p99s, key=p99s.get), max(p99s, key=p99s.get)
+        out.append(f"At {top.conns:,} connections the lowest clean p99 was {possessive(low)} "
+                   f"{fmt_us(p99s[low])}, the highest {possessive(high)} {fmt_us(p99s[high])}.")
+        fastest = max((o for s in view.servers if clean(o := view.outcome(s, top))),
+                      key=lambda o: o.rps.median, default=None)
+        if fastest is not None and top.conns > 1:
+            rps = fastest.rps.median
+            mean = fastest.stat(lambda m: (m.latency_us or {}).get("mean"))
+            measured = f" (measured mean: {fmt_us(mean.median)})" if mean else ""
+            out.append(f"In a closed loop latency follows from throughput (Little's law: "
+                       f"latency ≈ connections ÷ req/s): for {fastest.server}, {top.conns:,} ÷ "
+                       f"{fmt_rps(rps)} req/s ≈ {fmt_us(top.conns / rps * 1e6)}{measured}, so "
+                       f"once throughput stops growing, every extra connection adds latency.")
+    return out
+
+
+def sizes(view: View, cells: list[results.CellKey]) -> list[str]:
+    small, large = cells[0], cells[-1]
+    mib = float(1 << 20)
+    bw = {s: (a, b) for s in view.servers
+          if clean(a := view.outcome(s, large)) and clean(b := view.outcome(s, small))}
+    out = []
+    if bw:
+        lead = max(bw, key=lambda s: bw[s][0].stat("bytes_per_s").median)
+        out.append(f"At {fmt_cell(large)}, **{lead}** moved the most data among the clean "
+                   f"results: {bw[lead][0].stat('bytes_per_s').median / mib:,.3g} MiB/s.")
+        drops = {s: a.rps.median / b.rps.median for s, (a, b) in bw.items()}
+        if len(drops) >= 2 and max(drops.values()) < 0.5:
+            least, most = max(drops, key=drops.get), min(drops, key=drops.get)
+            out.append(f"Going from {fmt_size(small.size_bytes)} to {fmt_size(large.size_bytes)} "
+                       f"messages, round trips per second fell least for {least} (to "
+                       f"{drops[least]:.0%}) and most for {most} (to {drops[most]:.0%}): with big "
+                       f"messages, moving the bytes outweighs the per-request overhead.")
+    return out
+
+
+def spectrum(view: View, cell: results.CellKey, curves: dict, *, asked: bool) -> list[str]:
+    out = []
+    tails = {}
+    fewest = min((n for _, o in curves.values() if (n := requests(o))), default=None)
+    top = fmt_percentile(99.99, fewest)
+    for server, (merged, o) in curves.items():
+        p50 = merged.get_value_at_percentile(50)
+        if p50 and clean(o):
+            tails[server] = (merged.get_value_at_percentile(99.99) / p50, p50,
+                             merged.get_value_at_percentile(99.99))
+    if len(tails) >= 2:
+        wide, narrow = max(tails, key=lambda s: tails[s][0]), min(tails, key=lambda s: tails[s][0])
+        out.append(f"The tail was widest for **{wide}**: its {top} was "
+                   f"{fmt_ratio(tails[wide][0])} its median ({fmt_us(tails[wide][2])} vs "
+                   f"{fmt_us(tails[wide][1])}); narrowest for {narrow} "
+                   f"({fmt_ratio(tails[narrow][0])}).")
+    worst = {s: merged.get_max_value() for s, (merged, _) in curves.items()}
+    if worst:
+        server = max(worst, key=worst.get)
+        out.append(f"The slowest single request took {fmt_us(worst[server])} ({server}). A flat "
+                   f"line means every request is served alike; a line that turns up at the right "
+                   f"means a few requests waited far longer than the rest.")
+    if not asked:
+        score, _ = separation(view, cell)
+        out.append(f"It is drawn at {fmt_cell(cell)}, the cell where the servers differ most "
+                   f"relative to their noise (a typical pair stands {score:.1f}× its combined "
+                   f"noise apart); `python -m bench report RUN_DIR --cell CONNSxBYTES` draws "
+                   f"another.")
+    return out
+
+
+@dataclass
+class LoadCurve:
+    """One server's open-loop series, read: where (if anywhere) it stopped keeping up."""
+
+    who: str
+    outcomes: list[results.CellSummary]  # by offered load, lowest first
+    knee: int | None  # index of the first load it did not keep up with; None: kept up with all
+
+    @staticmethod
+    def offered(o) -> float:
+        return offered(o).median
+
+    @staticmethod
+    def p99(o) -> float:
+        return o.p99_us.median
+
+    @classmethod
+    def read(cls, who: str, outcomes: list) -> LoadCurve:
+        base = cls.p99(outcomes[0])
+        for index, o in enumerate(outcomes):
+            behind = o.rps.median < KEEPS_UP_FRACTION * cls.offered(o)
+            if behind or (base and cls.p99(o) > BLOWUP_FACTOR * base):
+                return cls(who, outcomes, index)
+        return cls(who, outcomes, None)
+
+    def at(self, o) -> str:
+        share = f" ({o.cell.fraction:.0%} of its peak)" if o.cell.fraction is not None else ""
+        return f"{fmt_rps(self.offered(o))} req/s{share}"
+
+    def sentence(self) -> str:
+        o = self.outcomes[self.knee]
+        behind = o.rps.median < KEEPS_UP_FRACTION * self.offered(o)
+        done = f"{'completed only' if behind else 'still completed'} {fmt_rps(o.rps.median)}"
+        jump = f"its p99 was {fmt_us(self.p99(o))}"
+        if self.knee == 0:
+            return (f"**{self.who}** was already saturated at the lowest offered load, "
+                    f"{self.at(o)}: {jump} and it {done} req/s.")
+        before = self.outcomes[self.knee - 1]
+        return (f"**{self.who}** kept up to {self.at(before)} offered (p99 "
+                f"{fmt_us(self.p99(before))}); at {self.at(o)} {jump} and it {done} req/s.")
+
+
+def openloop(curves: list[LoadCurve]) -> list[str]:
+    """The earliest breakdowns in detail, then one sentence for the rest that broke and one for
+    those that held."""
+    broke = sorted((c for c in curves if c.knee is not None),
+                   key=lambda c: LoadCurve.offered(c.outcomes[c.knee]))
+    held = [c for c in curves if c.knee is None]
+    out = [c.sentence() for c in broke[:3]]
+    if len(broke) > 3:
+        out.append(f"{join([c.who for c in broke[3:]])} also stopped keeping up, at higher loads "
+                   f"(see the chart).")
+    if held:
+        top = max(LoadCurve.offered(c.outcomes[-1]) for c in held)
+        worst = max(LoadCurve.p99(o) for c in held for o in c.outcomes)
+        verb = "kept" if len(held) == 1 else "all kept"
+        out.append(f"{join([f'**{c.who}**' for c in held])} {verb} up with every offered load, "
+                   f"up to {fmt_rps(top)} req/s, with p99 at most {fmt_us(worst)}.")
+    if broke:
+        out.append("Past saturation requests queue, and latency grows with the queue: the p99 a "
+                   "closed-loop test reports at the same throughput hides this.")
+    return out
+
+
+def cpu(view: View, cell: results.CellKey) -> list[str]:
+    out = []
+    have = {s: o for s in view.servers if clean(o := view.outcome(s, cell))
+            and o.cpu_us_per_request}
+    if len(have) >= 2:
+        low = min(have, key=lambda s: have[s].cpu_us_per_request.median)
+        high = max(have, key=lambda s: have[s].cpu_us_per_request.median)
+        lo, hi = have[low].cpu_us_per_request.median, have[high].cpu_us_per_request.median
+        ratio = (f" ({fmt_ratio(have[low].cpu_vs_ref)} the reference's)"
+                 if view.has_ratios and have[low].cpu_vs_ref and low != view.reference else "")
+        out.append(f"At {fmt_cell(cell)}, **{low}** spent the least server CPU per request "
+                   f"({fmt_small(lo)} µs{ratio}), {high} the most ({fmt_small(hi)} µs, "
+                   f"{how_much_more(hi, lo)}).")
+    switches = {s: st.median for s in view.servers if (o := view.outcome(s, cell))
+                and (st := o.ctx_per_request)}
+    if len(switches) >= 2:
+        low, high = min(switches, key=switches.get), max(switches, key=switches.get)
+        if fmt_small(switches[low]) == fmt_small(switches[high]):
+            sentence = f"Every server switched context about {fmt_small(switches[low])} times per request."
+        else:
+            sentence = (f"{high} switched context {fmt_small(switches[high])} times per request, "
+                        f"{low} {fmt_small(switches[low])}.")
+        if switches[low] < 1:
+            sentence += (" Fewer than one switch per request means one wakeup served several "
+                         "requests: the thread found more work ready each time it ran.")
+        out.append(sentence)
+    return out
+
+
+def memory(view: View, basis: str, cells: list, points: dict) -> list[str]:
+    out = []
+    big = cells[-1]
+    have = {s: points[(s, big)].median for s in view.servers
+            if (s, big) in points and points[(s, big)].median > 0 and clean(view.outcome(s, big))}
+    if len(have) >= 2:
+        low, high = min(have, key=have.get), max(have, key=have.get)
+        out.append(f"At {fmt_cell(big)}, each connection cost **{high}** ({view.families[high]}) "
+                   f"{fmt_bytes(have[high])} of {basis}, {fmt_ratio(have[high] / have[low])} "
+                   f"what it cost {low} ({view.families[low]}): {fmt_bytes(have[low])}.")
+    zero = sorted({s for (s, _), st in points.items() if st.median <= 0}, key=view.servers.index)
+    if zero:
+        out.append(f"{', '.join(zero)} grew by nothing measurable per connection somewhere: "
+                   f"memory is read in whole pages, so a small cost rounds to zero, and a "
+                   f"connection that only waits in the kernel (say, in the listen queue) costs "
+                   f"the process nothing.")
+    return out
+
+
+def client_bound(view: View) -> list[str]:
+    bound = sorted((o for o in view.summaries.values() if o.client_bound),
+                   key=lambda o: (view.servers.index(o.server), o.cell.sort_key))
+    if not bound:
+        return []
+    listing = "; ".join(f"{o.server} at {fmt_cell(o.cell)}" for o in bound[:8])
+    more = f" and {len(bound) - 8} more" if len(bound) > 8 else ""
+    return [f"{len(bound)} cell{'s were' if len(bound) != 1 else ' was'} client-bound: {listing}"
+            f"{more}. There the load generator, not the server, limited throughput (its CPU was "
+            f"saturated), so the req/s is a lower bound for the server: compare server CPU µs per "
+            f"request instead, which is fair either way."]
+
+
+def noise(view: View) -> list[str]:
+    """The machine's noise over the run (meta.json's summary), and the busy-at-start warning."""
+    meta_noise = view.meta.get("noise") or {}
+    out = []
+    busy = meta_noise.get("busy_at_start")
+    if busy and busy.get("top"):
+        top = ", ".join(f"{name} ({pct:.0f} % CPU)" for name, pct in busy["top"][:5])
+        out.append(f"**The machine was busy when the run started**: {top}. Absolute figures "
+                   f"from this run are low; the ratios to the reference, measured interleaved, "
+                   f"hold better.")
+    parts = []
+    for key, what in (("steal_pct", "steal"), ("foreign_cpu_pct", "other processes' CPU"),
+                      ("loadavg", "load average")):
+        value = meta_noise.get(key)
+        if isinstance(value, dict) and value.get("median") is not None:
+            unit = "" if key == "loadavg" else " %"
+            parts.append(f"{what} median {value['median']:.3g}{unit} (max "
+                         f"{value.get('max', value['median']):.3g}{unit})")
+    windows = sum(1 for m in view.run.measurements if m.noise is not None)
+    noisy = sum(1 for m in view.run.measurements if m.noisy)
+    if parts or windows:
+        text = "Machine noise over the measurement windows: " + ("; ".join(parts) or "recorded")
+        if windows:
+            text += (f". {noisy} of {windows} windows were flagged noisy (other processes over "
+                     f"{results.FOREIGN_NOISY_PCT:.0f} % of the CPUs, or steal over "
+                     f"{results.STEAL_NOISY_PCT:.0f} %); their results are drawn hollow and not "
+                     f"ranked.")
+        out.append(text)
+    return out
+
+
+def convergence(view: View) -> str | None:
+    """How many cells reached a tight CI of their median vs_ref."""
+    cells = [o for o in view.summaries.values() if not o.is_reference and o.vs_ref is not None]
+    if not cells:
+        return None
+    done = sum(1 for o in cells if o.converged)
+    return (f"{done} of {len(cells)} server × cell results converged: the 95 % CI of their "
+            f"median vs_ref lies within ±{results.TOLERANCE:.0%} of it.")
+
