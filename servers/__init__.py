@@ -233,6 +233,12 @@ SERVERS: tuple[Server, ...] = (
            source="servers/node/echo.js", probe="servers.native:probe_node",
            notes="at EMFILE, libuv accepts and closes the waiting clients (its spare-fd trick) "
                  "instead of leaving them queued; --work-us starves the loop like asyncio's"),
+    Server("erlang", "servers.native", "fibers", "10",
+           "Erlang: a BEAM process per connection under gen_tcp, active-once; one scheduler "
+           "per core preempts processes by reductions",
+           source="servers/erlang/echo.erl", probe="servers.native:probe_erlang",
+           notes="built at first use with erlc; SIGINT goes through BEAM's break handler, which "
+                 "prints its BREAK menu on stdout before it halts with status 0"),
     # -- multi-process event loops (lesson 02) ---------------------------------------------------
     Server("reuseport", "servers.reuseport", "multi-process", "02",
            "--workers processes, each with its own SO_REUSEPORT listener and event loop "

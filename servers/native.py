@@ -95,6 +95,14 @@ def main(argv: list[str]) -> None:
     # Python ignores SIGPIPE, and an ignored signal stays ignored across exec: give the program the
     # default disposition, as a shell would; each runtime then sets up SIGPIPE as it expects.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if argv_exec[0].endswith("erl"):
+        # a crashing runtime writes erl_crash.dump into the current directory: not into the lab's
+        os.environ.setdefault("ERL_CRASH_DUMP_SECONDS", "0")
+        # BEAM's SIGINT handler (its BREAK menu) reads the choice from stdin: at end of file it
+        # halts with status 0 at once, which is the contract's SIGINT; a terminal would wait.
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
     sys.stdout.flush()
     os.execv(argv_exec[0], argv_exec)
 
