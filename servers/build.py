@@ -70,6 +70,11 @@ def kind_label(kind: str) -> str:
 
 def _version(program: str) -> str:
     """First line of the toolchain's version, so a compiler upgrade builds again."""
+    # erlc has no version flag (it would try to compile a file named "version", ~0.5 s each):
+    # an Erlang installation names its release in ROOT/releases/*/OTP_VERSION, next to bin/erlc.
+    otp_versions = sorted(Path(os.path.realpath(program)).parent.parent.glob("releases/*/OTP_VERSION"))
+    if otp_versions:
+        return "OTP " + otp_versions[-1].read_text().strip()
     for flag in ("--version", "version"):
         try:
             out = subprocess.run([program, flag], capture_output=True, text=True, timeout=30)
