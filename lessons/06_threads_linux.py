@@ -58,7 +58,7 @@ STRACE_TIMEOUT_S = 60.0
 FUTEX_PROGRAM = "lessons/native/06_futex.c"
 LOCK_ITERATIONS = 200_000  # lock/unlock pairs per thread: a fraction of a second, even under strace
 JOIN_SLEEP_MS = 100  # long enough that pthread_join() finds the thread alive and has to sleep
-# what glibc's pthread_create passes (sysdeps/unix/sysv/linux/createthread.c, clone_flags)
+# what glibc's pthread_create passes (nptl/pthread_create.c, create_thread's clone_flags)
 THREAD_FLAGS = ("CLONE_VM", "CLONE_FS", "CLONE_FILES", "CLONE_SIGHAND", "CLONE_THREAD", "CLONE_SYSVSEM",
                 "CLONE_SETTLS", "CLONE_PARENT_SETTID", "CLONE_CHILD_CLEARTID")
 THREAD_START = "import threading; t = threading.Thread(target=int); t.start(); t.join()"
