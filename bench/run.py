@@ -847,7 +847,7 @@ def busy_at_start(sample_s: float = 0.5, top: int = 3) -> dict:
     total = sum(usage.values()) / cpus
     ranked = sorted(usage.items(), key=lambda kv: -kv[1])[:top]
     return {"foreign_cpu_pct": round(total, 1), "cpus": cpus,
-            "top": [[name, round(pct, 1)] for name, pct in ranked],
+            "top": [[name, round(pct / cpus, 1)] for name, pct in ranked],  # % of all CPUs
             "busy": total > results.BUSY_AT_START_PCT}
 
 
@@ -1020,7 +1020,7 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
     if busy["busy"]:
         top = ", ".join(f"{name} {pct:.0f} %" for name, pct in busy["top"])
         print(f"warning: this machine is busy: other processes use {busy['foreign_cpu_pct']:.0f} % "
-              f"of its {busy['cpus']} CPUs (top: {top}). Absolute figures will be low and noisy; "
+              f"of its {busy['cpus']} CPUs' time (top users by name: {top}). Absolute figures will be low and noisy; "
               f"the ratios to the reference (vs ref) are what to compare.", flush=True)
     if resume is not None:
         run_dir = resume
