@@ -1,0 +1,137 @@
+"""The servers outside Python (C, Go, Node, Erlang): servers/native.py builds them through
+servers/build.py's cache and execs them; without a toolchain they are unavailable with the install
+command, and everything else works as before. (Their echo behaviour is the conformance suite's.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import servers
+from servers import launch
+from tests.echo_client import connect, round_trip_s
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NATIVE = [s for s in servers.SERVERS if s.source]
+INSTALL = {"c": "apt-get install gcc", "go": "apt-get install golang-go",
+           "erlang": "apt-get install erlang-base", "node": "apt-get install nodejs"}
+# what /proc/PID/exe of the exec'd server is: the built program, or the runtime that runs it
+EXECUTABLE = {"c": "echo_epoll", "go": "echo", "node": "node", "erlang": "beam.smp"}
+
+
+def run(*args, env=None, timeout=120):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def skip_unless_available(entry):
+    ok, reason = entry.availability()
+    if not ok:
+        pytest.skip(f"{entry.name} unavailable here: {reason}")
+
+
+def without_toolchains(tmp_path) -> dict:
+    """An environment whose PATH holds no compiler, go, erl or node (the interpreter is run by
+    its absolute path), and a fresh build cache."""
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("CC", "PATH")}
+    return {**env, "PATH": str(empty), "LAB_BUILD_DIR": str(tmp_path / "cache")}
+
+
+def test_every_native_entry_names_its_source_and_toolchain():
+    assert {s.name for s in NATIVE} >= {"c-epoll", "go", "node", "erlang"}
+    for s in NATIVE:
+        assert os.path.exists(os.path.join(ROOT, s.source)), s.source
+        assert s.argv == ["-m", "servers.native", s.name], s.argv
+        assert s.toolchain in INSTALL, s.toolchain
+
+
+def test_the_launcher_builds_once_then_execs_the_cached_program(tmp_path):
+    entry = servers.get("c-epoll")
+    skip_unless_available(entry)
+    env = {**os.environ, "LAB_BUILD_DIR": str(tmp_path)}
+    stamps = []
+    for _ in range(2):
+        with launch.start(entry, env=env) as server:
+            built = list(tmp_path.glob("echo_epoll-c-*/echo_epoll"))
+            assert len(built) == 1, f"expected one build in {tmp_path}: {built}"
+            stamps.append(built[0].stat().st_mtime_ns)
+            # exec'd, not a child: the process started is the program, and it prints its own pid
+            assert os.path.realpath(f"/proc/{server.pid}/exe") == str(built[0].resolve())
+            assert launch.READY_RE.match(server.ready_line)["pid"] == str(server.pid)
+            with connect(server.address) as sock:
+                round_trip_s(sock, b"cached?")
+    assert stamps[0] == stamps[1], "the second start compiled the source again"
+
+
+def test_an_edited_source_builds_again(tmp_path):
+    skip_unless_available(servers.get("c-epoll"))
+    env = {**os.environ, "LAB_BUILD_DIR": str(tmp_path / "cache")}
+    source = tmp_path / "echo_epoll.c"
+    shutil.copy(os.path.join(ROOT, "servers/c/echo_epoll.c"), source)
+
+    def build() -> tuple[str, int]:
+        done = run("-m", "servers.build", str(source), env=env)
+        assert done.returncode == 0, done.stderr
+        path = done.stdout.strip()
+        return path, os.stat(path).st_mtime_ns
+
+    first = build()
+    assert build() == first, "an unchanged source was compiled again"
+    with open(source, "a") as f:
+        f.write("\n/* edited */\n")
+    edited = build()
+    assert edited[0] != first[0], "an edited source reused the old build"
+    assert os.path.exists(first[0]) and os.path.exists(edited[0])
+
+
+def test_without_toolchains_native_servers_are_unavailable_with_the_install_command(tmp_path):
+    result = run("-m", "servers", "--json", env=without_toolchains(tmp_path))
+    assert result.returncode == 0, result.stderr
+    listed = {e["name"]: e for e in json.loads(result.stdout)}
+    assert list(listed) == [s.name for s in servers.SERVERS], "every server is still listed"
+    for s in servers.SERVERS:
+        e = listed[s.name]
+        if s.source:
+            assert e["available"] is False, s.name
+            assert INSTALL[s.toolchain] in e["reason"], (s.name, e["reason"])
+        else:  # the Python servers do not care
+            assert e["available"] == s.available, (s.name, e["reason"])
+
+
+def test_serve_without_the_toolchain_exits_2_naming_the_install(tmp_path):
+    result = run("-m", "servers", "serve", "go", env=without_toolchains(tmp_path))
+    assert result.returncode == 2
+    assert "apt-get install golang-go" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_missing_toolchain_skips_its_conformance_tests_with_the_install_command(tmp_path):
+    result = run("-m", "pytest", "tests/test_conformance.py", "-q", "-rs", "-p", "no:cacheprovider",
+                 "-k", "readiness and (go or erlang)", env=without_toolchains(tmp_path))
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert "2 skipped" in result.stdout, result.stdout[-2000:]
+    assert "apt-get install golang-go" in result.stdout
+    assert "apt-get install erlang-base" in result.stdout
+
+
+@pytest.mark.parametrize("entry", NATIVE, ids=lambda s: s.name)
+def test_python_m_servers_serve_execs_the_program(entry):
+    skip_unless_available(entry)
+    with launch.start(["-m", "servers", "serve", entry.name]) as server:
+        # the pid in the readiness line is the process we started: nothing sits in between,
+        # so SIGTERM from a harness (or Ctrl-C) reaches the server itself
+        assert launch.READY_RE.match(server.ready_line)["pid"] == str(server.pid)
+        exe = os.path.basename(os.path.realpath(f"/proc/{server.pid}/exe"))
+        assert exe == EXECUTABLE[entry.toolchain], exe
+        with connect(server.address) as sock:
+            round_trip_s(sock, b"exec'd")
+        code, _ = server.stop()
+        assert code == 0
