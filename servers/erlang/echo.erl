@@ -50,7 +50,7 @@ main() ->
     Listener = listen(Host, Port, Backlog),
     {ok, {Addr, BoundPort}} = inet:sockname(Listener),
     Shown = case tuple_size(Addr) of 8 -> "[" ++ inet:ntoa(Addr) ++ "]"; 4 -> inet:ntoa(Addr) end,
-    io:format("serving ~s on ~s:~b (pid ~s, ~b schedulers)~n",
+    io:format("serving ~s on ~s:~b (pid ~s, schedulers ~b)~n",
               [?NAME, Shown, BoundPort, os:getpid(), erlang:system_info(schedulers_online)]),
     accept_loop(Listener, WorkUs, 0).
 
@@ -171,7 +171,7 @@ parse_args([Help | _], _) when Help =:= "-h"; Help =:= "--help" ->
               "  --port PORT   TCP port; 0 picks a free one (default: 0)~n"
               "  --backlog N   listen queue length, capped by net.core.somaxconn (default: 4096)~n"
               "  --work-us N   burn N microseconds per chunk received, before echoing it (default: 0)~n"
-              "Prints 'serving erlang on HOST:PORT (pid N, S schedulers)' once it accepts "
+              "Prints 'serving erlang on HOST:PORT (pid N, schedulers S)' once it accepts "
               "connections; SIGINT or SIGTERM stops it (exit 0).~n"),
     erlang:halt(0);
 parse_args([Arg | Rest], Opts) ->
