@@ -437,9 +437,12 @@ def measure(entry: servers.Server | Subject, cell: Cell, repeat: int, profile: P
         record["exit"] = {"code": None, "elapsed_s": 0.0, "clean": crashed is None,
                           "note": "not stopped by the bench (--target): it was running before"}
     else:
+        # The lab's contract is exit 0 on SIGTERM; a server from outside the lab that simply
+        # dies of SIGTERM's default action, in time, stopped cleanly as far as a user can tell.
+        fine = (0, -signal.SIGTERM) if subject.kind == "command" else (0,)
         record["exit"] = {"code": code if crashed is None else crashed,
                           "elapsed_s": round(elapsed, 3),
-                          "clean": crashed is None and code == 0 and elapsed <= CLEAN_EXIT_S}
+                          "clean": crashed is None and code in fine and elapsed <= CLEAN_EXIT_S}
     _judge(record, load, crashed, guard.stopped if guard else None)
     record["elapsed_s"] = round(time.monotonic() - t0, 2)
     return record

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -175,3 +178,90 @@ def test_reasons_name_the_counts_and_quote_the_server():
     bench_run._judge(record, load, None)
     assert "2,553 of 10,000 connections got no echo at all in 2.5 s" in record["reason"]
     assert "GIL" in record["reason"]  # a thread for every connection: what they waited for
+
+
+# -- Your own server in the run: --server NAME='CMD' and --target NAME=HOST:PORT --pid PID ------
+
+# An echo server from outside the lab: no readiness line, dies of SIGTERM's default action, as
+# vmbench's servers do. It listens where its argument says.
+PLAIN_ECHO = """
+import socket, sys, threading
+listener = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+def serve(conn):
+    with conn:
+        while data := conn.recv(65536):
+            conn.sendall(data)
+while True:
+    conn, _ = listener.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"""
+
+
+def test_your_own_servers_are_measured_like_lab_servers(tmp_path):
+    script = tmp_path / "plain_echo.py"
+    script.write_text(PLAIN_ECHO)
+    port = bench_run._free_port()
+    running = subprocess.Popen([sys.executable, str(script), str(port)], start_new_session=True)
+    out = tmp_path / "runs"
+    try:
+        deadline = time.monotonic() + 30
+        while not _accepts(port):
+            assert time.monotonic() < deadline and running.poll() is None, "plain echo did not start"
+            time.sleep(0.05)
+        result = subprocess.run(
+            [sys.executable, "-m", "bench", "run", "--profile", "smoke", "--conns", "4",
+             "--server", f"mine={sys.executable} {script} {{port}}",
+             "--target", f"theirs=127.0.0.1:{port}", "--pid", str(running.pid),
+             "--no-reference", "--out", str(out), "--no-progress", "--no-report"],
+            cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert running.poll() is None, "a --target is never stopped by the bench"
+    finally:
+        os.killpg(running.pid, signal.SIGKILL)
+        running.wait(10)
+    (run_dir,) = out.iterdir()
+    records = {r["server"]: r for r in map(json.loads, (run_dir / "results.jsonl").read_text().splitlines())}
+    assert set(records) == {"mine", "theirs"}, "only yours: --server/--target without --servers"
+    mine, theirs = records["mine"], records["theirs"]
+    assert mine["target"]["kind"] == "command" and str(script) in mine["target"]["command"]
+    assert isinstance(mine["target"]["port"], int)
+    assert theirs["target"] == {"kind": "running", "command": None, "host": "127.0.0.1",
+                                "port": port, "pid": running.pid}
+    for r in (mine, theirs):
+        assert r["status"] == "ok", r
+        assert r["family"] == "yours" and r["exit"]["clean"]
+        assert r["server_cpu_us_per_request"] > 0 and r["server_threads"] >= 2
+        assert r["vs_ref"] is None, "no reference asked for"
+
+
+def _accepts(port: int) -> bool:
+    import socket
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--target", "x=127.0.0.1:9"], "--pid"),
+    (["--target", "x=nowhere", "--pid", "1"], "HOST:PORT"),
+    (["--server", "x="], "NAME='CMD"),
+    (["--server", "threads=python x.py"], "taken"),
+])
+def test_bad_own_server_options_exit_2_naming_the_fix(args, says):
+    result = subprocess.run([sys.executable, "-m", "bench", "run", "--profile", "smoke", *args],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and says in result.stderr, result.stderr
+
+
+def test_a_starvation_verdict_states_whether_the_window_was_long_enough():
+    record = {"conns": 10_000, "mode": "closed", "status": "degraded", "window_s": 1.5,
+              "warmup_s": 1.0, "duration_s": 1.5, "errors": {"unserved": 4601}}
+    assert bench_run.starved(record)
+    # at 50 µs per request, 10,000 connections x 3 serves need 1.5 s: 2.5 s of load is enough
+    assert bench_run.window_needed_s(record, 50.0) == pytest.approx(1.5)
+    assert "a fact of the model" in bench_run.window_note(record, 50.0)
+    # at 500 µs, 15 s are needed: the verdict may be the window's
+    assert "may be the window's" in bench_run.window_note(record, 500.0)
+    assert not bench_run.starved({**record, "errors": {"reset": 3}})
