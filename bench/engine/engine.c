@@ -551,18 +551,25 @@ static void run(struct thread *t, int64_t start) {
     int64_t next_due = cfg.rate != 0 ? tick(t, now) : INT64_MAX;
     struct epoll_event events[MAX_EVENTS];
     int done = 0;
+    int64_t armed_ns = -1; /* when the timerfd will fire; -1: not armed (it fired, or never set) */
     while (!done) {
-        /* One timer for everything that is not a socket: the window's edges and the schedule. */
+        /* One timer for everything that is not a socket: the window's edges and the schedule.
+         * It is re-armed only when that time changes: a timerfd_settime per loop turn would be
+         * a system call per round trip, the generator's largest cost after read and write. */
         int64_t wake = t->window_end_ns;
         if (!t->cpu0_taken && t->window_start_ns < wake) wake = t->window_start_ns;
         if (next_due < wake) wake = next_due > now + MIN_TICK_NS ? next_due : now + MIN_TICK_NS;
-        arm_timer(t, wake);
+        if (wake != armed_ns) {
+            arm_timer(t, wake);
+            armed_ns = wake;
+        }
         int n = epoll_wait(t->epoll_fd, events, MAX_EVENTS, -1);
         for (int e = 0; e < n; e++) {
             uint64_t tag = events[e].data.u64;
             if (tag == TAG_TIMER) {
                 uint64_t expirations;
                 if (read(t->timer_fd, &expirations, sizeof expirations) < 0) {}
+                armed_ns = -1;
                 now = now_ns();
                 if (!t->cpu0_taken && now >= t->window_start_ns) {
                     getrusage(RUSAGE_THREAD, &t->cpu0); /* this thread's CPU time so far */
