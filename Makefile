@@ -10,12 +10,20 @@ PORT   ?=
 ARGS   ?=
 N      ?=
 RUN    ?=
+# make bench / bench-full: which servers and cells (comma-separated), passed to python -m bench run
+SERVERS ?=
+CONNS   ?=
+SIZES   ?=
+BENCH_CHOICE = $(if $(SERVERS),--servers $(SERVERS)) $(if $(CONNS),--conns $(CONNS)) $(if $(SIZES),--sizes $(SIZES))
 
 .DEFAULT_GOAL := help
 .PHONY: help install test bench bench-full report compare serve talk servers lesson lessons-record micro lint docs clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "  variables of bench and bench-full: SERVERS=epoll,threads CONNS=1,64 SIZES=1024 (comma-separated;"
+	@echo "    default: every available server, the profile's cells); ARGS=\"...\" passes any option of"
+	@echo "    python -m bench run, e.g. ARGS=\"--server 'mine=python my_echo.py --port {port}'\" or ARGS=\"--resume results/<run>\""
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed: make PYTHON=python3.11 ...")'
@@ -29,11 +37,11 @@ install: $(STAMP) ## create .venv and install everything (the other targets do t
 test: $(STAMP) ## run the whole test suite (conformance of every server, bench, docs)
 	$(PY) -m pytest -q --benchmark-disable
 
-bench: $(STAMP) ## measure every available server (quick profile, ~5 min); charts + report in results/
-	$(PY) -m bench run --profile quick $(ARGS)
+bench: $(STAMP) ## measure every available server and the C reference (quick profile, ~6 min); report in results/
+	$(PY) -m bench run --profile quick $(BENCH_CHOICE) $(ARGS)
 
 bench-full: $(STAMP) ## the C10K sweep: 1 to 10,000 connections, open loop at 10-120 % of each peak (~50 min)
-	$(PY) -m bench run --profile full $(ARGS)
+	$(PY) -m bench run --profile full $(BENCH_CHOICE) $(ARGS)
 
 report: $(STAMP) ## redraw charts and report.md from saved results: make report RUN=results/<run>
 	@test -n "$(RUN)" || { echo "make report needs RUN=results/<run-dir>; runs here:"; ls -d results/*/ 2>/dev/null | sed 's/^/  /'; exit 2; }
