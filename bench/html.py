@@ -95,20 +95,21 @@ def _family_buttons(fig: go.Figure, view: View) -> None:
     for family in families:
         idx = [i for i, t in enumerate(fig.data) if t.meta and t.meta["family"] == family]
         buttons.append({"label": family, "method": "restyle",
-                        "args": [{"visible": False}, idx], "args2": [{"visible": True}, idx]})
+                        "args": [{"visible": "legendonly"}, idx],
+                        "args2": [{"visible": True}, idx]})
     fig.update_layout(updatemenus=[{"type": "buttons", "direction": "right", "buttons": buttons,
                                     "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom",
-                                    "pad": {"t": 4, "b": 4}, "showactive": False,
+                                    "pad": {"t": 4, "b": 4}, "showactive": False, "active": -1,
                                     "font": {"size": 11}}],
                       annotations=list(fig.layout.annotations or ()) + [
-                          {"text": "families (click to hide / show):", "x": 0, "y": 1.11,
+                          {"text": "families (click: hide / show):", "x": 0, "y": 1.11,
                            "xref": "paper", "yref": "paper", "xanchor": "left",
                            "showarrow": False, "font": {"size": 11, "color": "#555"}}])
 
 
 def _layout(fig: go.Figure, view: View, title: str, height: int) -> go.Figure:
     fig.update_layout(title={"text": f"{title}<br><sup>{view.footer}</sup>", "x": 0.01,
-                             "y": 0.99, "yanchor": "top"},
+                             "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 12}},
                       height=height, template="plotly_white", margin={"t": 130, "r": 10},
                       legend={"title": {"text": "servers (click: hide / show)"},
                               "groupclick": "toggleitem"},
@@ -150,7 +151,7 @@ def fig_against_conns(view: View, size: int, what: str) -> go.Figure | None:
     for server, points in series.items():
         row, col = where[view.families[server]]
         fig.add_trace(_trace(view, server, points), row=row, col=col)
-    fig.update_xaxes(type="log", title_text="connections")
+    fig.update_xaxes(type="log", title_text="connections", matches="x")
     fig.update_yaxes(type="log" if what == "p99" else "linear", rangemode="tozero")
     fig.update_yaxes(title_text="req/s" if what == "rps" else "p99 (ms, log)", col=1)
     title = (f"Throughput vs connections · {fmt_size(size)}" if what == "rps"
@@ -222,7 +223,8 @@ def fig_openloop(view: View) -> go.Figure | None:
                    f"req/s") for o in outs if (s := o.stat(latency_ms("p99")))]
         row, col = where[view.families[server]]
         fig.add_trace(_trace(view, server, points), row=row, col=col)
-    fig.update_xaxes(title_text="offered, % of own peak" if by_share else "offered req/s")
+    fig.update_xaxes(title_text="offered, % of own peak" if by_share else "offered req/s",
+                     matches="x")
     fig.update_yaxes(type="log")
     fig.update_yaxes(title_text="p99 (ms, log)", col=1)
     return _layout(fig, view, "Open loop: p99 vs offered load (the knee)", 330 * rows + 170)
