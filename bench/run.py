@@ -141,14 +141,15 @@ PROFILES = {
                      description="two tiny cells, one repeat: checks the pipeline, measures nothing",
                      default_servers=["threads", "select"]),
     # `make bench`: every model at a glance on a 2-core laptop, in about six minutes. Short
-    # windows, so that 3 rounds of ~20 servers and the reference fit, and what the budget has
-    # left goes to more rounds where a CI is still wide; 16 x 1 KiB (where runs are compared)
-    # gets 3 shares of it. A CI of the median needs 6 rounds (bench/results.py).
+    # windows (0.3 s: ~1 s a measurement with start, warm-up and stop), so that 3 rounds of ~22
+    # servers and the reference take ~4.5 min, and what the budget leaves goes to more rounds
+    # where a CI is still wide: 16 x 1 KiB (where runs are compared) gets 6 shares of it, enough
+    # for the 6 rounds a CI of the median needs (bench/results.py).
     "quick": Profile("quick", _closed([1, 16, 128], [1024]) + [Cell(16, 64 * 1024)],
-                     repeats=3, warmup_s=0.15, measure_s=0.4,
+                     repeats=3, warmup_s=0.1, measure_s=0.3,
                      description="1, 16 and 128 connections x 1 KiB, 16 x 64 KiB, 3 to 10 "
                                  "rounds until the CI of each median vs ref is within ±5 %",
-                     rounds_max=10, budget_s=360.0, weights={(16, 1024): 3.0}),
+                     rounds_max=10, budget_s=360.0, weights={(16, 1024): 6.0}),
     # `make bench-full`: the C10K sweep (log-spaced up to 10,000 connections), a 64 KiB cell, and
     # open loop at 8 shares of each server's own peak, from 10 % to 120 %: every server is offered
     # loads it carries easily, loads near its limit and loads past it, whatever its speed, so the
@@ -897,17 +898,35 @@ class Runner:
             self.closed.setdefault((r["server"], r["size_bytes"]), {}).setdefault(
                 r["conns"], []).append(r["rps"])
 
-    def cell_budget_s(self, cell: Cell) -> float | None:
-        if self.profile.budget_s is None:
-            return None
-        weights = {c: self.profile.weights.get((c.conns, c.size_bytes), 1.0)
-                   for c in self.profile.cells}
-        return self.profile.budget_s * weights[cell] / sum(weights.values())
+    # -- the budget: what the first rounds leave of profile.budget_s goes to more rounds, each
+    # cell's share by its weight; a share nobody else can use any more is open to every cell.
 
-    def cell_spent_s(self, cell: Cell) -> float:
-        key = self._cell_key(cell)
+    def _weight(self, cell: Cell) -> float:
+        return self.profile.weights.get((cell.conns, cell.size_bytes), 1.0)
+
+    def _spent_s(self, cell: Cell | None, extra: bool) -> float:
+        key = None if cell is None else self._cell_key(cell)
         return sum(r.get("elapsed_s") or 0.0 for r in self.records
-                   if results.CellKey.of(r) == key)
+                   if r.get("round") is not None
+                   and (r["round"] >= self.profile.repeats) == extra
+                   and (key is None or results.CellKey.of(r) == key))
+
+    def extra_pool_s(self) -> float:
+        return max(0.0, (self.profile.budget_s or 0.0) - self._spent_s(None, extra=False))
+
+    def extra_share_s(self, cell: Cell) -> float:
+        total = sum(self._weight(c) for c in self.profile.cells)
+        return self.extra_pool_s() * self._weight(cell) / total
+
+    def round_fits(self, cell: Cell, cost_s: float, wanting: dict[Cell, float]) -> bool:
+        """Another round of `cell` (about `cost_s`) fits the pool, and its share, or no other
+        cell that wants a round still fits its own share."""
+        if self._spent_s(None, extra=True) + cost_s > self.extra_pool_s():
+            return False
+        if self._spent_s(cell, extra=True) + cost_s <= self.extra_share_s(cell):
+            return True
+        return not any(self._spent_s(c, extra=True) + cost <= self.extra_share_s(c)
+                       for c, cost in wanting.items() if c != cell)
 
     def stable(self, name: str, cell: Cell) -> bool:
         key = self._cell_key(cell)
@@ -990,16 +1009,19 @@ class Runner:
             if profile.budget_s is None:
                 return
             rng = random.Random(self.seed + 1)
+            cells = sorted(_cell_order(profile), key=lambda c: -self._weight(c))  # stable
             for rnd in range(profile.repeats, profile.rounds_max or profile.repeats):
-                measured_any = False
-                for cell in _cell_order(profile):
+                wanting: dict[Cell, float] = {}
+                chosen: dict[Cell, list[str]] = {}
+                for cell in cells:
                     names = [s.name for s in self.subjects if self.wants_more(s.name, cell)]
-                    if not names:
-                        continue
-                    if self.reference is not None:
-                        names.append(self.reference.name)
-                    cost = sum(expected_s(self.by_name[n], cell, profile) for n in names)
-                    if self.cell_spent_s(cell) + cost > self.cell_budget_s(cell):
+                    if names:
+                        chosen[cell] = names + ([self.reference.name] if self.reference else [])
+                        wanting[cell] = sum(expected_s(self.by_name[n], cell, profile)
+                                            for n in chosen[cell])
+                measured_any = False
+                for cell, names in chosen.items():
+                    if not self.round_fits(cell, wanting[cell], wanting):
                         continue
                     bar.extend([expected_s(self.by_name[n], cell, profile) for n in names])
                     for name in _shuffled(rng, names):

@@ -265,3 +265,51 @@ def test_a_starvation_verdict_states_whether_the_window_was_long_enough():
     # at 500 µs, 15 s are needed: the verdict may be the window's
     assert "may be the window's" in bench_run.window_note(record, 500.0)
     assert not bench_run.starved({**record, "errors": {"reset": 3}})
+
+
+def test_rounds_go_on_until_stable_within_the_budget(tmp_path, monkeypatch):
+    """The round logic alone, with a fake measurement of 1 s: steady stops once converged, wobbly
+    never converges and is measured until the budget ends, the heavier cell gets more rounds,
+    and the reference is in every round of every cell."""
+    wobble = {"n": 0}
+
+    def fake_measure(subject, cell, rnd, profile, server_cpus, client_cpus, rate=None,
+                     measure_s=None):
+        if subject.is_reference:
+            rps = 2000.0
+        elif subject.name == "steady":
+            rps = 1000.0
+        else:
+            wobble["n"] += 1
+            rps = 500.0 if wobble["n"] % 2 else 1500.0
+        return {"server": subject.name, "family": "x", "conns": cell.conns,
+                "size_bytes": cell.size_bytes, "rate": None, "rate_fraction_of_peak": None,
+                "mode": "closed", "repeat": rnd, "round": rnd, "status": "ok", "reason": None,
+                "rps": rps, "server_cpu_us_per_request": 10.0, "elapsed_s": 1.0,
+                "is_reference": subject.is_reference, "window_s": profile.measure_s}
+
+    monkeypatch.setattr(bench_run, "measure", fake_measure)
+    cells = [bench_run.Cell(1, 1024), bench_run.Cell(16, 1024)]
+    profile = bench_run.Profile("t", cells, 3, warmup_s=0.0, measure_s=0.4, description="t",
+                                rounds_max=12, budget_s=40.0, weights={(16, 1024): 3.0})
+    subjects = [bench_run.Subject("steady", "x"), bench_run.Subject("wobbly", "x")]
+    reference = bench_run.Subject("c-epoll", "x", is_reference=True)
+    runner = bench_run.Runner(profile, subjects, reference, {}, tmp_path, {}, [], 0, False,
+                              None, None)
+    runner.run()
+    records = runner.records
+    assert [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()] \
+        == records, "results.jsonl rewritten with the final ratios"
+
+    def rounds(name, conns):
+        return sorted(r["round"] for r in records if r["server"] == name and r["conns"] == conns)
+
+    assert rounds("steady", 16) == list(range(6)), "stops once its CI is within ±5 %"
+    steady16 = [r for r in records if r["server"] == "steady" and r["conns"] == 16]
+    assert all(r["converged"] and r["vs_ref"] == 0.5 for r in steady16)
+    assert not any(r["converged"] for r in records if r["server"] == "wobbly")
+    assert len(rounds("wobbly", 16)) > len(rounds("wobbly", 1)) > 3, "the heavier cell gets more"
+    assert max(r["round"] for r in records) < profile.rounds_max
+    assert sum(r["elapsed_s"] for r in records) <= profile.budget_s
+    for rnd, conns in {(r["round"], r["conns"]) for r in records}:
+        assert rnd in rounds("c-epoll", conns), "the reference is in every round of every cell"
