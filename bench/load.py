@@ -1079,27 +1079,28 @@ def _run_c(host: str, port: int, *, conns, size, duration, warmup, rate, workers
     pin = cpus is not None and hasattr(os, "sched_setaffinity")
     cpu_pool = sorted(set(cpus)) if pin else available_cpus()
     threads = worker_count(conns, workers, cpus)
-    ramp_batch_per_thread = max(1, math.ceil(ramp_batch / threads))
-    batches = math.ceil(math.ceil(conns / threads) / ramp_batch_per_thread)
+    processes = min(c_engine.processes_for(conns), conns)
+    ramp_batch_per_thread = max(1, math.ceil(ramp_batch / (threads * processes)))
+    batches = math.ceil(math.ceil(conns / (threads * processes)) / ramp_batch_per_thread)
     connect_budget_s = connect_timeout + (CONNECT_BUDGET_PER_BATCH_S + RAMP_PAUSE_S) * batches
     result_warnings: list[str] = []
     if cpus is not None and not pin:
         result_warnings.append("--cpus ignored: pinning (sched_setaffinity) is Linux-only")
     try:
-        result, start_ns = c_engine.run(
+        results, start_ns, threads = c_engine.run(
             host, port, conns=conns, size=size, duration=duration, warmup=warmup, rate=rate,
             threads=threads, cpus=cpu_pool if pin else None, connect_timeout=connect_timeout,
-            connect_budget_s=connect_budget_s, ramp_batch_per_thread=ramp_batch_per_thread,
+            connect_budget_s=connect_budget_s, ramp_batch=ramp_batch,
             ramp_pause_s=RAMP_PAUSE_S, start_delay_s=START_DELAY_S,
             wrapup_budget_s=WRAPUP_BUDGET_S, on_window=on_window)
     except c_engine.EngineError as exc:  # e.g. too few file descriptors: nothing was attempted
-        result, start_ns = c_engine.parse_result([]), None
-        result["errors"]["connect"] = conns
+        results, start_ns = [c_engine.parse_result([])], None
+        results[0]["errors"]["connect"] = conns
         result_warnings.append(str(exc))
-    if start_ns is None and not result["conns_established"]:
+    if start_ns is None and not sum(r["conns_established"] for r in results):
         result_warnings.append("no connection could be established; nothing was measured")
     return _summarize(
-        [result], host=host, port=port, conns=conns, size=size, rate=rate,
+        results, host=host, port=port, conns=conns, size=size, rate=rate,
         duration=duration if start_ns is not None else 0.0, warmup=warmup, n_workers=threads,
         cpus=(cpu_pool if pin else None), cores=min(threads, len(cpu_pool)),
         loop_name="epoll (C engine)", result_warnings=result_warnings, start_ns=start_ns,

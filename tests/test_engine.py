@@ -242,3 +242,21 @@ def test_the_engine_raises_its_soft_fd_limit_for_more_than_1024_connections():
     assert proc.returncode == 0, stderr
     assert ready == "ready 1500"  # all connected: the soft limit of 1,024 was raised
     assert "error connect 0" in rest.splitlines()
+
+
+@needs_c
+def test_past_the_per_process_fd_limit_several_engines_share_one_schedule(monkeypatch):
+    """RLIMIT_NOFILE is per process: past it the connections are spread over several engine
+    processes, which start together and keep one open-loop schedule, as if they were one."""
+    monkeypatch.setattr(c_engine, "per_process_conns", lambda: 2)  # 6 connections: 3 processes
+    with EchoServer() as server:
+        closed = load.run_load("127.0.0.1", server.port, conns=6, size=256, duration=0.5,
+                               warmup=0.1, workers=1, engine="c")
+        opened = load.run_load("127.0.0.1", server.port, conns=6, size=256, duration=1.0,
+                               warmup=0.2, workers=1, rate=300.0, engine="c")
+    for result in (closed, opened):
+        assert result["errors"] == dict.fromkeys(load.ERROR_KINDS, 0), result["error_examples"]
+        assert result["conns_established"] == 6 and result["requests"] > 0
+        assert result["client_workers"] == 3  # one thread in each of the 3 processes
+    assert opened["offered_rps"] == pytest.approx(300, abs=5)  # one schedule, not three
+    assert opened["requests"] <= 300 * 1.2 + 6

@@ -42,6 +42,8 @@ FLAGS = ("-pthread",)
 CONNS_PER_SOURCE = 20_000  # below the ~28,000 ephemeral ports of one source address, with room
 MAX_SOURCES = 254  # 127.0.0.1 .. 127.0.0.254
 SPAWN_BUDGET_S = 5.0  # to exec a C program; generous, for slow CI machines
+FD_HEADROOM = 64  # files an engine process needs besides its connections (engine.c: the same)
+MAX_PROCESSES = 64  # engine processes at most, when the fd limit splits the connections
 PROBE_TIMEOUT_S = 30.0
 
 ERROR_KINDS = ("connect", "reset", "mismatch", "unserved", "timeout")
@@ -94,22 +96,6 @@ def sources_for(host: str, conns: int) -> int:
     if not loopback or conns <= CONNS_PER_SOURCE:
         return 1
     return min(MAX_SOURCES, math.ceil(conns / CONNS_PER_SOURCE))
-
-
-def fd_shortfall(conns: int) -> str | None:
-    """Why the engine cannot open files for `conns` connections here (with the fix), or None.
-
-    The engine is one process: it needs conns + a few files. It raises its soft limit to the hard
-    one, and the hard one too where it may (root); the probe asks the engine itself.
-    """
-    try:
-        done = subprocess.run([str(binary()), "--probe-fds", str(conns)], capture_output=True,
-                              text=True, timeout=PROBE_TIMEOUT_S)
-    except (build.Unavailable, OSError, subprocess.TimeoutExpired):
-        return None  # the engine is unavailable: the caller falls back, and checks for Python
-    if done.returncode:
-        return done.stderr.strip() or f"the engine's fd probe failed (exit {done.returncode})"
-    return None
 
 
 class _Lines:
@@ -170,84 +156,176 @@ def parse_result(lines: list[str]) -> dict:
     return result
 
 
+def processes_for(conns: int) -> int:
+    """How many engine processes `conns` connections need: RLIMIT_NOFILE is per process, and
+    an administrator may not let even root raise the hard limit (no CAP_SYS_RESOURCE, as in
+    many containers). Below the limit: one process, its workers threads."""
+    per_process = per_process_conns()
+    return max(1, math.ceil(conns / per_process)) if per_process else MAX_PROCESSES + 1
+
+
+def per_process_conns() -> int:
+    """Connections one engine process can hold under the hard fd limit (0: hardly any)."""
+    try:
+        import resource
+    except ImportError:
+        return 1 << 30
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        return 1 << 30
+    return max(0, hard - FD_HEADROOM)
+
+
+def fd_shortfall(conns: int) -> str | None:
+    """Why the engine cannot open files for `conns` connections here (with the fix), or None.
+
+    Each engine process raises its soft limit to the hard one (and the hard one too where it
+    may); past the hard limit the connections are spread over several processes, at most
+    MAX_PROCESSES. The probe asks the engine itself about one process's share.
+    """
+    processes = processes_for(conns)
+    if processes > MAX_PROCESSES:
+        hard = per_process_conns() + FD_HEADROOM
+        wanted = math.ceil(conns / MAX_PROCESSES) + FD_HEADROOM
+        return (f"{conns:,} connections need about {wanted:,} open files in each of "
+                f"{MAX_PROCESSES} engine processes, but the hard limit (ulimit -Hn) is {hard:,}: "
+                f"raise it, e.g. `ulimit -n {max(wanted, 20000)}` as root or in "
+                "/etc/security/limits.conf, then run again")
+    try:
+        done = subprocess.run([str(binary()), "--probe-fds", str(math.ceil(conns / processes))],
+                              capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+    except (build.Unavailable, OSError, subprocess.TimeoutExpired):
+        return None  # the engine is unavailable: the caller falls back, and checks for Python
+    if done.returncode:
+        return done.stderr.strip() or f"the engine's fd probe failed (exit {done.returncode})"
+    return None
+
+
 def run(host: str, port: int, *, conns: int, size: int, duration: float, warmup: float,
         rate: float | None, threads: int, cpus: list[int] | None, connect_timeout: float,
-        connect_budget_s: float, ramp_batch_per_thread: int, ramp_pause_s: float,
-        start_delay_s: float, wrapup_budget_s: float, on_window=None) -> tuple[dict, int | None]:
-    """Run the engine once: (worker result, start_ns or None if nothing was measured).
+        connect_budget_s: float, ramp_batch: int, ramp_pause_s: float,
+        start_delay_s: float, wrapup_budget_s: float,
+        on_window=None) -> tuple[list[dict], int | None, int]:
+    """Run the engine: (one worker result per engine process, start_ns or None if nothing was
+    measured, threads in all).
 
-    Every phase is bounded: exec + connect phase, then warm-up + window + wrap-up. An engine that
-    misses a deadline is killed and the result says so in its warnings. The engine never outlives
-    this call: it is killed on any exception here (Ctrl-C included), and it stops by itself if
-    this process dies (its stdin reads EOF, and the kernel sends it SIGTERM: PR_SET_PDEATHSIG).
+    Usually one process with `threads` threads. Past the per-process fd limit, several processes
+    (processes_for), connection g in process g % P, all started at the same time with the same
+    schedule, as if they were one. Every phase is bounded: exec + connect phase, then warm-up +
+    window + wrap-up; an engine that misses a deadline is killed and named in the warnings. No
+    engine outlives this call: all are killed on any exception here (Ctrl-C included), and each
+    stops by itself if this process dies (its stdin reads EOF; PR_SET_PDEATHSIG sends SIGTERM).
     """
+    n_procs = min(processes_for(conns), conns)
     start_wait_s = SPAWN_BUDGET_S + connect_budget_s + 5.0
-    argv = [str(binary()), "--host", host, "--port", str(port), "--conns", str(conns),
-            "--size", str(size), "--warmup", repr(float(warmup)),
-            "--duration", repr(float(duration)), "--threads", str(threads),
-            "--connect-timeout", repr(float(connect_timeout)),
-            "--connect-budget", repr(float(connect_budget_s)),
-            "--ramp-batch", str(ramp_batch_per_thread), "--ramp-pause", repr(float(ramp_pause_s)),
-            "--start-wait", repr(float(start_wait_s)),
-            "--sources", str(sources_for(host, conns))]
-    if rate is not None:
-        argv += ["--rate", repr(float(rate))]
-    if cpus:
-        argv += ["--cpus", ",".join(map(str, cpus))]
-    with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=stderr)
-        try:
-            return _talk(proc, stderr, conns=conns, warmup=warmup, duration=duration,
-                         rate=rate, start_delay_s=start_delay_s, wrapup_budget_s=wrapup_budget_s,
-                         ready_budget_s=SPAWN_BUDGET_S + connect_budget_s, on_window=on_window)
-        finally:
+    sources = sources_for(host, conns)
+    procs: list[subprocess.Popen] = []
+    stderrs = []
+    total_threads = 0
+    try:
+        for p in range(n_procs):
+            share = len(range(p, conns, n_procs))
+            proc_threads = min(threads, share)
+            ramp = max(1, math.ceil(ramp_batch / (n_procs * proc_threads)))
+            argv = [str(binary()), "--host", host, "--port", str(port), "--conns", str(share),
+                    "--first", str(p), "--step", str(n_procs), "--total-conns", str(conns),
+                    "--size", str(size), "--warmup", repr(float(warmup)),
+                    "--duration", repr(float(duration)), "--threads", str(proc_threads),
+                    "--connect-timeout", repr(float(connect_timeout)),
+                    "--connect-budget", repr(float(connect_budget_s)),
+                    "--ramp-batch", str(ramp), "--ramp-pause", repr(float(ramp_pause_s)),
+                    "--start-wait", repr(float(start_wait_s)), "--sources", str(sources)]
+            if rate is not None:
+                argv += ["--rate", repr(float(rate))]
+            if cpus:
+                # process p's threads continue the round of CPUs where process p - 1's ended
+                offset = (total_threads) % len(cpus)
+                argv += ["--cpus", ",".join(map(str, cpus[offset:] + cpus[:offset]))]
+            total_threads += proc_threads
+            stderrs.append(tempfile.TemporaryFile())
+            procs.append(subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=stderrs[-1]))
+        results, start_ns = _talk(procs, stderrs, warmup=warmup, duration=duration, rate=rate,
+                                  start_delay_s=start_delay_s, wrapup_budget_s=wrapup_budget_s,
+                                  ready_budget_s=SPAWN_BUDGET_S + connect_budget_s,
+                                  on_window=on_window)
+        return results, start_ns, total_threads
+    finally:
+        for proc in procs:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
             proc.stdin.close()
             proc.stdout.close()
+        for f in stderrs:
+            f.close()
 
 
-def _talk(proc, stderr, *, conns, warmup, duration, rate, start_delay_s, wrapup_budget_s,
-          ready_budget_s, on_window) -> tuple[dict, int | None]:
-    lines = _Lines(proc.stdout.fileno())
-    ready = lines.next(time.monotonic() + ready_budget_s)
-    if ready is None or not ready.startswith("ready "):
+def _said(proc, stderr) -> str:
+    stderr.seek(0)
+    return stderr.read().decode("utf-8", "replace").strip()
+
+
+def _talk(procs, stderrs, *, warmup, duration, rate, start_delay_s, wrapup_budget_s,
+          ready_budget_s, on_window) -> tuple[list[dict], int | None]:
+    lines = [_Lines(proc.stdout.fileno()) for proc in procs]
+    deadline = time.monotonic() + ready_budget_s
+    established, not_ready = 0, []
+    for i, (proc, reader) in enumerate(zip(procs, lines, strict=True)):
+        ready = reader.next(deadline)
+        if ready is not None and ready.startswith("ready "):
+            established += int(ready.split()[1])
+            continue
         proc.kill()
         proc.wait()
-        stderr.seek(0)
-        said = stderr.read().decode("utf-8", "replace").strip()
+        said = _said(proc, stderrs[i])
         if proc.returncode == 2 and said:
             raise EngineError(said)
-        why = (f"the C engine was not ready in {ready_budget_s:.0f} s" if proc.returncode == -9
-               else f"the C engine exited (code {proc.returncode}) before it was ready"
-               + (f": {said}" if said else ""))
-        result = parse_result([])
-        result["errors"]["connect"] = conns
-        result["warnings"].append(why)
-        return result, None
-    established = int(ready.split()[1])
+        not_ready.append(f"C engine process {i + 1} of {len(procs)} "
+                         + (f"was not ready in {ready_budget_s:.0f} s" if proc.returncode == -9
+                            else f"exited (code {proc.returncode}) before it was ready")
+                         + (f": {said}" if said else ""))
+    live = [(proc, reader) for proc, reader in zip(procs, lines, strict=True)
+            if proc.poll() is None]
     start_ns = None
-    if established:
+    if established and not not_ready:
         start_ns = time.monotonic_ns() + int(start_delay_s * 1e9)
-        proc.stdin.write(f"start {start_ns}\n".encode())
-        proc.stdin.flush()
+        for proc, _ in live:
+            _write_quietly(proc, f"start {start_ns}\n")
         if on_window is not None:
             window_start_ns = start_ns + int(warmup * 1e9)
             on_window(window_start_ns, window_start_ns + int(duration * 1e9))
         deadline = time.monotonic() + start_delay_s + warmup + duration + wrapup_budget_s
     else:
-        proc.stdin.write(b"stop\n")
-        proc.stdin.flush()
+        for proc, _ in live:
+            _write_quietly(proc, "stop\n")
         deadline = time.monotonic() + wrapup_budget_s
-    got: list[str] = []
-    while (line := lines.next(deadline)) is not None and line != "done":
-        got.append(line)
-    result = parse_result(got)
-    if line != "done":
-        result["warnings"].append("the C engine sent no complete result in time; it was killed "
-                                  "and its connections are missing from the result")
-    if rate is None:
-        result["send_lag_hist"] = None
-    return result, start_ns
+    results = []
+    for _proc, reader in live:
+        got: list[str] = []
+        while (line := reader.next(deadline)) is not None and line != "done":
+            got.append(line)
+        result = parse_result(got)
+        if line != "done":
+            result["warnings"].append("a C engine process sent no complete result in time; it "
+                                      "was killed and its connections are missing from the "
+                                      "result")
+        if rate is None:
+            result["send_lag_hist"] = None
+        results.append(result)
+    if not_ready:  # as the Python engine does for a worker lost before "ready"
+        lost = parse_result([])
+        lost["warnings"] = [*not_ready, "an engine process failed to get ready; nothing was "
+                                        "measured; its connections are missing from the result"]
+        if rate is None:
+            lost["send_lag_hist"] = None
+        results.append(lost)
+    return results, start_ns
+
+
+def _write_quietly(proc, text: str) -> None:
+    try:
+        proc.stdin.write(text.encode())
+        proc.stdin.flush()
+    except OSError:
+        pass  # it is gone already; its missing result says so

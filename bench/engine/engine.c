@@ -154,6 +154,9 @@ static const char *ERROR_NAMES[E_KINDS] = {"connect", "reset", "mismatch", "unse
 static struct config {
     struct sockaddr_in target;
     int conns, size, threads, sources, ramp_batch_per_thread;
+    /* This process's connections are global indices first, first + step, ... (conns of them) of
+     * total_conns in all: past the per-process fd limit the wrapper starts several engines. */
+    int first, step, total_conns;
     double rate; /* 0: closed loop */
     double warmup_s, duration_s, connect_timeout_s, connect_budget_s, ramp_pause_s, start_wait_s;
     int cpus[1024], ncpus;
@@ -421,7 +424,8 @@ static void connect_all(struct thread *t) {
         double timeout_s = fmin(cfg.connect_timeout_s, (deadline - now) / 1e9);
         int waiting = 0;
         for (int i = 0; i < count; i++) {
-            uint32_t g = t->index + (uint32_t)(first + i) * cfg.threads;
+            uint32_t k = t->index + (uint32_t)(first + i) * cfg.threads; /* this process's */
+            uint32_t g = cfg.first + k * cfg.step;                            /* all engines' */
             pending[i].g = g;
             pending[i].state = -1; /* failed, until it connects */
             int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -533,7 +537,7 @@ static void run(struct thread *t, int64_t start) {
     if (cfg.rate != 0) {
         /* open_loop_schedule() of bench/load.py: connection g sends every conns / rate seconds,
          * starting g / rate seconds after the start, so all sends are evenly spaced 1 / rate. */
-        t->interval_ns = llround(cfg.conns * 1e9 / cfg.rate);
+        t->interval_ns = llround(cfg.total_conns * 1e9 / cfg.rate);
         for (int i = 0; i < t->nconns; i++)
             t->conns[i].first_send_ns = start + llround(t->conns[i].global_index * 1e9 / cfg.rate);
     }
@@ -754,6 +758,7 @@ static int usage(const char *why) {
     fprintf(stderr, "engine: %s\nusage: engine --host A --port P --conns N --size B --warmup S "
             "--duration S [--rate R] --threads T [--cpus 0,1] --connect-timeout S "
             "--connect-budget S --ramp-batch N --ramp-pause S --start-wait S [--sources K]\n"
+            "[--first F --step S --total-conns T]\n"
             "(bench/engine/__init__.py runs it; use python -m bench.load --engine c)\n", why);
     return 2;
 }
@@ -772,6 +777,7 @@ int main(int argc, char **argv) {
     int port = 0;
     cfg.threads = 1;
     cfg.sources = 1;
+    cfg.step = 1;
     cfg.ncpus = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
@@ -789,6 +795,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--ramp-pause")) cfg.ramp_pause_s = atof(v);
         else if (!strcmp(k, "--start-wait")) cfg.start_wait_s = atof(v);
         else if (!strcmp(k, "--sources")) cfg.sources = atoi(v);
+        else if (!strcmp(k, "--first")) cfg.first = atoi(v);
+        else if (!strcmp(k, "--step")) cfg.step = atoi(v);
+        else if (!strcmp(k, "--total-conns")) cfg.total_conns = atoi(v);
         else if (!strcmp(k, "--cpus")) {
             for (const char *p = v; *p && cfg.ncpus < 1024; p++) {
                 cfg.cpus[cfg.ncpus++] = (int)strtol(p, (char **)&p, 10);
@@ -797,9 +806,12 @@ int main(int argc, char **argv) {
         } else return usage("unknown option");
     }
     if (cfg.conns <= 0 || cfg.size <= 0 || cfg.threads <= 0 || cfg.duration_s <= 0 || port <= 0
-            || cfg.ramp_batch_per_thread <= 0 || cfg.sources <= 0 || cfg.rate < 0)
+            || cfg.ramp_batch_per_thread <= 0 || cfg.sources <= 0 || cfg.rate < 0
+            || cfg.first < 0 || cfg.step <= 0)
         return usage("missing or bad option");
     if (cfg.threads > cfg.conns) cfg.threads = cfg.conns;
+    if (cfg.total_conns < cfg.first + (cfg.conns - 1) * cfg.step + 1)
+        cfg.total_conns = cfg.first + (cfg.conns - 1) * cfg.step + 1;
 
     /* Ctrl-C reaches the whole process group; the wrapper handles it and stops us. If the
      * wrapper dies without a word, the kernel sends SIGTERM (and stdin reads EOF). */
