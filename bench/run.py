@@ -1,38 +1,49 @@
-"""The bench runner: every server x cell x repeat, measured the same way, recorded as JSON lines.
+"""The bench runner: every server x cell x round, measured the same way, recorded as JSON lines.
 
     python -m bench run                         # the quick profile, every available server
     python -m bench run --profile full          # up to 10,000 connections
     python -m bench run --servers epoll,threads --conns 1,64 --sizes 1024 --repeats 2
+    python -m bench run --server 'mine=python my_echo.py --port {port}'     # your own server too
+    python -m bench run --resume results/20261201-221500-quick             # finish a stopped run
 
 One measurement: start the server pinned to its cores (servers.launch), wait for its readiness
 line, run the load generator (bench.load) pinned to the other cores (warm-up, then the measured
-window), sample the server's process tree meanwhile (bench.sample), wait for it to go idle once the
-clients have left, SIGTERM it and check that it exited 0 within 2 s. The order is interleaved
-(repeat, then cell, then server in a shuffled order) so that slow drift of the machine (thermal
-throttling, a background job) spreads over all servers instead of hurting whichever ran last.
-Open-loop cells at a share of each server's peak run after the closed-loop cells of their repeat,
+window), sample the server's process tree and the machine's noise meanwhile (bench.sample), wait
+for it to go idle once the clients have left, SIGTERM it and check that it exited 0 within 2 s.
+
+The C reference (c-epoll) is measured in every cell of every round, so every record gets vs_ref
+and cpu_vs_ref, ratios that survive a noisy machine (see docs/bench.md). The order is interleaved
+(round, then cell, then the servers and the reference in a shuffled order) so that slow drift of
+the machine (thermal throttling, a background job) spreads over all servers instead of hurting
+whichever ran last. After the profile's first rounds, more rounds go to the servers whose 95 %
+CI of the median vs_ref is still wider than the tolerance, within the profile's budget (Runner).
+Open-loop cells at a share of each server's peak run after the closed-loop cells of their round,
 whose best median req/s (at the same message size, ok results only) is that peak.
 
 A server that fails to start, crashes, refuses connections, hangs, leaves clients unserved or
 corrupts bytes is a result (status failed or degraded, with the reason, the server's own log
-lines and the tail of its stderr), never a crash of the run.
+lines and the tail of its stderr), never a crash of the run. A verdict that connections starved
+is checked against the window: see window_check (WINDOW_SERVES).
 
 At scale, a measurement must not take the machine down. Before a cell, the runner checks that the
 fd limits and the ephemeral port range allow its connections (if not: skipped, with the fix).
 While it runs, a guard watches available memory and the server's task count: a `fork` server at
 10,000 clients would otherwise use up the memory (or the PIDs) of the whole machine. Past the
 floor, the guard kills the server's process group and the result is failed, saying where it
-stopped. Every phase is bounded in time.
+stopped. Every phase is bounded in time. SIGINT, SIGTERM and SIGHUP stop the run cleanly (the
+server's process group killed, what was measured written, report.md marked interrupted, exit
+128 + the signal); --resume measures what the plan still lacks.
 
-Output, in results/<run_id>/: meta.json (the machine, versions, pinning, limits, the plan) and
-results.jsonl, one JSON object per measurement: the server and the cell (conns, size_bytes, rate;
-for a share of the peak also rate_fraction_of_peak, peak_rps and peak_conns), status and reason
-(with stderr_tail when not ok), what the generator measured (rps, latency_us, errors by kind,
-conns_established, client CPU), what the server cost (server_cpu_us_per_request,
-server_mem_per_conn_bytes, server_processes/threads/fds, context switches), settle_s, exit and
-elapsed_s. bench.report turns them into charts and report.md.
+Output, in results/<run_id>/: meta.json (the machine, versions, pinning, limits, the plan, the
+reference, the noise summary, whether it was interrupted) and results.jsonl, one JSON object per
+measurement in the record of bench/results.py (schema 2): the server and the cell (conns,
+size_bytes, rate; for a share of the peak also rate_fraction_of_peak, peak_rps and peak_conns),
+round, status and reason (with stderr_tail when not ok), what the generator measured (rps,
+latency_us, errors by kind, conns_established, client CPU, engine), what the server cost
+(server_cpu_us_per_request, server_mem_per_conn_bytes, server_processes/threads/fds, context
+switches), vs_ref, cpu_vs_ref, vs_ref_ci95, converged, noise, window_s, target, settle_s, exit
+and elapsed_s. bench.report turns them into charts and report.md.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -358,7 +369,7 @@ def measure(entry: servers.Server | Subject, cell: Cell, repeat: int, profile: P
             rate: float | None = None, measure_s: float | None = None) -> dict:
     """One measurement of `entry` at `cell` in round `repeat`; `rate` is the open-loop rate of a
     cell given as a share of the server's peak (the caller works it out), else the cell's own
-    rate; `measure_s` a longer window than the profile's (see window_check)."""
+    rate; `measure_s` a longer window than the profile's (see Runner.window_check)."""
     subject = entry if isinstance(entry, Subject) else Subject.registry(entry)
     rate = cell.rate if rate is None else rate
     window_s = profile.measure_s if measure_s is None else measure_s
@@ -953,7 +964,7 @@ class Runner:
         record = measure(subject, cell, rnd, self.profile, self.server_cpus, self.client_cpus,
                          rate=rate)
         if starved(record):
-            record = self.check_window(subject, cell, rnd, rate, record)
+            record = self.window_check(subject, cell, rnd, rate, record)
         if peak:
             record["peak_rps"] = round(peak[0], 1)
             record["peak_conns"] = peak[1]
@@ -971,7 +982,7 @@ class Runner:
                  and r.get("server_cpu_us_per_request")]
         return record.get("server_cpu_us_per_request") or (min(costs) if costs else None)
 
-    def check_window(self, subject: Subject, cell: Cell, rnd: int, rate, record: dict) -> dict:
+    def window_check(self, subject: Subject, cell: Cell, rnd: int, rate, record: dict) -> dict:
         """See WINDOW_SERVES: measure again with a longer window if this one was too short."""
         cost = self.own_cost_us(subject.name, record)
         needed = window_needed_s(record, cost)
@@ -1570,13 +1581,27 @@ def _run_and_report(args, profile, subjects, skipped, reference, ref_state, *, r
     run_dir, code = run(profile, [s.name for s in subjects], skipped, args.out, seed=seed,
                         progress=not args.no_progress, subjects=subjects, reference=reference,
                         reference_state=ref_state, resume=resume)
+    # A stopped run writes its summary and report undisturbed by a second signal; a finished
+    # one stops at a signal here too, quietly (the measurements are already saved).
+    def stop(signum, frame):
+        raise Interrupted(signum)
+
+    old = {sig: signal.signal(sig, signal.SIG_IGN if code else stop) for sig in STOP_SIGNALS}
     try:
-        print_summary(run_dir)
-    except Exception as exc:  # an interrupted run may have nothing to summarise
-        print(f"(no summary: {type(exc).__name__}: {exc})")
-    if not args.no_report or code:
-        path = write_report(run_dir)
-        if path:
-            print(f"report: {path}")
+        try:
+            print_summary(run_dir)
+        except Exception as exc:  # an interrupted run may have nothing to summarise
+            print(f"(no summary: {type(exc).__name__}: {exc})")
+        if not args.no_report or code:
+            path = write_report(run_dir)
+            if path:
+                print(f"report: {path}")
+    except Interrupted as late:
+        print(f"\n{signal.Signals(late.signum).name}: stopped while writing the report; the "
+              f"measurements are saved (make report RUN={run_dir})")
+        code = 128 + late.signum
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     print(f"results: {run_dir}")
     return code

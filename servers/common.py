@@ -178,20 +178,24 @@ def log(message: str, *, every_s: float = 0.0) -> None:
 # The listening socket
 
 
-def raise_fd_limit() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit: every connection costs a descriptor, and
-    the soft default (often 1024) is far below what the kernel allows. Returns the new limit."""
+def raise_fd_limit(wanted: int | None = None) -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (or towards ``wanted``, never past the hard
+    limit): every connection costs a descriptor, and the soft default (often 1024) is far below
+    what the kernel allows. Returns the new soft limit (-1: not Unix). The one helper for this in
+    the lab: servers, the load generator's workers and the lessons raise their limit here."""
     try:
         import resource
     except ImportError:  # not Unix
         return -1
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
+    target = hard if wanted is None else wanted if hard == resource.RLIM_INFINITY \
+        else min(wanted, hard)
+    if target != resource.RLIM_INFINITY and soft != resource.RLIM_INFINITY and soft < target:
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
         except (ValueError, OSError) as exc:
-            log(f"could not raise the fd limit from {soft} to {hard}: {exc}")
+            log(f"could not raise the fd limit from {soft} to {target}: {exc}")
     return soft
 
 
