@@ -86,12 +86,14 @@ static void log_line(const char *fmt, ...) {
     fprintf(stderr, "[%s %d] %s\n", NAME, (int)getpid(), text);
 }
 
-/* the same message at most once per 5 s, so a condition that repeats cannot flood stderr */
-static void log_every_5s(time_t *last, const char *what, int err) {
-    time_t now = time(NULL);
-    if (now - *last >= 5) {
-        *last = now;
-        log_line("%s: %s", what, strerror(err));
+/* "BEFORE: strerror(err)AFTER" at most once per 5 s, so a condition that repeats (EMFILE under
+ * load, clients resetting) cannot flood stderr */
+static long long monotonic_ms(void);
+static void log_every_5s(long long *last_ms, const char *before, int err, const char *after) {
+    long long now = monotonic_ms();
+    if (!*last_ms || now - *last_ms >= 5000) {
+        *last_ms = now;
+        log_line("%s: %s%s", before, strerror(err), after);
     }
 }
 
@@ -264,14 +266,14 @@ static void close_connection(struct connection *c) {
 
 /* The listener is readable: accept every queued client. false when out of descriptors. */
 static bool accept_ready(int listener) {
-    static time_t last_log;
+    static long long last_log_ms;
     for (;;) {
         int fd = accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return true; /* the listen queue is empty */
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                log_every_5s(&last_log, "accept: not accepting for 100 ms", errno);
+                log_every_5s(&last_log_ms, "accept", errno, "; not accepting for 100 ms");
                 return false;
             }
             continue; /* ECONNABORTED, EPROTO, EINTR...: that one client only */
@@ -337,7 +339,7 @@ static bool read_ready(struct connection *c) {
 
 /* Do what readiness allows on one connection; close it once finished or broken. */
 static void connection_ready(struct connection *c, uint32_t events) {
-    static time_t last_log;
+    static long long last_log_ms;
     bool ok = true;
     /* EPOLLHUP/EPOLLERR are always reported: the next recv/send returns the error or EOF */
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
@@ -345,7 +347,7 @@ static void connection_ready(struct connection *c, uint32_t events) {
     if (ok && !c->pending_bytes && !c->peer_done && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
         ok = read_ready(c);
     if (!ok)
-        log_every_5s(&last_log, "connection dropped", errno);
+        log_every_5s(&last_log_ms, "connection dropped", errno, "");
     if (!ok || (c->peer_done && !c->pending_bytes)) { /* broken, or FIN and everything echoed */
         close_connection(c);
         return;
