@@ -10,6 +10,8 @@ PORT   ?=
 ARGS   ?=
 N      ?=
 RUN    ?=
+A      ?=
+B      ?=
 # make bench / bench-full: which servers and cells (comma-separated), passed to python -m bench run
 SERVERS ?=
 CONNS   ?=
@@ -46,6 +48,10 @@ bench-full: $(STAMP) ## the C10K sweep: 1 to 10,000 connections, open loop at 10
 report: $(STAMP) ## redraw charts and report.md from saved results: make report RUN=results/<run>
 	@test -n "$(RUN)" || { echo "make report needs RUN=results/<run-dir>; runs here:"; ls -d results/*/ 2>/dev/null | sed 's/^/  /'; exit 2; }
 	$(PY) -m bench report $(RUN)
+
+compare: $(STAMP) ## what changed between runs: make compare A=docs/results/quick B=results/<run> [ARGS="--fail-above 5"]
+	@test -n "$(A)" -a -n "$(B)" || { echo "make compare needs A=<baseline run dir> B=<run dir>, e.g. A=docs/results/quick B=results/<run>; runs here:"; ls -d results/*/ 2>/dev/null | sed 's/^/  /'; exit 2; }
+	$(PY) -m bench compare $(A) $(B) $(ARGS)
 
 serve: $(STAMP) ## start one server: make serve SERVER=epoll [PORT=8000] [ARGS="--work-us 100"]
 	@test -n "$(SERVER)" || { echo "make serve needs SERVER=NAME; one of:"; $(PY) -m servers --names | sed 's/^/  /'; exit 2; }

@@ -1,5 +1,6 @@
 """python -m bench run [--profile quick|full|smoke] ...   measure servers, write results/<run>/
 python -m bench report RUN_DIR                          redraw charts and report.md from saved results
+python -m bench compare RUN_A RUN_B [...]               what changed: faster, slower or within noise, per server
 python -m bench load --target HOST:PORT ...             the load generator alone, against any echo server"""
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ def main(argv: list[str] | None = None) -> int:
     if command == "report":
         from bench.report import main as report_main
         return report_main(rest)
+    if command == "compare":
+        from bench.compare import main as compare_main
+        return compare_main(rest)
     if command == "load":
         from bench.load import main as load_main
         return load_main(rest)
     if command in ("-h", "--help"):
         print(__doc__)
         return 0
-    sys.stderr.write(f"{__doc__}\n\nerror: give a command: run, report or load"
+    sys.stderr.write(f"{__doc__}\n\nerror: give a command: run, report, compare or load"
                      + (f" (not {command!r})" if command else "") + "\n")
     return 2
 

@@ -1,0 +1,277 @@
+"""Compare bench runs: what changed between a baseline and one or more later runs.
+
+    python -m bench compare docs/results/quick results/20261201-221500-quick
+    make compare A=docs/results/quick B=results/20261201-221500-quick
+    python -m bench compare A B --html compare.html --fail-above 5     # CI: exit 1 on a regression
+
+The first run is the baseline (as in pyperf's compare_to); each later run is compared with it, per
+server and per cell both runs measured, on four figures: the ratio to the C reference (vs_ref,
+where both runs have one: it survives a change of machine or a busy VM), req/s, p99 latency and
+server CPU µs per request. Each change is shown with both runs' spread (the 95 % CI of the median
+where a run recorded enough repeats, else min–max) and said in words:
+
+- "faster" / "slower" (for CPU: "less CPU" / "more CPU") when the change is beyond noise: a
+  Welch t-test over the two runs' repeats rejects "no change" at 95 %, and the change is at least
+  NOISE_FLOOR_PCT (a significant 0.3 % is not a result on a shared machine);
+- "within noise" otherwise;
+- "noise unknown" when a run has a single repeat there: one value has no spread to judge by.
+
+Figures come from bench/results.py's fold (through bench/view.py); nothing is re-derived here.
+`--fail-above PCT` exits 1 when any figure got worse beyond noise by more than PCT percent, like
+pytest-benchmark's --benchmark-compare-fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import results, view
+from bench.fmt import fmt_cell, fmt_pct, fmt_ratio, fmt_rps, fmt_small, fmt_spread, fmt_us
+
+NOISE_FLOOR_PCT = 2.0
+
+# Two-sided 95 % critical values of Student's t by degrees of freedom (interpolated between).
+T_975 = ((1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (5, 2.571), (6, 2.447), (7, 2.365),
+         (8, 2.306), (9, 2.262), (10, 2.228), (12, 2.179), (15, 2.131), (20, 2.086), (25, 2.060),
+         (30, 2.042), (40, 2.021), (60, 2.000), (120, 1.980), (math.inf, 1.960))
+
+
+def t_critical(df: float) -> float:
+    for (d0, t0), (d1, t1) in zip(T_975, T_975[1:], strict=False):
+        if df <= d1:
+            if df <= d0 or math.isinf(d1):
+                return t0 if df <= d0 else t1
+            return t0 + (t1 - t0) * (df - d0) / (d1 - d0)
+    return 1.960
+
+
+def significant(a: list[float], b: list[float]) -> bool | None:
+    """Welch's t-test at 95 %: do the two samples' means differ? None with fewer than 2 values
+    on a side (no spread to judge by)."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    ma, mb = statistics.fmean(a), statistics.fmean(b)
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    if va + vb == 0:
+        return ma != mb
+    t = abs(ma - mb) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / ((va ** 2 / (len(a) - 1) if va else 0) + (vb ** 2 / (len(b) - 1) if vb else 0))
+    return t > t_critical(df)
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    title: str
+    higher_is_better: bool
+    better: str
+    worse: str
+    fmt: object
+
+    def values(self, o: results.CellSummary) -> list[float]:
+        get = {"vs_ref": lambda m: m.vs_ref, "rps": lambda m: m.rps,
+               "p99": lambda m: (m.latency_us or {}).get("p99"),
+               "cpu": lambda m: m.server_cpu_us_per_request}[self.key]
+        return [float(v) for m in o.measured if isinstance(v := get(m), int | float)]
+
+    def stat(self, o: results.CellSummary) -> results.Stat | None:
+        return results.stat(self.values(o))
+
+
+METRICS = (Metric("vs_ref", "vs ref", True, "faster", "slower", fmt_ratio),
+           Metric("rps", "req/s", True, "faster", "slower", fmt_rps),
+           Metric("p99", "p99", False, "faster", "slower", fmt_us),
+           Metric("cpu", "CPU µs/req", False, "less CPU", "more CPU", lambda v: f"{fmt_small(v)} µs"))
+
+
+@dataclass
+class Change:
+    server: str
+    cell: results.CellKey
+    metric: Metric
+    a: results.Stat
+    b: results.Stat
+    change: float  # (b - a) / a, medians
+    verdict: str  # faster / slower / less CPU / more CPU / within noise / noise unknown
+    worse_beyond_noise: bool
+    flags: str = ""  # what the runs' own verdicts say of these figures, when not ok
+
+
+def judge(metric: Metric, a: list[float], b: list[float]) -> tuple[str, bool, float]:
+    ma, mb = statistics.median(a), statistics.median(b)
+    change = (mb - ma) / ma if ma else 0.0
+    sig = significant(a, b)
+    if sig is None:
+        return "noise unknown", False, change
+    if not sig or abs(change) * 100 < NOISE_FLOOR_PCT:
+        return "within noise", False, change
+    improved = (change > 0) == metric.higher_is_better
+    return (metric.better if improved else metric.worse), not improved, change
+
+
+def compare(base: view.View, other: view.View) -> list[Change]:
+    ratios = base.has_ratios and other.has_ratios
+    out = []
+    for server in base.servers:
+        for cell in base.cells:
+            a, b = base.outcome(server, cell), other.outcome(server, cell)
+            if a is None or b is None or not a.measured or not b.measured:
+                continue
+            for metric in METRICS:
+                if metric.key == "vs_ref" and (not ratios or a.is_reference):
+                    continue
+                va, vb = metric.values(a), metric.values(b)
+                if not va or not vb:
+                    continue
+                verdict, worse, change = judge(metric, va, vb)
+                flags = "; ".join(f"{side}: {o.verdict}" for side, o in (("A", a), ("B", b))
+                                  if o.verdict != "ok")
+                out.append(Change(server, cell, metric, metric.stat(a), metric.stat(b), change,
+                                  verdict, worse, flags))
+    return out
+
+
+def per_server(changes: list[Change], lead: str) -> dict[str, dict[str, int]]:
+    """server -> {verdict: cells} on the leading figure (vs_ref, else req/s)."""
+    out: dict[str, dict[str, int]] = {}
+    for c in changes:
+        if c.metric.key == lead:
+            counts = out.setdefault(c.server, {})
+            counts[c.verdict] = counts.get(c.verdict, 0) + 1
+    return out
+
+
+def noise_notes(v: view.View) -> list[str]:
+    """The run's own warnings: the machine busy at the start, windows flagged noisy."""
+    out = []
+    busy = (v.meta.get("noise") or {}).get("busy_at_start")
+    if busy and busy.get("top"):
+        top = ", ".join(f"{name} {pct:.0f} %" for name, pct in busy["top"][:3])
+        out.append(f"the machine was busy when the run started ({top}).")
+    windows = [m for m in v.run.measurements if m.noise is not None]
+    if windows and (noisy := sum(1 for m in windows if m.noisy)):
+        out.append(f"{noisy} of {len(windows)} measurement windows were flagged noisy.")
+    return out
+
+
+def run_line(label: str, v: view.View) -> str:
+    profile = v.meta.get("profile") or "?"
+    return f"- **{label}**: `{v.run_id}` ({profile}; {v.machine_text}; {v.date})"
+
+
+def markdown(base: view.View, others: list[view.View], changes: dict[str, list[Change]],
+             fail_above: float | None) -> tuple[list[str], list[Change]]:
+    md = [f"# bench compare: {len(others)} run{'s' if len(others) != 1 else ''} against "
+          f"`{base.run_id}`", "", run_line("baseline (A)", base)]
+    md += [run_line(f"B{i + 1 if len(others) > 1 else ''}", o) for i, o in enumerate(others)]
+    md += ["", f"Verdicts: **faster** / **slower** (CPU: **less CPU** / **more CPU**) when a "
+               f"Welch t-test over the repeats says the runs differ at 95 % and the change is at "
+               f"least {NOISE_FLOOR_PCT:g} %; else **within noise**; **noise unknown** where a "
+               f"run has one repeat. Spreads: (CI …) is the 95 % CI of the median, else min–max."]
+    regressions = []
+    for other in others:
+        found = changes[other.run_id]
+        ratios = base.has_ratios and other.has_ratios
+        lead = "vs_ref" if ratios else "rps"
+        md += ["", f"## `{other.run_id}` against `{base.run_id}`", ""]
+        if not ratios:
+            md.append("Compared on absolute figures: "
+                      + ("neither run has" if not (base.has_ratios or other.has_ratios)
+                         else "only one run has") + " a C reference measured beside the servers, "
+                      "so a change of machine or a busy machine shows up as a change of every "
+                      "server.")
+            md.append("")
+        if base.machine_text != other.machine_text:
+            md += [f"The runs come from different machines ({base.machine_text} vs "
+                   f"{other.machine_text}).", ""]
+        for label, v in (("A", base), ("B", other)):
+            md += [f"- {label}: {note}" for note in noise_notes(v)]
+        if any(noise_notes(v) for v in (base, other)):
+            md.append("")
+        if not found:
+            md.append("No server was measured in a cell both runs have: nothing to compare.")
+            continue
+        md += ["### Per server", ""]
+        for server, counts in per_server(found, lead).items():
+            order = ("faster", "slower", "within noise", "noise unknown")
+            text = ", ".join(f"{counts[k]} cell{'s' if counts[k] != 1 else ''} {k}"
+                             for k in order if counts.get(k))
+            overall = ("faster" if counts.get("faster") and not counts.get("slower") else
+                       "slower" if counts.get("slower") and not counts.get("faster") else
+                       "mixed" if counts.get("faster") else
+                       "within noise" if counts.get("within noise") else "noise unknown")
+            md.append(f"- **{server}**: {overall} ({text}; by {'vs_ref' if ratios else 'req/s'})")
+        md += ["", "### Every figure", "",
+               "| server | cell | figure | A | B | change | verdict | the runs said |",
+               "|---|---|---|---:|---:|---:|---|---|"]
+        for c in found:
+            verdict = c.verdict if c.verdict in ("within noise", "noise unknown") else f"**{c.verdict}**"
+            md.append(f"| `{c.server}` | {fmt_cell(c.cell)} | {c.metric.title} | "
+                      f"{fmt_spread(c.a, c.metric.fmt)} | {fmt_spread(c.b, c.metric.fmt)} | "
+                      f"{fmt_pct(c.change)} | {verdict} | {c.flags} |")
+        if fail_above is not None:
+            regressions += [c for c in found
+                            if c.worse_beyond_noise and abs(c.change) * 100 > fail_above]
+    if fail_above is not None:
+        md += ["", "## Regressions", ""]
+        if regressions:
+            md += [f"- `{c.server}` at {fmt_cell(c.cell)}: {c.metric.title} {fmt_pct(c.change)} "
+                   f"({c.verdict}, beyond noise and above {fail_above:g} %)" for c in regressions]
+        else:
+            md.append(f"None beyond noise and above {fail_above:g} %.")
+    return md, regressions
+
+
+def write_html(md: list[str], path: Path) -> None:
+    from bench.html import STYLE, md_to_html
+
+    body = md_to_html("\n".join(md), lambda alt, src: "")
+    path.write_text(f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>bench "
+                    f"compare</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench compare",
+        description="Compare bench runs: per server and cell, the change in vs_ref, req/s, p99 "
+                    "and server CPU per request, each with both runs' spread, said as faster, "
+                    "slower or within noise. The first run is the baseline.")
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                        help="two or more run directories (results/<run_id>, docs/results/quick)")
+    parser.add_argument("--html", type=Path, metavar="PATH",
+                        help="also write the comparison as an HTML page")
+    parser.add_argument("--fail-above", type=float, metavar="PCT",
+                        help="exit 1 if any figure got worse, beyond noise, by more than PCT %%")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if len(args.runs) < 2:
+        parser.error("give at least two runs: the baseline first, e.g. "
+                     "`python -m bench compare docs/results/quick results/<run>`")
+    if args.fail_above is not None and not 0 <= args.fail_above < 1000:
+        parser.error(f"--fail-above {args.fail_above:g}: give a percentage, e.g. 5")
+    try:
+        views = [view.load(run) for run in args.runs]
+    except view.ReportError as exc:
+        print(f"bench compare: {exc}", file=sys.stderr)
+        return 2
+    base, others = views[0], views[1:]
+    changes = {o.run_id: compare(base, o) for o in others}
+    md, regressions = markdown(base, others, changes, args.fail_above)
+    print("\n".join(md))
+    if args.html:
+        write_html(md, args.html)
+        print(f"\nwrote {args.html}", file=sys.stderr)
+    return 1 if regressions else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
