@@ -135,3 +135,13 @@ def test_python_m_servers_serve_execs_the_program(entry):
             round_trip_s(sock, b"exec'd")
         code, _ = server.stop()
         assert code == 0
+
+
+def test_go_procs_sets_gomaxprocs():
+    entry = servers.get("go")
+    skip_unless_available(entry)
+    with launch.start(entry, ["--procs", "1"]) as server:
+        # the line prints runtime.GOMAXPROCS(0): the value the scheduler really uses
+        assert "GOMAXPROCS 1)" in server.ready_line, server.ready_line
+    bad = run(*entry.argv, "--procs", "0", timeout=30)
+    assert bad.returncode == 2 and "--procs" in bad.stderr and bad.stdout == ""
