@@ -15,7 +15,7 @@ A missing toolchain or a failed compile never takes a command down: ``build`` ra
 and the caller reports that and goes on (the registry lists the server as unavailable, the bench
 runs without the reference, bench.load falls back to the Python engine).
 
-    python -m servers.build bench/ref/echo_epoll.c      # build one now, print its path
+    python -m servers.build servers/c/echo_epoll.c      # build one now, print its path
 
 The cache is ``build/native/`` in the checkout (``LAB_BUILD_DIR`` moves it); ``make clean`` removes
 it. Concurrent builds of the same source (parallel tests) wait on one lock file, so each is
