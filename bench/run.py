@@ -65,7 +65,7 @@ from pathlib import Path
 
 import servers
 from bench import load as load_gen
-from bench import results, sample
+from bench import noise, results, sample
 from bench.load import run_load
 from servers import launch
 
@@ -173,6 +173,24 @@ PROFILES = {
                     repeats=3, warmup_s=0.5, measure_s=1.5,
                     description="1 to 10,000 connections x 1 KiB, 100 x 64 KiB, open loop at "
                                 "8 shares of each server's peak (10 % to 120 %), 3 repeats"),
+    # `make bench-c100k`: past C10K, to 100,000 connections, mostly idle, as real C10K traffic
+    # is: a fixed 10,000 requests/s in total spread over all of them in open loop (each
+    # connection sends every conns / 10,000 s, and the warm-up, 1 s per 10,000 connections, lets
+    # every one send before the window), to the event-driven servers. It records where each model
+    # breaks: memory per connection, accept rate (conns_established / connect_s), p99 at that
+    # rate, fds; the guard stops a cell before memory runs short. The C engine spreads 30,000+
+    # connections over several source addresses and, past its fd limit, over several processes;
+    # each server needs `ulimit -Hn` above the cell, else the cell is skipped with the fix.
+    # About 40 minutes for ~17 servers on a 2-core machine (the 100,000 cells take most).
+    "c100k": Profile("c100k", [Cell(c, 1024, rate=10_000.0)
+                               for c in (1_000, 10_000, 30_000, 100_000)],
+                     repeats=1, warmup_s=1.0, measure_s=3.0,
+                     description="1,000, 10,000, 30,000 and 100,000 connections x 1 KiB, mostly "
+                                 "idle: open loop at 10,000 req/s in total, event-driven servers, "
+                                 "1 round",
+                     default_servers=[s.name for s in servers.SERVERS
+                                      if s.family in ("multiplexed", "async", "fibers")
+                                      or s.name == "reuseport"]),
 }
 
 
@@ -440,7 +458,7 @@ def measure(entry: servers.Server | Subject, cell: Cell, repeat: int, profile: P
     _fill_load(record, load)
     w = sampler.window()
     _fill_server(record, load, w, idle, cell, server_cpus, sampler.peaks())
-    freq, governor = sample.cpu_frequency()
+    freq, governor = noise.cpu_frequency()
     record["noise"] = results.window_noise(
         w, client_cpu_s=load.get("client_cpu_s"), client_duration_s=load.get("duration_s"),
         cpus=os.cpu_count() or 1, loadavg_1m=os.getloadavg()[0] if hasattr(os, "getloadavg")
@@ -839,33 +857,6 @@ def _install_stop_handlers() -> dict:
     return {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
 
 
-def busy_at_start(sample_s: float = 0.5, top: int = 3) -> dict:
-    """What other processes use of the machine's CPUs right now, and the top users by name."""
-    import psutil
-    mine = {os.getpid(), *(p.pid for p in launch.tree(os.getpid()))}
-    procs = [p for p in psutil.process_iter(["name"]) if p.pid not in mine]
-    for p in procs:
-        try:
-            p.cpu_percent(None)
-        except psutil.Error:
-            pass
-    time.sleep(sample_s)
-    usage: dict[str, float] = {}
-    for p in procs:
-        try:
-            pct = p.cpu_percent(None)
-        except psutil.Error:
-            continue
-        if pct > 0:
-            usage[p.info["name"] or str(p.pid)] = usage.get(p.info["name"] or str(p.pid), 0) + pct
-    cpus = os.cpu_count() or 1
-    total = sum(usage.values()) / cpus
-    ranked = sorted(usage.items(), key=lambda kv: -kv[1])[:top]
-    return {"foreign_cpu_pct": round(total, 1), "cpus": cpus,
-            "top": [[name, round(pct / cpus, 1)] for name, pct in ranked],  # % of all CPUs
-            "busy": total > results.BUSY_AT_START_PCT}
-
-
 class Runner:
     """One run: the plan, the records so far, and what to do when it ends or is stopped.
 
@@ -1052,7 +1043,7 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
     stopped it). With `resume`, measures what that run's plan still lacks."""
     server_cpus, client_cpus, pin_note = split_cpus()
     subjects = subjects if subjects is not None else [Subject.registry(servers.get(n)) for n in names]
-    busy = busy_at_start()
+    busy = noise.busy_at_start()
     if busy["busy"]:
         top = ", ".join(f"{name} {pct:.0f} %" for name, pct in busy["top"])
         print(f"warning: this machine is busy: other processes use {busy['foreign_cpu_pct']:.0f} % "
@@ -1141,7 +1132,6 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
               f"done by about {finish:%H:%M}", flush=True)
 
     t0 = time.monotonic()
-    old_handlers = _install_stop_handlers()
     code = 0
     try:
         runner.run()
@@ -1154,19 +1144,15 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
               f"process group were killed. interrupted: {meta['interrupted']['measured']} of "
               f"{meta['interrupted']['planned']} measurements; resume with "
               f"`python -m bench run --resume {run_dir}`", flush=True)
-    finally:
-        try:
-            runner.finish_block()
-            engines = {r.get("engine") for r in runner.records if r.get("engine")}
-            meta["engine"] = {"default": sorted(engines)[0] if len(engines) == 1 else None,
-                              "used": sorted(engines), "reason": None} if engines else None
-            noise = results.noise_summary(runner.records, meta.get("noise", {}).get("busy_at_start"))
-            meta["noise"] = {**meta.get("noise", {}), **noise}
-            meta["duration_s"] = round((meta.get("duration_s") or 0) + time.monotonic() - t0, 1)
-            results.write_meta(run_dir, meta)
-        finally:
-            for sig, handler in old_handlers.items():
-                signal.signal(sig, handler)
+    finally:  # also on a bench error: what was measured is kept
+        runner.finish_block()
+        engines = {r.get("engine") for r in runner.records if r.get("engine")}
+        meta["engine"] = {"default": sorted(engines)[0] if len(engines) == 1 else None,
+                          "used": sorted(engines), "reason": None} if engines else None
+        summary = results.noise_summary(runner.records, meta.get("noise", {}).get("busy_at_start"))
+        meta["noise"] = {**meta.get("noise", {}), **summary}
+        meta["duration_s"] = round((meta.get("duration_s") or 0) + time.monotonic() - t0, 1)
+        results.write_meta(run_dir, meta)
     return run_dir, code
 
 
@@ -1331,6 +1317,13 @@ def print_summary(run_dir: Path) -> None:
             print("  ".join(SUMMARY_HEADER))
             for line in lines:
                 print("  ".join(line))
+    noise_meta = run.meta.get("noise") or {}
+    if noise_meta.get("windows"):
+        foreign, steal = noise_meta.get("foreign_cpu_pct") or {}, noise_meta.get("steal_pct") or {}
+        print(f"noise: {noise_meta['noisy_windows']} of {noise_meta['windows']} windows noisy "
+              f"(other processes' CPU: median {foreign.get('median', 0):.0f} %, max "
+              f"{foreign.get('max', 0):.0f} %; steal: median {steal.get('median', 0):.1f} %, max "
+              f"{steal.get('max', 0):.1f} %; thresholds in bench/results.py)")
     ref = run.reference
     if ref.get("available"):
         print(f"vs ref: req/s over the reference's ({ref['name']}) median in the same cell; CPU vs "
@@ -1515,6 +1508,20 @@ def write_report(run_dir: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """SIGINT, SIGTERM and SIGHUP raise Interrupted from here on (see run() for what a run does
+    with it); a second one, while the first is being handled, is ignored."""
+    old = _install_stop_handlers()
+    try:
+        return _main(argv)
+    except Interrupted as stop:  # before the first measurement, or while writing the report
+        print(f"\n{signal.Signals(stop.signum).name}: stopped", file=sys.stderr)
+        return 128 + stop.signum
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.resume is not None:
@@ -1581,12 +1588,8 @@ def _run_and_report(args, profile, subjects, skipped, reference, ref_state, *, r
     run_dir, code = run(profile, [s.name for s in subjects], skipped, args.out, seed=seed,
                         progress=not args.no_progress, subjects=subjects, reference=reference,
                         reference_state=ref_state, resume=resume)
-    # A stopped run writes its summary and report undisturbed by a second signal; a finished
-    # one stops at a signal here too, quietly (the measurements are already saved).
-    def stop(signum, frame):
-        raise Interrupted(signum)
-
-    old = {sig: signal.signal(sig, signal.SIG_IGN if code else stop) for sig in STOP_SIGNALS}
+    # A stopped run writes its summary and report undisturbed (the handler ignores a second
+    # signal); a finished one stops at a signal here too, quietly: its measurements are saved.
     try:
         try:
             print_summary(run_dir)
@@ -1600,8 +1603,5 @@ def _run_and_report(args, profile, subjects, skipped, reference, ref_state, *, r
         print(f"\n{signal.Signals(late.signum).name}: stopped while writing the report; the "
               f"measurements are saved (make report RUN={run_dir})")
         code = 128 + late.signum
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
     print(f"results: {run_dir}")
     return code

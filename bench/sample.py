@@ -15,6 +15,10 @@ What is read, and where from (Linux; psutil elsewhere gives what the OS has):
   main thread, which in a thread-per-connection server does almost nothing.
 - memory: USS (pages only this process has: what it would free by exiting), PSS (shared pages
   split among sharers) and RSS (every resident page, shared ones counted once per process).
+- with each full reading, the whole machine's CPU counters and the runner's own CPU
+  (bench/noise.py), so that the runner can tell how much of the window went to other processes.
+
+The process tree itself is read by servers.launch.tree, the one helper for it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from bench.noise import MachineCpu, machine_cpu
 from servers import launch
 
 INTERVAL_S = 0.2  # light readings: peaks, and a server that grows out of bounds
@@ -45,55 +50,6 @@ class Sample:
     pss_bytes: int | None = None
     anon_pss_bytes: int | None = None  # anonymous memory (heap, stacks, buffers), split among sharers
     machine: MachineCpu | None = None  # the whole machine's CPU counters, at full readings
-
-
-@dataclass
-class MachineCpu:
-    """The whole machine's CPU time since boot (/proc/stat's first line, all CPUs together) and
-    this process's own (the runner: its main thread and the sampler), in seconds."""
-
-    busy_s: float  # user + nice + system: time some process ran (guest time is inside user)
-    steal_s: float  # time a virtual CPU wanted to run but the hypervisor ran someone else
-    total_s: float  # every state: busy, idle, iowait, irq, softirq, steal
-    runner_cpu_s: float
-
-
-TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def machine_cpu() -> MachineCpu | None:
-    """Interrupt and softirq time are left out of busy_s: on loopback the kernel moves our own
-    packets in softirq context, which is charged to no process, so it would look foreign."""
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-    except OSError:
-        return None
-    if not fields or fields[0] != "cpu":
-        return None
-    ticks = [int(v) for v in fields[1:9]] + [0] * (9 - len(fields))
-    user, nice, system, _idle, _iowait, _irq, _softirq, steal = ticks[:8]
-    usage = os.times()
-    return MachineCpu((user + nice + system) / TICKS_PER_S, steal / TICKS_PER_S,
-                      sum(ticks[:8]) / TICKS_PER_S, usage.user + usage.system)
-
-
-def cpu_frequency() -> tuple[float | None, str | None]:
-    """(mean current frequency of the CPUs in MHz, cpu0's governor) where cpufreq is readable
-    (most VMs have none: (None, None))."""
-    freqs = []
-    for cpu in range(os.cpu_count() or 1):
-        try:
-            with open(f"/sys/devices/system/cpu/cpu{cpu}/cpufreq/scaling_cur_freq") as f:
-                freqs.append(int(f.read()) / 1000)
-        except (OSError, ValueError):
-            continue
-    try:
-        with open("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") as f:
-            governor = f.read().strip() or None
-    except OSError:
-        governor = None
-    return (round(sum(freqs) / len(freqs), 1) if freqs else None), governor
 
 
 def _pss_anon(pid: int) -> int | None:
