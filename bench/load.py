@@ -607,6 +607,7 @@ class _Worker:
         self.cpu_at_window_start_s: tuple | None = None  # (user, system), when the window opens
         self.cpu_in_window_s = (0.0, 0.0)  # (user, system) spent inside the window
         self.conns_open_at_end = 0
+        self.connect_s = 0.0  # how long connect_all took
         self.stall_limit_s = STALL_TIMEOUT_S  # set at the end of the window
         self.flusher = None  # the timer that keeps the latency dicts small
         self.parent_message: asyncio.Future = self.loop.create_future()
@@ -762,6 +763,7 @@ class _Worker:
         return {
             "worker_index": self.config["worker_index"],
             "conns_established": len(self.conns),
+            "connect_s": self.connect_s,
             "conns_open_at_end": self.conns_open_at_end,
             "stall_limit_s": self.stall_limit_s,
             "hist": self.latency.encoded(),
@@ -867,7 +869,9 @@ async def _worker_async(config: dict, pipe) -> None:
         worker.warnings.append(config["loop_warning"])
     if (note := _raise_fd_limit(len(config["conn_indices"]) + FD_HEADROOM)) is not None:
         worker.warnings.append(note)
+    connect_started_s = time.monotonic()
     await worker.connect_all()
+    worker.connect_s = time.monotonic() - connect_started_s
     pipe.send(("ready", {"conns_established": len(worker.conns)}))
     message = await worker.wait_for_parent(config["start_wait_s"])
     if message[0] == "start":
@@ -1180,6 +1184,9 @@ def _summarize(results: list[dict], *, host, port, conns, size, rate, duration, 
         "conns": conns,
         "conns_established": sum(r["conns_established"] for r in results),
         "conns_open_at_end": sum(r["conns_open_at_end"] for r in results),
+        # how long the connect phase (the ramp) took, in the slowest worker: with
+        # conns_established, the rate at which the server accepted (C100K)
+        "connect_s": round(max((r.get("connect_s", 0.0) for r in results), default=0.0), 3),
         # how long a request could wait before it counted as a timeout (see the module docstring)
         "stall_limit_s": round(max((r.get("stall_limit_s", STALL_TIMEOUT_S) for r in results),
                                    default=STALL_TIMEOUT_S), 3),

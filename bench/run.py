@@ -181,7 +181,8 @@ PROFILES = {
     # rate, fds; the guard stops a cell before memory runs short. The C engine spreads 30,000+
     # connections over several source addresses and, past its fd limit, over several processes;
     # each server needs `ulimit -Hn` above the cell, else the cell is skipped with the fix.
-    # About 40 minutes for ~17 servers on a 2-core machine (the 100,000 cells take most).
+    # About 30 minutes for 17 servers on a 2-core machine (the 100,000 cells take most; the plan
+    # line states the estimate), far more where servers break at 30,000 and the ramp times out.
     "c100k": Profile("c100k", [Cell(c, 1024, rate=10_000.0)
                                for c in (1_000, 10_000, 30_000, 100_000)],
                      repeats=1, warmup_s=1.0, measure_s=3.0,

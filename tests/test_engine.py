@@ -240,7 +240,7 @@ def test_the_engine_raises_its_soft_fd_limit_for_more_than_1024_connections():
                 proc.kill()
                 proc.wait()
     assert proc.returncode == 0, stderr
-    assert ready == "ready 1500"  # all connected: the soft limit of 1,024 was raised
+    assert ready.split()[:2] == ["ready", "1500"]  # all connected: the soft limit was raised
     assert "error connect 0" in rest.splitlines()
 
 

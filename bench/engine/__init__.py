@@ -134,6 +134,7 @@ def _histogram(fields: list[str]) -> str:
 def parse_result(lines: list[str]) -> dict:
     """The engine's result lines -> a worker result as bench.load's _summarize reads it."""
     result = {"conns_established": 0, "conns_open_at_end": 0, "stall_limit_s": 1.0,
+              "connect_s": 0.0,
               "hist": hist.encode(hist.new_histogram()), "send_lag_hist": None,
               "latency_out_of_range": 0, "offered": 0, "errors": dict.fromkeys(ERROR_KINDS, 0),
               "error_examples": {}, "cpu_user_s": 0.0, "cpu_sys_s": 0.0, "warnings": []}
@@ -270,11 +271,13 @@ def _talk(procs, stderrs, *, warmup, duration, rate, start_delay_s, wrapup_budge
           ready_budget_s, on_window) -> tuple[list[dict], int | None]:
     lines = [_Lines(proc.stdout.fileno()) for proc in procs]
     deadline = time.monotonic() + ready_budget_s
-    established, not_ready = 0, []
+    established, not_ready, connect_s = 0, [], 0.0
     for i, (proc, reader) in enumerate(zip(procs, lines, strict=True)):
         ready = reader.next(deadline)
         if ready is not None and ready.startswith("ready "):
-            established += int(ready.split()[1])
+            fields = ready.split()
+            established += int(fields[1])
+            connect_s = max(connect_s, float(fields[2]))
             continue
         proc.kill()
         proc.wait()
@@ -312,6 +315,7 @@ def _talk(procs, stderrs, *, warmup, duration, rate, start_delay_s, wrapup_budge
                                       "result")
         if rate is None:
             result["send_lag_hist"] = None
+        result["connect_s"] = connect_s
         results.append(result)
     if not_ready:  # as the Python engine does for a worker lost before "ready"
         lost = parse_result([])

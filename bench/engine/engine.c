@@ -5,11 +5,14 @@
  * never the bottleneck of what it measures. Shape, after wrk2: one epoll loop per thread, each
  * thread pinned to one CPU, one histogram per thread, merged at the end.
  *
+ * Past the per-process fd limit the wrapper starts several engines (--first, --step): connection
+ * g of all goes to engine g % step, and they keep one schedule.
+ *
  * It is not meant to be run by hand: bench/engine/__init__.py builds it (servers/build.py), starts
  * it, and speaks a line protocol with it:
  *
  *   engine -> wrapper (stdout)          wrapper -> engine (stdin)
- *   ready <established>
+ *   ready <established> <connect_s>      (connect_s: how long the ramp took)
  *                                       start <start_ns>   (warm-up starts then, CLOCK_MONOTONIC)
  *                                       or: stop, or EOF   (the wrapper gave up, or died)
  *   window <window_start_ns> <window_end_ns>
@@ -195,6 +198,7 @@ struct thread {
     int cpu0_taken;
     double cpu_user_s, cpu_sys_s, stall_limit_s;
     int open_at_end;
+    double connect_s;       /* how long this thread's connect phase took */
 };
 
 static struct thread *threads;
@@ -652,7 +656,9 @@ static void *thread_main(void *arg) {
     ev.data.u64 = TAG_STOP;
     epoll_ctl(t->epoll_fd, EPOLL_CTL_ADD, stop_event_fd, &ev);
 
+    int64_t connect_start = now_ns();
     connect_all(t);
+    t->connect_s = (now_ns() - connect_start) / 1e9;
     atomic_fetch_add(&ready_threads, 1);
     pthread_mutex_lock(&start_lock);
     while (atomic_load(&start_ns) < 0 && !atomic_load(&stop_flag))
@@ -862,8 +868,12 @@ int main(int argc, char **argv) {
         else usleep(1000); /* a line came early: it waits for phase 2 */
     }
     long established = 0;
-    for (int w = 0; w < cfg.threads; w++) established += threads[w].nconns;
-    printf("ready %ld\n", established);
+    double connect_s = 0;
+    for (int w = 0; w < cfg.threads; w++) {
+        established += threads[w].nconns;
+        if (threads[w].connect_s > connect_s) connect_s = threads[w].connect_s;
+    }
+    printf("ready %ld %.6f\n", established, connect_s);
     fflush(stdout);
 
     /* Phase 2: "start <ns>" from the wrapper, or stop. */
