@@ -14,7 +14,7 @@ from bench.fmt import (
     fmt_bytes, fmt_cell, fmt_percentile, fmt_ratio, fmt_rps, fmt_share, fmt_size, fmt_small,
     fmt_spread, fmt_us, join, one_line,
 )
-from bench.view import View, c10k_cell, c10k_heading, clean, offered, requests
+from bench.view import View, c10k_cell, c10k_heading, clean, offered, requests, separation
 
 
 def md_escape(text: str) -> str:
@@ -275,9 +275,11 @@ def headline(view: View, focus: results.CellKey | None) -> list[str]:
                 else "req/s")
         lines.append(f"- **Throughput at {fmt_cell(focus)}** ({what}; fastest first; ≈: within "
                      f"noise of the one before, >: beyond it): {order}.")
-        lines.append("  This cell is the headline because the servers differ most there "
-                     "relative to their noise; noisy, client-bound and degraded results are "
-                     "never ranked.")
+        why = ("the servers differ most there relative to their noise" if
+               separation(view, focus)[1] >= 2 else "it is the busiest cell measured (no cell "
+               "has two clean results to set apart)")
+        lines.append(f"  This cell is the headline because {why}; noisy, client-bound and "
+                     f"degraded results are never ranked.")
     if (text := notes.convergence(view)) is not None:
         lines.append(f"- **Convergence**: {text}")
     counts = dict.fromkeys(results.STATUS_ORDER, 0)

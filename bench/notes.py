@@ -44,17 +44,23 @@ def ranking(view: View, cell: results.CellKey) -> str | None:
     good, others = ranked(view, cell)
     if not good and not others:
         return None
-    parts = []
+    ref = next((o for o in good + others if o.is_reference), None)
+    good = [o for o in good if not o.is_reference]
+    others = sorted((o for o in others if not o.is_reference),
+                    key=lambda o: o.vs_ref or o.rps.median, reverse=True)
+    parts = [f"(reference {ref.server}: {fmt_rps(ref.rps.median)} req/s)"] if ref else []
     for i, o in enumerate(good):
         text = f"{o.server} {figure(view, o)}"
         if i == 0:
             parts.append(text)
         else:
             parts.append(("≈ " if overlap(good[i - 1], o) else "> ") + text)
+    if not good:
+        parts.append("no clean result to rank")
     out = " ".join(parts)
     if others:
-        out += ("; not ranked: " if out else "none clean; not ranked: ") + ", ".join(
-            f"{o.server} {fmt_rps(o.rps.median)} req/s ({not_clean_word(o)})" for o in others)
+        out += "; not ranked: " + ", ".join(f"{o.server} {figure(view, o)} ({not_clean_word(o)})"
+                                           for o in others)
     return out
 
 
@@ -210,11 +216,12 @@ def spectrum(view: View, cell: results.CellKey, curves: dict, *, asked: bool) ->
                    f"line means every request is served alike; a line that turns up at the right "
                    f"means a few requests waited far longer than the rest.")
     if not asked:
-        score, _ = separation(view, cell)
-        out.append(f"It is drawn at {fmt_cell(cell)}, the cell where the servers differ most "
-                   f"relative to their noise (a typical pair stands {score:.1f}× its combined "
-                   f"noise apart); `python -m bench report RUN_DIR --cell CONNSxBYTES` draws "
-                   f"another.")
+        score, count = separation(view, cell)
+        why = (f"the cell where the servers differ most relative to their noise (a typical pair "
+               f"of clean results stands {score:.1f}× its combined noise apart)" if count >= 2
+               else "the busiest cell measured (no cell has two clean results to set apart)")
+        out.append(f"It is drawn at {fmt_cell(cell)}, {why}; `python -m bench report RUN_DIR "
+                   f"--cell CONNSxBYTES` draws another.")
     return out
 
 
@@ -355,10 +362,10 @@ def noise(view: View) -> list[str]:
                    f"hold better.")
     parts = []
     for key, what in (("steal_pct", "steal"), ("foreign_cpu_pct", "other processes' CPU"),
-                      ("loadavg", "load average")):
+                      ("loadavg_1m", "load average")):
         value = meta_noise.get(key)
         if isinstance(value, dict) and value.get("median") is not None:
-            unit = "" if key == "loadavg" else " %"
+            unit = "" if key == "loadavg_1m" else " %"
             parts.append(f"{what} median {value['median']:.3g}{unit} (max "
                          f"{value.get('max', value['median']):.3g}{unit})")
     windows = sum(1 for m in view.run.measurements if m.noise is not None)

@@ -254,6 +254,81 @@ def test_module_runs_as_a_command(tmp_path):
     assert missing.returncode == 2 and "no such run directory" in missing.stderr
 
 
+def test_old_runs_have_no_ratio_columns_and_tails_say_how_few_requests(built):
+    text = built.read_text()
+    assert "vs ref" not in text  # schema 1: no reference measured, no ratios
+    assert re.search(r"p99\.99 \(from \d requests\)", text)  # 2 repeats x ~26,000 requests
+
+
+def test_summary_has_one_row_per_server_and_cell(built):
+    import csv
+
+    v = view.load(built.parent)
+    with open(built.parent / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(v.summaries)
+    assert len({(r["server"], r["cell"]) for r in rows}) == len(rows)
+    data = json.loads((built.parent / "summary.json").read_text())
+    assert len(data["rows"]) == len(rows)
+    fork = next(r for r in data["rows"] if r["server"] == "fork" and r["cell"] == "128 conns × 1 KiB")
+    assert fork["status"] == "failed" and fork["rps_median"] is None
+
+
+@pytest.fixture(scope="module")
+def schema2(tmp_path_factory) -> Path:
+    """The fixture as a schema-2 run: a C reference measured beside every closed-loop cell, the
+    records annotated with vs_ref by results.annotate, threads' 1-connection windows noisy, the
+    machine busy at the start, and the run interrupted."""
+    run_dir = tmp_path_factory.mktemp("report") / "run_schema2"
+    shutil.copytree(FIXTURE, run_dir)
+    records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    for r in list(records):
+        r.update(schema=2, noise={"steal_pct": 0.0, "foreign_cpu_pct": 2.0, "noisy": False,
+                                  "why": None})
+        if r["server"] == "threads" and r["conns"] == 1:
+            r["noise"] = {"steal_pct": 0.0, "foreign_cpu_pct": 35.0, "noisy": True,
+                          "why": "other processes used 35 % of the CPUs"}
+        if r["server"] == "uvloop" and r.get("rate") is None:
+            ref = dict(r, server="c-epoll", family="multiplexed", is_reference=True,
+                       rps=r["rps"] * 1.25, client_bound=False)
+            records.append(ref)
+    results.annotate(records)
+    (run_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    meta = json.loads((run_dir / "meta.json").read_text())
+    meta.update(schema=2, reference={"name": "c-epoll", "available": True, "reason": None},
+                noise={"busy_at_start": {"top": [["cc1", 61.0], ["python", 12.5]]},
+                       "noisy_windows": 4, "steal_pct": {"median": 0.0, "max": 0.0},
+                       "foreign_cpu_pct": {"median": 2.0, "max": 35.0}},
+                interrupted={"signal": "SIGTERM", "measured": 70, "planned": 96})
+    (run_dir / "meta.json").write_text(json.dumps(meta))
+    return report.build_report(run_dir)
+
+
+def test_ratios_lead_with_their_ci_and_absolute_figures_beside(schema2):
+    text = schema2.read_text()
+    assert "| vs ref (CI) | CPU vs ref |" in text
+    headline = next(line for line in text.splitlines() if line.startswith("- **Throughput at"))
+    assert "ratio to the C reference" in headline and "× ref (" in headline
+    assert "(reference c-epoll:" in headline
+    assert "c-epoll" in view.load(schema2.parent).reference
+
+
+def test_noisy_results_are_never_ranked_and_the_busy_machine_is_said(schema2):
+    text = schema2.read_text()
+    assert "interrupted: 70 of 96 measurements (SIGTERM)" in text
+    assert "**The machine was busy when the run started**: cc1 (61 % CPU)" in text
+    v = view.load(schema2.parent)
+    cell = results.CellKey(1, KIB)
+    assert v.outcome("threads", cell).verdict == "noisy"
+    ranked, others = view.ranked(v, cell)
+    assert "threads" not in [o.server for o in ranked]
+    assert "threads" in [o.server for o in others]
+    line = report.markdown.headline(v, cell)
+    throughput = next(x for x in line if x.startswith("- **Throughput"))
+    assert "threads" in throughput.split("not ranked:")[1]
+    assert "(noisy window)" in throughput
+
+
 # -- Writing the fixture -------------------------------------------------------------------------------
 
 KIB = 1024
