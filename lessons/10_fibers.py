@@ -17,6 +17,15 @@ What it shows, on this machine:
    user-space counter shows). Each kind is measured in a fresh interpreter, so memory freed by
    an earlier kind cannot be reused and hide a cost.
 
+3. The cost of creating one: start a unit and run it to its first wait (a generator to its yield,
+   a greenlet to its first switch back, an asyncio task to its await, a thread to its blocking
+   wait, a forked child to its read()).
+4. The same three costs for the M:N runtimes, measured by two small programs built at first use by
+   servers/build.py: a goroutine (lessons/native/mn_go.go) and an Erlang process
+   (lessons/native/mn_erlang.erl), with one scheduler thread each (GOMAXPROCS=1, erl +S 1), and
+   how many OS threads carry 10,000 (quick) or 100,000 of them parked. Skipped, with the package
+   to install, where go or erl is missing.
+
 The OS mechanism: a thread or process switch goes through the kernel's scheduler (sched(7));
 generators, coroutines and greenlets switch without a syscall, in the interpreter. PEP 255
 (generators), PEP 342 (send), PEP 492 (async/await); the greenlet docs ("How greenlets work").
@@ -26,18 +35,22 @@ Linux-only parts: pinning (sched_setaffinity), /proc memory counters.
 from __future__ import annotations
 
 import gc
+import json
 import multiprocessing
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import threading
 import time
 
-from lessons.common import Lesson, linux_only, parse_args
+from lessons.common import Claim, Lesson, linux_only, parse_args
+from servers import build
 
 SWITCH_KINDS = ("generator", "greenlet", "asyncio task", "trio task", "gevent greenlet", "thread",
                 "process")
+CREATE_KINDS = ("generator", "greenlet", "asyncio task", "thread", "process (fork)")
 MEMORY_KINDS = ("generator", "asyncio task", "trio task", "gevent greenlet", "thread",
                 "process (fork)", "process (new interpreter)")
 
@@ -172,6 +185,125 @@ def switch_ns(kind: str, round_trips: int, repeats: int) -> float:
     """Median over ``repeats`` of the time of one switch (half a round trip), in ns."""
     runs = [PINGPONGS[kind](round_trips) / (2 * round_trips) for _ in range(repeats)]
     return statistics.median(runs) * 1e9
+
+
+# -- 1b. create cost: start a unit and run it to its first wait ---------------------------------------
+
+
+def create_generators(count: int) -> float:
+    def parked():
+        yield
+
+    t0 = time.perf_counter()
+    units = [parked() for _ in range(count)]
+    for g in units:
+        next(g)  # run it to its yield: a frame on the heap, suspended
+    return time.perf_counter() - t0
+
+
+def create_greenlets(count: int) -> float:
+    import greenlet
+
+    main = greenlet.getcurrent()
+    t0 = time.perf_counter()
+    units = [greenlet.greenlet(main.switch) for _ in range(count)]
+    for g in units:
+        g.switch()  # start it on the C stack; it switches straight back, parked
+    elapsed = time.perf_counter() - t0
+    for g in units:
+        g.throw(greenlet.GreenletExit)
+    return elapsed
+
+
+def create_asyncio_tasks(count: int) -> float:
+    import asyncio
+
+    async def main():
+        event = asyncio.Event()
+        t0 = time.perf_counter()
+        tasks = [asyncio.create_task(event.wait()) for _ in range(count)]
+        await asyncio.sleep(0)  # one turn of the loop: every task runs to its await and parks
+        elapsed = time.perf_counter() - t0
+        event.set()
+        await asyncio.gather(*tasks)
+        return elapsed
+
+    return asyncio.run(main())
+
+
+def create_threads(count: int) -> float:
+    release = threading.Event()
+    t0 = time.perf_counter()
+    units = [threading.Thread(target=release.wait) for _ in range(count)]
+    for t in units:
+        t.start()  # clone(); start() returns once the new thread has run and signalled it started
+    elapsed = time.perf_counter() - t0
+    release.set()
+    for t in units:
+        t.join()
+    return elapsed
+
+
+def create_processes(count: int) -> float:
+    """fork() ``count`` children that each say they run, then block in read() until released."""
+    ready, release = os.pipe(), os.pipe()
+    t0 = time.perf_counter()
+    pids = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(release[1])  # only the parent keeps the write end: its close is our EOF
+                os.write(ready[1], b"x")
+                os.read(release[0], 1)  # parked until then
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    got = 0
+    while got < count:
+        got += len(os.read(ready[0], count - got))
+    elapsed = time.perf_counter() - t0
+    os.close(release[1])
+    for pid in pids:
+        os.waitpid(pid, 0)
+    for fd in (*ready, release[0]):
+        os.close(fd)
+    return elapsed
+
+
+CREATORS = {"generator": create_generators, "greenlet": create_greenlets,
+            "asyncio task": create_asyncio_tasks, "thread": create_threads,
+            "process (fork)": create_processes}
+
+
+def create_ns(kind: str, count: int, repeats: int) -> float:
+    """Median over ``repeats`` of the time to create one unit and run it to its first wait, in ns."""
+    return statistics.median(CREATORS[kind](count) / count for _ in range(repeats)) * 1e9
+
+
+# -- 1c. the same three costs in Go and Erlang (M:N runtimes) -----------------------------------------
+
+
+def mn_runtime(kind: str, count: int, round_trips: int, repeats: int) -> dict:
+    """Run lessons/native/mn_go.go or mn_erlang.erl (built by servers/build.py) with one scheduler
+    thread (GOMAXPROCS=1, erl +S 1); returns its JSON. Raises build.Unavailable with the fix."""
+    args = [str(count), str(round_trips), str(repeats)]
+    if kind == "go":
+        cmd = [str(build.build("lessons/native/mn_go.go")), *args]
+    else:
+        beam_dir = build.build("lessons/native/mn_erlang.erl")
+        erl = shutil.which("erl")
+        if not erl:
+            raise build.Unavailable("no Erlang runtime (erl) on PATH: apt-get install erlang-base")
+        cmd = [erl, "+S", "1", "-noshell", "-pa", str(beam_dir), "-s", "mn_erlang", "main", *args]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise build.Unavailable(f"{kind}: no answer within 60 s") from None
+    if done.returncode != 0:
+        raise build.Unavailable(f"{kind} exited {done.returncode}: "
+                                f"{(done.stderr or done.stdout).strip()[-300:]}")
+    return json.loads(done.stdout)
 
 
 # -- 2. memory per unit, measured in a fresh interpreter -------------------------------------------
@@ -356,6 +488,103 @@ def hold_in_child(kind: str, count: int, timeout_s: float = 60.0) -> dict:
         parent_end.close()
 
 
+# -- the picture, drawn from a recorded run ----------------------------------------------------------
+
+FAMILY_COLOURS = {"Python fiber": "#0072B2", "M:N runtime": "#009E73", "kernel": "#D55E00"}
+
+
+def draw_costs(record: dict, fig) -> None:
+    """Switch cost and memory per unit, log scale, one bar per unit, coloured by who schedules it."""
+    from lessons.figures import not_measured
+
+    rows = record.get("series", {}).get("units")
+    if not rows:
+        not_measured(fig, "this run has no per-unit series (recorded before it existed)")
+        return
+    left, right = fig.subplots(1, 2, sharey=True)
+    names = [r["unit"] for r in rows][::-1]
+    for ax, key, title, unit in ((left, "switch_ns", "one switch", "ns"),
+                                 (right, "memory_bytes", "memory per parked unit", "bytes")):
+        values = [r.get(key) for r in rows][::-1]
+        colours = [FAMILY_COLOURS[r["family"]] for r in rows][::-1]
+        ys = [i for i, v in enumerate(values) if v]
+        ax.barh(ys, [values[i] for i in ys], color=[colours[i] for i in ys])
+        for i, v in enumerate(values):
+            ax.text(v * 1.15 if v else 1, i, f"{v:,.0f}" if v else "not measured", va="center", fontsize=8)
+        ax.set_xscale("log")
+        ax.set_title(f"{title} ({unit}, log scale)")
+        ax.set_xlim(right=max(v for v in values if v) * 8)
+        ax.grid(axis="y", visible=False)
+    left.set_yticks(range(len(names)), names)
+    handles = [matplotlib_patch(c, f) for f, c in FAMILY_COLOURS.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
+    fig.suptitle("Lesson 10: what a unit of concurrency costs (threads and processes with their kernel stack)")
+
+
+def matplotlib_patch(colour: str, label: str):
+    from matplotlib.patches import Patch
+    return Patch(color=colour, label=label)
+
+
+PICTURES = {"costs": draw_costs}
+
+
+def _kib_with_kstack(m, kind: str) -> float:
+    return m[f"memory per {kind}"] + m[f"kernel stack per {kind}"]
+
+
+# The page's comparative sentences (docs/10-fibers.md), checked against the recorded run by
+# tests/test_claims.py. Bounds are wide on purpose: they must hold on a quiet machine and a busy one.
+CLAIMS = [
+    Claim("the user-space switches are cheaper by one or two orders of magnitude",
+          lambda m: min(m["switch: thread"], m["switch: process"]) >= 5 * m["switch: greenlet"]
+          and min(m["switch: thread"], m["switch: process"]) >= 30 * m["switch: generator"],
+          "a thread or process switch costs at least 5x a greenlet's and 30x a generator's"),
+    Claim("both are tasks to the scheduler (lesson 06) and take the same path through it",
+          lambda m: 0.5 <= m["switch: process"] / m["switch: thread"] <= 3,
+          "a process switch costs within 3x of a thread switch (the same path, plus page tables)"),
+    Claim("because of how greenlet makes a stack for Python",
+          lambda m: m["switch: greenlet"] > 2 * m["switch: generator"],
+          "a greenlet switch costs more than twice a generator's"),
+    Claim("A hop through a loop costs more than the switch",
+          lambda m: min(m["switch: asyncio task"], m["switch: trio task"]) > 2 * m["switch: generator"]
+          and m["switch: gevent greenlet"] > m["switch: greenlet"],
+          "a hop through asyncio/trio costs more than a generator switch, through gevent's hub more "
+          "than a bare greenlet switch"),
+    Claim("a hop through a Python scheduler lands in the same range",
+          lambda m: all(0.1 <= m[f"switch: {k}"] / m["switch: thread"] <= 10
+                        for k in ("asyncio task", "trio task", "gevent greenlet")),
+          "asyncio, trio and gevent hops are within 10x of a thread switch"),
+    Claim("a parked generator is a few hundred bytes",
+          lambda m: 0.05 <= m["memory per generator"] <= 1, "a generator takes 50 bytes to 1 KiB"),
+    Claim("an asyncio or trio task a kilobyte or two",
+          lambda m: all(0.5 <= m[f"memory per {k}"] <= 3 for k in ("asyncio task", "trio task")),
+          "an asyncio or trio task takes 0.5 to 3 KiB"),
+    Claim("a goroutine or an Erlang process two or three kilobytes",
+          lambda m: all(1.5 <= m[f"memory per {k}"] <= 4 for k in ("goroutine", "Erlang process")),
+          "a goroutine and an Erlang process take 1.5 to 4 KiB"),
+    Claim("a gevent greenlet several kilobytes",
+          lambda m: 3 <= m["memory per gevent greenlet"] <= 20, "a gevent greenlet takes 3 to 20 KiB"),
+    Claim("a thread tens of kilobytes with its kernel stack",
+          lambda m: 10 <= _kib_with_kstack(m, "thread") <= 100,
+          "a thread takes 10 to 100 KiB with its kernel stack"),
+    Claim("a forked process hundreds",
+          lambda m: 100 <= m["memory per process (fork)"] <= 2000, "a forked process takes 100 KiB to 2 MiB"),
+    Claim("a new interpreter, megabytes",
+          lambda m: m["memory per process (new interpreter)"] >= 1000, "a new interpreter takes over 1 MiB"),
+    Claim("What a stack of its own costs is memory",
+          lambda m: min(m["memory per gevent greenlet"], m["memory per goroutine"])
+          > 4 * m["memory per generator"],
+          "a stackful unit (greenlet, goroutine) takes over 4x a generator's memory"),
+    Claim("A goroutine and an Erlang process cost what a fiber does, not what a thread does",
+          lambda m: all(3 * m[f"create: {k}"] < m["create: thread"]
+                        and 3 * m[f"memory per {k}"] < _kib_with_kstack(m, "thread")
+                        and 3 * m[f"switch: {k}"] < m["switch: thread"]
+                        for k in ("goroutine", "Erlang process")),
+          "goroutines and Erlang processes cost under a third of a thread to create, switch and keep"),
+]
+
+
 def main() -> int:
     args = parse_args(__doc__)
     lesson = Lesson("10", "Fibers", args)
@@ -376,12 +605,46 @@ def main() -> int:
         original = os.sched_getaffinity(0)
         pinned = min(original)
         os.sched_setaffinity(0, {pinned})
-    switch = {}
+    create_counts = {"generator": 10_000, "greenlet": 10_000, "asyncio task": 10_000,
+                     "thread": 500 if quick else 2_000, "process (fork)": 20 if quick else 50}
+    mn_count = 10_000 if quick else 100_000
+    switch: dict[str, float] = {}
+    created: dict[str, float] = {}
+    mn: dict[str, dict] = {}
     try:
         lesson.section("one switch, from a ping-pong (a round trip is two switches)"
                        + (f"; pinned to CPU {pinned}" if pinned is not None else ""))
         for kind in SWITCH_KINDS:
             switch[kind] = lesson.measure(f"switch: {kind}", switch_ns(kind, round_trips[kind], repeats), "ns")
+
+        lesson.section("create one unit and run it to its first wait (median per unit; "
+                       + ", ".join(f"{create_counts[k]:,} of {k}" for k in CREATE_KINDS) + ")")
+        for kind in CREATE_KINDS:
+            created[kind] = lesson.measure(f"create: {kind}", create_ns(kind, create_counts[kind], repeats), "ns")
+
+        # Go and Erlang run many units on few threads (M:N); measured with one scheduler thread, on
+        # the same pinned CPU, so the switch compares with the fibers' and the create with the rest.
+        lesson.section(f"M:N runtimes, one scheduler thread (GOMAXPROCS=1, erl +S 1): {mn_count:,} "
+                       "parked at once, the same ping-pong")
+        lesson.measure("M:N units parked at once", mn_count, "")
+        for kind, unit in (("go", "goroutine"), ("erlang", "Erlang process")):
+            labels = (f"create: {unit}", f"switch: {unit}", f"memory per {unit}",
+                      f"OS threads under the parked {unit}{'es' if unit.endswith('process') else 's'}")
+            try:
+                r = mn_runtime(kind, mn_count, round_trips["generator"], repeats)
+            except build.Unavailable as exc:
+                for label in labels:
+                    lesson.skip(label, str(exc))
+                continue
+            mn[kind] = r
+            lesson.measure(labels[0], r["create_ns"], "ns")
+            lesson.measure(labels[1], r["switch_ns"], "ns")
+            lesson.measure(labels[2], r["mem_bytes"] / 1024, "KiB")
+            lesson.measure(labels[3], r["os_threads"], "")
+            if kind == "go":
+                lesson.measure("goroutine stack (runtime.MemStats)", r["stack_bytes"] / 1024, "KiB")
+            else:
+                lesson.measure("Erlang process (erlang:memory(processes))", r["proc_bytes"] / 1024, "KiB")
     finally:
         if pinned is not None:
             os.sched_setaffinity(0, original)
@@ -433,6 +696,34 @@ def main() -> int:
     if fibers and procs:
         lesson.notice("per unit: " + ", ".join(f"{k} {memory[k]['uss_kib']:,.1f} KiB"
                                                for k in (*fibers, "thread", *procs) if k in memory))
+    for kind, unit in (("go", "goroutine"), ("erlang", "Erlang process")):
+        if kind in mn and "thread" in switch and "thread" in memory:
+            r = mn[kind]
+            lesson.notice(f"{'an' if unit[0] in 'AEIOU' else 'a'} {unit}: created in {r['create_ns']:,.0f} ns, switched in {r['switch_ns']:,.0f} ns "
+                          f"(a thread: {created.get('thread', float('nan')):,.0f} and {switch['thread']:,.0f} ns), "
+                          f"{r['mem_bytes'] / 1024:.1f} KiB each (a thread: {memory['thread']['uss_kib']:.1f} KiB "
+                          f"+ {memory['thread']['kstack_kib']:.0f} KiB kernel stack); {mn_count:,} of them on "
+                          f"{r['os_threads']} OS threads")
+    # What the picture draws: one row per unit, its switch (ns) and its memory (bytes) where measured.
+    units = [("generator", "generator", "generator"), ("greenlet", "greenlet", "gevent greenlet"),
+             ("asyncio task", "asyncio task", "asyncio task"), ("trio task", "trio task", "trio task"),
+             ("goroutine", None, None), ("Erlang process", None, None),
+             ("thread", "thread", "thread"), ("process", "process", "process (fork)")]
+    rows = []
+    for unit, switch_kind, memory_kind in units:
+        mn_kind = {"goroutine": "go", "Erlang process": "erlang"}.get(unit)
+        if mn_kind:
+            if mn_kind in mn:
+                rows.append({"unit": unit, "family": "M:N runtime", "switch_ns": mn[mn_kind]["switch_ns"],
+                             "memory_bytes": mn[mn_kind]["mem_bytes"]})
+            continue
+        row = {"unit": unit, "family": "kernel" if unit in ("thread", "process") else "Python fiber",
+               "switch_ns": switch.get(switch_kind)}
+        if memory_kind in memory:
+            m = memory[memory_kind]
+            row["memory_bytes"] = (m["uss_kib"] + m.get("kstack_kib", 0)) * 1024  # with its kernel stack
+        rows.append(row)
+    lesson.series("units", rows)
     return lesson.finish()
 
 
