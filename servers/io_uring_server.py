@@ -297,9 +297,14 @@ class Server:
     def event_loop(self) -> None:
         # Hoisted for speed: the loop body runs once per completion.
         ring, connections = self.ring, self.connections
-        submit, completions = ring.submit, ring.completions
+        submit, cq_tail, cqes_until, cq_advance = (ring.submit, ring.cq_tail, ring.cqes_until,
+                                                   ring.cq_advance)
         received, sent, accepted = self.received, self.sent, self.accepted
+        prep_send = ring.prep_send
         pool = self.pool
+        fast = pool is not None and not self.work_us  # the two fast paths below apply
+        give_back = pool.give_back if pool is not None else None
+        pool_addr = pool.pool_addr if pool is not None else 0
         self.arm_accept()
         while True:
             # One syscall: submit every SQE queued since the last one, sleep until a CQE is
@@ -307,19 +312,40 @@ class Server:
             # whose Shutdown exception ends the loop.
             submit(wait_for=1)
             # Reap every completion that is ready, straight from the shared CQ.
-            self.recycled = 0
-            for user_data, res, flags in completions():
+            self.recycled = recycled = 0
+            tail = cq_tail()
+            for user_data, res, flags in cqes_until(tail):
                 kind = user_data & KIND_MASK
                 if kind == RECV:
-                    received(connections[user_data >> KIND_BITS], res, flags)
+                    conn = connections[user_data >> KIND_BITS]
+                    if fast and res > 0 and flags & F_MORE and not conn.sending:
+                        # The common case, inline: bytes arrived in pool buffer `bid` on an idle
+                        # connection; echo them from there (received() does the same, slower).
+                        bid = flags >> BUFFER_SHIFT
+                        addr = pool_addr + bid * BUFFER_BYTES
+                        conn.sending = True
+                        conn.send_bid, conn.send_addr, conn.send_len = bid, addr, res
+                        prep_send(conn.fd, addr, res, user_data + (SEND - RECV))
+                    else:
+                        received(conn, res, flags)
                 elif kind == SEND:
-                    sent(connections[user_data >> KIND_BITS], res)
+                    conn = connections[user_data >> KIND_BITS]
+                    if fast and res == conn.send_len and conn.recv_armed and not conn.queue:
+                        # The common case, inline: all sent, nothing waiting; the buffer goes
+                        # back to the pool (sent() does the same, slower).
+                        conn.sending = False
+                        give_back(conn.send_bid)
+                        recycled += 1
+                    else:
+                        sent(conn, res)
                 elif kind == ACCEPT:
                     accepted(res, flags)
                 elif kind == BACKOFF:
                     self.backoff_over()
                 # CANCEL: the cancelled request's own CQE carries what matters
-            if pool is not None and self.recycled:
+            cq_advance(tail)  # give the CQ slots back to the kernel
+            if pool is not None and (recycled or self.recycled):
+                self.recycled += recycled
                 pool.publish()  # the kernel may use the buffers given back this turn
                 if self.starved:
                     self.feed_starved()

@@ -41,8 +41,10 @@ On arm64 plain stores may become visible to another CPU out of order, and Python
     completions are posted under the ring's completion lock and the waiter is woken through the
     scheduler, both full barriers before io_uring_enter returns; this module reads the CQ only
     after an io_uring_enter in the same turn (never polls it from user space alone).
-  - SQPOLL (a kernel thread on another CPU polls our tail) is the one case that really needs the
-    release store; ``Ring(sqpoll=True)`` is refused off x86-64 for that reason.
+  - SQPOLL (a kernel thread on another CPU polls our tail, and posts CQEs we may read without
+    entering the kernel) is the one case that really needs the release store and the acquire
+    load; ``Ring(sqpoll=True)`` is refused off x86-64 for that reason. On x86-64 (TSO) polling
+    the CQ tail with plain loads is what liburing's acquire compiles to anyway.
 
 Run it:  python -m servers.uring      prints what this kernel's io_uring offers (the feature flags,
          the opcodes the lab uses, multishot accept and recv, provided buffer rings).
@@ -85,6 +87,7 @@ IORING_OFF_SQ_RING, IORING_OFF_CQ_RING, IORING_OFF_SQES = 0, 0x8000000, 0x100000
 
 # setup flags (io_uring_params.flags)
 IORING_SETUP_SQPOLL = 1 << 1  # a kernel thread polls the SQ: submitting needs no syscall
+IORING_SETUP_SQ_AFF = 1 << 2  # the SQPOLL thread runs on sq_thread_cpu
 IORING_SETUP_CQSIZE = 1 << 3  # cq_entries is ours, not 2 x sq_entries
 IORING_SETUP_SUBMIT_ALL = 1 << 7  # 5.18: keep submitting the batch after one SQE fails
 IORING_SETUP_COOP_TASKRUN = 1 << 8  # 5.19: no IPI to run completions; they run at the next enter
@@ -117,6 +120,7 @@ OPCODE_NAMES = {IORING_OP_NOP: "NOP", IORING_OP_READ: "READ", IORING_OP_TIMEOUT:
                 IORING_OP_CLOSE: "CLOSE", IORING_OP_SEND: "SEND", IORING_OP_RECV: "RECV"}
 
 # SQE flags
+IOSQE_ASYNC = 1 << 4  # do not try inline: hand the request to an io-wq worker thread at once
 IOSQE_BUFFER_SELECT = 1 << 5  # the kernel picks the buffer from a provided-buffer group
 IOSQE_CQE_SKIP_SUCCESS = 1 << 6  # 5.17: post no CQE if it succeeds
 
@@ -215,7 +219,7 @@ class Ring:
     ``submit()`` (one io_uring_enter for the whole batch)."""
 
     def __init__(self, entries: int = 256, *, cq_entries: int = 0, sqpoll: bool = False,
-                 flags: int | None = None):
+                 sq_thread_cpu: int | None = None, flags: int | None = None):
         self.fd = -1
         self._maps: list[tuple[int, int]] = []  # (address, size) to munmap at close
         self.buf_rings: dict[int, BufferRing] = {}
@@ -225,6 +229,8 @@ class Ring:
         # Try the best setup flags first, then fall back on EINVAL (an older kernel rejects
         # flags it does not know): DEFER_TASKRUN (6.1), COOP_TASKRUN (5.19), nothing (5.1).
         base = (IORING_SETUP_CQSIZE if cq_entries else 0) | (IORING_SETUP_SQPOLL if sqpoll else 0)
+        if sqpoll and sq_thread_cpu is not None:
+            base |= IORING_SETUP_SQ_AFF  # pin the poller thread, e.g. away from our own CPU
         if flags is not None:
             candidates = [flags | base]
         elif sqpoll:  # DEFER_TASKRUN is not allowed with SQPOLL
@@ -238,7 +244,8 @@ class Ring:
             ]
         for i, setup_flags in enumerate(candidates):
             params = ctypes.create_string_buffer(PARAMS.size)
-            PARAMS.pack_into(params, 0, 0, cq_entries, setup_flags, *([0] * 25))
+            PARAMS.pack_into(params, 0, 0, cq_entries, setup_flags, sq_thread_cpu or 0,
+                             *([0] * 24))
             ret = _syscall(_c_long(SYS_IO_URING_SETUP), ctypes.c_uint(entries), params)
             if ret >= 0:
                 break
@@ -260,7 +267,8 @@ class Ring:
         # Hoisted for the hot path: struct methods bound to their layout.
         self._pack_sqe = SQE.pack_into
         self._unpack_cqe = CQE.unpack_from
-        self._pending = 0  # SQEs written since the last io_uring_enter
+        self._pending = 0  # SQEs written but not yet taken by the kernel
+        self.enters = 0  # io_uring_enter calls made (lesson 09 counts them)
 
     def _map_rings(self, sq_off, cq_off) -> None:
         sq_size = sq_off[6] + self.sq_entries * 4  # up to the end of the index array
@@ -279,6 +287,7 @@ class Ring:
         addr, self.sqes = _map(sqe_size, self.fd, IORING_OFF_SQES)
         self._maps.append((addr, sqe_size))
         self.sq, self.cq = sq, cq
+        self._cq_bytes = memoryview(cq).cast("B")  # for slicing the CQEs without a copy
         self.mmaps = len(self._maps)  # 2 with SINGLE_MMAP, else 3
         self._sq_head, self._sq_tail, self._sq_flags = sq_off[0], sq_off[1], sq_off[4]
         self.sq_mask = U32.unpack_from(sq, sq_off[2])[0]
@@ -334,6 +343,7 @@ class Ring:
             elif not wait_for or self.cq_ready():
                 return to_submit
             to_submit = 0
+        self.enters += 1
         ret = _syscall(_c_long(SYS_IO_URING_ENTER), self.fd, to_submit, wait_for, enter_flags,
                        None, 0)
         if ret < 0:
@@ -362,11 +372,25 @@ class Ring:
 
     def completions(self) -> list[tuple[int, int, int]]:
         """Every CQE ready now, read straight from the shared ring, and the slots handed back."""
-        head, tail = self.cq_head, self.cq_tail()
-        unpack, cq, base, mask = self._unpack_cqe, self.cq, self._cqes, self.cq_mask
-        out = [unpack(cq, base + (i & mask) * 16) for i in range(head, tail)]
+        tail = self.cq_tail()
+        out = list(self.cqes_until(tail))
         self.cq_advance(tail)
         return out
+
+    def cqes_until(self, tail: int):
+        """(user_data, res, flags) of each CQE from our head up to ``tail``, decoded by one
+        struct.iter_unpack over the ring's memory (two, where the range wraps around the end).
+        The kernel never writes a slot between head and tail: those are ours until cq_advance."""
+        head, mask = self.cq_head, self.cq_mask
+        count = (tail - head) & 0xFFFFFFFF
+        start = head & mask
+        first = min(count, mask + 1 - start)
+        base = self._cqes
+        parts = [self._cq_bytes[base + start * 16:base + (start + first) * 16]]
+        if count > first:
+            parts.append(self._cq_bytes[base:base + (count - first) * 16])
+        for part in parts:
+            yield from CQE.iter_unpack(part)
 
     def cq_advance(self, head: int) -> None:
         """Tell the kernel the CQEs up to ``head`` are read: their slots may be reused."""
@@ -378,10 +402,13 @@ class Ring:
     def prep_nop(self, user_data: int) -> None:
         self.sqe(IORING_OP_NOP, user_data=user_data)
 
-    def prep_read(self, fd: int, addr: int, length: int, offset: int, user_data: int) -> None:
-        """read(fd) at offset (-1: the file's position, for a pipe or socket) into addr."""
+    def prep_read(self, fd: int, addr: int, length: int, offset: int, user_data: int, *,
+                  force_async: bool = False) -> None:
+        """read(fd) at offset (-1: the file's position, for a pipe or socket) into addr.
+        force_async (IOSQE_ASYNC): skip the inline attempt, run it on an io-wq kernel worker,
+        as the kernel does by itself for a read that would block (an uncached file)."""
         self.sqe(IORING_OP_READ, fd, addr, length, off=offset & 0xFFFFFFFFFFFFFFFF,
-                 user_data=user_data)
+                 user_data=user_data, flags=IOSQE_ASYNC if force_async else 0)
 
     def prep_accept(self, fd: int, user_data: int, *, multishot: bool = False) -> None:
         """accept4(fd, NULL, NULL, SOCK_CLOEXEC); multishot: one CQE per connection until an
@@ -405,8 +432,15 @@ class Ring:
         """send(fd, addr, length, MSG_WAITALL | MSG_NOSIGNAL). On a stream socket MSG_WAITALL
         makes io_uring retry a short send itself (5.19+), so the CQE comes when all is sent or
         the connection failed; MSG_NOSIGNAL turns SIGPIPE into -EPIPE."""
-        self.sqe(IORING_OP_SEND, fd, addr, length, op_flags=MSG_WAITALL | MSG_NOSIGNAL,
-                 user_data=user_data)
+        # The one SQE per echo: written here directly rather than through sqe(), which saves a
+        # Python call and the keyword arguments on the hot path. The same 64 bytes.
+        if self._pending >= self.sq_entries:
+            self._make_room()
+        tail = self.sq_tail
+        self._pack_sqe(self.sqes, (tail & self.sq_mask) * 64, IORING_OP_SEND, 0, 0, fd, 0, addr,
+                       length, MSG_WAITALL | MSG_NOSIGNAL, user_data, 0, 0, 0, 0, 0)
+        self.sq_tail = (tail + 1) & 0xFFFFFFFF
+        self._pending += 1
 
     def prep_timeout(self, timespec_addr: int, user_data: int) -> None:
         """A timer: its CQE (res -ETIME) comes after the __kernel_timespec at timespec_addr."""
@@ -449,7 +483,12 @@ class Ring:
         for addr, size in self._maps:
             _munmap(addr, size)
         self._maps.clear()
-        self.sq = self.cq = self.sqes = None
+        if getattr(self, "_cq_bytes", None) is not None:
+            try:
+                self._cq_bytes.release()
+            except BufferError:  # a slice still exported: it dies with its reader
+                pass
+        self.sq = self.cq = self.sqes = self._cq_bytes = None
 
     def __enter__(self):
         return self
