@@ -461,9 +461,12 @@ def draw_syscalls(record: dict, fig) -> None:
         return not_measured(fig, "this run counted no syscalls (no strace or perf here)")
     ax = fig.subplots()
     names = list(per)
-    kinds = sorted({k for calls in per.values() for k in calls},
-                   key=lambda k: -max(calls.get(k, 0) for calls in per.values()))
-    shown = kinds[:6]
+    # Each server's two biggest syscalls get a colour of their own; the rest is "other".
+    shown = []
+    for calls in per.values():
+        for kind in sorted(calls, key=lambda k: -calls[k])[:2]:
+            if kind not in shown:
+                shown.append(kind)
     bottom = [0.0] * len(names)
     for i, kind in enumerate(shown + ["other"]):
         values = [sum(v for k, v in per[n].items() if k not in shown) if kind == "other"
@@ -499,7 +502,10 @@ def draw_ring(record: dict, fig) -> None:
         xs = range(len(labels))
         ax.bar([x - 0.2 for x in xs], sqes, 0.4, label="SQEs", color=COLOURS[0])
         ax.bar([x + 0.2 for x in xs], cqes, 0.4, label="CQEs", color=COLOURS[1])
-        ax.set_xticks(list(xs), [lab.replace(", ", ",\n") for lab in labels], fontsize=7)
+        short = {"multishot recv, provided buffers": "multishot recv\n+ buffer ring",
+                 "single-shot recv, provided buffers": "single-shot\n+ buffer ring",
+                 "single-shot recv, own buffers": "single-shot\n+ own buffers"}
+        ax.set_xticks(list(xs), [short.get(lab, lab) for lab in labels], fontsize=8)
         ax.set_ylabel("per echoed message")
         ax.set_title("multishot recv: one SQE per echo", fontsize=10)
         ax.legend(fontsize=8)
@@ -522,9 +528,10 @@ def draw_ring(record: dict, fig) -> None:
     if all(t is None for t in tasks):
         not_measured(ax, "no file reads measured")
     else:
-        ax.bar([n.replace(" (", "\n(") for n in names], [t or 0 for t in tasks],
+        short = ["io_uring", "io_uring\n(io-wq)", "to_thread", "POSIX\nAIO"]
+        ax.bar(short, [t or 0 for t in tasks],
                color=[COLOURS[0], COLOURS[5], COLOURS[3], COLOURS[4]])
-        ax.set_xticks(range(len(names)), [n.replace(" (", "\n(") for n in names], fontsize=7)
+        ax.tick_params(axis="x", labelsize=8)
         ax.set_ylabel("extra kernel tasks during the reads")
         ax.set_title(f"{FILE_COUNT * CHUNKS_PER_FILE} file reads: who waits", fontsize=10)
         ax.grid(axis="x", visible=False)
