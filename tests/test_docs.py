@@ -59,8 +59,6 @@ LESSON_PAGES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, 
 # Lessons whose page has no picture yet, each with who adds it; strict: remove a lesson's line as
 # soon as its page embeds one (the test then passes for it, and an XPASS would fail the suite).
 NO_PICTURE_YET = {
-    "04": "lessons A",
-    "11": "lessons 10-11",
 }
 
 
