@@ -367,6 +367,9 @@ CLAIMS = [
     Claim("Past one process per logical CPU there is nothing left to gain",
           lambda m: m["speedup, 2 per logical cpu"] <= m["speedup, 1 per logical cpu"] * 1.1,
           "twice as many processes as CPUs gain at most 10 % over one per CPU"),
+    Claim("twice as many processes as CPUs gives nothing more",
+          lambda m: m["speedup, 2 per logical cpu"] <= m["speedup, 1 per logical cpu"] * 1.1,
+          "twice as many processes as CPUs gain at most 10 % over one per CPU"),
     Claim("the share of CPU time charged to the kernel is small for the interpreter's arithmetic and "
           "large for the loop of system calls",
           lambda m: m["kernel share of cpu time, compute loop"] < 10

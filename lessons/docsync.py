@@ -10,7 +10,8 @@ figures no longer match the files fails the build instead of drifting.
 
 - ``code(path, name=None)``: a function or class of a real file (or the whole file), fenced.
 - ``figure(lesson, label)``: a measurement from the lesson's recorded run in docs/results/lessons/,
-  e.g. "49.8 %", exactly as the script printed it.
+  e.g. "49.8 %", exactly as the script printed it; ``value(lesson, label)`` is the raw number, for a
+  cog block that chooses its words from the data.
 - ``run_note(lesson)``: one line naming the machine, date and commit of that recorded run.
 - ``picture(lesson, stem, alt)``: (re)draws the lesson's PICTURES[stem] from its recorded run into
   docs/results/lessons/NN-stem.png (lessons/figures.py) and returns the Markdown image line.
@@ -62,6 +63,14 @@ def figure(lesson: str, label: str) -> str:
             return f"(skipped: {record['skipped'][label]})"
         raise KeyError(f"lesson {lesson}'s recorded run has no measurement {label!r}; it has: "
                        f"{', '.join(record['measurements'])}") from None
+
+
+def value(lesson: str, label: str):
+    """The raw value of a recorded measurement (a number or a string), for wording chosen by data."""
+    try:
+        return _record(lesson)["measurements"][label]["value"]
+    except KeyError:
+        raise KeyError(f"lesson {lesson}'s recorded run has no measurement {label!r}") from None
 
 
 def run_note(lesson: str) -> str:
