@@ -7,8 +7,24 @@ What it shows, on this machine:
    so the heartbeat is late by the whole burn (cooperative). Move the burn to a thread
    (asyncio.to_thread) or run both as threads, and CPython's GIL hands over after the switch
    interval (sys.getswitchinterval(), 5 ms by default): the interpreter preempts the burning thread.
-   Run the burn in another process pinned to the same CPU, and the kernel's scheduler preempts it
-   as soon as the heartbeat wakes up: no GIL in between.
+   Run the burn in another process on the same CPU, and the kernel's scheduler preempts it
+   within a few milliseconds of the heartbeat waking up: no GIL in between. Everything in this
+   section runs pinned to one CPU, so that the heartbeat and the burn always compete for it.
+   The same heartbeat next to:
+   - a C function called through ctypes (lessons/native/gil_spin.c): with ctypes.PyDLL the GIL
+     stays held for the whole call and no switch interval can interrupt it; with ctypes.CDLL
+     ctypes releases it around the call;
+   - a burn in a thread of the free-threaded build (3.13t+, PEP 703), where one is on PATH;
+   - a goroutine in a loop without calls (lessons/native/preempt_go.go, GOMAXPROCS=1): Go 1.14+
+     preempts it asynchronously, with a signal; GODEBUG=asyncpreemptoff=1 shows the old,
+     cooperative scheduler;
+   - an Erlang process in a tight loop (lessons/native/preempt_erlang.erl, erl +S 1): preempted
+     when it has used its reductions;
+   - a callback on Node's loop (lessons/native/preempt_node.js), cooperative like asyncio, and
+     the same burn in a worker thread.
+   Each tick's lateness is kept as a series for the picture.
+1b. Priority inversion: a nice-19 task holds a lock (a POSIX semaphore) for a few ms of CPU, a
+   nice-0 task waits for it, and a nice-0 CPU hog, all on one CPU, keeps the holder from running.
 2. The same contrast on the servers. Each server is started with `--work-us 20000` (it burns 20 ms
    of CPU per chunk it receives) and pinned to one CPU; bench.load drives 8 heavy connections at
    it, and beside them two light clients keep their own time:
@@ -51,7 +67,7 @@ from pathlib import Path
 
 import servers
 from bench.load import run_load
-from lessons.common import Lesson, parse_args
+from lessons.common import Claim, Lesson, parse_args
 from servers import build, launch
 
 TICK_S = 0.010  # the heartbeat's period
@@ -408,6 +424,145 @@ def light_under_load(name: str, warmup_s: float, duration_s: float) -> dict:
     return result
 
 
+def by_switcher(values: dict, kind: str) -> dict[str, dict[str, float]]:
+    """{switcher: {server: value}} of the recorded "light echo on NAME" or "zero-work probe on NAME"
+    figures (``values``: label -> number, e.g. a Claim's ``m``). For the page and its claims."""
+    prefix = {"echo": "light echo on ", "probe": "zero-work probe on "}[kind]
+    out: dict[str, dict[str, float]] = {}
+    for label, value in values.items():
+        if label.startswith(prefix):
+            name = label[len(prefix):]
+            out.setdefault(switcher(name), {})[name] = value
+    return out
+
+
+def echo_summary(values: dict) -> dict:
+    """The light echo on event loops against the servers someone preempts: ranges and medians."""
+    groups = by_switcher(values, "echo")
+    loops = sorted(groups.get("event loop", {}).values())
+    preempted = sorted(v for k, g in groups.items() if k != "event loop" for v in g.values())
+    if not loops or not preempted:
+        return {}
+    return {"loop_min": loops[0], "loop_max": loops[-1], "loop_median": statistics.median(loops),
+            "preempted_min": preempted[0], "preempted_max": preempted[-1],
+            "preempted_median": statistics.median(preempted)}
+
+
+# -- the picture, drawn from a recorded run ----------------------------------------------------------
+
+# Which panel each heartbeat goes to: Python's models, then the other runtimes.
+PYTHON_ROWS = ("burn in an asyncio task", "burn in asyncio.to_thread", "burn in another thread",
+               "burn in another process, same CPU", "burn in a C call holding the GIL (ctypes.PyDLL)",
+               "burn in a C call releasing the GIL (ctypes.CDLL)",
+               "free-threaded Python: burn in another thread")
+
+
+def draw_heartbeat(record: dict, fig) -> None:
+    """Every tick's lateness over time, one line per model, log scale: who takes the CPU back."""
+    from lessons.figures import not_measured
+
+    beats = record.get("series", {}).get("heartbeat")
+    if not beats:
+        not_measured(fig, "this run has no heartbeat series (recorded before it existed)")
+        return
+    fig.set_size_inches(9.0, 6.0)  # taller than the default: the legends go under the curves
+    panels = fig.subplots(1, 2, sharey=True)
+    groups = ([k for k in beats if k in PYTHON_ROWS], [k for k in beats if k not in PYTHON_ROWS])
+    styles = ("-", "--", ":", "-.")
+    for ax, names, title in zip(panels, groups, ("Python", "Go, Erlang, Node"), strict=True):
+        for i, name in enumerate(names):
+            t, late = [s[0] for s in beats[name]], [s[1] for s in beats[name]]
+            ax.plot(t, [max(ms, 0.05) for ms in late], styles[i // 4 % len(styles)], label=name,
+                    linewidth=1.4)
+        ax.axvspan(5 * TICK_S * 1000, (5 * TICK_S + BURN_S) * 1000, color="#999999", alpha=0.12,
+                   label=f"the {BURN_S * 1000:.0f} ms burn (planned)")
+        ax.set_yscale("log")
+        ax.set_xlabel("time since the heartbeat started (ms)")
+        ax.set_title(title)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=1, frameon=False)
+        if not names:
+            ax.text(0.5, 0.5, "not measured here", transform=ax.transAxes, ha="center")
+    panels[0].set_ylabel(f"lateness of each {TICK_S * 1000:.0f} ms tick (ms, log)")
+    fig.suptitle("Lesson 11: a heartbeat next to a CPU burn on one CPU")
+
+
+PICTURES = {"heartbeat": draw_heartbeat}
+
+
+def _ratio_echo_probe(m) -> float:
+    """Median over the GIL and kernel servers of light echo / zero-work probe."""
+    echo, probe = by_switcher(m, "echo"), by_switcher(m, "probe")
+    return statistics.median(echo[k][n] / probe[k][n] for k in ("GIL", "kernel")
+                             for n in echo.get(k, {}) if n in probe.get(k, {}))
+
+
+def _probe_gap(m) -> tuple[float, float]:
+    """(the fastest event loop's probe, the slowest GIL- or kernel-preempted server's probe)."""
+    probe = by_switcher(m, "probe")
+    return (min(probe["event loop"].values()),
+            max(v for k in ("GIL", "kernel") for v in probe.get(k, {}).values()))
+
+
+BURN_MS = BURN_S * 1000
+
+# The page's comparative sentences (docs/11-preemptive-vs-cooperative.md), checked against the
+# recorded run by tests/test_claims.py. The bounds are wide: they must hold on a quiet machine and
+# a busy one, and they are about effects of 10x and more, or about one tick.
+CLAIMS = [
+    Claim("In the same asyncio loop the heartbeat was late by about the whole 300 ms burn",
+          lambda m: 0.8 * BURN_MS <= m["burn in an asyncio task"] <= 2 * BURN_MS,
+          "the asyncio heartbeat is late by 0.8x to 2x the burn"),
+    Claim("the lateness drops to a few switch intervals (threads) or less",
+          lambda m: max(m["burn in another thread"], m["burn in asyncio.to_thread"])
+          <= 6 * m["CPython switch interval"]
+          and m["burn in another process, same CPU"] <= 6 * m["CPython switch interval"],
+          "with the burn in a thread or a process the heartbeat is late by at most 6 switch intervals"),
+    Claim("A few milliseconds, about one tick, is the kernel's grain.",
+          lambda m: 0.5 <= m["burn in another process, same CPU"] <= 15,
+          "with the burn in another process the heartbeat is late by 0.5 to 15 ms"),
+    Claim("A C call is one long bytecode.",
+          lambda m: m["burn in a C call holding the GIL (ctypes.PyDLL)"] >= 0.8 * BURN_MS
+          and m["burn in a C call holding the GIL (ctypes.PyDLL)"]
+          >= 10 * m["burn in a C call releasing the GIL (ctypes.CDLL)"],
+          "a C call holding the GIL delays the heartbeat by about the whole burn, 10x the same call "
+          "releasing it"),
+    Claim("Go 1.13's scheduler was as cooperative as asyncio for such a loop",
+          lambda m: m["Go: the same, GODEBUG=asyncpreemptoff=1"] >= 0.8 * BURN_MS
+          and 3 * m["Go: burn in a goroutine (GOMAXPROCS=1)"] < m["Go: the same, GODEBUG=asyncpreemptoff=1"],
+          "without async preemption Go's heartbeat is late by about the burn, with it under a third of that"),
+    Claim("The BEAM's reductions switch processes far more often than that",
+          lambda m: m["Erlang: burn in a process (+S 1)"] < m["Go: burn in a goroutine (GOMAXPROCS=1)"]
+          and m["Erlang: burn in a process (+S 1)"] <= 20,
+          "Erlang's heartbeat is later by under 20 ms, less than Go's"),
+    Claim("Node's loop, like asyncio's, was late by the whole burn",
+          lambda m: m["Node: burn in a callback on the loop"] >= 0.8 * BURN_MS
+          and m["Node: burn in a worker thread"] <= BURN_MS / 5,
+          "Node's heartbeat is late by about the burn on the loop, under a fifth of it with a worker"),
+    Claim("The `asyncio.to_thread` row above shows the heartbeat survives",
+          lambda m: m["burn in asyncio.to_thread"] <= BURN_MS / 5,
+          "with asyncio.to_thread the heartbeat is late by under a fifth of the burn"),
+    Claim("with a CPU hog beside them it waited",
+          lambda m: m["high task's wait, a nice-0 CPU hog running"]
+          >= 5 * m["high task's wait, nothing else running"],
+          "with a hog the high-priority task waits at least 5x longer for the lock"),
+    Claim("it took several times its server's probe",
+          lambda m: _ratio_echo_probe(m) >= 1.5,
+          "on the GIL and kernel servers the light echo takes at least 1.5x the probe (median)"),
+    Claim("one turn when its socket came up with the heavy ones, two when it just missed one",
+          lambda m: max(by_switcher(m, "echo")["event loop"].values())
+          >= 1.5 * min(by_switcher(m, "echo")["event loop"].values()),
+          "on the event loops the slowest light echo takes at least 1.5x the fastest"),
+    Claim("with a process per connection the kernel runs it almost at once",
+          lambda m: m["zero-work probe on fork"] < m["zero-work probe on threads"]
+          and 5 * m["zero-work probe on fork"] < _probe_gap(m)[0],
+          "the probe on fork is answered faster than on threads, and in under a fifth of the time of "
+          "the fastest event loop"),
+    Claim("Compare the zero-work probe on the event-loop servers",
+          lambda m: _probe_gap(m)[0] > _probe_gap(m)[1],
+          "the probe waits longer on every event loop than on any GIL- or kernel-preempted server"),
+]
+
+
 def main() -> int:
     args = parse_args(__doc__)
     lesson = Lesson("11", "Preemptive vs cooperative", args)
@@ -470,8 +625,9 @@ def main() -> int:
             os.sched_setaffinity(0, original)
     lesson.series("heartbeat", beats)
 
+    hold_s = PRIORITY_HOLD_CPU_S / 2 if lesson.quick else PRIORITY_HOLD_CPU_S
     lesson.section(f"priority inversion: a nice-0 task waits for a lock that a nice-19 task holds for "
-                   f"{PRIORITY_HOLD_CPU_S * 1000:.0f} ms of CPU" + (f", all on CPU {cpu}" if cpu is not None else ""))
+                   f"{hold_s * 1000:.0f} ms of CPU" + (f", all on CPU {cpu}" if cpu is not None else ""))
     inversion = {}
     why_not = None if (hasattr(os, "fork") and cpu is not None and hasattr(os, "setpriority")) else \
         "needs fork, setpriority and sched_setaffinity (Linux)"
@@ -480,8 +636,7 @@ def main() -> int:
         if why_not:
             lesson.skip(label, why_not)
             continue
-        inversion[key] = lesson.measure(
-            label, priority_inversion(cpu, PRIORITY_HOLD_CPU_S, medium) * 1000, "ms")
+        inversion[key] = lesson.measure(label, priority_inversion(cpu, hold_s, medium) * 1000, "ms")
 
     lesson.section(f"while {HEAVY_CONNS} heavy connections make the server burn {WORK_US // 1000} ms per "
                    f"message (--work-us {WORK_US}): a light client's echo, and a zero-work probe "
