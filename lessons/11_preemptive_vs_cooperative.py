@@ -706,15 +706,16 @@ def main() -> int:
         worst_other = max(others, key=lambda n: light[n]["probe"])
         if light[best_loop]["probe"] > light[worst_other]["probe"]:
             lesson.notice(f"the probe waited longer on every event loop (at best {best_loop}, "
-                          f"{light[best_loop]['probe']:,.1f} ms) than on any server the GIL or the "
-                          f"kernel preempts (at worst {worst_other}, {light[worst_other]['probe']:,.1f} ms)")
+                          f"{light[best_loop]['probe']:,.1f} ms) than on any server the GIL, the "
+                          f"kernel or a runtime preempts (at worst {worst_other}, "
+                          f"{light[worst_other]['probe']:,.1f} ms)")
         else:
             lesson.notice(f"the probe on {best_loop} ({light[best_loop]['probe']:,.1f} ms) beat "
                           f"{worst_other} ({light[worst_other]['probe']:,.1f} ms) this time")
     echoes = [n for n in light if "echo" in light[n] and "probe" in light[n]]
     if echoes:
-        ratio = statistics.median(light[n]["echo"] / light[n]["probe"] for n in echoes
-                                  if switcher(n) != "event loop") if others else None
+        sliced = [n for n in echoes if switcher(n) in ("GIL", "kernel")]
+        ratio = statistics.median(light[n]["echo"] / light[n]["probe"] for n in sliced) if sliced else None
         if ratio:
             lesson.notice(f"where the GIL or the kernel preempts, the light echo took {ratio:.1f}x its "
                           f"probe (median): the light message's own {WORK_US // 1000} ms of work is "
