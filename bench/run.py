@@ -59,6 +59,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
@@ -1047,9 +1048,11 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
     busy = noise.busy_at_start()
     if busy["busy"]:
         top = ", ".join(f"{name} {pct:.0f} %" for name, pct in busy["top"])
+        compare = ("the ratios to the reference (vs ref) are what to compare" if reference
+                   else "compare servers within this run only")
         print(f"warning: this machine is busy: other processes use {busy['foreign_cpu_pct']:.0f} % "
               f"of its {busy['cpus']} CPUs' time (top users by name: {top}). Absolute figures will be low and noisy; "
-              f"the ratios to the reference (vs ref) are what to compare.", flush=True)
+              f"{compare}.", flush=True)
     if resume is not None:
         run_dir = resume
         previous = results.read_run(run_dir)
@@ -1120,9 +1123,14 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
     planned_s = sum(expected_s(runner.by_name[n], c, profile) for _, c, n in left)
     meta["planned_s"] = round(planned_s)
     meta["planned_measurements"] = len(order)
-    ref_text = f" + the reference {reference.name}" if reference else " (no reference)"
-    print(f"plan: {len(left)} measurements ({len(subjects)} servers{ref_text} x "
-          f"{len(profile.cells)} cells x {profile.repeats} rounds"
+    ref_text = f" + the reference {reference.name}" if reference else ", no reference"
+    default_engine, why_python = load_gen.default_engine()
+    if why_python:  # said once here, not warned at every measurement
+        print(f"note: the load generator runs its {default_engine} engine: {why_python}",
+              flush=True)
+        warnings.filterwarnings("ignore", "using the Python load engine", RuntimeWarning)
+    print(f"plan: {len(left)} measurements ({_plural(len(subjects), 'server')}{ref_text} x "
+          f"{_plural(len(profile.cells), 'cell')} x {_plural(profile.repeats, 'round')}"
           + (f", {len(order) - len(left)} already measured" if len(left) < len(order) else "")
           + f"), about {_duration_text(planned_s)}", flush=True)
     if profile.budget_s is not None:
@@ -1147,9 +1155,9 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
               f"`python -m bench run --resume {run_dir}`", flush=True)
     finally:  # also on a bench error: what was measured is kept
         runner.finish_block()
-        engines = {r.get("engine") for r in runner.records if r.get("engine")}
-        meta["engine"] = {"default": sorted(engines)[0] if len(engines) == 1 else None,
-                          "used": sorted(engines), "reason": None} if engines else None
+        default, why = load_gen.default_engine()  # why: the reason it is not the C engine
+        meta["engine"] = {"default": default, "reason": why,
+                          "used": sorted({r["engine"] for r in runner.records if r.get("engine")})}
         summary = results.noise_summary(runner.records, meta.get("noise", {}).get("busy_at_start"))
         meta["noise"] = {**meta.get("noise", {}), **summary}
         meta["duration_s"] = round((meta.get("duration_s") or 0) + time.monotonic() - t0, 1)
@@ -1163,6 +1171,10 @@ def _io_uring_state() -> dict:
         return {"available": False, "reason": "no io_uring server in the registry"}
     ok, reason = entry.availability()
     return {"available": ok, "reason": reason}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
 
 
 def _duration_text(seconds: float) -> str:

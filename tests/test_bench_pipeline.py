@@ -313,3 +313,20 @@ def test_rounds_go_on_until_stable_within_the_budget(tmp_path, monkeypatch):
     assert sum(r["elapsed_s"] for r in records) <= profile.budget_s
     for rnd, conns in {(r["round"], r["conns"]) for r in records}:
         assert rnd in rounds("c-epoll", conns), "the reference is in every round of every cell"
+
+
+def test_without_a_c_compiler_the_run_goes_on_without_the_reference(tmp_path):
+    env = {**os.environ, "CC": str(tmp_path / "no-such-cc")}  # servers/build.py finds no compiler
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--profile", "smoke", "--servers", "threads",
+         "--conns", "2", "--out", str(tmp_path / "runs"), "--no-progress", "--no-report"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("note: no reference")]
+    assert "apt-get install gcc" in line, "one line, naming the fix"
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["reference"]["available"] is False and "gcc" in meta["reference"]["reason"]
+    records = [json.loads(x) for x in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert [r["server"] for r in records] == ["threads"]
+    assert records[0]["status"] == "ok" and records[0]["vs_ref"] is None
