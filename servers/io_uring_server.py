@@ -37,9 +37,14 @@ Backpressure: one send in flight per connection; chunks received meanwhile wait 
 in their provided buffers. Once MAX_QUEUED_CHUNKS wait, the server stops receiving from that
 client: a single-shot recv is not submitted again; a multishot recv is cancelled (ASYNC_CANCEL;
 its last CQE, -ECANCELED, has no F_MORE). Receiving resumes when the queue drains. So a client
-that never reads holds at most MAX_QUEUED_CHUNKS + 2 buffers; what it keeps sending piles up in
-the kernel's socket buffers, then TCP flow control stops it. If the whole pool is in use, a recv
-completes with -ENOBUFS; that connection waits until buffers come back, then is armed again.
+that never reads holds MAX_QUEUED_CHUNKS buffers, plus the chunks the kernel had already received
+for it before the cancel took effect (a multishot recv posts a bounded burst per turn); what it
+keeps sending piles up in the kernel's socket buffers, then TCP flow control stops it. The pool's
+size is fixed, so whatever clients do, the server's buffer memory does not grow. If the whole pool
+is in use, a recv completes with -ENOBUFS; that connection waits until buffers come back, then is
+armed again. The price of a shared pool: about BUFFER_COUNT / MAX_QUEUED_CHUNKS (256) clients that
+send without ever reading can hold every buffer, and the others then wait for one (a C server
+would grow the pool, or give such clients a buffer of their own; this one keeps its bound).
 
 Running out of fds makes the accept complete with -EMFILE: the accept is cancelled (multishot)
 or not resubmitted, and a TIMEOUT SQE brings it back ACCEPT_BACKOFF_S later, so nothing spins.

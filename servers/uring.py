@@ -37,10 +37,13 @@ On arm64 plain stores may become visible to another CPU out of order, and Python
     that wrote it; a CPU always sees its own stores in program order, and a migration to another
     CPU goes through the scheduler's full barriers. So the tail store needs no release.
   - CQEs: with IORING_SETUP_DEFER_TASKRUN (6.1+) the kernel posts completions only from our own
-    thread, inside io_uring_enter(GETEVENTS); again one thread, program order. On older kernels
-    completions are posted under the ring's completion lock and the waiter is woken through the
-    scheduler, both full barriers before io_uring_enter returns; this module reads the CQ only
-    after an io_uring_enter in the same turn (never polls it from user space alone).
+    thread, inside io_uring_enter(GETEVENTS); again one thread, program order. This module reads
+    the CQ only after an io_uring_enter in the same turn, never by polling it from user space.
+  - What is not guaranteed: on arm64 with a kernel older than 6.1 (no DEFER_TASKRUN), a CQE that
+    another CPU posts in the instant between io_uring_enter returning and our load of the tail
+    could be read before its contents are visible. Socket completions do not come that way (the
+    kernel posts them as task work in our own thread, inside io_uring_enter); a file read that
+    an io-wq worker thread completes can. The lab's server uses sockets only.
   - SQPOLL (a kernel thread on another CPU polls our tail, and posts CQEs we may read without
     entering the kernel) is the one case that really needs the release store and the acquire
     load; ``Ring(sqpoll=True)`` is refused off x86-64 for that reason. On x86-64 (TSO) polling

@@ -335,3 +335,29 @@ def test_idle_connections_are_recv_requests_held_by_the_kernel():
         finally:
             for sock in clients:
                 sock.close()
+
+
+@needs_io_uring
+@pytest.mark.parametrize("extra", [["--without", "multishot-accept"], ["--without", "pbuf-ring"]],
+                         ids=["single-shot-accept", "own-buffers"])
+def test_out_of_fds_backs_off_on_every_accept_path(extra):
+    # The contract's EMFILE check, on the fallback paths: the single-shot accept is not
+    # resubmitted at once (a timer brings it back), and nothing spins.
+    from tests.echo_client import serves, tree_cpu_s
+    with launch.start(ENTRY, extra, nofile=64) as server:
+        clients = []
+        try:
+            for _ in range(100):
+                sock = connect(server.address)
+                sock.sendall(b"x")
+                clients.append(sock)
+            time.sleep(1.0)
+            cpu0, t0 = tree_cpu_s(server.pid), time.monotonic()
+            time.sleep(1.5)
+            used = tree_cpu_s(server.pid) - cpu0
+            assert used < 0.5 * (time.monotonic() - t0), f"spins at EMFILE ({used:.2f} s CPU)"
+            assert server.proc.poll() is None, server.stderr_tail()
+        finally:
+            for sock in clients:
+                sock.close()
+        assert serves(server.address, timeout_s=20), "does not serve again once fds free up"
