@@ -35,7 +35,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocat
 
 from bench import notes, results  # noqa: E402
 from bench.fmt import (  # noqa: E402
-    fmt_bytes, fmt_cell, fmt_cell_short, fmt_percentile, fmt_short, fmt_size,
+    fmt_bytes, fmt_cell, fmt_cell_short, fmt_percentile, fmt_rps, fmt_short, fmt_size,
     fmt_small, size_slug,
 )
 from bench.view import (  # noqa: E402
@@ -156,9 +156,12 @@ def _log_ticks(ax, values: Iterable[float], formatter: Callable[[float], str]) -
     ax.xaxis.set_minor_locator(NullLocator())
 
 
-def _log_axis(axis, formatter: Callable = lambda v: f"{v:,.6g}", base: float = 10) -> None:
-    """Log ticks at 1, 2, 5 x powers of ten (or powers of `base`), in plain numbers."""
-    axis.set_major_locator(LogLocator(base=base, subs=(1.0, 2.0, 5.0) if base == 10 else (1.0,)))
+def _log_axis(axis, formatter: Callable = lambda v: f"{v:,.6g}", base: float = 10,
+              wide: bool = False) -> None:
+    """Log ticks at 1, 2, 5 x powers of ten (only powers when `wide`: many decades), or at powers
+    of `base`, in plain numbers."""
+    subs = (1.0, 2.0, 5.0) if base == 10 and not wide else (1.0,)
+    axis.set_major_locator(LogLocator(base=base, subs=subs))
     axis.set_major_formatter(FuncFormatter(lambda v, _p: formatter(v)))
     axis.set_minor_locator(NullLocator())
 
@@ -427,7 +430,7 @@ def chart_sizes(view: View, charts_dir: Path) -> Chart | None:
                                                      [(high - s.median) / mib]],
                             fmt="none", ecolor="#333333", capsize=2, elinewidth=1)
             ax.text(high / mib + top * 0.012, y, f"{fmt_size(cell.size_bytes)}: "
-                    f"{s.median / mib:,.3g} MiB/s", va="center", fontsize=8.5)
+                    f"{fmt_rps(s.median / mib)} MiB/s", va="center", fontsize=8.5)
     ax.set_yticks(range(len(servers)))
     ax.set_yticklabels(servers, fontsize=10)
     for label, server in zip(ax.get_yticklabels(), servers, strict=True):
@@ -495,6 +498,9 @@ def chart_spectrum(view: View, charts_dir: Path, cell: results.CellKey | None, *
         mark_y = [merged.get_value_at_percentile(p) / 1000 for p in SPECTRUM_MARKS]
         ax.plot(mark_x, mark_y, marker=marker, color=colour, linestyle="none", markersize=8,
                 markeredgewidth=1.8, markerfacecolor=colour if ok else "white", zorder=3)
+        if o.verdict == "degraded":
+            ax.plot(mark_x, mark_y, marker="o", markersize=15, linestyle="none", zorder=3,
+                    markerfacecolor="none", markeredgecolor=DEGRADED_RING, markeredgewidth=1.4)
         verdicts.add(o.verdict)
     fewest = min((n for _, o in curves.values() if (n := requests(o))), default=None)
     ax.set_xscale("log")
@@ -579,7 +585,7 @@ def chart_openloop(view: View, charts_dir: Path) -> Chart:
         ax.set_xlim(0, highest * 1.08)
         if by_share:
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.0f} %"))
-            ax.set_xlabel("offered load, as a share of each server's own closed-loop peak")
+            ax.set_xlabel("offered load, % of each server's own closed-loop peak")
         else:
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_short(v) if v else "0"))
             ax.set_xlabel("offered load (requests per second)")
@@ -637,7 +643,7 @@ def _bar_panel(ax, view: View, servers: list[str], values: dict, fmt, *, names: 
     if log and stats:
         ax.set_xscale("log")
         ax.set_xlim(floor, top * 5)
-        _log_axis(ax.xaxis)
+        _log_axis(ax.xaxis, wide=top * 5 / floor > 300)
     else:
         ax.set_xlim(0, top * 1.3)
     return any_hatched

@@ -85,7 +85,10 @@ def _trace(view: View, server: str, points: list, name_suffix: str = "", **kw) -
         meta={"family": view.families[server]}, **kw)
 
 
-def _family_buttons(fig: go.Figure, view: View) -> None:
+MARGIN_TOP_PX, MARGIN_BOTTOM_PX = 165, 70
+
+
+def _family_buttons(fig: go.Figure, view: View, height: int) -> None:
     """A toggle button per family above the chart: a click hides its servers, a second shows
     them (plotly's args / args2)."""
     families = list(dict.fromkeys(t.meta["family"] for t in fig.data if t.meta))
@@ -97,24 +100,28 @@ def _family_buttons(fig: go.Figure, view: View) -> None:
         buttons.append({"label": family, "method": "restyle",
                         "args": [{"visible": "legendonly"}, idx],
                         "args2": [{"visible": True}, idx]})
+    # Above the plots and their panel titles: paper y = 1 is the top of the plotting area, so a
+    # pixel offset is a share of its height.
+    above = 1 / max(1, height - MARGIN_TOP_PX - MARGIN_BOTTOM_PX)
     fig.update_layout(updatemenus=[{"type": "buttons", "direction": "right", "buttons": buttons,
-                                    "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom",
-                                    "pad": {"t": 4, "b": 4}, "showactive": False, "active": -1,
-                                    "font": {"size": 11}}],
+                                    "x": 0, "xanchor": "left", "y": 1 + 30 * above,
+                                    "yanchor": "bottom", "pad": {"t": 0, "b": 0},
+                                    "showactive": False, "active": -1, "font": {"size": 11}}],
                       annotations=list(fig.layout.annotations or ()) + [
-                          {"text": "families (click: hide / show):", "x": 0, "y": 1.11,
+                          {"text": "families (click: hide / show):", "x": 0, "y": 1 + 66 * above,
                            "xref": "paper", "yref": "paper", "xanchor": "left",
-                           "showarrow": False, "font": {"size": 11, "color": "#555"}}])
+                           "yanchor": "bottom", "showarrow": False,
+                           "font": {"size": 11, "color": "#555"}}])
 
 
 def _layout(fig: go.Figure, view: View, title: str, height: int) -> go.Figure:
     fig.update_layout(title={"text": f"{title}<br><sup>{view.footer}</sup>", "x": 0.01,
                              "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 12}},
-                      height=height, template="plotly_white", margin={"t": 130, "r": 10},
+                      height=height, template="plotly_white", margin={"t": MARGIN_TOP_PX, "b": MARGIN_BOTTOM_PX, "r": 10},
                       legend={"title": {"text": "servers (click: hide / show)"},
                               "groupclick": "toggleitem"},
                       hoverlabel={"align": "left"})
-    _family_buttons(fig, view)
+    _family_buttons(fig, view, height)
     return fig
 
 
@@ -235,7 +242,7 @@ def fig_memory(view: View) -> go.Figure | None:
     if not points:
         return None
     fig = go.Figure()
-    symbols = ("circle", "square", "diamond", "triangle-up", "cross", "star")
+    symbols = ("circle", "square", "triangle-up", "diamond", "triangle-down", "cross")  # as the PNG's
     positive = [s.median for s in points.values() if s.median > 0]
     floor = min(positive) / 2 if positive else 1.0
     for server in view.servers:
@@ -286,8 +293,8 @@ def fig_sizes(view: View) -> go.Figure | None:
                     "pattern": {"shape": "" if clean(o) else "/"}},
                 error_x={"type": "data", "array": [(high - s.median) / mib],
                          "arrayminus": [(s.median - low) / mib]},
-                text=[f"{fmt_size(c.size_bytes)}: {s.median / mib:,.3g} MiB/s"],
-                textposition="outside", hovertext=[_hover(o, f"{s.median / mib:,.4g} MiB/s")],
+                text=[f"{fmt_size(c.size_bytes)}: {fmt_rps(s.median / mib)} MiB/s"],
+                textposition="outside", hovertext=[_hover(o, f"{fmt_rps(s.median / mib)} MiB/s")],
                 hoverinfo="text", meta={"family": view.families[server]}))
     fig.update_layout(barmode="group")
     fig.update_xaxes(title_text="MiB/s echoed")

@@ -182,7 +182,7 @@ def sizes(view: View, cells: list[results.CellKey]) -> list[str]:
     if bw:
         lead = max(bw, key=lambda s: bw[s][0].stat("bytes_per_s").median)
         out.append(f"At {fmt_cell(large)}, **{lead}** moved the most data among the clean "
-                   f"results: {bw[lead][0].stat('bytes_per_s').median / mib:,.3g} MiB/s.")
+                   f"results: {fmt_rps(bw[lead][0].stat('bytes_per_s').median / mib)} MiB/s.")
         drops = {s: a.rps.median / b.rps.median for s, (a, b) in bw.items()}
         if len(drops) >= 2 and max(drops.values()) < 0.5:
             least, most = max(drops, key=drops.get), min(drops, key=drops.get)
@@ -328,9 +328,10 @@ def memory(view: View, basis: str, cells: list, points: dict) -> list[str]:
         out.append(f"At {fmt_cell(big)}, each connection cost **{high}** ({view.families[high]}) "
                    f"{fmt_bytes(have[high])} of {basis}, {fmt_ratio(have[high] / have[low])} "
                    f"what it cost {low} ({view.families[low]}): {fmt_bytes(have[low])}.")
-    zero = sorted({s for (s, _), st in points.items() if st.median <= 0}, key=view.servers.index)
+    zero = [s for s in view.servers if (s, big) in points and points[(s, big)].median <= 0]
     if zero:
-        out.append(f"{', '.join(zero)} grew by nothing measurable per connection somewhere: "
+        out.append(f"At {fmt_cell(big)}, {', '.join(zero)} grew by nothing measurable per "
+                   f"connection: "
                    f"memory is read in whole pages, so a small cost rounds to zero, and a "
                    f"connection that only waits in the kernel (say, in the listen queue) costs "
                    f"the process nothing.")
