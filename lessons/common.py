@@ -25,7 +25,9 @@ The interface a lesson module uses (stable; lessons 01-11 rely on it):
 - ``CLAIMS = [Claim("fragment of the page", lambda m: m["label a"] < m["label b"], "what it says")]``:
   tests/test_claims.py checks that each fragment is in docs/NN-*.md (whitespace-insensitive) and
   that the predicate holds on the recorded run. ``m`` is a ``Figures``: measurement values by label,
-  plus ``m.series``, ``m.skipped`` and ``m.record``.
+  plus ``m.series``, ``m.skipped`` and ``m.record``. A claim whose measurement the recording skipped
+  (no root, no strace on that machine) is reported as skipped with the reason; one that names a
+  measurement the run does not have at all fails.
 - ``TOLERANCE = {"label": 0.5}``: how far the reader's figure may be from the recorded one before
   ``finish()`` names it (see ``compare``): a float is a relative tolerance (0.5 = within 50 %), a
   tuple ``(relative, absolute)`` also accepts an absolute difference in the measurement's unit, and
@@ -276,6 +278,10 @@ def _module(number: str):
 # -- Claims: the page's comparative sentences, checked against the recorded run ---------------------
 
 
+class SkippedMeasurement(KeyError):
+    """A claim needs a measurement that the recorded run skipped (no root, no strace...)."""
+
+
 class Figures(dict):
     """A recorded run's measurement values by label, with its series, skips and whole record."""
 
@@ -287,7 +293,7 @@ class Figures(dict):
 
     def __missing__(self, label):
         if label in self.skipped:
-            raise KeyError(f"{label!r} was skipped in the recorded run: {self.skipped[label]}")
+            raise SkippedMeasurement(f"{label!r} was skipped in the recorded run: {self.skipped[label]}")
         raise KeyError(f"the recorded run has no measurement {label!r}")
 
 
