@@ -179,7 +179,7 @@ PROFILES = {
     # connection sends every conns / 10,000 s, and the warm-up, 1 s per 10,000 connections, lets
     # every one send before the window), to the event-driven servers. It records where each model
     # breaks: memory per connection, accept rate (conns_established / connect_s), p99 at that
-    # rate, fds; the guard stops a cell before memory runs short. The C engine spreads 30,000+
+    # rate, fds; the guard stops a cell before memory runs short. The C engine spreads 5,000+
     # connections over several source addresses and, past its fd limit, over several processes;
     # each server needs `ulimit -Hn` above the cell, else the cell is skipped with the fix.
     # About 30 minutes for 17 servers on a 2-core machine (the 100,000 cells take most; the plan
@@ -384,6 +384,11 @@ def _start(subject: Subject, server_cpus: list[int] | None):
     return launch.start(subject.entry, cpus=server_cpus), None
 
 
+# The noise of a measurement that never had a window (skipped, or the server did not start).
+NOT_MEASURED_NOISE = results.window_noise({}, client_cpu_s=None, client_duration_s=None, cpus=1,
+                                          loadavg_1m=None, freq_mhz=None, governor=None)
+
+
 def measure(entry: servers.Server | Subject, cell: Cell, repeat: int, profile: Profile,
             server_cpus: list[int] | None, client_cpus: list[int] | None,
             rate: float | None = None, measure_s: float | None = None) -> dict:
@@ -402,6 +407,7 @@ def measure(entry: servers.Server | Subject, cell: Cell, repeat: int, profile: P
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "schema": results.SCHEMA_VERSION, "round": repeat, "is_reference": subject.is_reference,
         "window_s": window_s, "target": subject.target(),
+        "noise": dict(NOT_MEASURED_NOISE),  # replaced by the window's figures once there is a window
     }
     if subject.serial and cell.conns > 1:
         record.update(status="skipped", reason="serial server: serves one client at a time, so "
@@ -418,7 +424,8 @@ def measure(entry: servers.Server | Subject, cell: Cell, repeat: int, profile: P
     try:
         server, port = _start(subject, server_cpus)
     except launch.StartError as exc:
-        record.update(status="failed", reason=f"did not start: {exc.reason}", stderr_tail=exc.stderr)
+        record.update(status="failed", reason=f"did not start: {exc.reason}", stderr_tail=exc.stderr,
+                      elapsed_s=round(time.monotonic() - t0, 2))
         return record
     if port is not None:
         record["target"] = subject.target(port)
@@ -886,7 +893,6 @@ class Runner:
         for r in records:
             self._note_peak(r)
         self.planned = len(plan(profile, self.names, seed))
-        self.measured_now = 0
 
     @staticmethod
     def _key(r: dict) -> tuple:
@@ -964,7 +970,6 @@ class Runner:
         self._note_peak(record)
         self.records.append(record)
         self.done.add(self._key(record))
-        self.measured_now += 1
         results.append_record(self.run_dir, record)
         bar.advance()
 
@@ -1110,7 +1115,8 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
                     "conns": cell.conns, "size_bytes": cell.size_bytes, "rate": cell.rate,
                     "rate_fraction_of_peak": cell.fraction,
                     "mode": "open" if cell.is_open else "closed", "repeat": 0,
-                    "status": "skipped", "reason": why, "schema": results.SCHEMA_VERSION})
+                    "status": "skipped", "reason": why, "schema": results.SCHEMA_VERSION,
+                    "noise": dict(NOT_MEASURED_NOISE)})
         results.write_records(run_dir, records)
     results.write_meta(run_dir, meta)
     if client_cpus:
