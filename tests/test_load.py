@@ -420,6 +420,17 @@ def test_connections_a_server_never_serves_are_unserved_the_others_measured(engi
     assert result["errors"]["unserved"] == 1 and result["errors"]["timeout"] == 0
 
 
+@pytest.mark.timeout(60)
+def test_open_loop_connections_not_yet_asked_long_enough_are_not_unserved(engine):
+    # 20 connections at 10 requests/s in total: connection g first sends at g / 10 s. A server
+    # that never answers has left connections 0..4 waiting past the 1 s stall limit by the end
+    # (1.45 s); connections 5..14 were asked too recently to tell, 15..19 not asked at all.
+    with EchoServer(silent=True) as server:
+        result = run(server.port, conns=20, rate=10.0, duration=1.45, warmup=0.0, workers=1,
+                     engine=engine)
+    assert result["errors"]["unserved"] == 5 and result["errors"]["timeout"] == 0
+
+
 def test_stall_limit_grows_with_connections_by_littles_law():
     # 16 connections at 20,000 round trips/s wait 0.8 ms each in turn: the 1 s limit holds.
     assert load.stall_limit_s(16, 40_000, 2.0, None) == load.STALL_TIMEOUT_S

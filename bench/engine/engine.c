@@ -614,9 +614,9 @@ static void run(struct thread *t, int64_t start) {
     for (int i = 0; i < t->nconns; i++) {
         struct conn *c = &t->conns[i];
         if (c->closed) continue; /* closed after an error, which was counted as such */
-        /* unserved: no echo at all; an open-loop connection that was never due a send was
-         * never asked anything, and is not unserved */
-        if (c->echoes == 0 && (cfg.rate == 0 || c->sent > 0)) {
+        /* unserved: no echo at all; in open loop only once its first request is older than the
+         * stall limit (at a low rate over many connections it may come due late, or never) */
+        if (c->echoes == 0 && (cfg.rate == 0 || c->first_send_ns <= end - stall_ns)) {
             t->errors[E_UNSERVED]++;
         } else if (cfg.rate == 0) {
             t->errors[E_TIMEOUT] += c->in_flight && end - c->sent_at_ns >= stall_ns;
