@@ -258,6 +258,10 @@ def share_one_cpu(cpu: int, setups: dict, seconds: float) -> dict:
     return out
 
 
+def keep_nice(pid: int) -> None:
+    """The spinner keeps the nice value and policy it inherited (SCHED_OTHER, nice 0 here)."""
+
+
 def set_nice(value: int):
     return lambda pid: os.setpriority(os.PRIO_PROCESS, pid, value)
 
@@ -675,11 +679,15 @@ def main() -> int:
     nice_labels = ("cpu share of the pair, nice 0 spinner", "predicted by the weights (1024 : 335)",
                    f"load weight of the nice {NICED} spinner (se.load.weight)")
     nice = None
-    if why_not:
+    base_nice = os.getpriority(os.PRIO_PROCESS, 0) if not why_not else 0
+    nice_why = why_not or (None if base_nice == 0 else
+                           f"the lesson runs at nice {base_nice}: run it at nice 0, so that its two "
+                           f"spinners are at nice 0 and {NICED} as the weights below assume")
+    if nice_why:
         for label in nice_labels:
-            lesson.skip(label, why_not)
+            lesson.skip(label, nice_why)
     else:
-        nice = share_one_cpu(cpu, {"nice 0": set_nice(0), f"nice {NICED}": set_nice(NICED)}, spin_s)
+        nice = share_one_cpu(cpu, {"nice 0": keep_nice, f"nice {NICED}": set_nice(NICED)}, spin_s)
         a, b = nice["nice 0"]["share_pct"], nice[f"nice {NICED}"]["share_pct"]
         lesson.measure(nice_labels[0], 100 * a / (a + b), "%")
         predicted = 100 * NICE_WEIGHT[0] / (NICE_WEIGHT[0] + NICE_WEIGHT[NICED])
@@ -702,7 +710,7 @@ def main() -> int:
     fifo = rr = None
     if not rt_why:
         try:
-            fifo = share_one_cpu(cpu, {"fifo": set_policy(os.SCHED_FIFO, 1), "other": set_nice(0)}, spin_s / 2)
+            fifo = share_one_cpu(cpu, {"fifo": set_policy(os.SCHED_FIFO, 1), "other": keep_nice}, spin_s / 2)
             rr = share_one_cpu(cpu, {"A": set_policy(os.SCHED_RR, 1), "B": set_policy(os.SCHED_RR, 1)}, spin_s / 2)
         except PermissionError as e:
             rt_why = (f"not permitted ({e.strerror}): a real-time policy needs CAP_SYS_NICE or an "
