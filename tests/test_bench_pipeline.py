@@ -330,3 +330,27 @@ def test_without_a_c_compiler_the_run_goes_on_without_the_reference(tmp_path):
     records = [json.loads(x) for x in (run_dir / "results.jsonl").read_text().splitlines()]
     assert [r["server"] for r in records] == ["threads"]
     assert records[0]["status"] == "ok" and records[0]["vs_ref"] is None
+
+
+def test_a_cpu_hog_outside_the_bench_makes_the_window_noisy():
+    """A process outside the server's and the generator's trees spinning on a CPU for the whole
+    window shows as foreign CPU, and flags the window."""
+    import psutil
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+    try:
+        time.sleep(0.3)
+        before, t0 = sum(psutil.Process(hog.pid).cpu_times()[:2]), time.monotonic()
+        profile = bench_run.Profile("t", [], 1, warmup_s=0.1, measure_s=1.0, description="test")
+        record = bench_run.measure(servers.get("threads"), bench_run.Cell(1, 1024), 0, profile,
+                                   None, None)
+        hog_s, wall_s = sum(psutil.Process(hog.pid).cpu_times()[:2]) - before, time.monotonic() - t0
+    finally:
+        os.killpg(hog.pid, signal.SIGKILL)
+        hog.wait(10)
+    assert record["status"] == "ok", record
+    # What the scheduler gave the hog, as a share of all the CPUs' time, is at least what the
+    # window counts as foreign from it (the window also counts everyone else's work).
+    hog_pct = 100 * hog_s / (wall_s * (os.cpu_count() or 1))
+    assert hog_pct > 10, "the hog ran"
+    assert record["noise"]["foreign_cpu_pct"] >= 0.7 * hog_pct, (record["noise"], hog_pct)
+    assert record["noise"]["noisy"] and "other processes" in record["noise"]["why"]

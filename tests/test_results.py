@@ -136,3 +136,22 @@ def test_noise_verdict_names_the_figure():
     assert noisy and "37 %" in why
     noisy, why = results.noise_verdict(12.0, None)
     assert noisy and "stole 12.0 %" in why
+
+
+def test_window_noise_is_what_the_machine_ran_besides_the_bench():
+    # 2 CPUs over a 1 s span: 2 CPU-seconds in all. The machine was busy 1.5 s; the server
+    # used 0.4, the generator 0.3 (over its 0.5 s window, so 0.6 over the span), the runner 0.1:
+    # 0.4 s foreign = 20 % of all CPU time; 0.05 s of 2.0 stolen = 2.5 %.
+    w = {"span_s": 1.0, "cpu_s": 0.4, "machine_busy_s": 1.5, "machine_steal_s": 0.05,
+         "machine_total_s": 2.0, "runner_cpu_s": 0.1}
+    noise = results.window_noise(w, client_cpu_s=0.3, client_duration_s=0.5, cpus=2,
+                                 loadavg_1m=1.234, freq_mhz=None, governor=None)
+    assert noise["foreign_cpu_pct"] == 20.0 and noise["steal_pct"] == 2.5
+    assert noise["noisy"] and "20 %" in noise["why"] and noise["loadavg_1m"] == 1.23
+    quiet = results.window_noise({**w, "machine_busy_s": 1.0}, client_cpu_s=0.3,
+                                 client_duration_s=0.5, cpus=2, loadavg_1m=None, freq_mhz=None,
+                                 governor=None)
+    assert quiet["foreign_cpu_pct"] == 0.0 and not quiet["noisy"], "rounding is not foreign work"
+    unknown = results.window_noise({}, client_cpu_s=None, client_duration_s=None, cpus=2,
+                                   loadavg_1m=None, freq_mhz=None, governor=None)
+    assert unknown["foreign_cpu_pct"] is None and not unknown["noisy"]
