@@ -25,6 +25,9 @@ What it shows, on this machine:
    Each tick's lateness is kept as a series for the picture.
 1b. Priority inversion: a nice-19 task holds a lock (a POSIX semaphore) for a few ms of CPU, a
    nice-0 task waits for it, and a nice-0 CPU hog, all on one CPU, keeps the holder from running.
+   Then the textbook case with SCHED_FIFO threads (lessons/native/prio_inherit.c), on a plain
+   mutex and on a PTHREAD_PRIO_INHERIT one, where the kernel lends the holder the waiter's
+   priority; skipped without permission for SCHED_FIFO.
 2. The same contrast on the servers. Each server is started with `--work-us 20000` (it burns 20 ms
    of CPU per chunk it receives) and pinned to one CPU; bench.load drives 8 heavy connections at
    it, and beside them two light clients keep their own time:
@@ -75,6 +78,8 @@ BURN_S = 0.300  # how long the CPU burn runs without waiting
 TICKS = round((BURN_S + 0.2) / TICK_S)  # the heartbeat's ticks: the burn starts after five
 PRIORITY_HOLD_CPU_S = 0.020  # CPU the low-priority task needs while it holds the lock
 PRIORITY_MEDIUM_MAX_S = 5.0  # the hog gives up after this long, whatever happens
+PRIORITY_FIFO_HOLD_S = 0.005  # real-time version: CPU the low thread needs while it holds the mutex
+PRIORITY_FIFO_MEDIUM_S = 0.200  # and how long the medium real-time thread spins (wall time)
 WORK_US = 20_000  # --work-us: CPU burned by the server per chunk it receives
 HEAVY_CONNS = 8
 LIGHT_GAP_S = 0.020  # the light client's pause between two messages
@@ -253,6 +258,25 @@ def free_threaded_heartbeat(python: str) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"{python} exited {done.returncode}: {done.stderr.strip()[-300:]}")
     return json.loads(done.stdout)
+
+
+def priority_inheritance(cpu: int, protocol: str, medium_s: float) -> float:
+    """lessons/native/prio_inherit.c: three SCHED_FIFO threads on ``cpu``, the mutex plain
+    ("none") or priority-inheriting ("inherit"); the high thread's wait in ms. Raises
+    build.Unavailable (no compiler, or no permission for SCHED_FIFO) with the fix."""
+    cmd = [str(build.build("lessons/native/prio_inherit.c", flags=("-pthread",))), str(cpu),
+           f"{PRIORITY_FIFO_HOLD_S * 1000:g}", f"{medium_s * 1000:g}", protocol]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        raise build.Unavailable("prio_inherit did not finish within 30 s") from None
+    if done.returncode == 3:
+        raise build.Unavailable(f"{json.loads(done.stdout)['error']}: SCHED_FIFO needs CAP_SYS_NICE "
+                                "(run as root) or a real-time limit (ulimit -r 30)")
+    if done.returncode != 0:
+        raise build.Unavailable(f"prio_inherit exited {done.returncode}: "
+                                f"{(done.stderr or done.stdout).strip()[-300:]}")
+    return json.loads(done.stdout)["wait_ms"]
 
 
 # -- 1e. priority inversion --------------------------------------------------------------------------
@@ -545,6 +569,14 @@ CLAIMS = [
           lambda m: m["high task's wait, a nice-0 CPU hog running"]
           >= 5 * m["high task's wait, nothing else running"],
           "with a hog the high-priority task waits at least 5x longer for the lock"),
+    Claim("On the plain mutex the high thread waited for the whole spin of a thread of lower priority",
+          lambda m: m["high thread's wait, plain mutex"] >= 0.8 * PRIORITY_FIFO_MEDIUM_S * 1000 / 2
+          and m["high thread's wait, plain mutex"] >= 10 * m["high thread's wait, PTHREAD_PRIO_INHERIT mutex"],
+          "on a plain mutex the high SCHED_FIFO thread waits about the medium thread's spin, over 10x "
+          "its wait on a priority-inheriting mutex"),
+    Claim("with inheritance only for the holder's few milliseconds",
+          lambda m: m["high thread's wait, PTHREAD_PRIO_INHERIT mutex"] <= 3 * PRIORITY_FIFO_HOLD_S * 1000,
+          "on a priority-inheriting mutex the high thread waits at most 3x the holder's hold time"),
     Claim("it took several times its server's probe",
           lambda m: _ratio_echo_probe(m) >= 1.5,
           "on the GIL and kernel servers the light echo takes at least 1.5x the probe (median)"),
@@ -625,7 +657,7 @@ def main() -> int:
             os.sched_setaffinity(0, original)
     lesson.series("heartbeat", beats)
 
-    hold_s = PRIORITY_HOLD_CPU_S / 2 if lesson.quick else PRIORITY_HOLD_CPU_S
+    hold_s = PRIORITY_HOLD_CPU_S / 4 if lesson.quick else PRIORITY_HOLD_CPU_S
     lesson.section(f"priority inversion: a nice-0 task waits for a lock that a nice-19 task holds for "
                    f"{hold_s * 1000:.0f} ms of CPU" + (f", all on CPU {cpu}" if cpu is not None else ""))
     inversion = {}
@@ -637,6 +669,19 @@ def main() -> int:
             lesson.skip(label, why_not)
             continue
         inversion[key] = lesson.measure(label, priority_inversion(cpu, hold_s, medium) * 1000, "ms")
+    medium_s = PRIORITY_FIFO_MEDIUM_S / 2 if lesson.quick else PRIORITY_FIFO_MEDIUM_S
+    lesson.section(f"the same with SCHED_FIFO threads (lessons/native/prio_inherit.c): low (10) holds a "
+                   f"mutex for {PRIORITY_FIFO_HOLD_S * 1000:g} ms of CPU, medium (20) spins "
+                   f"{medium_s * 1000:g} ms, high (30) waits for the mutex")
+    for key, label, protocol in (("fifo_none", "high thread's wait, plain mutex", "none"),
+                                 ("fifo_inherit", "high thread's wait, PTHREAD_PRIO_INHERIT mutex", "inherit")):
+        if why_not:
+            lesson.skip(label, why_not)
+            continue
+        try:
+            inversion[key] = lesson.measure(label, priority_inheritance(cpu, protocol, medium_s), "ms")
+        except build.Unavailable as exc:
+            lesson.skip(label, str(exc))
 
     lesson.section(f"while {HEAVY_CONNS} heavy connections make the server burn {WORK_US // 1000} ms per "
                    f"message (--work-us {WORK_US}): a light client's echo, and a zero-work probe "
@@ -694,6 +739,10 @@ def main() -> int:
         lesson.notice(f"priority inversion: the high task waited {inversion['medium']:,.0f} ms with a hog "
                       f"running, {inversion['medium'] / inversion['alone']:.0f}x the {inversion['alone']:.0f} ms "
                       "without: the hog outweighs the lock's low-priority holder")
+    if "fifo_none" in inversion and "fifo_inherit" in inversion:
+        lesson.notice(f"with real-time threads the high one waited {inversion['fifo_none']:.0f} ms behind the "
+                      f"medium spinner on a plain mutex, {inversion['fifo_inherit']:.1f} ms on a "
+                      "priority-inheriting one: the kernel lent the holder the waiter's priority")
     for kind, what in (("probe", "zero-work probe"), ("echo", "light echo")):
         ranked = sorted((n for n in light if kind in light[n]), key=lambda n: light[n][kind])
         if ranked:
