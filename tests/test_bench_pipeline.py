@@ -354,3 +354,30 @@ def test_a_cpu_hog_outside_the_bench_makes_the_window_noisy():
     assert hog_pct > 10, "the hog ran"
     assert record["noise"]["foreign_cpu_pct"] >= 0.7 * hog_pct, (record["noise"], hog_pct)
     assert record["noise"]["noisy"] and "other processes" in record["noise"]["why"]
+
+
+def test_a_starved_cell_is_measured_again_with_a_window_long_enough(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_measure(subject, cell, rnd, profile, server_cpus, client_cpus, rate=None,
+                     measure_s=None):
+        window = profile.measure_s if measure_s is None else measure_s
+        calls.append(window)
+        # 400 µs per request: 1,000 connections x 3 serves need 1.2 s
+        return {"server": subject.name, "family": "x", "conns": cell.conns,
+                "size_bytes": cell.size_bytes, "rate": None, "rate_fraction_of_peak": None,
+                "mode": "closed", "repeat": rnd, "round": rnd, "status": "degraded",
+                "reason": "400 of 1,000 connections got no echo at all",
+                "errors": {"unserved": 400}, "rps": 2000.0, "server_cpu_us_per_request": 400.0,
+                "warmup_s": 0.1, "duration_s": window, "window_s": window, "elapsed_s": 1.0}
+
+    monkeypatch.setattr(bench_run, "measure", fake_measure)
+    profile = bench_run.Profile("t", [bench_run.Cell(1000, 1024)], 1, warmup_s=0.1,
+                                measure_s=0.3, description="t")
+    runner = bench_run.Runner(profile, [bench_run.Subject("threads", "x")], None, {}, tmp_path,
+                              {}, [], 0, False, None, None)
+    runner.run()
+    assert calls == [0.3, pytest.approx(1.2)], "measured again, once, with the window it needs"
+    (record,) = runner.records
+    assert record["window_s"] == pytest.approx(1.2) and record["window_first_s"] == 0.3
+    assert "a fact of the model, not of the window" in record["reason"]
