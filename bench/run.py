@@ -1142,7 +1142,7 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
     if profile.budget_s is not None:
         finish = dt.datetime.now() + dt.timedelta(seconds=max(planned_s, profile.budget_s))
         print(f"      then up to round {profile.rounds_max} for the servers whose 95 % CI of the "
-              f"median vs ref is wider than ±{profile.tolerance:.0%}, within a budget of "
+              f"median vs ref is wider than ±{profile.tolerance * 100:.0f} %, within a budget of "
               f"{_duration_text(profile.budget_s)} for the whole run (the first rounds included), "
               f"done by about {finish:%H:%M}", flush=True)
 
@@ -1347,7 +1347,7 @@ def print_summary(run_dir: Path) -> None:
     if ref.get("available"):
         print(f"vs ref: req/s over the reference's ({ref['name']}) median in the same cell; CPU vs "
               f"ref: server CPU µs per request over the reference's; CI95: the 95 % interval of "
-              f"the median vs ref (✓: within ±{results.TOLERANCE:.0%}; n=3: too few rounds for one, "
+              f"the median vs ref (✓: within ±{results.TOLERANCE * 100:.0f} %; n=3: too few rounds for one, "
               f"it takes {results.CI_MIN_N}); spread: half the range of "
               f"the repeats, as a share of the median")
     else:
