@@ -556,8 +556,8 @@ CLAIMS = [
           "without async preemption Go's heartbeat is late by about the burn, with it under a third of that"),
     Claim("The BEAM's reductions switch processes far more often than that",
           lambda m: m["Erlang: burn in a process (+S 1)"] < m["Go: burn in a goroutine (GOMAXPROCS=1)"]
-          and m["Erlang: burn in a process (+S 1)"] <= 20,
-          "Erlang's heartbeat is later by under 20 ms, less than Go's"),
+          and m["Erlang: burn in a process (+S 1)"] <= BURN_MS / 10,
+          "Erlang's heartbeat is late by under a tenth of the burn, less than Go's"),
     Claim("Node's loop, like asyncio's, was late by the whole burn",
           lambda m: m["Node: burn in a callback on the loop"] >= 0.8 * BURN_MS
           and m["Node: burn in a worker thread"] <= BURN_MS / 5,
