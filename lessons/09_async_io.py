@@ -407,7 +407,8 @@ async def thread_pool_reads(paths: list[str]) -> tuple[int, int]:
 
 def posix_aio_reads(paths: list[str]) -> tuple[int, int]:
     """glibc's aio_read(3) for every read, aio_suspend until each is done; (bytes, extra tasks).
-    glibc implements POSIX AIO in user space: helper threads, one per file with work queued."""
+    glibc implements POSIX AIO in user space: helper threads started on demand (up to 20 by
+    default, aio_init(3)), which exit after a second idle."""
     lib = ctypes.CDLL(ctypes.util.find_library("rt") or None, use_errno=True)
     lib.aio_return.restype = ctypes.c_ssize_t
     fds = {p: os.open(p, os.O_RDONLY) for p in paths}
