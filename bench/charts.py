@@ -535,10 +535,10 @@ def openloop_series(view: View) -> dict[tuple[str, int, int], list[results.CellS
             for k, v in series.items() if len(v) >= 2}
 
 
-def load_x(o: results.CellSummary) -> float:
+def load_x(o: results.CellSummary, by_share: bool) -> float:
     """Where an open-loop result sits on the x axis: its share of the server's own peak (in %)
-    for cells given as a share, else the load it was offered (req/s)."""
-    return o.cell.fraction * 100 if o.cell.fraction is not None else offered(o).median
+    when every series is given as a share, else the load it was offered (req/s)."""
+    return o.cell.fraction * 100 if by_share else offered(o).median
 
 
 def chart_openloop(view: View, charts_dir: Path) -> Chart:
@@ -560,7 +560,7 @@ def chart_openloop(view: View, charts_dir: Path) -> Chart:
     verdicts: set[str] = set()
     highest = 0.0
     for (server, conns, size), outs in drawable.items():
-        xs = [load_x(o) for o in outs]
+        xs = [load_x(o, by_share) for o in outs]
         highest = max(highest, *xs)
         p99 = [(x, o.stat(latency_ms("p99")), o.verdict) for x, o in zip(xs, outs, strict=True)]
         done = [(x, results.stat(m.rps / r * 100 for m in o.measured

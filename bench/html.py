@@ -225,11 +225,14 @@ def fig_openloop(view: View) -> go.Figure | None:
     servers = list(dict.fromkeys(k[0] for k in drawable))
     fig, where, rows = _panels(view, servers)
     by_share = all(o.cell.fraction is not None for v in drawable.values() for o in v)
-    for (server, _conns, _size), outs in drawable.items():
-        points = [(load_x(o), s, o, f"p99 {s.median:.3g} ms; completed {fmt_rps(o.rps.median)} "
-                   f"req/s") for o in outs if (s := o.stat(latency_ms("p99")))]
+    settings = {(k[1], k[2]) for k in drawable}
+    for (server, conns, size), outs in drawable.items():
+        points = [(load_x(o, by_share), s, o, f"p99 {s.median:.3g} ms; completed "
+                   f"{fmt_rps(o.rps.median)} req/s") for o in outs
+                  if (s := o.stat(latency_ms("p99")))]
         row, col = where[view.families[server]]
-        fig.add_trace(_trace(view, server, points), row=row, col=col)
+        suffix = f" ({conns} × {fmt_size(size)})" if len(settings) > 1 else ""
+        fig.add_trace(_trace(view, server, points, suffix), row=row, col=col)
     fig.update_xaxes(title_text="offered, % of own peak" if by_share else "offered req/s",
                      matches="x")
     fig.update_yaxes(type="log")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from bench import results
 from bench.fmt import (
-    fmt_bytes, fmt_cell, fmt_percentile, fmt_ratio, fmt_rps, fmt_size, fmt_small, fmt_us,
+    fmt_bytes, fmt_cell, fmt_percentile, fmt_ratio, fmt_rps, fmt_share, fmt_size, fmt_small, fmt_us,
     how_much_more, join, one_line, possessive,
 )
 from bench.view import View, clean, offered, overlap, ranked, requests, separation
@@ -251,7 +251,7 @@ class LoadCurve:
         return cls(who, outcomes, None)
 
     def at(self, o) -> str:
-        share = f" ({o.cell.fraction:.0%} of its peak)" if o.cell.fraction is not None else ""
+        share = f" ({fmt_share(o.cell.fraction)} of its peak)" if o.cell.fraction is not None else ""
         return f"{fmt_rps(self.offered(o))} req/s{share}"
 
     def sentence(self) -> str:

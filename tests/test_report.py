@@ -329,6 +329,45 @@ def test_noisy_results_are_never_ranked_and_the_busy_machine_is_said(schema2):
     assert "(noisy window)" in throughput
 
 
+SWEEP = (0.1, 0.25, 0.4, 0.55, 0.7, 0.85, 1.0, 1.2)  # the full profile's open-loop shares
+
+
+def test_open_loop_sweep_of_eight_shares_shows_the_knee(tmp_path):
+    """Eight shares of each server's peak, as the full profile measures: the chart draws each
+    server against its share, and the note names the last share it kept up with."""
+    run_dir = tmp_path / "sweep"
+    shutil.copytree(FIXTURE, run_dir)
+    lines = []
+    for server, peak in (("epoll", 75_000), ("threads", 45_000)):
+        family, lesson = next((f, le) for n, f, le in FIXTURE_SERVERS if n == server)
+        knee = 1.0 if server == "epoll" else 0.7
+        for share in SWEEP:
+            for repeat in range(2):
+                rate = round(peak * share)
+                behind = share >= knee
+                p99 = 300 if share < knee else 5000 * (share / knee) ** 8
+                line = _measured(rate * (0.8 if behind else 0.999), KIB, 100, (120, p99, p99 * 3),
+                                 9.0, 0.1, 4000, False, jitter=(1.0, 1.02)[repeat], rate=rate)
+                line.update(rate_fraction_of_peak=share, peak_rps=peak, peak_conns=16)
+                lines.append(_line(server, family, lesson, 100, KIB, rate, repeat,
+                                   "2026-11-25T13:50:00+00:00", **line))
+    with open(run_dir / "results.jsonl", "a") as f:
+        f.writelines(json.dumps(line) + "\n" for line in lines)
+    text = report.build_report(run_dir).read_text()
+    v = view.load(run_dir)
+    assert len([c for c in v.cells if c.fraction is not None]) == len(SWEEP)
+    assert "openloop.png" in {Path(link).name for link in chart_links(text)}
+    assert_valid_png(run_dir / "charts" / "openloop.png")
+    section = text.split("## Latency vs offered load (open loop)", 1)[1].split("\n## ", 1)[0]
+    assert "**threads (100 × 1 KiB)** kept up to" in section and "(55 % of its peak)" in section
+    assert "epoll (100 × 1 KiB)" in section
+    from bench import charts, notes
+
+    series = charts.openloop_series(v)
+    epoll = notes.LoadCurve.read("epoll", series[("epoll", 100, KIB)])
+    assert len(epoll.outcomes) == len(SWEEP) and SWEEP[epoll.knee] == 1.0  # kept up to 85 %
+
+
 # -- Writing the fixture -------------------------------------------------------------------------------
 
 KIB = 1024
