@@ -275,6 +275,9 @@ def headline(view: View, focus: results.CellKey | None) -> list[str]:
                 else "req/s")
         lines.append(f"- **Throughput at {fmt_cell(focus)}** ({what}; fastest first; ≈: within "
                      f"noise of the one before, >: beyond it): {order}.")
+        if groups := notes.within_noise_groups(view, focus):
+            lines.append("  Within noise, each of the next (their spreads overlap, so this run "
+                         "cannot order them): " + "; ".join(join(g) for g in groups) + ".")
         why = ("the servers differ most there relative to their noise" if
                separation(view, focus)[1] >= 2 else "it is the busiest cell measured (no cell "
                "has two clean results to set apart)")

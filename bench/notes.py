@@ -64,6 +64,21 @@ def ranking(view: View, cell: results.CellKey) -> str | None:
     return out
 
 
+def within_noise_groups(view: View, cell: results.CellKey) -> list[list[str]]:
+    """Runs of clean results, in ranked order, each within noise of the next: the servers the
+    ranking cannot tell apart."""
+    good = [o for o in ranked(view, cell)[0] if not o.is_reference]
+    groups, current = [], good[:1]
+    for a, b in zip(good, good[1:], strict=False):
+        if overlap(a, b):
+            current.append(b)
+        else:
+            groups.append(current)
+            current = [b]
+    groups.append(current)
+    return [[o.server for o in g] for g in groups if len(g) > 1]
+
+
 def status(view: View) -> list[str]:
     counts = dict.fromkeys(results.STATUS_ORDER, 0)
     for o in view.summaries.values():

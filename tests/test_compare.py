@@ -104,6 +104,35 @@ def test_html_output_is_a_page_with_the_table(tmp_path, capsys):
     assert "<strong>slower</strong>" in text and "http" not in text
 
 
+def with_reference(run_dir: Path) -> Path:
+    """Give a run a C reference (1.25x its uvloop's req/s, so it scales with the machine) and
+    vs_ref on every record, as a schema-2 run has."""
+    from bench import results
+
+    records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    for r in list(records):
+        if r["server"] == "uvloop" and r.get("rate") is None:
+            records.append(dict(r, server="c-epoll", is_reference=True, client_bound=False,
+                                rps=r["rps"] * 1.25))
+    results.annotate(records)
+    (run_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return run_dir
+
+
+def test_with_a_reference_in_both_runs_the_ratio_leads(tmp_path, capsys):
+    """A machine twice as fast (every server and the reference x2) changes every req/s but no
+    ratio: the verdict by vs_ref is within noise, while epoll, really slower, is slower."""
+    base = with_reference(scaled(tmp_path, "a", {}))
+    everything = {s: 2.0 for s in ("iterative", "threads", "fork", "uvloop")}
+    other = with_reference(scaled(tmp_path, "b", everything | {"epoll": 2.0 * 0.6}))
+    compare.main([str(base), str(other)])
+    text = capsys.readouterr().out
+    assert "- **uvloop**: within noise (" in text and "by vs_ref)" in text
+    assert "- **epoll**: slower (" in text
+    assert "| `uvloop` | 1 conn × 1 KiB | vs ref |" in text
+    assert "| `c-epoll` | 1 conn × 1 KiB | vs ref |" not in text  # the reference is 1x by definition
+
+
 def test_welch_t_test():
     assert compare.significant([10, 11, 10.5], [20, 21, 20.5]) is True
     assert compare.significant([10, 12, 11], [10.5, 11.5, 11]) is False
