@@ -22,7 +22,7 @@ BENCH_CHOICE = $(if $(SERVERS),--servers $(SERVERS)) $(if $(CONNS),--conns $(CON
 .PHONY: help install test bench bench-full bench-c100k report compare serve talk servers lesson lessons-record micro lint docs clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  variables of bench and bench-full: SERVERS=epoll,threads CONNS=1,64 SIZES=1024 (comma-separated;"
 	@echo "    default: every available server, the profile's cells); ARGS=\"...\" passes any option of"
 	@echo "    python -m bench run, e.g. ARGS=\"--server 'mine=python my_echo.py --port {port}'\" or ARGS=\"--resume results/<run>\""
