@@ -853,16 +853,11 @@ def port_shortfall(host: str, conns: int, engine: str | None = None) -> str | No
 
 
 def _raise_fd_limit(wanted: int) -> str | None:
-    """Raise the soft limit on open files to the hard limit: 1024 is a common default."""
-    try:
-        import resource
-    except ImportError:
-        return None
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        soft = hard
-    if soft != resource.RLIM_INFINITY and soft < wanted:
+    """Raise the soft limit on open files to the hard limit (1024 is a common default), with the
+    lab's one helper for it (servers.common); say so if that is still fewer than `wanted`."""
+    from servers.common import raise_fd_limit
+    soft = raise_fd_limit()  # -1: no limit (RLIM_INFINITY), or not a Unix
+    if soft != -1 and soft < wanted:
         return (f"a worker may open only {soft} files (ulimit -Hn) but needs {wanted}: "
                 "some connections will fail; raise the hard limit or use more --workers")
     return None

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import errno
 import os
-import resource
 import select
 import socket
 import statistics
@@ -43,13 +42,10 @@ POLL_NAMES = {select.POLLIN: "POLLIN", select.POLLOUT: "POLLOUT", select.POLLPRI
 
 
 def raise_fd_limit(wanted: int) -> int:
-    """Raise this process's soft RLIMIT_NOFILE towards ``wanted`` (up to the hard limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if target > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        return target
-    return soft
+    """Raise this process's soft RLIMIT_NOFILE towards ``wanted`` (up to the hard limit), with
+    the lab's one helper for it; returns the soft limit now."""
+    from servers.common import raise_fd_limit as raise_to
+    return raise_to(wanted)
 
 
 # -- 1. select()'s FD_SETSIZE ----------------------------------------------------------------------
