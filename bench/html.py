@@ -442,7 +442,8 @@ def write(view: View, charts: list[Chart], md_path: Path) -> Path:
         return f"<p><em>{htmllib.escape(alt)}: chart missing</em></p>"
 
     body = md_to_html(md_path.read_text(), image)
-    body = body.replace('<a href="report.html">report.html</a>', "this page")
+    body = body.replace('<a href="report.html">report.html</a> is the same report',
+                        "This page is the same report")
     page = (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
             f"<meta name=viewport content='width=device-width, initial-scale=1'>"
             f"<title>Bench report {htmllib.escape(view.run_id)}</title><style>{STYLE}</style>"
