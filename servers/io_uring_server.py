@@ -222,7 +222,7 @@ class Server:
                 burn_cpu(self.work_us)
             if self.pool is not None:
                 bid = flags >> BUFFER_SHIFT
-                addr = self.pool.pool_addr + bid * BUFFER_BYTES
+                addr = self.pool.addresses[bid]
             else:
                 bid, addr = -1, conn.buffer_addr
             if conn.broken or conn.peer_done:
@@ -309,7 +309,7 @@ class Server:
         pool = self.pool
         fast = pool is not None and not self.work_us  # the two fast paths below apply
         give_back = pool.give_back if pool is not None else None
-        pool_addr = pool.pool_addr if pool is not None else 0
+        addresses = pool.addresses if pool is not None else []  # buffer id -> its address
         self.arm_accept()
         while True:
             # One syscall: submit every SQE queued since the last one, sleep until a CQE is
@@ -327,7 +327,7 @@ class Server:
                         # The common case, inline: bytes arrived in pool buffer `bid` on an idle
                         # connection; echo them from there (received() does the same, slower).
                         bid = flags >> BUFFER_SHIFT
-                        addr = pool_addr + bid * BUFFER_BYTES
+                        addr = addresses[bid]
                         conn.sending = True
                         conn.send_bid, conn.send_addr, conn.send_len = bid, addr, res
                         prep_send(conn.fd, addr, res, user_data + (SEND - RECV))

@@ -190,10 +190,12 @@ def _check(ret: int, what: str) -> int:
     return ret
 
 
-def _map(size: int, fd: int = -1, offset: int = 0) -> tuple[int, ctypes.Array]:
-    """mmap through libc: (address, a ctypes byte array over it). A shared mapping of the ring's
+def _map(size: int, fd: int = -1, offset: int = 0) -> tuple[int, memoryview]:
+    """mmap through libc: (address, a byte memoryview over it). A shared mapping of the ring's
     fd, or anonymous private memory for fd -1. (Python's mmap module would dup the ring's fd for
-    every mapping, and 3.11 has no way to stop it.)"""
+    every mapping, and 3.11 has no way to stop it.) A memoryview rather than the ctypes array
+    itself: struct.pack_into gets a memoryview's buffer about twice as fast, and the SQE
+    written per echo is the hot path."""
     if fd < 0:
         flags, prot = MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, PROT_READ_WRITE
     else:
@@ -202,7 +204,18 @@ def _map(size: int, fd: int = -1, offset: int = 0) -> tuple[int, ctypes.Array]:
     if addr in (None, MAP_FAILED):
         err = ctypes.get_errno()
         raise UringError(err, f"mmap of {size} bytes: {os.strerror(err)}")
-    return addr, (ctypes.c_char * size).from_address(addr)
+    return addr, memoryview((ctypes.c_char * size).from_address(addr)).cast("B")
+
+
+def _release(*views) -> None:
+    """Let go of memoryviews before their memory is unmapped (a slice still held elsewhere
+    keeps its own view; nothing here reads through it after close)."""
+    for view in views:
+        if view is not None:
+            try:
+                view.release()
+            except BufferError:
+                pass
 
 
 def set_nodelay(fd: int) -> None:
@@ -290,7 +303,7 @@ class Ring:
         addr, self.sqes = _map(sqe_size, self.fd, IORING_OFF_SQES)
         self._maps.append((addr, sqe_size))
         self.sq, self.cq = sq, cq
-        self._cq_bytes = memoryview(cq).cast("B")  # for slicing the CQEs without a copy
+        self._cq_bytes = cq  # sliced to decode the CQEs without a copy
         self.mmaps = len(self._maps)  # 2 with SINGLE_MMAP, else 3
         self._sq_head, self._sq_tail, self._sq_flags = sq_off[0], sq_off[1], sq_off[4]
         self.sq_mask = U32.unpack_from(sq, sq_off[2])[0]
@@ -483,14 +496,11 @@ class Ring:
             self.fd = -1
         for buf_ring in buf_rings:
             buf_ring.close()
+        _release(getattr(self, "sq", None), getattr(self, "cq", None),
+                 getattr(self, "sqes", None))
         for addr, size in self._maps:
             _munmap(addr, size)
         self._maps.clear()
-        if getattr(self, "_cq_bytes", None) is not None:
-            try:
-                self._cq_bytes.release()
-            except BufferError:  # a slice still exported: it dies with its reader
-                pass
         self.sq = self.cq = self.sqes = self._cq_bytes = None
 
     def __enter__(self):
@@ -522,7 +532,8 @@ class BufferRing:
         self._ring_bytes = count * BUF.size
         self.ring_addr, self.entries = _map(self._ring_bytes)  # page-aligned, as required
         self.pool_addr, self.pool = _map(count * size)  # MAP_POPULATE: resident from the start
-        self.view = memoryview(self.pool).cast("B")  # slices of it, without copying
+        self.view = self.pool  # slices of it, without copying
+        self.addresses = [self.pool_addr + bid * size for bid in range(count)]  # by buffer id
         reg = ctypes.create_string_buffer(BUF_REG.size)
         BUF_REG.pack_into(reg, 0, self.ring_addr, count, group, 0, 0, 0, 0)
         try:
@@ -548,12 +559,11 @@ class BufferRing:
         BUF_RING_TAIL.pack_into(self.entries, BUF_RING_TAIL_OFFSET, self.tail)
 
     def address(self, bid: int) -> int:
-        return self.pool_addr + bid * self.size
+        return self.addresses[bid]
 
     def _unmap(self) -> None:
-        if self.view is not None:
-            self.view.release()
-            self.view = None
+        _release(self.entries, self.pool)
+        self.view = self.entries = self.pool = None
         _munmap(self.ring_addr, self._ring_bytes)
         _munmap(self.pool_addr, self.count * self.size)
 
