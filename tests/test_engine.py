@@ -261,3 +261,21 @@ def test_past_the_per_process_fd_limit_several_engines_share_one_schedule(monkey
         assert result["client_workers"] == 3  # one thread in each of the 3 processes
     assert opened["offered_rps"] == pytest.approx(300, abs=5)  # one schedule, not three
     assert opened["requests"] <= 300 * 1.2 + 6
+
+
+@needs_c
+def test_a_caller_holding_more_than_1024_files_can_run_the_engine():
+    """The wrapper waits on the engine's pipes with poll, not select (FD_SETSIZE is 1024): a
+    caller such as a test with an in-process server may hold thousands of sockets."""
+    import resource
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 1200:
+        pytest.skip("this process may not open 1,200 files")
+    held = [socket.socket() for _ in range(1100)]  # the engine's pipes get fds past 1024
+    try:
+        with EchoServer() as server:
+            result = load.run_load("127.0.0.1", server.port, conns=2, size=64, duration=0.3,
+                                   warmup=0.0, engine="c")
+    finally:
+        for sock in held:
+            sock.close()
+    assert result["requests"] > 0 and result["errors"] == dict.fromkeys(load.ERROR_KINDS, 0)

@@ -109,6 +109,8 @@ class _Lines:
         self.fd = fd
         self.buffer = b""
         self.eof = False
+        self.poller = select.poll()
+        self.poller.register(fd, select.POLLIN)
 
     def next(self, deadline: float) -> str | None:
         """The next line, or None at EOF or when `deadline` (time.monotonic) passes."""
@@ -116,8 +118,9 @@ class _Lines:
             left_s = deadline - time.monotonic()
             if self.eof or left_s <= 0:
                 return None
-            ready, _, _ = select.select([self.fd], [], [], left_s)
-            if ready:
+            # poll, not select: a caller holding thousands of sockets (a test's in-process
+            # server) gets fds past select()'s FD_SETSIZE of 1024
+            if self.poller.poll(max(1, math.ceil(left_s * 1000))):
                 chunk = os.read(self.fd, 1 << 16)
                 if not chunk:
                     self.eof = True
