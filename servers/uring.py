@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import itertools
 import os
 import platform
 import socket
@@ -401,12 +402,11 @@ class Ring:
         count = (tail - head) & 0xFFFFFFFF
         start = head & mask
         first = min(count, mask + 1 - start)
-        base = self._cqes
-        parts = [self._cq_bytes[base + start * 16:base + (start + first) * 16]]
-        if count > first:
-            parts.append(self._cq_bytes[base:base + (count - first) * 16])
-        for part in parts:
-            yield from CQE.iter_unpack(part)
+        base, cq = self._cqes, self._cq_bytes
+        cqes = CQE.iter_unpack(cq[base + start * 16:base + (start + first) * 16])
+        if count > first:  # the range wraps: the rest starts at slot 0
+            cqes = itertools.chain(cqes, CQE.iter_unpack(cq[base:base + (count - first) * 16]))
+        return cqes
 
     def cq_advance(self, head: int) -> None:
         """Tell the kernel the CQEs up to ``head`` are read: their slots may be reused."""
