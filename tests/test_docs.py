@@ -56,21 +56,9 @@ def test_relative_links_in_readme_and_docs_resolve():
 # -- Every lesson page shows at least one picture drawn from its recorded run ------------------------
 
 LESSON_PAGES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "docs", "[0-9][0-9]-*.md")))
-# Lessons whose page has no picture yet, each with who adds it; strict: remove a lesson's line as
-# soon as its page embeds one (the test then passes for it, and an XPASS would fail the suite).
-NO_PICTURE_YET = {
-}
 
 
-def _picture_marks(page):
-    number = page[:2]
-    if number in NO_PICTURE_YET:
-        return pytest.param(page, marks=pytest.mark.xfail(
-            strict=True, reason=f"no picture yet on lesson {number}'s page ({NO_PICTURE_YET[number]})"))
-    return page
-
-
-@pytest.mark.parametrize("page", [_picture_marks(p) for p in LESSON_PAGES])
+@pytest.mark.parametrize("page", LESSON_PAGES)
 def test_lesson_page_embeds_a_picture_of_its_recorded_run(page):
     import re
     with open(os.path.join(ROOT, "docs", page)) as f:
