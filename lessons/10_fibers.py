@@ -25,6 +25,8 @@ What it shows, on this machine:
    (lessons/native/mn_erlang.erl), with one scheduler thread each (GOMAXPROCS=1, erl +S 1), and
    how many OS threads carry 10,000 (quick) or 100,000 of them parked. Skipped, with the package
    to install, where go or erl is missing.
+5. A stackful switch in C with nothing else in the way (lessons/native/cswitch.c): swapcontext(3),
+   and a bare register swap in assembly (x86-64 only).
 
 The OS mechanism: a thread or process switch goes through the kernel's scheduler (sched(7));
 generators, coroutines and greenlets switch without a syscall, in the interpreter. PEP 255
@@ -284,6 +286,16 @@ def create_ns(kind: str, count: int, repeats: int) -> float:
 # -- 1c. the same three costs in Go and Erlang (M:N runtimes) -----------------------------------------
 
 
+def c_switch(round_trips: int, repeats: int) -> dict:
+    """lessons/native/cswitch.c: a stackful ping-pong in C, through swapcontext(3) and through a
+    bare register swap (x86-64). Returns its JSON. Raises build.Unavailable with the fix."""
+    cmd = [str(build.build("lessons/native/cswitch.c")), str(round_trips), str(repeats)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise build.Unavailable(f"cswitch exited {done.returncode}: {(done.stderr or done.stdout).strip()[-300:]}")
+    return json.loads(done.stdout)
+
+
 def mn_runtime(kind: str, count: int, round_trips: int, repeats: int) -> dict:
     """Run lessons/native/mn_go.go or mn_erlang.erl (built by servers/build.py) with one scheduler
     thread (GOMAXPROCS=1, erl +S 1); returns its JSON. Raises build.Unavailable with the fix."""
@@ -490,7 +502,8 @@ def hold_in_child(kind: str, count: int, timeout_s: float = 60.0) -> dict:
 
 # -- the picture, drawn from a recorded run ----------------------------------------------------------
 
-FAMILY_COLOURS = {"Python fiber": "#0072B2", "M:N runtime": "#009E73", "kernel": "#D55E00"}
+FAMILY_COLOURS = {"Python fiber": "#0072B2", "M:N runtime": "#009E73", "C fiber": "#CC79A7",
+                  "kernel": "#D55E00"}
 
 
 def draw_costs(record: dict, fig) -> None:
@@ -508,12 +521,14 @@ def draw_costs(record: dict, fig) -> None:
         values = [r.get(key) for r in rows][::-1]
         colours = [FAMILY_COLOURS[r["family"]] for r in rows][::-1]
         ys = [i for i, v in enumerate(values) if v]
+        low = min(values[i] for i in ys) / 3
         ax.barh(ys, [values[i] for i in ys], color=[colours[i] for i in ys])
         for i, v in enumerate(values):
-            ax.text(v * 1.15 if v else 1, i, f"{v:,.0f}" if v else "not measured", va="center", fontsize=8)
+            ax.text(v * 1.15 if v else low * 1.2, i, f"{v:,.0f}" if v else "not measured", va="center",
+                    fontsize=8, color="black" if v else "#777777")
         ax.set_xscale("log")
         ax.set_title(f"{title} ({unit}, log scale)")
-        ax.set_xlim(right=max(v for v in values if v) * 8)
+        ax.set_xlim(low, max(values[i] for i in ys) * 8)
         ax.grid(axis="y", visible=False)
     left.set_yticks(range(len(names)), names)
     handles = [matplotlib_patch(c, f) for f, c in FAMILY_COLOURS.items()]
@@ -554,6 +569,10 @@ CLAIMS = [
     Claim("because of how greenlet makes a stack for Python",
           lambda m: m["switch: greenlet"] > 2 * m["switch: generator"],
           "a greenlet switch costs more than twice a generator's"),
+    Claim("does exactly that, in fifteen instructions of x86-64",
+          lambda m: 5 * m["switch: C fiber, register swap"] < m["switch: greenlet"]
+          and m["switch: C fiber, register swap"] < m["switch: C fiber, swapcontext"],
+          "a bare register swap costs under a fifth of a greenlet switch, and less than swapcontext"),
     Claim("A hop through a loop costs more than the switch",
           lambda m: min(m["switch: asyncio task"], m["switch: trio task"]) > 2 * m["switch: generator"]
           and m["switch: gevent greenlet"] > m["switch: greenlet"],
@@ -619,6 +638,7 @@ def main() -> int:
     switch: dict[str, float] = {}
     created: dict[str, float] = {}
     mn: dict[str, dict] = {}
+    cswitch: dict = {}
     try:
         lesson.section("one switch, from a ping-pong (a round trip is two switches)"
                        + (f"; pinned to CPU {pinned}" if pinned is not None else ""))
@@ -653,6 +673,23 @@ def main() -> int:
                 lesson.measure("goroutine stack (runtime.MemStats)", r["stack_bytes"] / 1024, "KiB")
             else:
                 lesson.measure("Erlang process (erlang:memory(processes))", r["proc_bytes"] / 1024, "KiB")
+
+        # The stackful switch with nothing else in the way: C, one fiber and main, no scheduler.
+        lesson.section("a stackful switch in C (lessons/native/cswitch.c): swapcontext(3), and a "
+                       "register swap in a few lines of assembly")
+        labels = ("switch: C fiber, swapcontext", "switch: C fiber, register swap")
+        try:
+            c = c_switch(round_trips["generator"] * 4, repeats)
+        except build.Unavailable as exc:
+            for label in labels:
+                lesson.skip(label, str(exc))
+        else:
+            cswitch.update(c)
+            lesson.measure(labels[0], c["swapcontext_ns"], "ns")
+            if c["register_swap_ns"] is None:
+                lesson.skip(labels[1], f"the assembly is written for x86-64; this is {c['arch']}")
+            else:
+                lesson.measure(labels[1], c["register_swap_ns"], "ns")
     finally:
         if pinned is not None:
             os.sched_setaffinity(0, original)
@@ -716,9 +753,15 @@ def main() -> int:
     units = [("generator", "generator", "generator"), ("greenlet", "greenlet", "gevent greenlet"),
              ("asyncio task", "asyncio task", "asyncio task"), ("trio task", "trio task", "trio task"),
              ("goroutine", None, None), ("Erlang process", None, None),
+             ("C fiber, register swap", None, None), ("C fiber, swapcontext", None, None),
              ("thread", "thread", "thread"), ("process", "process", "process (fork)")]
     rows = []
     for unit, switch_kind, memory_kind in units:
+        if unit.startswith("C fiber"):
+            key = "register_swap_ns" if "register" in unit else "swapcontext_ns"
+            if cswitch.get(key):
+                rows.append({"unit": unit, "family": "C fiber", "switch_ns": cswitch[key]})
+            continue
         mn_kind = {"goroutine": "go", "Erlang process": "erlang"}.get(unit)
         if mn_kind:
             if mn_kind in mn:

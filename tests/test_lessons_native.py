@@ -99,3 +99,15 @@ def test_go_programs_reject_bad_arguments(cmd):
     for source in ("lessons/native/mn_go.go", "lessons/native/preempt_go.go"):
         done = subprocess.run([_built(source), *cmd], capture_output=True, text=True, timeout=TIMEOUT_S)
         assert done.returncode == 2, (source, cmd, done.stdout)
+
+
+def test_cswitch_measures_both_switches_and_rejects_bad_arguments():
+    program = _built("lessons/native/cswitch.c")
+    r = _json([program, "1000", "3"])
+    assert r["swapcontext_ns"] > 0
+    if r["arch"] == "x86_64":
+        assert r["register_swap_ns"] > 0  # the assembly ran and came back, 2,000 times
+    else:
+        assert r["register_swap_ns"] is None
+    for bad in ([], ["0", "1"], ["10", "100"]):
+        assert subprocess.run([program, *bad], capture_output=True, timeout=TIMEOUT_S).returncode == 2
