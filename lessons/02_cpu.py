@@ -395,6 +395,11 @@ CLAIMS = [
           lambda m: m["timer interrupts per second, busy cpu"] >= 0.9 * m["CONFIG_HZ in the kernel's config"]
           and abs(m["jiffies per second (/proc/timer_list)"] / m["CONFIG_HZ in the kernel's config"] - 1) < 0.05,
           "busy CPU's timer interrupts >= 90 % of CONFIG_HZ; jiffies/s within 5 % of CONFIG_HZ"),
+    Claim("A load that hits the L1 cache takes about a nanosecond; one that must go to DRAM takes "
+          "around a hundred, and more",
+          lambda m: 0.3 < m["load latency, 16 KiB working set"] < 3
+          and m["load latency, largest working set"] > 60,
+          "the 16 KiB chase is 0.3-3 ns per load; the largest over 60 ns"),
     Claim("the latency climbs in steps as the working set outgrows each cache",
           lambda m: m["load latency, 16 KiB working set"] < m["load latency, 512 KiB working set"]
           < m["load latency, largest working set"]
