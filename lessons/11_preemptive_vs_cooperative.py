@@ -247,12 +247,13 @@ def free_threaded_heartbeat(python: str) -> dict:
     """The thread heartbeat next to a burn thread, run by the free-threaded interpreter: this
     module's own burn() and thread_heartbeat(), sent as source (they need only the stdlib)."""
     code = "\n".join([
+        "from __future__ import annotations",  # the functions' annotations name this module's types
         "import json, sys, threading, time",
         f"TICK_S, BURN_S, TICKS = {TICK_S!r}, {BURN_S!r}, {TICKS!r}",
         inspect.getsource(burn), inspect.getsource(thread_heartbeat),
         "burner = threading.Timer(5 * TICK_S, burn, args=(BURN_S,)); burner.start()",
         "samples = thread_heartbeat(TICKS); burner.join()",
-        "print(json.dumps({'gil': sys._is_gil_enabled(), 'series': samples}))"])
+        "print(json.dumps({'gil': getattr(sys, '_is_gil_enabled', lambda: True)(), 'series': samples}))"])
     done = subprocess.run([python, "-X", "gil=0", "-c", code], capture_output=True, text=True,
                           timeout=30)
     if done.returncode != 0:

@@ -111,3 +111,15 @@ def test_cswitch_measures_both_switches_and_rejects_bad_arguments():
         assert r["register_swap_ns"] is None
     for bad in ([], ["0", "1"], ["10", "100"]):
         assert subprocess.run([program, *bad], capture_output=True, timeout=TIMEOUT_S).returncode == 2
+
+
+def test_free_threaded_heartbeat_runs_in_another_interpreter_and_reports_its_gil():
+    """Lesson 11 sends its heartbeat to a free-threaded python3.13t+ as source; here the current
+    interpreter plays that part, so the code path is exercised on every machine."""
+    import importlib
+    import sys
+
+    lesson = importlib.import_module("lessons.11_preemptive_vs_cooperative")
+    got = lesson.free_threaded_heartbeat(sys.executable)
+    assert got["gil"] is getattr(sys, "_is_gil_enabled", lambda: True)()
+    assert len(got["series"]) == lesson.TICKS
