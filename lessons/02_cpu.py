@@ -520,8 +520,15 @@ def main() -> int:
         for label in chase_labels.values():
             lesson.skip(label, why_not)
     else:
-        for size in chase_sizes:
-            latencies[size] = run_c(program, "chase", size, loads)
+        try:
+            for size in chase_sizes:
+                latencies[size] = run_c(program, "chase", size, loads)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, ValueError, IndexError) as e:
+            why_not = f"{CACHE_PROGRAM.name} failed: {e}"  # and the false-sharing part is skipped too
+            latencies = {}
+            for label in chase_labels.values():
+                lesson.skip(label, why_not)
+    if latencies:
         for size, label in chase_labels.items():
             lesson.measure(label, latencies[size], "ns")
         lesson.series("load_latency_ns", [{"bytes": b, "ns": ns} for b, ns in latencies.items()])
@@ -538,7 +545,12 @@ def main() -> int:
         for label in share_labels:
             lesson.skip(label, why_not or "needs two CPUs; this process may use one")
     else:
-        sharing = false_sharing(program, allowed, increments, share_repeats)
+        try:
+            sharing = false_sharing(program, allowed, increments, share_repeats)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, ValueError, IndexError) as e:
+            for label in share_labels:
+                lesson.skip(label, f"{CACHE_PROGRAM.name} failed: {e}")
+    if sharing:
         lesson.measure(share_labels[0], sharing["alone"], "ns")
         lesson.measure(share_labels[1], sharing["same line"], "ns")
         lesson.measure(share_labels[2], sharing["separate lines"], "ns")
