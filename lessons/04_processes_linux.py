@@ -454,8 +454,11 @@ def creating_syscall(code: str) -> str:
 def strace_unavailable() -> str | None:
     if not shutil.which("strace"):
         return "strace is not installed: apt-get install strace"
-    probe = subprocess.run(["strace", "-qq", "-e", "trace=none", "true"], capture_output=True,
-                           text=True, timeout=30)
+    try:
+        probe = subprocess.run(["strace", "-qq", "-e", "trace=none", "true"], capture_output=True,
+                               text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"strace did not run: {e}"
     if probe.returncode != 0:
         return f"strace cannot trace here ({probe.stderr.strip()[-120:]}): ptrace is restricted"
     return None
