@@ -150,7 +150,7 @@ def noise_notes(v: view.View) -> list[str]:
     """The run's own warnings: the machine busy at the start, windows flagged noisy."""
     out = []
     busy = (v.meta.get("noise") or {}).get("busy_at_start")
-    if busy and busy.get("top"):
+    if busy and busy.get("top") and busy.get("busy", True):
         top = ", ".join(f"{name} {pct:.0f} %" for name, pct in busy["top"][:3])
         out.append(f"the machine was busy when the run started ({top}).")
     windows = [m for m in v.run.measurements if m.noise is not None]

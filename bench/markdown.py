@@ -225,7 +225,7 @@ def c10k_section(view: View, cell: results.CellKey) -> list[str]:
         rows.append([f"`{o.server}`", view.families[o.server],
                      "ok" if o.verdict == "ok" else f"**{o.verdict}**",
                      fmt_rps(held.median) if held else "—", fmt_spread(o.rps, fmt_rps),
-                     fmt_spread(o.p99_us, fmt_us),
+                     p99_text(o),
                      fmt_spread(o.mem_per_conn_bytes, lambda v: fmt_bytes(v) if v > 0 else "≈ 0"),
                      fmt_spread(o.cpu_us_per_request, lambda v: f"{fmt_small(v)} µs"),
                      " · ".join(f"{v:,.0f}" if v is not None else "—" for v in tree)

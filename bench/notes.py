@@ -371,7 +371,7 @@ def noise(view: View) -> list[str]:
     meta_noise = view.meta.get("noise") or {}
     out = []
     busy = meta_noise.get("busy_at_start")
-    if busy and busy.get("top"):
+    if busy and busy.get("top") and busy.get("busy", True):  # "busy": false lists the top too
         top = ", ".join(f"{name} ({pct:.0f} % CPU)" for name, pct in busy["top"][:5])
         out.append(f"**The machine was busy when the run started**: {top}. Absolute figures "
                    f"from this run are low; the ratios to the reference, measured interleaved, "
