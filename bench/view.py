@@ -32,7 +32,8 @@ from bench.fmt import fmt_cell
 # Families in the order the lessons meet them, each with its colour (Okabe-Ito, distinct for
 # colour-blind readers). The C reference is a family of its own, drawn in black.
 REFERENCE_FAMILY = "reference"
-FAMILIES = (REFERENCE_FAMILY, "blocking", "multi-process", "multiplexed", "async", "fibers")
+FAMILIES = (REFERENCE_FAMILY, "blocking", "multi-process", "multiplexed", "async", "fibers",
+            "yours")  # yours: a server from outside the lab (bench run --server / --target)
 FAMILY_COLOURS = {
     REFERENCE_FAMILY: "#000000",
     "blocking": "#D55E00",  # vermillion
@@ -40,6 +41,7 @@ FAMILY_COLOURS = {
     "multiplexed": "#0072B2",  # blue
     "async": "#009E73",  # bluish green
     "fibers": "#E69F00",  # orange
+    "yours": "#56B4E9",  # sky blue
 }
 OTHER_COLOUR = "#777777"  # a family this version of the report does not know
 SHADE_SPAN = 0.14  # lightness range of the servers of one family (HLS lightness, 0..1)
