@@ -115,6 +115,8 @@ def _family_buttons(fig: go.Figure, view: View, height: int) -> None:
 
 
 def _layout(fig: go.Figure, view: View, title: str, height: int) -> go.Figure:
+    """Title, footer, legend and family buttons; `height` is the plotting area's, in pixels."""
+    height = max(height, 120) + MARGIN_TOP_PX + MARGIN_BOTTOM_PX
     fig.update_layout(title={"text": f"{title}<br><sup>{view.footer}</sup>", "x": 0.01,
                              "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 12}},
                       height=height, template="plotly_white", margin={"t": MARGIN_TOP_PX, "b": MARGIN_BOTTOM_PX, "r": 10},
@@ -163,7 +165,7 @@ def fig_against_conns(view: View, size: int, what: str) -> go.Figure | None:
     fig.update_yaxes(title_text="req/s" if what == "rps" else "p99 (ms, log)", col=1)
     title = (f"Throughput vs connections · {fmt_size(size)}" if what == "rps"
              else f"p99 latency vs connections · {fmt_size(size)}")
-    return _layout(fig, view, title, 330 * rows + 170)
+    return _layout(fig, view, title, 330 * rows)
 
 
 def fig_headline_bars(view: View, cell: results.CellKey, what: str) -> go.Figure | None:
@@ -192,7 +194,7 @@ def fig_headline_bars(view: View, cell: results.CellKey, what: str) -> go.Figure
     title = (f"{'Throughput' if what == 'rps' else 'Server CPU per request'} at {fmt_cell(cell)}"
              f" ({unit}; hatched: noisy, client-bound or degraded, not ranked)")
     fig.update_xaxes(title_text=unit)
-    return _layout(fig, view, title, 140 + 26 * len(outs))
+    return _layout(fig, view, title, 40 + 26 * len(outs))
 
 
 def fig_spectrum(view: View, cell: results.CellKey) -> go.Figure | None:
@@ -215,7 +217,7 @@ def fig_spectrum(view: View, cell: results.CellKey) -> go.Figure | None:
                      ticktext=[fmt_percentile(p, fewest) for p in SPECTRUM_MARKS],
                      title_text="percentile")
     fig.update_yaxes(type="log", title_text="latency (ms, log)")
-    return _layout(fig, view, f"Latency by percentile · {fmt_cell(cell)} (dotted: not clean)", 560)
+    return _layout(fig, view, f"Latency by percentile · {fmt_cell(cell)} (dotted: not clean)", 400)
 
 
 def fig_openloop(view: View) -> go.Figure | None:
@@ -237,7 +239,7 @@ def fig_openloop(view: View) -> go.Figure | None:
                      matches="x")
     fig.update_yaxes(type="log")
     fig.update_yaxes(title_text="p99 (ms, log)", col=1)
-    return _layout(fig, view, "Open loop: p99 vs offered load (the knee)", 330 * rows + 170)
+    return _layout(fig, view, "Open loop: p99 vs offered load (the knee)", 330 * rows)
 
 
 def fig_memory(view: View) -> go.Figure | None:
@@ -271,7 +273,7 @@ def fig_memory(view: View) -> go.Figure | None:
     shapes = ", ".join(f"{symbols[i % len(symbols)]} = {c.conns:,} conns"
                        for i, c in enumerate(cells))
     return _layout(fig, view, f"Memory per connection · {basis_name(basis)} · {shapes}",
-                   180 + 26 * len({k[0] for k in points}))
+                   60 + 26 * len({k[0] for k in points}))
 
 
 def fig_sizes(view: View) -> go.Figure | None:
@@ -303,7 +305,7 @@ def fig_sizes(view: View) -> go.Figure | None:
     fig.update_xaxes(title_text="MiB/s echoed")
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, view, f"Bandwidth by message size · {cells[0].conns:,} connections "
-                              f"(MiB/s)", 160 + 18 * len(cells) * len(fig.data) // max(1, len(cells)))
+                              f"(MiB/s)", 60 + 18 * len(fig.data))
 
 
 def figures_for(view: View, chart: Chart, focus: results.CellKey | None) -> list[go.Figure]:
