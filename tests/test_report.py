@@ -329,6 +329,23 @@ def test_noisy_results_are_never_ranked_and_the_busy_machine_is_said(schema2):
     assert "(noisy window)" in throughput
 
 
+def test_a_run_of_two_servers_renders_every_part(tmp_path):
+    """A small run: two servers of two families, so every chart has two bars or lines (and the
+    page's family buttons sit above a short plot)."""
+    run_dir = tmp_path / "one"
+    shutil.copytree(FIXTURE, run_dir)
+    kept = [line for line in (run_dir / "results.jsonl").read_text().splitlines()
+            if json.loads(line)["server"] in ("epoll", "threads")]
+    (run_dir / "results.jsonl").write_text("\n".join(kept) + "\n")
+    meta = json.loads((run_dir / "meta.json").read_text())
+    meta.update(servers=["threads", "epoll"], skipped_servers={})
+    (run_dir / "meta.json").write_text(json.dumps(meta))
+    text = report.build_report(run_dir).read_text()
+    assert "`epoll`" in text and (run_dir / "report.html").stat().st_size > 1_000_000
+    for link in chart_links(text):
+        assert_valid_png(run_dir / link)
+
+
 SWEEP = (0.1, 0.25, 0.4, 0.55, 0.7, 0.85, 1.0, 1.2)  # the full profile's open-loop shares
 
 
