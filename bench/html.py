@@ -11,8 +11,8 @@ What the page offers beyond the PNGs: hover values (median, CI or range, verdict
 click a server in a legend to hide or show it; buttons above each chart hide or show a whole
 family; lines against connections are small multiples, one panel per family. Results that are
 not clean are marked as in the PNGs (bench/view.py): open symbol = noisy or client-bound; open
-symbol in a red outline = degraded; failed results are absent, and named in the hover text of the
-status chart (inlined as SVG) and in the tables.
+symbol in a red outline = degraded; bars are hatched for any of these. Failed results have no
+point; the status matrix (inlined as SVG) and the tables name them.
 
 The text is report.md rendered by a small converter (`md_to_html`) for the Markdown that
 bench/markdown.py writes: headings, paragraphs, bullets, tables, code blocks, <details>, bold,
