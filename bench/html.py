@@ -81,7 +81,9 @@ def _trace(view: View, server: str, points: list, name_suffix: str = "", **kw) -
         marker={"size": 9, "color": colour, "symbol": [symbol(v) for v in verdicts],
                 "line": {"width": [2.5 if v == "degraded" else 1.5 for v in verdicts],
                          "color": [outline(v, colour) for v in verdicts]}},
-        hovertext=[_hover(p[2], p[3]) for p in points], hoverinfo="text",
+        hovertext=[_hover(p[2], f"{p[3]}<br>{'95 % CI' if p[1].ci95 else 'range'} "
+                              f"{_bounds(p[1])[0]:.3g}–{_bounds(p[1])[1]:.3g}") for p in points],
+        hoverinfo="text",
         meta={"family": view.families[server]}, **kw)
 
 

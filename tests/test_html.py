@@ -137,3 +137,21 @@ def test_a_family_button_hides_that_family(loaded):
         hidden = [v for v in hidden if v in (False, "legendonly")]
         time.sleep(0.1)
     assert hidden, f"clicking {family!r} hid none of its servers"
+
+
+def test_hovering_a_point_shows_its_values(loaded):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    plot = loaded.find_element(By.CSS_SELECTOR, "div.chart[data-chart=latency] .js-plotly-plot")
+    loaded.execute_script("arguments[0].scrollIntoView({block: 'center'})", plot)
+    point = plot.find_elements(By.CSS_SELECTOR, ".scatterlayer .trace .points path")[0]
+    ActionChains(loaded).move_to_element(point).perform()
+    deadline = time.monotonic() + 10
+    text = ""
+    while time.monotonic() < deadline and "repeats" not in text:
+        text = loaded.execute_script(
+            "return [...arguments[0].querySelectorAll('.hoverlayer .hovertext')]"
+            ".map(e => e.textContent).join(' | ')", plot)
+        time.sleep(0.1)
+    assert "repeats" in text and "conn" in text, text
