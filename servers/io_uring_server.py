@@ -241,6 +241,7 @@ class Server:
             elif res == -errno.ENOBUFS:
                 conn.starved = True  # the pool is empty: wait for buffers to come back
                 self.starved.append(conn)
+                log("provided buffer pool empty: a connection waits for a buffer", every_s=5)
             elif res != -errno.ECANCELED:
                 self.dropped(conn, -res)
         self.settle(conn)

@@ -361,3 +361,53 @@ def test_out_of_fds_backs_off_on_every_accept_path(extra):
             for sock in clients:
                 sock.close()
         assert serves(server.address, timeout_s=20), "does not serve again once fds free up"
+
+
+@needs_io_uring
+def test_an_empty_buffer_pool_delays_clients_but_loses_nothing():
+    # A pool of 8 buffers: two clients that send without reading take them all (each holds
+    # MAX_QUEUED_CHUNKS and a send in flight). A third client's recv then completes with
+    # -ENOBUFS; it must be served as soon as the hogs read and buffers come back, every byte.
+    small_pool = ("import sys; from servers import io_uring_server as s; s.BUFFER_COUNT = 8; "
+                  "sys.argv = ['io_uring', *sys.argv[1:]]; "
+                  "s.run(s.serve, s.parse_args('io_uring', s.__doc__, extra=s.add_options))")
+    with launch.start(["-c", small_pool]) as server:
+        if "provided buffers 8x" not in server.ready_line:
+            pytest.skip(f"no provided buffer ring here: {server.ready_line}")
+        hogs, senders = [], []
+        data = rng.randbytes(32 * MiB)
+        for _ in range(2):
+            hog = connect(server.address)
+            hog.settimeout(60)
+            t = threading.Thread(target=hog.sendall, args=(data,), daemon=True)
+            t.start()
+            hogs.append(hog)
+            senders.append(t)
+        time.sleep(1.0)  # the hogs' sends stall; their chunks hold the pool
+        late = connect(server.address)
+        late.settimeout(30)
+        message = rng.randbytes(3000)
+        late.sendall(message)
+        # Now the hogs read: their sends complete, buffers return, the late client is fed.
+        readers = []
+        got = [bytearray(), bytearray()]
+        for hog, buf in zip(hogs, got, strict=True):
+            def read(hog=hog, buf=buf):
+                while len(buf) < len(data):
+                    chunk = hog.recv(1 << 20)
+                    if not chunk:
+                        return
+                    buf += chunk
+            t = threading.Thread(target=read, daemon=True)
+            t.start()
+            readers.append(t)
+        echoed = bytearray()
+        while len(echoed) < len(message):
+            echoed += late.recv(65536)
+        assert echoed == message
+        assert "buffer pool empty" in server.stderr_tail(), "the pool never ran dry: no test"
+        for t in senders + readers:
+            t.join(60)
+        assert all(bytes(b) == data for b in got), "a hog's echo came back wrong"
+        for sock in hogs + [late]:
+            sock.close()
