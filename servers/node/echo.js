@@ -84,19 +84,30 @@ function parseArgs(argv) {
   return opts;
 }
 
-// --work-us: spin for that much CPU time (lesson 11). Node 20 has no per-thread CPU clock
-// (process.threadCpuUsage came in Node 23.9), so the burn reads the process's CPU time
-// (process.cpuUsage, getrusage): the JavaScript thread is the only busy one here, and unlike a
-// wall-clock loop on process.hrtime it costs the same CPU when the OS preempts the process.
-const cpuUsage = process.threadCpuUsage ? () => process.threadCpuUsage() : () => process.cpuUsage();
+// --work-us: spin for that much CPU time (lesson 11), of this thread's own CPU time. Node 20 has no
+// per-thread CPU clock (process.threadCpuUsage came in Node 23.9), and the process's CPU time
+// (process.cpuUsage, getrusage) also counts V8's helper threads: the JIT compiles the hot burn
+// loop on a background thread, so a burn timed by it ended after 17 ms of a 20 ms budget. On Linux
+// the scheduler's own counter for this thread, /proc/thread-self/schedstat (ns on a CPU), is
+// exact; elsewhere the process's time is the best Node 20 has. Unlike a wall-clock loop on
+// process.hrtime, either costs the same CPU when the OS preempts the process.
+const fs = require("fs");
+function schedstatNs() {
+  try {
+    return Number(fs.readFileSync("/proc/thread-self/schedstat", "latin1").split(" ")[0]) || null;
+  } catch {
+    return null;
+  }
+}
+const threadCpuUs = process.threadCpuUsage
+  ? () => { const u = process.threadCpuUsage(); return u.user + u.system; }
+  : schedstatNs() !== null
+    ? () => schedstatNs() / 1000
+    : () => { const u = process.cpuUsage(); return u.user + u.system; };
 function burnCpu(workUs) {
   if (workUs <= 0) return;
-  const start = cpuUsage();
-  const deadline = start.user + start.system + workUs;
-  for (;;) {
-    const now = cpuUsage();
-    if (now.user + now.system >= deadline) return;
-  }
+  const deadline = threadCpuUs() + workUs;
+  while (threadCpuUs() < deadline) { /* spin */ }
 }
 
 // -- the model ----------------------------------------------------------------------------------
