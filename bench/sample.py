@@ -82,12 +82,30 @@ def _schedstat_works() -> bool:
 SCHEDSTAT = _schedstat_works()
 
 
+CLOCK_TICK_S = 1 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+
+
+def _ticks(stat_path: str) -> int:
+    """utime + stime in clock ticks from a /proc .../stat file (fields 14 and 15)."""
+    with open(stat_path, "rb") as f:
+        stat = f.read()
+    rest = stat[stat.rfind(b")") + 2:].split()  # the command name may contain spaces
+    return int(rest[11]) + int(rest[12])
+
+
 def _tasks(pid: int) -> tuple[int, int, float | None] | None:
-    """(voluntary, involuntary switches, CPU seconds or None) summed over the process's threads."""
-    vol = invol = cpu_ns = 0
+    """(voluntary, involuntary switches, CPU seconds or None) summed over the process's threads.
+
+    CPU: each live thread's schedstat (ns), plus the threads that already exited. Their time is
+    gone from /proc/PID/task but stays in the process's utime + stime (/proc/PID/stat, in clock
+    ticks), so it is that minus the live threads' ticks. Without it, a thread-per-connection
+    server whose connection closed inside the window would read as having spent negative CPU.
+    Switches of exited threads are not kept anywhere readable, so they are not counted."""
+    vol = invol = cpu_ns = live_ticks = 0
     try:
         tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
+        process_ticks = _ticks(f"/proc/{pid}/stat") if SCHEDSTAT else 0
+    except (OSError, ValueError, IndexError):
         return None
     for tid in tids:
         try:
@@ -99,10 +117,16 @@ def _tasks(pid: int) -> tuple[int, int, float | None] | None:
                         invol += int(line.split()[1])
             if SCHEDSTAT:
                 with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                    cpu_ns += int(f.read().split()[0])
-        except OSError:  # the thread exited meanwhile
+                    ns = int(f.read().split()[0])
+                ticks = _ticks(f"/proc/{pid}/task/{tid}/stat")
+                cpu_ns += ns
+                live_ticks += ticks
+        except (OSError, ValueError, IndexError):  # the thread exited meanwhile
             continue
-    return vol, invol, cpu_ns / 1e9 if SCHEDSTAT else None
+    if not SCHEDSTAT:
+        return vol, invol, None
+    exited_s = max(0, process_ticks - live_ticks) * CLOCK_TICK_S
+    return vol, invol, cpu_ns / 1e9 + exited_s
 
 
 def sample_tree(root_pid: int, *, memory: bool, light: bool = False) -> Sample | None:

@@ -1,0 +1,51 @@
+"""The sampler's CPU reading of a server's tree: what the per-request CPU figures rest on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench import sample
+
+# A thread-per-connection server in miniature: threads that burn CPU and exit, as a connection's
+# thread does when its client leaves. Their CPU must stay in the process's total.
+CHILD = r"""
+import sys, threading, time
+def burn(seconds):
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+print("ready", flush=True)
+sys.stdin.readline()
+threads = [threading.Thread(target=burn, args=(0.15,)) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+print("done", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.linux
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux-only)")
+def test_cpu_of_threads_that_exited_inside_the_window_is_counted():
+    proc = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        before = sample.sample_tree(proc.pid, memory=False)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "done"
+        after = sample.sample_tree(proc.pid, memory=False)
+        assert after.threads == 1, "the burning threads have exited"
+        # 4 threads x 0.15 s of their own CPU clock: at least that much, give or take a tick each
+        assert after.cpu_s - before.cpu_s >= 0.6 - 4 * sample.CLOCK_TICK_S - 0.02
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)
+        deadline = time.monotonic() + 5
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
