@@ -233,7 +233,7 @@ def machine_info() -> dict:
 
 def package_versions() -> dict:
     versions = {}
-    for name in ("uvloop", "trio", "gevent", "greenlet", "psutil", "hdrhistogram", "liburing",
+    for name in ("uvloop", "trio", "gevent", "greenlet", "psutil", "hdrhistogram", "plotly",
                  "matplotlib"):
         try:
             versions[name] = metadata.version(name)
@@ -547,16 +547,9 @@ def preflight(cell: Cell, client_cpus: list[int] | None) -> str | None:
     hard = load_gen.fd_hard_limit()
     if hard is not None and cell.conns + SERVER_FD_HEADROOM > hard:
         return (f"the server needs about {cell.conns + SERVER_FD_HEADROOM:,} open files, but the "
-                f"hard limit (ulimit -Hn) is {hard:,}: raise it, e.g. `ulimit -n 20000` as root, "
-                "then run again")
-    ports = _read("/proc/sys/net/ipv4/ip_local_port_range")
-    if ports:
-        low, high = map(int, ports.split())
-        if cell.conns > high - low + 1:
-            return (f"{cell.conns:,} connections from one address need as many local ports, but "
-                    f"net.ipv4.ip_local_port_range has {high - low + 1:,} ({low}-{high}): widen "
-                    f"it (sysctl -w net.ipv4.ip_local_port_range='1024 65535')")
-    return None
+                f"hard limit (ulimit -Hn) is {hard:,}: raise it as root (ulimit -n "
+                f"{cell.conns + SERVER_FD_HEADROOM}, or LimitNOFILE / limits.conf), then run again")
+    return load_gen.port_shortfall("127.0.0.1", cell.conns)
 
 
 class Guard:
