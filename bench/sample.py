@@ -82,31 +82,23 @@ def _schedstat_works() -> bool:
 SCHEDSTAT = _schedstat_works()
 
 
-CLOCK_TICK_S = 1 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
-
-
-def _ticks(stat_path: str) -> int:
-    """utime + stime in clock ticks from a /proc .../stat file (fields 14 and 15)."""
-    with open(stat_path, "rb") as f:
-        stat = f.read()
-    rest = stat[stat.rfind(b")") + 2:].split()  # the command name may contain spaces
-    return int(rest[11]) + int(rest[12])
-
-
-def _tasks(pid: int) -> tuple[int, int, float | None] | None:
+def _tasks(pid: int, seen: dict | None = None) -> tuple[int, int, float | None] | None:
     """(voluntary, involuntary switches, CPU seconds or None) summed over the process's threads.
 
-    CPU: each live thread's schedstat (ns), plus the threads that already exited. Their time is
-    gone from /proc/PID/task but stays in the process's utime + stime (/proc/PID/stat, in clock
-    ticks), so it is that minus the live threads' ticks. Without it, a thread-per-connection
-    server whose connection closed inside the window would read as having spent negative CPU.
-    Switches of exited threads are not kept anywhere readable, so they are not counted."""
-    vol = invol = cpu_ns = live_ticks = 0
+    CPU: each live thread's schedstat (ns). A thread that exits takes its counter with it, so a
+    thread-per-connection server whose connection closed between two readings would read as
+    having spent negative CPU. ``seen`` (one dict per sampler, kept across readings) remembers each
+    thread's last reading; a thread gone since keeps counting with that value. Never negative;
+    what an exited thread ran after its last reading is missed (a closed-loop window has no such
+    churn). (The process's utime + stime would include exited threads, but in 10 ms ticks,
+    truncated per thread: over 100 threads that is an error of a second.) Switches of exited
+    threads are not kept anywhere readable, so they are not counted."""
+    vol = invol = cpu_ns = 0
     try:
         tids = os.listdir(f"/proc/{pid}/task")
-        process_ticks = _ticks(f"/proc/{pid}/stat") if SCHEDSTAT else 0
-    except (OSError, ValueError, IndexError):
+    except OSError:
         return None
+    live: dict[str, int] = {}
     for tid in tids:
         try:
             with open(f"/proc/{pid}/task/{tid}/status") as f:
@@ -117,19 +109,21 @@ def _tasks(pid: int) -> tuple[int, int, float | None] | None:
                         invol += int(line.split()[1])
             if SCHEDSTAT:
                 with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                    ns = int(f.read().split()[0])
-                ticks = _ticks(f"/proc/{pid}/task/{tid}/stat")
-                cpu_ns += ns
-                live_ticks += ticks
+                    live[tid] = int(f.read().split()[0])
         except (OSError, ValueError, IndexError):  # the thread exited meanwhile
             continue
     if not SCHEDSTAT:
         return vol, invol, None
-    exited_s = max(0, process_ticks - live_ticks) * CLOCK_TICK_S
-    return vol, invol, cpu_ns / 1e9 + exited_s
+    cpu_ns = sum(live.values())
+    if seen is not None:
+        known = seen.setdefault(pid, {})
+        cpu_ns += sum(ns for tid, ns in known.items() if tid not in live)
+        known.update(live)
+    return vol, invol, cpu_ns / 1e9
 
 
-def sample_tree(root_pid: int, *, memory: bool, light: bool = False) -> Sample | None:
+def sample_tree(root_pid: int, *, memory: bool, light: bool = False,
+                seen: dict | None = None) -> Sample | None:
     """One reading of the tree rooted at ``root_pid``; None if the root is gone.
     ``light``: only process and thread counts and RSS (cheap: no per-thread files)."""
     procs = launch.tree(root_pid)
@@ -159,7 +153,7 @@ def sample_tree(root_pid: int, *, memory: bool, light: bool = False) -> Sample |
                     fds += proc.num_fds()
                 except (psutil.AccessDenied, AttributeError):
                     pass
-                tasks = _tasks(proc.pid) if os.path.isdir("/proc") else None
+                tasks = _tasks(proc.pid, seen) if os.path.isdir("/proc") else None
                 if tasks is None:
                     c = proc.num_ctx_switches()
                     tasks = (c.voluntary, c.involuntary, None)
@@ -212,6 +206,7 @@ class TreeSampler:
         self.last: Sample | None = None  # full reading just before the window's end
         self._window: tuple[int, int] | None = None
         self._full_ns = 0  # how long the first full reading took
+        self._seen: dict = {}  # each thread's last CPU reading, so an exited one keeps counting
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
@@ -266,7 +261,7 @@ class TreeSampler:
         """A full reading, timed at its middle (reading 10,000 tasks takes a while)."""
         t0 = time.monotonic_ns()
         before = machine_cpu()
-        s = sample_tree(self.root_pid, memory=True)
+        s = sample_tree(self.root_pid, memory=True, seen=self._seen)
         if s is not None:
             t1 = time.monotonic_ns()
             s.t_ns = (t0 + t1) // 2
