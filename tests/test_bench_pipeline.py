@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import servers
+from bench import results
 from bench import run as bench_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -348,11 +349,12 @@ def test_a_cpu_hog_outside_the_bench_makes_the_window_noisy():
         os.killpg(hog.pid, signal.SIGKILL)
         hog.wait(10)
     assert record["status"] == "ok", record
-    # What the scheduler gave the hog, as a share of all the CPUs' time, is at least what the
-    # window counts as foreign from it (the window also counts everyone else's work).
+    # The hog ran, and the window counted it: past the noisy threshold, and no more than the
+    # machine has. (Not compared with the hog's share over the whole call: outside the window it
+    # had a CPU to itself, inside it shared them with the server and the generator.)
     hog_pct = 100 * hog_s / (wall_s * (os.cpu_count() or 1))
     assert hog_pct > 10, "the hog ran"
-    assert record["noise"]["foreign_cpu_pct"] >= 0.7 * hog_pct, (record["noise"], hog_pct)
+    assert results.FOREIGN_NOISY_PCT < record["noise"]["foreign_cpu_pct"] <= 100, record["noise"]
     assert record["noise"]["noisy"] and "other processes" in record["noise"]["why"]
 
 
