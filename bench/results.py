@@ -24,7 +24,8 @@ API (kept stable; the report and compare build on it):
 - ``write_records(run_dir, records)``: results.jsonl written atomically (temp file + rename), so a
   reader never sees half a rewrite. ``append_record(run_dir, record)``: one line, flushed.
 - ``annotate(records)``: sets vs_ref, cpu_vs_ref, vs_ref_ci95 and converged on every record
-  from the records themselves (the runner calls it before each rewrite).
+  from the records themselves, each ratio paired with the reference's measurement of the same
+  round (the runner calls it before each rewrite).
 - ``fold(measurements) -> list[CellSummary]``: the one fold of repeats.
 - ``median_ci95(values)``: the confidence interval of a median (see below).
 
@@ -562,9 +563,16 @@ def fold(measurements: Iterable[Measurement]) -> list[CellSummary]:
 
 
 def annotate(records: list[dict], tolerance: float = TOLERANCE) -> None:
-    """Set vs_ref, cpu_vs_ref, vs_ref_ci95 and converged on every record (dicts, in place), from
-    the reference's records in the same cell: its median req/s and median CPU µs per request over
-    the rounds measured so far. Without a measured reference in a cell, those are null there."""
+    """Set vs_ref, cpu_vs_ref, vs_ref_ci95 and converged on every record (dicts, in place).
+
+    Paired by round: a record's ratio is to the reference's measurement in the same cell and the
+    same round, which ran within seconds of it on a machine in the same state. On a VM the speed
+    of the whole machine drifts from round to round; a pair shares that drift and the ratio
+    cancels it, where a ratio to the reference's median over all rounds keeps it (measured on
+    three consecutive quick runs here: medians of paired ratios at 16 conns x 1 KiB agreed within
+    ±10 % for 18-20 of 20 servers between runs, ratios to the median for 6-14). A round without a
+    reference measurement falls back to the reference's median over the rounds measured so far.
+    Without a measured reference in a cell, the fields are null there."""
     by_cell: dict[CellKey, list[dict]] = {}
     for r in records:
         by_cell.setdefault(CellKey.of(r), []).append(r)
@@ -574,12 +582,16 @@ def annotate(records: list[dict], tolerance: float = TOLERANCE) -> None:
         ref_rps = statistics.median(r["rps"] for r in ref) if ref else None
         ref_cpus = [r["server_cpu_us_per_request"] for r in ref if r.get("server_cpu_us_per_request")]
         ref_cpu = statistics.median(ref_cpus) if ref_cpus else None
+        ref_by_round = {r.get("round", r.get("repeat")): r for r in ref}
         per_server: dict[str, list[dict]] = {}
         for r in group:
             measured = r.get("status") in ("ok", "degraded") and r.get("rps")
-            r["vs_ref"] = round(r["rps"] / ref_rps, 4) if measured and ref_rps else None
+            pair = ref_by_round.get(r.get("round", r.get("repeat")))
+            base_rps = pair["rps"] if pair else ref_rps
+            base_cpu = (pair.get("server_cpu_us_per_request") if pair else None) or ref_cpu
+            r["vs_ref"] = round(r["rps"] / base_rps, 4) if measured and base_rps else None
             cpu = r.get("server_cpu_us_per_request")
-            r["cpu_vs_ref"] = round(cpu / ref_cpu, 4) if measured and cpu and ref_cpu else None
+            r["cpu_vs_ref"] = round(cpu / base_cpu, 4) if measured and cpu and base_cpu else None
             per_server.setdefault(r["server"], []).append(r)
         for rs in per_server.values():
             s = stat(r["vs_ref"] for r in rs)

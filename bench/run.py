@@ -1338,7 +1338,7 @@ def print_summary(run_dir: Path) -> None:
               f"{steal.get('max', 0):.1f} %; thresholds in bench/results.py)")
     ref = run.reference
     if ref.get("available"):
-        print(f"vs ref: req/s over the reference's ({ref['name']}) median in the same cell; CPU vs "
+        print(f"vs ref: req/s over the reference's ({ref['name']}) in the same cell and round; CPU vs "
               f"ref: server CPU µs per request over the reference's; CI95: the 95 % interval of "
               f"the median vs ref (✓: within ±{results.TOLERANCE * 100:.0f} %; n=3: too few rounds for one, "
               f"it takes {results.CI_MIN_N}); spread: half the range of "

@@ -110,25 +110,34 @@ def test_median_ci_from_order_statistics_on_known_data():
     assert hits / 2000 >= 0.94
 
 
-def test_annotate_gives_ratios_to_the_reference_median_and_convergence():
-    ref = [_rec(server="c-epoll", rps=r, is_reference=True, server_cpu_us_per_request=10.0)
-           for r in (900.0, 1000.0, 1100.0)]
-    tight = [_rec(server="epoll", rps=r, server_cpu_us_per_request=20.0)
-             for r in (500.0, 501, 502, 503, 504, 505)]
-    loose = [_rec(server="threads", rps=r) for r in (100.0, 300, 500, 700, 900, 1100)]
+def test_annotate_pairs_each_ratio_with_the_reference_of_its_round_and_judges_convergence():
+    # The machine drifts: round k runs everything (1 + k/10) times as fast. A server at half the
+    # reference's speed in every round is exactly 0.5x in every pair, so the drift cancels.
+    speed = [1.0, 1.1, 1.2, 1.3, 1.4, 1.5]
+    ref = [_rec(server="c-epoll", rps=1000.0 * f, round=k, repeat=k, is_reference=True,
+                server_cpu_us_per_request=10.0 / f) for k, f in enumerate(speed)]
+    tight = [_rec(server="epoll", rps=500.0 * f, round=k, repeat=k,
+                  server_cpu_us_per_request=20.0 / f) for k, f in enumerate(speed)]
+    loose = [_rec(server="threads", rps=r * f, round=k, repeat=k)
+             for k, (r, f) in enumerate(zip((100.0, 300, 500, 700, 900, 1100), speed, strict=True))]
+    # a round in which the reference was not measured: the ratio falls back to its median
+    extra = [_rec(server="epoll", rps=625.0, round=6, repeat=6)]
     other_cell = [_rec(server="epoll", conns=1, rps=50.0)]  # no reference measured there
-    records = ref + tight + loose + other_cell
+    records = ref + tight + loose + extra + other_cell
     results.annotate(records)
-    assert [r["vs_ref"] for r in ref] == [0.9, 1.0, 1.1]
-    assert tight[0]["vs_ref"] == 0.5 and tight[0]["cpu_vs_ref"] == 2.0
-    assert all(r["converged"] for r in tight) and tight[0]["vs_ref_ci95"] == [0.5, 0.505]
+    assert [r["vs_ref"] for r in ref] == [1.0] * 6
+    assert [r["vs_ref"] for r in tight] == [0.5] * 6 and tight[0]["cpu_vs_ref"] == 2.0
+    assert extra[0]["vs_ref"] == 0.5, "625 over the reference's median of 1,250"
+    assert all(r["converged"] for r in tight) and tight[0]["vs_ref_ci95"] == [0.5, 0.5]
     assert not any(r["converged"] for r in loose) and loose[0]["vs_ref_ci95"] == [0.1, 1.1]
-    assert not ref[0]["converged"] and ref[0]["vs_ref_ci95"] is None, "3 rounds give no CI"
     assert other_cell[0]["vs_ref"] is None and other_cell[0]["converged"] is False
+    # unpaired, the same server would not converge: 500 to 750 over a median of 1,250
+    unpaired = [r["rps"] / 1250.0 for r in tight]
+    assert max(unpaired) / min(unpaired) > 1.4
     summaries = {(s.server, s.cell.conns): s for s in
                  results.fold(results.Measurement.from_dict(r) for r in records)}
     s = summaries[("epoll", 16)]
-    assert s.converged and s.vs_ref == pytest.approx(0.5025) and s.cpu_vs_ref == 2.0
+    assert s.converged and s.vs_ref == pytest.approx(0.5) and s.cpu_vs_ref == pytest.approx(2.0)
     assert summaries[("c-epoll", 16)].is_reference
 
 
