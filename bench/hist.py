@@ -109,9 +109,22 @@ def summarize(histogram: HdrHistogram) -> dict:
     by_percentile = histogram.get_percentile_to_value_dict(list(SUMMARY_PERCENTILES.values()))
     summary = {name: int(by_percentile[p]) for name, p in SUMMARY_PERCENTILES.items()}
     summary["max"] = int(histogram.get_max_value())
-    summary["mean"] = round(histogram.get_mean_value(), 1)
+    summary["mean"] = round(mean(histogram), 1)
     summary["count"] = int(count)
     return summary
+
+
+def mean(histogram: HdrHistogram) -> float:
+    """The histogram's mean as hdrh's get_mean_value computes it (each count at its bucket's
+    median-equivalent value), by walking the counts array once: hdrh's recorded-value iterator
+    takes ~35 ms over a 1 µs..60 s histogram, this ~5 ms, on every measurement of a run."""
+    total = histogram.get_total_count()
+    if not total:
+        return 0.0
+    value_of, median_of = histogram.get_value_from_index, histogram._hdr_median_equiv_value
+    weighted = sum(count * median_of(value_of(index))
+                   for index, count in enumerate(histogram.counts) if count)
+    return float(weighted) / total
 
 
 def count_at_or_above(histogram: HdrHistogram, value_us: int) -> int:

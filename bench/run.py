@@ -93,7 +93,7 @@ GUARD_INTERVAL_S = 0.1
 # children exit. SIGTERM waits until the server is idle (under SETTLE_CPU_SHARE of a core over
 # SETTLE_SPAN_S), at most SETTLE_MAX_S, and that wait is recorded as settle_s: the exit check is
 # about shutting down, not about the clients' departure.
-SETTLE_SPAN_S = 0.1
+SETTLE_SPAN_S = 0.05
 SETTLE_CPU_SHARE = 0.05
 SETTLE_MAX_S = 20.0
 
@@ -139,6 +139,12 @@ class Profile:
     tolerance: float = results.TOLERANCE
     weights: dict = field(default_factory=dict)
 
+    def first_for_extra_rounds(self) -> list[Cell] | None:
+        """The cells the extra rounds go to before any other (weight above 0), or None when
+        every cell has a share."""
+        first = [c for c in self.cells if self.weights.get((c.conns, c.size_bytes), 1.0) > 0]
+        return first if len(first) < len(self.cells) else None
+
 
 def _closed(conns, sizes):
     return [Cell(c, s) for s in sizes for c in conns]
@@ -153,15 +159,20 @@ PROFILES = {
                      description="two tiny cells, one repeat: checks the pipeline, measures nothing",
                      default_servers=["threads", "select"]),
     # `make bench`: every model at a glance on a 2-core laptop, in about six minutes. Short
-    # windows (0.3 s: ~1 s a measurement with start, warm-up and stop), so that 3 rounds of ~22
-    # servers and the reference take ~4.5 min, and what the budget leaves goes to more rounds
-    # where a CI is still wide: 16 x 1 KiB (where runs are compared) gets 6 shares of it, enough
-    # for the 6 rounds a CI of the median needs (bench/results.py).
+    # windows (0.3 s: ~0.7 s a measurement with start, warm-up and stop), so that 3 rounds of ~22
+    # servers and the reference take ~3.5 min; what the budget leaves goes to more rounds of
+    # 16 x 1 KiB, the cell where runs are compared, up to 14 rounds while a CI is still wide (a
+    # CI of the median takes 6, bench/results.py; on a 2-vCPU VM one 0.3 s window of the same
+    # server varies by ±16 %, so the ratios need every round the budget gives). The other cells
+    # get extra rounds only once that cell is done.
     "quick": Profile("quick", _closed([1, 16, 128], [1024]) + [Cell(16, 64 * 1024)],
                      repeats=3, warmup_s=0.1, measure_s=0.3,
-                     description="1, 16 and 128 connections x 1 KiB, 16 x 64 KiB, 3 to 10 "
-                                 "rounds until the CI of each median vs ref is within ±5 %",
-                     rounds_max=10, budget_s=360.0, weights={(16, 1024): 6.0}),
+                     description="1, 16 and 128 connections x 1 KiB, 16 x 64 KiB, 3 rounds, "
+                                 "and up to 14 at 16 x 1 KiB until the CI of each median vs ref "
+                                 "is within ±5 %",
+                     rounds_max=14, budget_s=360.0,
+                     weights={(16, 1024): 1.0, (1, 1024): 0.0, (128, 1024): 0.0,
+                              (16, 64 * 1024): 0.0}),
     # `make bench-full`: the C10K sweep (log-spaced up to 10,000 connections), a 64 KiB cell, and
     # open loop at 8 shares of each server's own peak, from 10 % to 120 %: every server is offered
     # loads it carries easily, loads near its limit and loads past it, whatever its speed, so the
@@ -432,7 +443,7 @@ def measure(entry: servers.Server | Subject, cell: Cell, repeat: int, profile: P
     attached = getattr(server, "attached", False)
     try:
         if not attached:
-            time.sleep(0.1)  # let the server finish start-up work before the idle baseline
+            time.sleep(0.05)  # let the server finish start-up work before the idle baseline
         idle = sample.sample_tree(server.pid, memory=True)
         sampler = sample.TreeSampler(server.pid).start()
         # The guard kills by process group: never a server the bench did not start.
@@ -1134,8 +1145,10 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
           + f"), about {_duration_text(planned_s)}", flush=True)
     if profile.budget_s is not None:
         finish = dt.datetime.now() + dt.timedelta(seconds=max(planned_s, profile.budget_s))
-        print(f"      then up to round {profile.rounds_max} for the servers whose 95 % CI of the "
-              f"median vs ref is wider than ±{profile.tolerance * 100:.0f} %, within a budget of "
+        first = profile.first_for_extra_rounds()
+        where = f" (at {', '.join(c.label for c in first)} first)" if first else ""
+        print(f"      then up to round {profile.rounds_max}{where} for the servers whose 95 % CI of "
+              f"the median vs ref is wider than ±{profile.tolerance * 100:.0f} %, within a budget of "
               f"{_duration_text(profile.budget_s)} for the whole run (the first rounds included), "
               f"done by about {finish:%H:%M}", flush=True)
 
