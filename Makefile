@@ -19,7 +19,7 @@ SIZES   ?=
 BENCH_CHOICE = $(if $(SERVERS),--servers $(SERVERS)) $(if $(CONNS),--conns $(CONNS)) $(if $(SIZES),--sizes $(SIZES))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test bench bench-full bench-c100k report compare serve talk servers lesson lessons-record micro lint docs clean
+.PHONY: help install test bench bench-full bench-c100k headroom report compare serve talk servers lesson lessons-record micro lint docs clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,6 +48,9 @@ bench-full: $(STAMP) ## the C10K sweep: 1 to 10,000 connections, open loop at 10
 bench-c100k: $(STAMP) ## C100K: 1,000 to 100,000 mostly idle connections, event-driven servers (~30 min)
 	@ulimit -n 100100 2>/dev/null || echo "bench-c100k: the open-files limit stays at $$(ulimit -Hn) (raising it needs root with CAP_SYS_RESOURCE): larger cells are skipped with the fix"; \
 	$(PY) -m bench run --profile c100k $(BENCH_CHOICE) $(ARGS)
+
+headroom: $(STAMP) ## has the load generator headroom? the C and Python engines against a minimal C client, interleaved (~1 min)
+	$(PY) -m bench headroom $(ARGS)
 
 report: $(STAMP) ## redraw charts and report.md from saved results: make report RUN=results/<run>
 	@test -n "$(RUN)" || { echo "make report needs RUN=results/<run-dir>; runs here:"; ls -d results/*/ 2>/dev/null | sed 's/^/  /'; exit 2; }

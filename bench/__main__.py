@@ -1,7 +1,8 @@
 """python -m bench run [--profile quick|full|smoke] ...   measure servers, write results/<run>/
 python -m bench report RUN_DIR                          redraw charts and report.md from saved results
 python -m bench compare RUN_A RUN_B [...]               what changed: faster, slower or within noise, per server
-python -m bench load --target HOST:PORT ...             the load generator alone, against any echo server"""
+python -m bench load --target HOST:PORT ...             the load generator alone, against any echo server
+python -m bench headroom [--rounds N]                   the load engines against a minimal C client, interleaved"""
 
 from __future__ import annotations
 
@@ -23,10 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     if command == "load":
         from bench.load import main as load_main
         return load_main(rest)
+    if command == "headroom":
+        from bench.headroom import main as headroom_main
+        return headroom_main(rest)
     if command in ("-h", "--help"):
         print(__doc__)
         return 0
-    sys.stderr.write(f"{__doc__}\n\nerror: give a command: run, report, compare or load"
+    sys.stderr.write(f"{__doc__}\n\nerror: give a command: run, report, compare, load or headroom"
                      + (f" (not {command!r})" if command else "") + "\n")
     return 2
 

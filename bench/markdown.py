@@ -14,7 +14,8 @@ from bench.fmt import (
     fmt_bytes, fmt_cell, fmt_percentile, fmt_ratio, fmt_rps, fmt_share, fmt_size, fmt_small,
     fmt_spread, fmt_us, join, one_line,
 )
-from bench.view import View, c10k_cell, c10k_heading, clean, offered, requests, separation
+from bench.view import (View, c10k_cell, c10k_heading, clean, offered, requests, scale_cells,
+                        scale_heading, separation)
 
 
 def md_escape(text: str) -> str:
@@ -265,6 +266,98 @@ def c10k_notes(view: View, cell: results.CellKey, outs: list) -> list[str]:
     return out
 
 
+def _held(o: results.CellSummary | None) -> bool:
+    """Every connection of the cell served to the end, in every repeat."""
+    if o is None or o.status != "ok":
+        return False
+    held = o.stat("held_conns")
+    return bool(held and held.low >= o.cell.conns)
+
+
+def _accept_rate(m: results.Measurement) -> float | None:
+    connect_s = m.get("connect_s")
+    established = m.conns_established if m.conns_established is not None else m.conns
+    return established / connect_s if connect_s else None
+
+
+def scale_held(view: View, cells: list[results.CellKey]) -> dict[str, results.CellKey | None]:
+    """Per server of the sweep: the largest cell it held with an echo on every connection."""
+    out = {}
+    for server in view.servers:
+        outs = [view.outcome(server, c) for c in cells]
+        if any(outs):
+            held = [c for c, o in zip(cells, outs, strict=True) if _held(o)]
+            out[server] = held[-1] if held else None
+    return out
+
+
+def scale_groups(view: View, cells: list[results.CellKey]) -> list[tuple[int, list[str]]]:
+    """(connections, the servers whose largest held count it is), most first; 0: none held."""
+    groups: dict[int, list[str]] = {}
+    for server, cell in scale_held(view, cells).items():
+        groups.setdefault(cell.conns if cell else 0, []).append(server)
+    return sorted(groups.items(), reverse=True)
+
+
+def scale_section(view: View, cells: list[results.CellKey]) -> list[str]:
+    """Past C10K (`make bench-c100k`): per server, the most connections it held with echo on all,
+    what each cost there, and what happened at the next count."""
+    counts = ", ".join(f"{c.conns:,}" for c in cells)
+    rate = f"{cells[0].rate:,.0f}"
+    out = [f"Each server was offered {counts} connections ({fmt_bytes(cells[0].size_bytes)} "
+           f"messages), most of them idle, as real C10K traffic is: {rate} requests/s in total "
+           f"spread over all of them in open loop (latency from the intended send time), every "
+           f"echoed byte checked. **largest held**: the most connections it served to the end, "
+           f"each one echoed; at that count, **memory / conn** (the growth of the server's process "
+           f"tree over its idle size, {basis_name(view.mem_basis())}), **accepted / s** (how fast "
+           f"the connection ramp was accepted), **p99** at {rate} req/s and the most **fds** the "
+           f"server had open. **beyond it**: what happened at the next count; the notes under "
+           f"the table give each reason in full."]
+    held = scale_held(view, cells)
+    reasons: dict[str, int] = {}
+    rows = []
+    for server, cell in held.items():
+        o = view.outcome(server, cell) if cell else None
+        later = [c for c in cells if cell is None or c.conns > cell.conns]
+        beyond = "held every count offered"
+        if later:
+            nxt = view.outcome(server, later[0])
+            why = "; ".join(one_line(r, 400) for r in nxt.reasons) if nxt else ""
+            mark = f" [{reasons.setdefault(why, len(reasons) + 1)}]" if why else ""
+            beyond = f"{later[0].conns:,}: {nxt.verdict if nxt else 'not measured'}{mark}"
+        accept = o.stat(_accept_rate) if o else None
+        fds = _peak(o, "server_fds") if o else None
+        rows.append([f"`{server}`", view.families.get(server, ""),
+                     f"{cell.conns:,}" if cell else "none",
+                     fmt_spread(o.mem_per_conn_bytes, lambda v: fmt_bytes(v) if v > 0 else "≈ 0")
+                     if o else "—",
+                     fmt_rps(accept.median) if accept else "—",
+                     p99_text(o) if o else "—",
+                     f"{fds:,.0f}" if fds is not None else "—", beyond])
+    rows.sort(key=lambda r: -int(r[2].replace(",", "")) if r[2] != "none" else 1)
+    out += [""] + table(["server", "family", "largest held", "memory / conn", "accepted / s",
+                         "p99", "fds", "beyond it"], rows,
+                        {"largest held", "memory / conn", "accepted / s", "p99", "fds"})
+    if reasons:
+        out += [""] + [f"- [{n}] {md_escape(why)}" for why, n in reasons.items()]
+    notes_ = [" ".join(f"{conns:,}: {join(names)}." if conns else f"None held: {join(names)}."
+                       for conns, names in scale_groups(view, cells))]
+    for at in reversed(cells):  # the largest count two servers or more held
+        values = {s: st.median for s in held if _held(o := view.outcome(s, at))
+                  and (st := o.mem_per_conn_bytes) and st.median > 0}
+        if len(values) >= 2:
+            low, high = min(values, key=values.get), max(values, key=values.get)
+            notes_.append(f"At {at.conns:,} connections, held by {len(values)} servers, memory per "
+                          f"connection went from {fmt_bytes(values[low])} ({low}) to "
+                          f"{fmt_bytes(values[high])} ({high}), {fmt_ratio(values[high] / values[low])}.")
+            break
+    if any("ulimit -Hn" in why for why in reasons):
+        notes_.append("A count skipped for the open-files limit is this machine's limit, not the "
+                      "model's: the note says how to raise it.")
+    out += ["", " ".join(["**What to notice.** Largest count held:", *notes_])]
+    return out
+
+
 def headline(view: View, focus: results.CellKey | None) -> list[str]:
     lines = []
     if (text := interrupted_text(view)) is not None:
@@ -295,6 +388,12 @@ def headline(view: View, focus: results.CellKey | None) -> list[str]:
         held = [o.server for o in outs if o.status == "ok"]
         lines.append(f"- **{big.conns:,} connections**: {len(held)} of {len(outs)} servers "
                      f"held them all (see [{c10k_heading(big)}](#{anchor(c10k_heading(big))})).")
+    if cells := scale_cells(view):
+        groups = "; ".join(f"{conns:,}: {join(names)}" if conns else f"none: {join(names)}"
+                           for conns, names in scale_groups(view, cells))
+        lines.append(f"- **Connections held** (the most with an echo on every one, of "
+                     f"{', '.join(f'{c.conns:,}' for c in cells)} at {cells[0].rate:,.0f} req/s): "
+                     f"{groups} (see [{scale_heading(cells)}](#{anchor(scale_heading(cells))})).")
     return lines
 
 
@@ -315,11 +414,14 @@ def write(view: View, charts: list[Chart], focus: results.CellKey | None) -> Pat
           f"same report with interactive charts, one file that works offline.", ""]
     md += headline(view, focus) + [""]
     big = c10k_cell(view)
+    sweep = scale_cells(view)
     md += ["## Contents", ""]
     for c in charts:
         md.append(f"- [{c.heading}](#{anchor(c.heading)})")
         if c.key == "status" and big is not None:
             md.append(f"- [{c10k_heading(big)}](#{anchor(c10k_heading(big))})")
+        if c.key == "status" and sweep:
+            md.append(f"- [{scale_heading(sweep)}](#{anchor(scale_heading(sweep))})")
     md += ["- [Client-bound cells](#client-bound-cells)", "- [Problems](#problems)",
            "- [All results](#all-results)", "- [The run](#the-run)", ""]
     for chart in charts:
@@ -332,6 +434,8 @@ def write(view: View, charts: list[Chart], focus: results.CellKey | None) -> Pat
             md += ["**What to notice.** " + " ".join(chart.notes), ""]
         if chart.key == "status" and big is not None:
             md += [f"## {c10k_heading(big)}", ""] + c10k_section(view, big) + [""]
+        if chart.key == "status" and sweep:
+            md += [f"## {scale_heading(sweep)}", ""] + scale_section(view, sweep) + [""]
     md += ["## Client-bound cells", ""]
     md += (notes.client_bound(view) or ["None: in every cell the server, not the load generator, "
                                         "was the saturated side."]) + [""]

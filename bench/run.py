@@ -550,6 +550,22 @@ def _sigterm(server: launch.RunningServer) -> tuple[int | None, float]:
     return code, time.monotonic() - t0
 
 
+def fd_limit_cell(profile: Profile) -> Cell | None:
+    """A cell at the most connections this machine's fd hard limit lets one server process hold
+    (rounded down to a thousand), when some of the profile's cells need more and it lies above
+    every cell that fits: so a sweep cut short by the limit still finds where each model stands
+    at the machine's own ceiling. None when every cell fits, or the limit is unknown."""
+    hard = load_gen.fd_hard_limit()
+    if hard is None:
+        return None
+    most = (hard - SERVER_FD_HEADROOM) // 1000 * 1000
+    fits = [c for c in profile.cells if c.conns + SERVER_FD_HEADROOM <= hard]
+    if len(fits) == len(profile.cells) or most <= max((c.conns for c in fits), default=0):
+        return None
+    model = max(profile.cells, key=lambda c: c.conns)
+    return replace(model, conns=most)
+
+
 def preflight(cell: Cell, client_cpus: list[int] | None) -> str | None:
     """Why this machine cannot open the cell's connections at all, with the fix; None if it can."""
     workers = load_gen.worker_count(cell.conns, None, client_cpus)
@@ -638,7 +654,7 @@ def _fill_load(record: dict, load: dict) -> None:
     for key in ("rps", "bytes_per_s", "requests", "duration_s", "latency_us", "hist", "errors",
                 "conns_established", "client_cpu_s", "client_cpu_util", "client_cpu_us_per_request",
                 "offered_rps", "send_lag_us", "latency_out_of_range", "warnings", "error_examples",
-                "stall_limit_s", "warmup_s", "engine"):
+                "stall_limit_s", "warmup_s", "engine", "connect_s"):
         if key in load:
             record[key] = load[key]
 
@@ -1573,6 +1589,11 @@ def _main(argv: list[str] | None) -> int:
         profile = replace(profile, name=f"{profile.name}-custom", cells=cells,
                           description="custom cells from the command line")
     profile = replace(profile)  # never change PROFILES itself
+    if profile.name == "c100k" and (cell := fd_limit_cell(profile)) is not None:
+        profile.cells = sorted(profile.cells + [cell], key=lambda c: c.conns)
+        print(f"note: this machine's open-files hard limit (ulimit -Hn) is "
+              f"{load_gen.fd_hard_limit():,}, so larger cells are skipped with the fix; added a "
+              f"{cell.conns:,}-connection cell, the most it allows", flush=True)
     for attr, value in (("repeats", args.repeats), ("measure_s", args.measure_s),
                         ("warmup_s", args.warmup_s), ("rounds_max", args.rounds_max)):
         if value is not None:

@@ -322,6 +322,23 @@ def c10k_cell(view: View) -> results.CellKey | None:
     return max(cells, key=lambda c: c.conns) if cells else None
 
 
+def scale_cells(view: View) -> list[results.CellKey]:
+    """The sweep of `make bench-c100k`: open-loop cells at one fixed total rate and message size
+    over two or more connection counts, the largest at least C10K_MIN_CONNS; smallest first.
+    Empty for runs without one."""
+    groups: dict[tuple[float, int], list[results.CellKey]] = {}
+    for c in view.cells:
+        if c.rate and c.fraction is None:
+            groups.setdefault((c.rate, c.size_bytes), []).append(c)
+    sweep = sorted(max(groups.values(), key=len, default=[]), key=lambda c: c.conns)
+    return sweep if len(sweep) >= 2 and sweep[-1].conns >= C10K_MIN_CONNS else []
+
+
+def scale_heading(cells: list[results.CellKey]) -> str:
+    return (f"Connections held: {cells[0].conns:,} to {cells[-1].conns:,} at "
+            f"{cells[0].rate:,.0f} req/s")
+
+
 def c10k_heading(cell: results.CellKey) -> str:
     if cell.conns == C10K_CONNS:
         return f"C10K: {C10K_CONNS:,} connections"

@@ -122,6 +122,22 @@ def test_too_few_file_descriptors_skip_the_cell_with_the_fix(monkeypatch):
     assert bench_run.preflight(bench_run.Cell(440, 1024), None) is None  # 440 + headroom fit
 
 
+def test_c100k_adds_a_cell_at_the_machines_fd_ceiling(monkeypatch):
+    """Under ulimit -Hn 20,000 the 30,000 and 100,000 cells are skipped; the sweep still gets a
+    cell at the most one server process may hold (19,000), at the profile's rate. Without a
+    limit in the way, nothing is added."""
+    profile = bench_run.PROFILES["c100k"]
+    monkeypatch.setattr(bench_run.load_gen, "fd_hard_limit", lambda: 20_000)
+    cell = bench_run.fd_limit_cell(profile)
+    assert cell == bench_run.Cell(19_000, 1024, rate=10_000.0)
+    assert bench_run.preflight(cell, None) is None
+    assert bench_run.preflight(bench_run.Cell(30_000, 1024, rate=10_000.0), None) is not None
+    monkeypatch.setattr(bench_run.load_gen, "fd_hard_limit", lambda: 1 << 20)
+    assert bench_run.fd_limit_cell(profile) is None
+    monkeypatch.setattr(bench_run.load_gen, "fd_hard_limit", lambda: 10_500)  # 10,000 is the most
+    assert bench_run.fd_limit_cell(profile) is None
+
+
 def test_guard_stops_a_server_before_memory_runs_out(monkeypatch):
     # A floor above the machine's whole memory: the guard must act at once, like it would when a
     # fork server at 10,000 clients eats the last gigabytes.

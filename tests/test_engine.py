@@ -279,3 +279,38 @@ def test_a_caller_holding_more_than_1024_files_can_run_the_engine():
         for sock in held:
             sock.close()
     assert result["requests"] > 0 and result["errors"] == dict.fromkeys(load.ERROR_KINDS, 0)
+
+
+@needs_c
+def test_headroom_measures_every_client_in_every_round_and_writes_the_figures(tmp_path, capsys):
+    """`python -m bench headroom`: each round measures the C engine, the minimal client and the
+    Python engine against c-epoll, in a rotating order; the summary is each engine's ratio to the
+    minimal client, said against the goal."""
+    import json
+
+    import servers
+    from bench import headroom
+
+    if not servers.get("c-epoll").available:
+        pytest.skip("the C reference is unavailable here")
+    code = headroom.main(["--rounds", "3", "--conns", "4", "--measure-s", "0.15",
+                          "--warmup-s", "0.05", "--out", str(tmp_path)])
+    assert code == 0
+    record = json.loads((tmp_path / "headroom.json").read_text())
+    assert [r["order"][0] for r in record["rounds"]] == list(headroom.CLIENTS)  # rotates
+    for r in record["rounds"]:
+        assert all(r[c]["rps"] > 0 for c in headroom.CLIENTS), r
+    summary = record["summary"]
+    assert summary["minimal"]["vs_minimal"] == 1.0
+    assert summary["engine-c"]["vs_minimal"] > 0 and summary["engine-c"]["vs_minimal_ci95"] is None
+    assert record["machine"]["cores_logical"] and record["params"]["rounds"] == 3
+    out = capsys.readouterr().out
+    assert "of the minimal client" in out and "the goal of 0.95" in out
+
+
+def test_headroom_rejects_bad_options_with_exit_2(capsys):
+    from bench import headroom
+
+    with pytest.raises(SystemExit) as exc:
+        headroom.main(["--measure-s", "0"])
+    assert exc.value.code == 2 and "--measure-s must be above 0" in capsys.readouterr().err

@@ -660,3 +660,57 @@ if __name__ == "__main__":
         print(f"wrote {FIXTURE}")
     else:
         sys.exit("usage: python tests/test_report.py --write-fixture")
+
+
+def test_c100k_sweep_says_the_most_each_server_held_and_what_stopped_it(tmp_path):
+    """`make bench-c100k`'s cells (a fixed total rate over ever more connections): per server the
+    largest count held with an echo on every connection, its costs there, and the next count's
+    fate, a skip for this machine's fd limit said once, in full, under the table."""
+    from bench import markdown
+
+    rate, counts = 10_000.0, (1_000, 10_000, 30_000)
+    fd_limit = ("the server needs about 30,032 open files, but the hard limit (ulimit -Hn) is "
+                "20,000: raise it as root (ulimit -n 30032, or LimitNOFILE / limits.conf), then "
+                "run again")
+    lines = []
+    for server, family, lesson, held_up_to, mem in (("epoll", "multiplexed", "08", 10_000, 260),
+                                                    ("uvloop", "async", "09", 30_000, 1900),
+                                                    ("asyncio", "async", "09", 1_000, 2500)):
+        for i, conns in enumerate(counts):
+            started = f"2026-12-02T02:0{i}:00+00:00"
+            if conns > 20_000 and server != "uvloop":
+                lines.append(_line(server, family, lesson, conns, KIB, rate, 0, started,
+                                   status="skipped", reason=fd_limit))
+                continue
+            line = _line(server, family, lesson, conns, KIB, rate, 0, started,
+                         **_measured(rate, KIB, conns, (200, 900, 5000), 30.0, 1.0, mem, False,
+                                     jitter=1.0, rate=rate))
+            line.update(conns_established=conns, connect_s=conns / 4000)
+            if conns > held_up_to:
+                line.update(status="degraded", errors=line["errors"] | {"unserved": 2_000},
+                            reason="2,000 of 10,000 connections got no echo")
+            lines.append(line)
+    run_dir = tmp_path / "c100k"
+    run_dir.mkdir()
+    (run_dir / "results.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (run_dir / "meta.json").write_text(json.dumps({
+        "run_id": "c100k", "profile": "c100k", "servers": ["epoll", "uvloop", "asyncio"],
+        "skipped_servers": {}, "cells": [{"conns": c, "size_bytes": KIB, "rate": rate}
+                                         for c in counts]}))
+    v = view.load(run_dir)
+    cells = view.scale_cells(v)
+    assert [c.conns for c in cells] == list(counts)
+    section = "\n".join(markdown.scale_section(v, cells))
+    rows = {re.match(r"\| `([^`]+)`", r)[1]: [c.strip() for c in r.split("|")[1:-1]]
+            for r in section.splitlines() if r.startswith("| `")}
+    assert [rows[s][2] for s in ("uvloop", "epoll", "asyncio")] == ["30,000", "10,000", "1,000"]
+    assert list(rows) == ["uvloop", "epoll", "asyncio"]  # the most held first
+    assert rows["uvloop"][-1] == "held every count offered"
+    assert rows["epoll"][-1] == "30,000: skipped [1]" and rows["asyncio"][-1] == "10,000: degraded [2]"
+    assert f"- [1] {fd_limit}" in section and "- [2] 2,000 of 10,000 connections" in section
+    assert section.count("ulimit -Hn") == 1 and "is this machine's limit, not the model's" in section
+    assert rows["epoll"][3] == "260 B" and rows["epoll"][4] == "4,000" and rows["epoll"][6] == "10,004"
+    assert "At 10,000 connections, held by 2 servers, memory per connection went from 260 B " \
+        "(epoll) to 1.86 KiB (uvloop)" in section
+    head = "\n".join(markdown.headline(v, None))
+    assert "30,000: uvloop; 10,000: epoll; 1,000: asyncio" in head
