@@ -112,6 +112,15 @@ def test_server_without_readiness_line_is_a_failed_result():
 
 # -- At scale: the runner's checks, its guard, and what it says about why --------------------------
 
+def test_client_bound_means_the_generator_saturated_and_the_server_not():
+    cb = bench_run.client_bound
+    assert cb(0.94, 0.77)  # the server idled a quarter of the window: the client set the pace
+    assert cb(0.92, 0.88)  # idle more than a tenth, and less busy than the client
+    assert not cb(0.93, 0.93) and not cb(0.95, 0.91)  # both at their limit: the server's figure
+    assert not cb(0.80, 0.40)  # the client was not saturated: nobody was (a slow window)
+    assert not cb(0.90, 0.97)  # the server was the busier side
+
+
 
 def test_too_few_file_descriptors_skip_the_cell_with_the_fix(monkeypatch):
     monkeypatch.setattr(bench_run.load_gen, "fd_hard_limit", lambda: 512)  # as if ulimit -Hn 512
