@@ -40,7 +40,7 @@ from bench.fmt import (  # noqa: E402
 )
 from bench.view import (  # noqa: E402
     DEGRADED_RING, FAMILY_COLOURS, OTHER_COLOUR, View, clean, merged_histogram, offered,
-    primary_size, requests,
+    primary_size, requests, scale_cells,
 )
 
 FIG_WIDTH_IN = 12.0  # x DPI = 1200 px: readable on a GitHub page without zooming
@@ -683,10 +683,11 @@ def chart_cpu(view: View, charts_dir: Path, cell: results.CellKey | None) -> Cha
 
 def memory_points(view: View) -> tuple[str | None, list[results.CellKey], dict]:
     """(basis, cells, {(server, cell): Stat}): memory per connection in the one basis most records
-    use, at every closed-loop cell of the main message size from MEM_PER_CONN_MIN_CONNS up."""
+    use, at every closed-loop cell of the main message size from MEM_PER_CONN_MIN_CONNS up; in a
+    run without those (`make bench-c100k`), at every count of its fixed-rate sweep."""
     basis = view.mem_basis()
     cells = [c for c in view.closed_cells(primary_size(view))
-             if c.conns >= results.MEM_PER_CONN_MIN_CONNS]
+             if c.conns >= results.MEM_PER_CONN_MIN_CONNS] or scale_cells(view)
 
     def in_basis(m: results.Measurement) -> float | None:
         if basis is not None and m.extra.get("server_mem_basis") not in (basis, None):

@@ -351,6 +351,13 @@ def scale_section(view: View, cells: list[results.CellKey]) -> list[str]:
                           f"connection went from {fmt_bytes(values[low])} ({low}) to "
                           f"{fmt_bytes(values[high])} ({high}), {fmt_ratio(values[high] / values[low])}.")
             break
+    rates = [st.median for server, cell in held.items() if cell
+             and (st := view.outcome(server, cell).stat(_accept_rate))]
+    if len(rates) >= 2 and max(rates) <= 1.15 * min(rates):
+        notes_.append(f"Every server accepted its connections at {fmt_rps(min(rates))} to "
+                      f"{fmt_rps(max(rates))} per second: the ramp's own pace (the generator "
+                      f"opens them in batches with a pause between, so that no listen queue "
+                      f"overflows), not a limit of any server.")
     if any("ulimit -Hn" in why for why in reasons):
         notes_.append("A count skipped for the open-files limit is this machine's limit, not the "
                       "model's: the note says how to raise it.")

@@ -400,8 +400,8 @@ def noise(view: View) -> list[str]:
 def convergence(view: View) -> str | None:
     """How many cells reached a tight CI of their median vs_ref."""
     cells = [o for o in view.summaries.values() if not o.is_reference and o.vs_ref is not None]
-    if not cells:
-        return None
+    if not cells or max(len(o.measured) for o in cells) < results.CI_MIN_N:
+        return None  # no cell had the rounds a CI takes (one-round profiles): nothing to say
     done = sum(1 for o in cells if o.converged)
     return (f"{done} of {len(cells)} server × cell results converged: the 95 % CI of their "
             f"median vs_ref lies within ±{results.TOLERANCE:.0%} of it.")

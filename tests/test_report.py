@@ -714,3 +714,13 @@ def test_c100k_sweep_says_the_most_each_server_held_and_what_stopped_it(tmp_path
         "(epoll) to 1.86 KiB (uvloop)" in section
     head = "\n".join(markdown.headline(v, None))
     assert "30,000: uvloop; 10,000: epoll; 1,000: asyncio" in head
+    assert "Convergence" not in head  # one round: no CI to speak of
+    assert "the ramp's own pace" in section  # every server accepted at 4,000/s
+    from bench import charts
+    _, mem_cells, points = charts.memory_points(v)  # no closed-loop cell: the sweep's counts
+    assert mem_cells == cells and points[("epoll", cells[1])].median == 260
+    assert "Convergence" not in head  # one round: no CI to speak of
+    assert "the ramp's own pace" in section  # every server accepted at 4,000/s
+    from bench import charts
+    _, mem_cells, points = charts.memory_points(v)  # no closed-loop cell: the sweep's counts
+    assert mem_cells == cells and points[("epoll", cells[1])].median == 260
