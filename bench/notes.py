@@ -10,6 +10,7 @@ Three rules hold in every sentence here:
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 from bench import results
@@ -394,7 +395,29 @@ def noise(view: View) -> list[str]:
                      f"{results.STEAL_NOISY_PCT:.0f} %); their results are drawn hollow and not "
                      f"ranked.")
         out.append(text)
+    if (text := reference_noise(view)) is not None:
+        out.append(text)
     return out
+
+
+def reference_noise(view: View) -> str | None:
+    """How much the C reference, the same program in every round, varied: the machine's own
+    noise, which steal and foreign CPU do not show (on a VM, other tenants on the host slow every
+    program alike). From its cell with the most rounds; None with fewer than 3."""
+    refs = [o for o in view.summaries.values() if o.is_reference and len(o.measured) >= 3]
+    if not refs:
+        return None
+    o = max(refs, key=lambda o: (len(o.measured), -o.cell.conns))
+    rps = [m.rps for m in o.measured if m.rps]
+    if len(rps) < 3:
+        return None
+    cv = statistics.stdev(rps) / statistics.fmean(rps)
+    return (f"The C reference, the same program in every round, ran at {fmt_rps(min(rps))} to "
+            f"{fmt_rps(max(rps))} req/s over {len(rps)} rounds at {fmt_cell(o.cell)} (coefficient "
+            f"of variation {cv:.0%}): the speed of this machine, server and generator alike, from one "
+            f"window to the next, which "
+            f"no steal or foreign-CPU counter shows. The ratios to it are paired by round, and a "
+            f"cell's figure is the median over its rounds.")
 
 
 def convergence(view: View) -> str | None:

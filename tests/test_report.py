@@ -724,3 +724,32 @@ def test_c100k_sweep_says_the_most_each_server_held_and_what_stopped_it(tmp_path
     from bench import charts
     _, mem_cells, points = charts.memory_points(v)  # no closed-loop cell: the sweep's counts
     assert mem_cells == cells and points[("epoll", cells[1])].median == 260
+
+
+def test_the_references_own_spread_is_said_as_the_machines_noise(tmp_path):
+    """Steal and foreign CPU miss a host whose other tenants slow everything alike; the C
+    reference, the same program every round, shows it: its spread over the rounds is said."""
+    from bench import notes
+
+    lines = []
+    for rnd, rps in enumerate((100_000.0, 120_000.0, 140_000.0, 160_000.0)):
+        for server, factor in (("c-epoll", 1.0), ("epoll", 0.8)):
+            line = _line(server, "multiplexed", "08", 16, KIB, None, rnd,
+                         f"2026-12-02T02:00:0{rnd}+00:00",
+                         **_measured(rps * factor, KIB, 16, (100, 300, 900), 7.0, 1.0, 300, False,
+                                     jitter=1.0))
+            line.update(round=rnd, is_reference=server == "c-epoll", schema=2)
+            lines.append(line)
+    results.annotate(lines)
+    run_dir = tmp_path / "ref"
+    run_dir.mkdir()
+    (run_dir / "results.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (run_dir / "meta.json").write_text(json.dumps({"run_id": "ref", "profile": "quick",
+                                                   "servers": ["epoll"], "schema": 2}))
+    text = notes.reference_noise(view.load(run_dir))
+    assert text.startswith("The C reference, the same program in every round, ran at 100,000 to "
+                           "160,000 req/s over 4 rounds at 16 conns × 1 KiB (coefficient of "
+                           "variation 20%)"), text
+    lines = [x for x in lines if x["round"] < 2]  # two rounds: too few to say
+    (run_dir / "results.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert notes.reference_noise(view.load(run_dir)) is None
