@@ -132,6 +132,13 @@ ERROR_KINDS = ("connect", "reset", "mismatch", "unserved", "timeout")
 ENGINES = ("c", "python")
 
 
+# Alternating with a second server (run_load's alt): each server's slices last about this long.
+# Short enough that the machine's drift (a VM's neighbours come and go over tenths of a second
+# and more) is shared by both servers' slices; long enough that a switch (the other server's
+# few in-flight echoes coming back, a Python server waking up) is a small part of a slice.
+ALT_SLICE_S = 0.025
+
+
 def default_engine() -> tuple[str, str | None]:
     """("c", None) where the C engine builds and runs, else ("python", why not and the fix)."""
     from bench import engine as c_engine
@@ -968,7 +975,8 @@ def check_arguments(host: str, port: int, *, conns: int, size: int, duration: fl
 def run_load(host: str, port: int, *, conns: int, size: int, duration: float, warmup: float = 1.0,
              rate: float | None = None, workers: int | None = None, cpus: list[int] | None = None,
              connect_timeout: float = 5.0, ramp_batch: int = 64,
-             on_window=None, engine: str | None = None) -> dict:
+             on_window=None, engine: str | None = None, alt: tuple[str, int] | None = None,
+             slice_s: float = ALT_SLICE_S) -> dict:
     """Run the load against an echo server at host:port and return the summary dict.
 
     ``on_window(window_start_ns, window_end_ns)``, if given, is called (in this thread) as soon as
@@ -985,14 +993,22 @@ def run_load(host: str, port: int, *, conns: int, size: int, duration: float, wa
     `engine`: "c" (bench/engine, threads instead of worker processes), "python" (this file), or
     None for the default (c where it builds, else python with a RuntimeWarning saying why). The
     summary says which one measured it in "engine".
+
+    `alt` (host, port): a second server measured in the same window, in alternating slices of
+    about `slice_s` (the C engine, closed loop; see bench/engine/engine.c): `conns` connections to
+    each, the window's time split between them. The summary's figures are the target's, over the
+    time it was active; its "alt" holds the second server's.
     """
     check_arguments(host, port, conns=conns, size=size, duration=duration, warmup=warmup,
                     rate=rate, workers=workers, cpus=cpus, connect_timeout=connect_timeout,
                     ramp_batch=ramp_batch, engine=engine)
+    if alt is not None and (rate is not None or resolve_engine(engine) != "c"):
+        raise ValueError("alt (a second server in alternating slices) needs the C engine and "
+                         "a closed loop (no rate)")
     if resolve_engine(engine) == "c":
         return _run_c(host, port, conns=conns, size=size, duration=duration, warmup=warmup,
                       rate=rate, workers=workers, cpus=cpus, connect_timeout=connect_timeout,
-                      ramp_batch=ramp_batch, on_window=on_window)
+                      ramp_batch=ramp_batch, on_window=on_window, alt=alt, slice_s=slice_s)
     result_warnings: list[str] = []
     loop_name = _loop_implementation()
     loop_warning = None
@@ -1075,8 +1091,15 @@ def run_load(host: str, port: int, *, conns: int, size: int, duration: float, wa
         loop_name=loop_name, result_warnings=result_warnings, start_ns=start_ns, engine="python")
 
 
+def alt_slice(duration: float, slice_s: float = None) -> float:
+    """The slice for alternating over a window of `duration`: near `slice_s`, and an even number
+    of them in the window, so that each server gets the same share of it."""
+    pairs = max(1, round(duration / (2 * (slice_s or ALT_SLICE_S))))
+    return duration / (2 * pairs)
+
+
 def _run_c(host: str, port: int, *, conns, size, duration, warmup, rate, workers, cpus,
-           connect_timeout, ramp_batch, on_window) -> dict:
+           connect_timeout, ramp_batch, on_window, alt=None, slice_s=None) -> dict:
     """run_load with the C engine: the same plan (threads for workers, the same ramp and time
     budgets), the engine's result summarized by the same _summarize."""
     from bench import engine as c_engine
@@ -1096,19 +1119,48 @@ def _run_c(host: str, port: int, *, conns, size, duration, warmup, rate, workers
             threads=threads, cpus=cpu_pool if pin else None, connect_timeout=connect_timeout,
             connect_budget_s=connect_budget_s, ramp_batch=ramp_batch,
             ramp_pause_s=RAMP_PAUSE_S, start_delay_s=START_DELAY_S,
-            wrapup_budget_s=WRAPUP_BUDGET_S, on_window=on_window)
+            wrapup_budget_s=WRAPUP_BUDGET_S, on_window=on_window, alt=alt,
+            slice_s=alt_slice(duration, slice_s) if alt else None)
     except c_engine.EngineError as exc:  # e.g. too few file descriptors: nothing was attempted
         results, start_ns = [c_engine.parse_result([])], None
         results[0]["errors"]["connect"] = conns
         result_warnings.append(str(exc))
     if start_ns is None and not sum(r["conns_established"] for r in results):
         result_warnings.append("no connection could be established; nothing was measured")
-    return _summarize(
+    summary = _summarize(
         results, host=host, port=port, conns=conns, size=size, rate=rate,
         duration=duration if start_ns is not None else 0.0, warmup=warmup, n_workers=threads,
         cpus=(cpu_pool if pin else None), cores=min(threads, len(cpu_pool)),
         loop_name="epoll (C engine)", result_warnings=result_warnings, start_ns=start_ns,
         engine="c")
+    if alt is not None:
+        _alternated(summary, results, alt, alt_slice(duration, slice_s), size)
+    return summary
+
+
+def _alternated(summary: dict, results: list[dict], alt: tuple[str, int], slice_s: float,
+                size: int) -> None:
+    """The target's rates over the time it was active; the alternate's figures in "alt"."""
+    active = [r.get("active_ns") or [0, 0] for r in results]
+    target_s, alt_s = (sum(a[k] for a in active) / 1e9 for k in (0, 1))
+    latency = hist.merge([r["alt_hist"] for r in results if r.get("alt_hist")])
+    alt_requests = latency.get_total_count()
+    requests = summary["requests"]
+    summary["rps"] = requests / target_s if target_s else 0.0
+    summary["bytes_per_s"] = summary["rps"] * size
+    summary["active_s"] = round(target_s, 6)
+    summary["slice_s"] = round(slice_s, 6)
+    if requests + alt_requests:
+        summary["client_cpu_us_per_request"] = round(
+            summary["client_cpu_s"] * 1e6 / (requests + alt_requests), 2)
+    summary["alt"] = {
+        "target": f"{alt[0]}:{alt[1]}",
+        "conns_established": sum(r.get("alt_established", 0) for r in results),
+        "requests": alt_requests, "active_s": round(alt_s, 6),
+        "rps": alt_requests / alt_s if alt_s else 0.0,
+        "errors": sum(r.get("alt_errors", 0) for r in results),
+        "latency_us": hist.summarize(latency), "hist": hist.encode(latency),
+    }
 
 
 def _collect(procs, kind: str, deadline: float) -> tuple[dict, dict]:

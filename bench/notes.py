@@ -416,8 +416,12 @@ def reference_noise(view: View) -> str | None:
             f"{fmt_rps(max(rps))} req/s over {len(rps)} rounds at {fmt_cell(o.cell)} (coefficient "
             f"of variation {cv:.0%}): the speed of this machine, server and generator alike, from one "
             f"window to the next, which "
-            f"no steal or foreign-CPU counter shows. The ratios to it are paired by round, and a "
-            f"cell's figure is the median over its rounds.")
+            f"no steal or foreign-CPU counter shows. "
+            + ("The ratios are to the reference measured beside each server, in the same window "
+               "in alternating slices, so that both share that drift"
+               if any(m.get("ref_basis") == "beside" for m in view.run.measurements)
+               else "The ratios to it are paired by round")
+            + ", and a cell's figure is the median over its rounds.")
 
 
 def convergence(view: View) -> str | None:

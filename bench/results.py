@@ -565,8 +565,10 @@ def fold(measurements: Iterable[Measurement]) -> list[CellSummary]:
 def annotate(records: list[dict], tolerance: float = TOLERANCE) -> None:
     """Set vs_ref, cpu_vs_ref, vs_ref_ci95 and converged on every record (dicts, in place).
 
-    Paired by round: a record's ratio is to the reference's measurement in the same cell and the
-    same round, which ran within seconds of it on a machine in the same state. On a VM the speed
+    Beside, where the record has one (beside_ref: the reference measured in the same window, in
+    alternating slices of a few tens of milliseconds, bench/run.py's measure): the ratio is to
+    that, which shares even the machine's sub-second drift. Otherwise paired by round: a record's
+    ratio is to the reference's measurement in the same cell and the same round, which ran within seconds of it on a machine in the same state. On a VM the speed
     of the whole machine drifts from round to round; a pair shares that drift and the ratio
     cancels it, where a ratio to the reference's median over all rounds keeps it (measured on
     three consecutive quick runs here: medians of paired ratios at 16 conns x 1 KiB agreed within
@@ -586,9 +588,17 @@ def annotate(records: list[dict], tolerance: float = TOLERANCE) -> None:
         per_server: dict[str, list[dict]] = {}
         for r in group:
             measured = r.get("status") in ("ok", "degraded") and r.get("rps")
-            pair = ref_by_round.get(r.get("round", r.get("repeat")))
-            base_rps = pair["rps"] if pair else ref_rps
-            base_cpu = (pair.get("server_cpu_us_per_request") if pair else None) or ref_cpu
+            beside = r.get("beside_ref") if isinstance(r.get("beside_ref"), dict) else None
+            if beside and beside.get("ok") and beside.get("rps"):
+                # measured in the same window, in alternating slices: the tightest pair there is
+                base_rps = beside["rps"]
+                base_cpu = beside.get("server_cpu_us_per_request") or ref_cpu
+                r["ref_basis"] = "beside"
+            else:
+                pair = ref_by_round.get(r.get("round", r.get("repeat")))
+                base_rps = pair["rps"] if pair else ref_rps
+                base_cpu = (pair.get("server_cpu_us_per_request") if pair else None) or ref_cpu
+                r["ref_basis"] = "round" if pair else "median"
             r["vs_ref"] = round(r["rps"] / base_rps, 4) if measured and base_rps else None
             cpu = r.get("server_cpu_us_per_request")
             r["cpu_vs_ref"] = round(cpu / base_cpu, 4) if measured and cpu and base_cpu else None

@@ -139,6 +139,9 @@ class Profile:
     budget_s: float | None = None
     tolerance: float = results.TOLERANCE
     weights: dict = field(default_factory=dict)
+    # The reference beside every closed-loop measurement, in the same window, alternating with the
+    # server in slices (bench.load's alt): the window is twice measure_s, half of it each's.
+    beside_ref: bool = False
 
     def first_for_extra_rounds(self) -> list[Cell] | None:
         """The cells the extra rounds go to before any other (weight above 0), or None when
@@ -159,12 +162,13 @@ PROFILES = {
     "smoke": Profile("smoke", _closed([1, 8], [1024]), repeats=1, warmup_s=0.2, measure_s=0.5,
                      description="two tiny cells, one repeat: checks the pipeline, measures nothing",
                      default_servers=["threads", "select"]),
-    # `make bench`: every model at a glance on a 2-core laptop, in about six minutes. Short
-    # windows (0.3 s: ~0.7 s a measurement with start, warm-up and stop), so that 3 rounds of ~22
-    # servers and the reference take ~3.5 min; what the budget leaves goes to more rounds of
-    # 16 x 1 KiB, the cell where runs are compared, up to 14 rounds while a CI is still wide (a
-    # CI of the median takes 6, bench/results.py; on a 2-vCPU VM one 0.3 s window of the same
-    # server varies by ±16 %, so the ratios need every round the budget gives). The other cells
+    # `make bench`: every model at a glance on a 2-core laptop, in about six minutes. Each server
+    # is measured beside the reference (beside_ref): one 0.6 s window, 0.3 s of it each's in
+    # alternating slices, so that the ratio shares the machine's drift even within a window (on
+    # a 2-vCPU VM one 0.3 s window of the same server differs from the next by a sixth). ~1 s a
+    # measurement with start, warm-up and stop: 3 rounds of ~22 servers take ~4.5 min; what the
+    # budget leaves goes to more rounds of 16 x 1 KiB, the cell where runs are compared, up to 14
+    # while a CI is still wide (a CI of the median takes 6, bench/results.py). The other cells
     # get extra rounds only once that cell is done.
     "quick": Profile("quick", _closed([1, 16, 128], [1024]) + [Cell(16, 64 * 1024)],
                      repeats=3, warmup_s=0.1, measure_s=0.3,
@@ -173,7 +177,7 @@ PROFILES = {
                                  "is within ±5 %",
                      rounds_max=14, budget_s=360.0,
                      weights={(16, 1024): 1.0, (1, 1024): 0.0, (128, 1024): 0.0,
-                              (16, 64 * 1024): 0.0}),
+                              (16, 64 * 1024): 0.0}, beside_ref=True),
     # `make bench-full`: the C10K sweep (log-spaced up to 10,000 connections), a 64 KiB cell, and
     # open loop at 8 shares of each server's own peak, from 10 % to 120 %: every server is offered
     # loads it carries easily, loads near its limit and loads past it, whatever its speed, so the
@@ -401,15 +405,33 @@ NOT_MEASURED_NOISE = results.window_noise({}, client_cpu_s=None, client_duration
                                           loadavg_1m=None, freq_mhz=None, governor=None)
 
 
+def beside_possible(subject: Subject, cell: Cell, rate: float | None,
+                    beside: Subject | None) -> bool:
+    """Can `beside` (the reference) be measured in the same window as `subject`, alternating?
+    Closed loop, the C engine, both servers' connections in one engine process."""
+    if beside is None or subject.is_reference or subject.kind == "running" or cell.is_open \
+            or rate is not None or load_gen.default_engine()[0] != "c":
+        return False
+    from bench import engine as c_engine
+    return c_engine.processes_for(2 * cell.conns) == 1
+
+
 def measure(entry: servers.Server | Subject, cell: Cell, repeat: int, profile: Profile,
             server_cpus: list[int] | None, client_cpus: list[int] | None,
-            rate: float | None = None, measure_s: float | None = None) -> dict:
+            rate: float | None = None, measure_s: float | None = None,
+            beside: Subject | None = None) -> dict:
     """One measurement of `entry` at `cell` in round `repeat`; `rate` is the open-loop rate of a
     cell given as a share of the server's peak (the caller works it out), else the cell's own
-    rate; `measure_s` a longer window than the profile's (see Runner.window_check)."""
+    rate; `measure_s` a longer window than the profile's (see Runner.window_check). `beside`:
+    the reference, started beside the server and measured in the same window in alternating
+    slices where beside_possible (the record's beside_ref), the window twice as long."""
     subject = entry if isinstance(entry, Subject) else Subject.registry(entry)
     rate = cell.rate if rate is None else rate
     window_s = profile.measure_s if measure_s is None else measure_s
+    if not beside_possible(subject, cell, rate, beside):
+        beside = None
+    if beside is not None:
+        window_s *= 2
     record: dict = {
         "server": subject.name, "family": subject.family, "lesson": subject.lesson,
         "conns": cell.conns, "size_bytes": cell.size_bytes, "rate": rate,
@@ -442,22 +464,40 @@ def measure(entry: servers.Server | Subject, cell: Cell, repeat: int, profile: P
     if port is not None:
         record["target"] = subject.target(port)
     attached = getattr(server, "attached", False)
+    ref_server = ref_sampler = None
     try:
+        if beside is not None:
+            try:
+                ref_server, _ = _start(beside, server_cpus)
+            except launch.StartError as exc:
+                record["beside_note"] = (f"the reference beside did not start ({exc.reason}): "
+                                         f"paired by round instead")
+                window_s /= 2
+        record["window_s"] = window_s
         if not attached:
             time.sleep(0.05)  # let the server finish start-up work before the idle baseline
         idle = sample.sample_tree(server.pid, memory=True)
         sampler = sample.TreeSampler(server.pid).start()
+        ref_sampler = sample.TreeSampler(ref_server.pid).start() if ref_server else None
         # The guard kills by process group: never a server the bench did not start.
         guard = Guard(server, sampler).start() if not attached else None
+
+        def on_window(start_ns: int, end_ns: int) -> None:
+            sampler.mark_window(start_ns, end_ns)
+            if ref_sampler is not None:
+                ref_sampler.mark_window(start_ns, end_ns)
         try:
             load = run_load(server.host, server.port, conns=cell.conns, size=cell.size_bytes,
                             duration=window_s, warmup=warmup_for(cell, profile),
                             rate=rate, cpus=client_cpus, connect_timeout=CONNECT_TIMEOUT_S,
-                            on_window=sampler.mark_window)
+                            on_window=on_window,
+                            alt=(ref_server.host, ref_server.port) if ref_server else None)
         finally:
             if guard:
                 guard.stop()
             sampler.stop()
+            if ref_sampler is not None:
+                ref_sampler.stop()
         if attached:
             crashed = None if server.alive() else -1
             code, elapsed = 0, 0.0
@@ -475,13 +515,20 @@ def measure(entry: servers.Server | Subject, cell: Cell, repeat: int, profile: P
         return record
     finally:
         server.kill()  # also on a signal (Interrupted): the whole process group goes
+        if ref_server is not None:
+            ref_server.kill()
 
     _fill_load(record, load)
     w = sampler.window()
     _fill_server(record, load, w, idle, cell, server_cpus, sampler.peaks())
+    ref_w = ref_sampler.window() if ref_sampler is not None else {}
+    if ref_server is not None and load.get("alt"):
+        record["beside_ref"] = beside_figures(beside.name, load, ref_w)
     freq, governor = noise.cpu_frequency()
+    # the reference beside is the bench's own load, not foreign CPU
+    w_all = dict(w, cpu_s=w.get("cpu_s", 0.0) + ref_w.get("cpu_s", 0.0)) if w else w
     record["noise"] = results.window_noise(
-        w, client_cpu_s=load.get("client_cpu_s"), client_duration_s=load.get("duration_s"),
+        w_all, client_cpu_s=load.get("client_cpu_s"), client_duration_s=load.get("duration_s"),
         cpus=os.cpu_count() or 1, loadavg_1m=os.getloadavg()[0] if hasattr(os, "getloadavg")
         else None, freq_mhz=freq, governor=governor)
     if attached:
@@ -497,6 +544,21 @@ def measure(entry: servers.Server | Subject, cell: Cell, repeat: int, profile: P
     _judge(record, load, crashed, guard.stopped if guard else None)
     record["elapsed_s"] = round(time.monotonic() - t0, 2)
     return record
+
+
+def beside_figures(name: str, load: dict, ref_w: dict) -> dict:
+    """The reference's figures from its slices of the window (bench.load's "alt"), for vs_ref:
+    its rate over the time it was active, its CPU per request, its errors (any: no pairing)."""
+    alt = load["alt"]
+    cpu_us = (results.cpu_us_per_request(ref_w["cpu_s"], ref_w["span_s"], alt["requests"],
+                                         load.get("duration_s")) if ref_w else None)
+    return {"server": name, "rps": round(alt["rps"], 1), "requests": alt["requests"],
+            "active_s": alt["active_s"], "slice_s": load.get("slice_s"), "errors": alt["errors"],
+            "conns_established": alt["conns_established"],
+            "latency_us": {k: alt["latency_us"][k] for k in ("p50", "p99", "p99.9")
+                           if k in alt["latency_us"]},
+            "server_cpu_us_per_request": round(cpu_us, 2) if cpu_us is not None else None,
+            "ok": alt["errors"] == 0 and alt["requests"] > 0}
 
 
 # A verdict that a model does not hold N connections must be the model's, not the window's: the
@@ -655,7 +717,7 @@ def _fill_load(record: dict, load: dict) -> None:
     for key in ("rps", "bytes_per_s", "requests", "duration_s", "latency_us", "hist", "errors",
                 "conns_established", "client_cpu_s", "client_cpu_util", "client_cpu_us_per_request",
                 "offered_rps", "send_lag_us", "latency_out_of_range", "warnings", "error_examples",
-                "stall_limit_s", "warmup_s", "engine", "connect_s"):
+                "stall_limit_s", "warmup_s", "engine", "connect_s", "active_s", "slice_s"):
         if key in load:
             record[key] = load[key]
 
@@ -672,8 +734,13 @@ def _fill_server(record, load, w: dict, idle, cell, server_cpus, peaks: dict | N
             "read in time): no CPU or memory figures")
         return
     cores = len(server_cpus) if server_cpus else (os.cpu_count() or 1)
+    # Alternating with the reference (beside_ref), the server had load in its own slices only:
+    # its utilisation is over that share of the window.
+    share = (load["active_s"] / load["duration_s"]) if load.get("active_s") and \
+        load.get("duration_s") else 1.0
     record["server_cpu_s"] = round(w["cpu_s"], 4)
-    record["server_cpu_util"] = round(w["cpu_s"] / (w["span_s"] * cores), 4) if w["span_s"] else None
+    record["server_cpu_util"] = (round(min(1.0, w["cpu_s"] / (w["span_s"] * cores * share)), 4)
+                                 if w["span_s"] else None)
     # Per request: the CPU the window cost, over the round trips the window completed, scaled to
     # the sampled span (which brackets the window to within one sampling interval).
     cpu_us = results.cpu_us_per_request(w["cpu_s"], w["span_s"], requests, load.get("duration_s"))
@@ -854,7 +921,9 @@ def expected_s(entry: servers.Server | Subject, cell: Cell, profile: Profile) ->
     hard = load_gen.fd_hard_limit()
     if hard is not None and cell.conns + SERVER_FD_HEADROOM > hard:
         return 0.01  # skipped by the preflight, with the fix
-    return OVERHEAD_S + CONNECT_S_PER_CONN * cell.conns + warmup_for(cell, profile) + profile.measure_s
+    beside = profile.beside_ref and not cell.is_open and not getattr(entry, "is_reference", False)
+    return (OVERHEAD_S + CONNECT_S_PER_CONN * cell.conns * (2 if beside else 1)
+            + warmup_for(cell, profile) + profile.measure_s * (2 if beside else 1))
 
 
 def peak_rps(closed: dict[tuple[str, int], dict[int, list[float]]], name: str,
@@ -996,7 +1065,7 @@ class Runner:
         if cell.fraction is not None and (peak := peak_rps(self.closed, name, cell.size_bytes)):
             rate = round(peak[0] * cell.fraction)
         record = measure(subject, cell, rnd, self.profile, self.server_cpus, self.client_cpus,
-                         rate=rate)
+                         rate=rate, beside=self.reference if self.profile.beside_ref else None)
         if starved(record):
             record = self.window_check(subject, cell, rnd, rate, record)
         if peak:
@@ -1131,6 +1200,7 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
             "repeats": profile.repeats, "warmup_s": profile.warmup_s,
             "measure_s": profile.measure_s,
             "rounds_max": profile.rounds_max or profile.repeats, "budget_s": profile.budget_s,
+            "beside_ref": profile.beside_ref,
             "tolerance": profile.tolerance,
             "weights": [[c, s, w] for (c, s), w in profile.weights.items()],
             "seed": seed,
@@ -1174,6 +1244,10 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
           f"{_plural(len(profile.cells), 'cell')} x {_plural(profile.repeats, 'round')}"
           + (f", {len(order) - len(left)} already measured" if len(left) < len(order) else "")
           + f"), about {_duration_text(planned_s)}", flush=True)
+    if profile.beside_ref and reference is not None:
+        print(f"      closed loop: each server measured beside {reference.name} in one window of "
+              f"{2 * profile.measure_s:g} s, alternating in slices of about "
+              f"{load_gen.ALT_SLICE_S * 1000:.0f} ms (vs_ref from the same window)", flush=True)
     if profile.budget_s is not None:
         finish = dt.datetime.now() + dt.timedelta(seconds=max(planned_s, profile.budget_s))
         first = profile.first_for_extra_rounds()
@@ -1382,7 +1456,10 @@ def print_summary(run_dir: Path) -> None:
               f"{steal.get('max', 0):.1f} %; thresholds in bench/results.py)")
     ref = run.reference
     if ref.get("available"):
-        print(f"vs ref: req/s over the reference's ({ref['name']}) in the same cell and round; CPU vs "
+        beside = any((m.get("ref_basis") == "beside") for m in run.measurements)
+        where = ("measured beside it in the same window, alternating" if beside
+                 else "in the same cell and round")
+        print(f"vs ref: req/s over the reference's ({ref['name']}) {where}; CPU vs "
               f"ref: server CPU µs per request over the reference's; CI95: the 95 % interval of "
               f"the median vs ref (✓: within ±{results.TOLERANCE * 100:.0f} %; n=3: too few rounds for one, "
               f"it takes {results.CI_MIN_N}); spread: half the range of "
@@ -1535,7 +1612,8 @@ def _profile_from_meta(meta: dict) -> Profile:
     return Profile(meta["profile"], cells, meta["repeats"], meta["warmup_s"], meta["measure_s"],
                    meta.get("profile_description") or "", rounds_max=meta.get("rounds_max"),
                    budget_s=meta.get("budget_s"), tolerance=meta.get("tolerance") or
-                   results.TOLERANCE, weights={(c, s): w for c, s, w in meta.get("weights") or []})
+                   results.TOLERANCE, weights={(c, s): w for c, s, w in meta.get("weights") or []},
+                   beside_ref=bool(meta.get("beside_ref")))
 
 
 def write_report(run_dir: Path) -> Path | None:

@@ -91,6 +91,45 @@ def _fake_servers_accept_no_options(monkeypatch):
     monkeypatch.setattr(launch, "start", start)
 
 
+def test_the_reference_beside_is_measured_in_the_same_window_and_leaves_no_process():
+    """measure(beside=the reference): c-epoll is started beside the server, both are measured in
+    alternating slices of one window twice the profile's, and the record's vs_ref is to that
+    (ref_basis "beside"); both servers are gone afterwards. A server whose connections break
+    keeps its own verdict, and the reference its clean figures."""
+    from bench import engine as c_engine
+    ref, server = servers.get(results.REFERENCE), servers.get("select")
+    if not (ref.available and c_engine.available()[0]):
+        pytest.skip("needs the C reference and the C engine")
+    reference = bench_run.Subject.registry(ref, is_reference=True)
+    profile = bench_run.Profile("t", [], 1, warmup_s=0.05, measure_s=0.2, description="test",
+                                beside_ref=True)
+    before = set(os.listdir("/proc"))
+    record = bench_run.measure(server, bench_run.Cell(4, 1024), 0, profile, None, None,
+                               beside=reference)
+    assert record["status"] == "ok", record
+    assert record["window_s"] == 0.4 and 0.1 < record["active_s"] < 0.3
+    beside = record["beside_ref"]
+    assert beside["server"] == "c-epoll" and beside["ok"] and beside["errors"] == 0
+    assert beside["rps"] > 0 and beside["server_cpu_us_per_request"] > 0
+    results.annotate([record])
+    assert record["ref_basis"] == "beside"
+    assert record["vs_ref"] == pytest.approx(record["rps"] / beside["rps"], rel=1e-3)
+    time.sleep(0.2)
+    left = [p for p in set(os.listdir("/proc")) - before if p.isdigit()
+            and Path(f"/proc/{p}/cmdline").exists()
+            and b"echo_epoll" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert not left, "the reference beside was left running"
+
+    broken = bench_run.measure(_fake("corrupt"), bench_run.Cell(2, 4096), 0, profile, None,
+                               None, beside=reference)
+    assert broken["status"] == "failed" and broken["errors"]["mismatch"] > 0
+    assert broken["beside_ref"]["ok"] and broken["beside_ref"]["errors"] == 0
+    # no pairing where it cannot be: the reference itself, or open loop
+    assert not bench_run.beside_possible(reference, bench_run.Cell(4, 1024), None, reference)
+    assert not bench_run.beside_possible(bench_run.Subject.registry(server),
+                                         bench_run.Cell(4, 1024, rate=100.0), 100.0, reference)
+
+
 def test_corrupted_bytes_are_a_failed_result():
     record = _measure(_fake("corrupt"))
     assert record["status"] == "failed"
@@ -300,7 +339,7 @@ def test_rounds_go_on_until_stable_within_the_budget(tmp_path, monkeypatch):
     wobble = {"n": 0}
 
     def fake_measure(subject, cell, rnd, profile, server_cpus, client_cpus, rate=None,
-                     measure_s=None):
+                     measure_s=None, beside=None):
         if subject.is_reference:
             rps = 2000.0
         elif subject.name == "steady":
@@ -387,7 +426,7 @@ def test_a_starved_cell_is_measured_again_with_a_window_long_enough(tmp_path, mo
     calls = []
 
     def fake_measure(subject, cell, rnd, profile, server_cpus, client_cpus, rate=None,
-                     measure_s=None):
+                     measure_s=None, beside=None):
         window = profile.measure_s if measure_s is None else measure_s
         calls.append(window)
         # 400 µs per request: 1,000 connections x 3 serves need 1.2 s

@@ -314,3 +314,38 @@ def test_headroom_rejects_bad_options_with_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         headroom.main(["--measure-s", "0"])
     assert exc.value.code == 2 and "--measure-s must be above 0" in capsys.readouterr().err
+
+
+@needs_c
+def test_alternating_with_a_second_server_splits_the_window_and_keeps_their_figures_apart():
+    """run_load(alt=...): both servers echo in alternating slices of one window, each byte
+    checked; each gets about half the window, its own requests, latencies and errors. An
+    alternate that hangs up on every connection costs the target nothing: its errors are its own."""
+    with EchoServer() as target, EchoServer() as alt:
+        result = load.run_load("127.0.0.1", target.port, conns=4, size=512, duration=0.4,
+                               warmup=0.05, engine="c", alt=("127.0.0.1", alt.port))
+    other = result["alt"]
+    assert result["slice_s"] == pytest.approx(0.025) and 0.4 / result["slice_s"] % 2 == 0
+    assert sum(result["errors"].values()) == 0 and other["errors"] == 0
+    assert result["conns_established"] == other["conns_established"] == 4
+    assert result["requests"] > 100 and other["requests"] > 100
+    # each was active in its own slices: together the window, each near half of it
+    assert result["active_s"] + other["active_s"] == pytest.approx(0.4, abs=0.01)
+    assert 0.1 < result["active_s"] < 0.3
+    assert result["rps"] == pytest.approx(result["requests"] / result["active_s"], rel=1e-4)
+    assert other["latency_us"]["count"] == other["requests"]
+
+    with EchoServer() as target, EchoServer(hang_up_after=3) as alt:
+        result = load.run_load("127.0.0.1", target.port, conns=4, size=512, duration=0.3,
+                               warmup=0.05, engine="c", alt=("127.0.0.1", alt.port))
+    assert sum(result["errors"].values()) == 0 and result["requests"] > 100
+    assert result["alt"]["errors"] == 4  # every alternate connection was reset
+
+
+def test_alternating_needs_the_c_engine_and_a_closed_loop():
+    with pytest.raises(ValueError, match="alt"):
+        load.run_load("127.0.0.1", 9, conns=1, size=8, duration=0.1, rate=100.0, engine="c",
+                      alt=("127.0.0.1", 10))
+    with pytest.raises(ValueError, match="alt"):
+        load.run_load("127.0.0.1", 9, conns=1, size=8, duration=0.1, engine="python",
+                      alt=("127.0.0.1", 10))

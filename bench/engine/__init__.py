@@ -149,8 +149,13 @@ def parse_result(lines: list[str]) -> dict:
               "error_examples": {}, "cpu_user_s": 0.0, "cpu_sys_s": 0.0, "warnings": []}
     for line in lines:
         key, _, rest = line.partition(" ")
-        if key in ("conns_established", "conns_open_at_end", "offered", "latency_out_of_range"):
+        if key in ("conns_established", "conns_open_at_end", "offered", "latency_out_of_range",
+                   "alt_established", "alt_errors"):
             result[key] = int(rest)
+        elif key == "active_ns":
+            result["active_ns"] = [int(v) for v in rest.split()]
+        elif key == "alt_latency":
+            result["alt_hist"] = _histogram(rest.split())
         elif key in ("stall_limit_s", "cpu_user_s", "cpu_sys_s"):
             result[key] = float(rest)
         elif key == "error":
@@ -215,7 +220,8 @@ def run(host: str, port: int, *, conns: int, size: int, duration: float, warmup:
         rate: float | None, threads: int, cpus: list[int] | None, connect_timeout: float,
         connect_budget_s: float, ramp_batch: int, ramp_pause_s: float,
         start_delay_s: float, wrapup_budget_s: float,
-        on_window=None) -> tuple[list[dict], int | None, int]:
+        on_window=None, alt: tuple[str, int] | None = None,
+        slice_s: float | None = None) -> tuple[list[dict], int | None, int]:
     """Run the engine: (one worker result per engine process, start_ns or None if nothing was
     measured, threads in all).
 
@@ -225,8 +231,14 @@ def run(host: str, port: int, *, conns: int, size: int, duration: float, warmup:
     window + wrap-up; an engine that misses a deadline is killed and named in the warnings. No
     engine outlives this call: all are killed on any exception here (Ctrl-C included), and each
     stops by itself if this process dies (its stdin reads EOF; PR_SET_PDEATHSIG sends SIGTERM).
+
+    `alt` (host, port) and `slice_s`: a second server measured in the same window, in alternating
+    slices (engine.c's header says how); closed loop, one engine process.
     """
-    n_procs = min(processes_for(conns), conns)
+    n_procs = min(processes_for(conns * (2 if alt else 1)), conns)
+    if alt is not None and (n_procs > 1 or rate is not None or not slice_s or slice_s <= 0):
+        raise ValueError("an alternate server (alt) takes a slice, closed loop and connections "
+                         "that fit one engine process")
     start_wait_s = SPAWN_BUDGET_S + connect_budget_s + 5.0
     sources = sources_for(host, conns)
     procs: list[subprocess.Popen] = []
@@ -247,6 +259,8 @@ def run(host: str, port: int, *, conns: int, size: int, duration: float, warmup:
                     "--start-wait", repr(float(start_wait_s)), "--sources", str(sources)]
             if rate is not None:
                 argv += ["--rate", repr(float(rate))]
+            if alt is not None:
+                argv += ["--alt", f"{alt[0]}:{alt[1]}", "--slice-ms", repr(slice_s * 1000)]
             if cpus:
                 # process p's threads continue the round of CPUs where process p - 1's ended
                 offset = (total_threads) % len(cpus)

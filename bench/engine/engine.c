@@ -21,6 +21,16 @@
  * CLOCK_MONOTONIC is the clock of Python's time.monotonic_ns(), so the wrapper's on_window hook
  * and the engine agree on the window's edges to the nanosecond.
  *
+ * --alt HOST:PORT --slice-ms MS (closed loop only): a second server, the reference, measured in
+ * the same window. The engine opens --conns connections to each; time is cut into slices of MS
+ * from the window's start, the first slice the target's, the next the alternate's, and so on
+ * through the warm-up and the window. In a slice only that server's connections send: a
+ * connection whose echo completes in the other's slice waits, parked, until its server's next
+ * slice. Both servers see the same machine within milliseconds of each other, so a drift of the
+ * machine's speed that lasts longer than a slice (a VM's neighbours, a frequency change) slows
+ * both alike and their ratio cancels it. Each gets its own histogram, its own error count and
+ * the time it was actually active in the window (active_ns), which its rate is counted over.
+ *
  *   engine --hist-selftest < values     records the values, prints the histogram (for the test
  *                                       that checks this port of HdrHistogram against hdrh)
  *   engine --probe-fds N                exit 0 if N connections' worth of files can be opened
@@ -155,7 +165,9 @@ enum { E_CONNECT, E_RESET, E_MISMATCH, E_UNSERVED, E_TIMEOUT, E_KINDS };
 static const char *ERROR_NAMES[E_KINDS] = {"connect", "reset", "mismatch", "unserved", "timeout"};
 
 static struct config {
-    struct sockaddr_in target;
+    struct sockaddr_in target, alt; /* alt: the second server of --alt, if has_alt */
+    int has_alt;
+    int64_t slice_ns;
     int conns, size, threads, sources, ramp_batch_per_thread;
     /* This process's connections are global indices first, first + step, ... (conns of them) of
      * total_conns in all: past the per-process fd limit the wrapper starts several engines. */
@@ -172,6 +184,8 @@ struct conn {
     uint32_t written;      /* bytes of it written so far (a large one takes several writes) */
     uint32_t received;     /* bytes of its echo checked so far */
     uint8_t in_flight, closed, want_out;
+    uint8_t target;        /* 0: the target; 1: the alternate (--alt) */
+    uint8_t parked;        /* --alt: its echo came back in the other server's slice; it waits */
     uint64_t echoes;       /* complete echoes, ever: served or unserved */
     int64_t sent_at_ns;    /* closed loop: when the message in flight went out */
     int64_t first_send_ns; /* open loop: message k is intended at first_send_ns + k * interval */
@@ -190,9 +204,14 @@ struct thread {
     uint8_t *buf;           /* what read() fills; checked against the payload, never copied */
     int64_t interval_ns, window_start_ns, window_end_ns;
     uint32_t ticker_next;   /* open loop: the next connection in the cyclic order of its sends */
-    struct hist latency, send_lag;
+    struct hist latency, send_lag, alt_latency;
     uint64_t offered;
     int64_t errors[E_KINDS];
+    int64_t alt_errors;     /* --alt: every error on the alternate's connections, of any kind */
+    int cur_target;         /* whose connection is being handled: count_error() files it */
+    int nconns_target;      /* established to the target (nconns counts both with --alt) */
+    int active;             /* --alt: whose slice it is */
+    int64_t next_switch_ns, active_since_ns, active_ns[2];
     char example[E_KINDS][240];
     struct rusage cpu0;
     int cpu0_taken;
@@ -227,6 +246,10 @@ static void sleep_until_ns(int64_t when_ns) {
 static void count_error(struct thread *t, int kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void count_error(struct thread *t, int kind, const char *fmt, ...) {
+    if (t->cur_target) { /* the alternate's: its own count, never the target's */
+        t->alt_errors++;
+        return;
+    }
     t->errors[kind]++;
     if (!t->example[kind][0]) {
         va_list ap;
@@ -368,9 +391,15 @@ static void on_readable(struct thread *t, struct conn *c) {
     c->echoes++;
     int in_window = t->window_start_ns <= now && now < t->window_end_ns;
     if (cfg.rate == 0) {
-        if (in_window) hist_record_us(&t->latency, (now - c->sent_at_ns) / 1000);
+        if (in_window)
+            hist_record_us(c->target ? &t->alt_latency : &t->latency, (now - c->sent_at_ns) / 1000);
         c->sent_at_ns = now;
-        send_next_message(t, c);
+        if (c->target == t->active) {
+            send_next_message(t, c);
+        } else { /* the other server's slice: wait for this one's next */
+            c->in_flight = 0;
+            c->parked = 1;
+        }
     } else {
         c->in_flight = 0;
         /* Charged from the INTENDED send time: the coordinated-omission correction (wrk2's
@@ -411,12 +440,15 @@ static void arm_timer(struct thread *t, int64_t when_ns) {
 static void connect_all(struct thread *t) {
     int share = 0;
     for (int g = t->index; g < cfg.conns; g += cfg.threads) share++;
-    t->conns = calloc(share ? share : 1, sizeof *t->conns);
+    t->conns = calloc(share ? share * (1 + cfg.has_alt) : 1, sizeof *t->conns);
     int batch = cfg.ramp_batch_per_thread;
     struct { int fd; uint32_t g; int state; } *pending = calloc(batch, sizeof *pending);
     struct epoll_event events[MAX_EVENTS];
     int64_t deadline = now_ns() + (int64_t)(cfg.connect_budget_s * 1e9);
 
+    for (int tgt = 0; tgt <= cfg.has_alt; tgt++) { /* the target's connections, then --alt's */
+    t->cur_target = tgt;
+    const struct sockaddr_in *addr = tgt ? &cfg.alt : &cfg.target;
     for (int first = 0; first < share; first += batch) {
         int count = share - first < batch ? share - first : batch;
         int64_t now = now_ns();
@@ -455,7 +487,7 @@ static void connect_all(struct thread *t) {
                     continue;
                 }
             }
-            if (connect(fd, (struct sockaddr *)&cfg.target, sizeof cfg.target) < 0
+            if (connect(fd, (struct sockaddr *)addr, sizeof *addr) < 0
                     && errno != EINPROGRESS) {
                 count_error(t, E_CONNECT, "connect(): %s (errno %d)", strerror(errno), errno);
                 close(fd);
@@ -480,7 +512,9 @@ static void connect_all(struct thread *t) {
                     /* an established connection of an earlier batch: the server hung up on it
                      * or sent bytes nobody asked for (reset or mismatch, as in the run) */
                     struct conn *c = &t->conns[(uint32_t)tag];
+                    t->cur_target = c->target;
                     if (!c->closed) on_readable(t, c);
+                    t->cur_target = tgt;
                     continue;
                 }
                 if ((tag >> 32) != (TAG_PENDING >> 32)) continue; /* the stop event */
@@ -510,6 +544,8 @@ static void connect_all(struct thread *t) {
                 c->fd = pending[i].fd;
                 c->global_index = pending[i].g;
                 c->message = (pending[i].g * 7919u) % t->noffsets; /* spread the starting points */
+                c->target = (uint8_t)tgt;
+                t->nconns_target += !tgt;
                 struct epoll_event ev = {.events = EPOLLIN,
                                          .data.u64 = TAG_CONN | (uint64_t)t->nconns};
                 epoll_ctl(t->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
@@ -518,6 +554,8 @@ static void connect_all(struct thread *t) {
         }
         if (first + batch < share) sleep_until_ns(now_ns() + (int64_t)(cfg.ramp_pause_s * 1e9));
     }
+    }
+    t->cur_target = 0;
     free(pending);
 }
 
@@ -535,6 +573,43 @@ static int64_t total_count(const struct hist *h) {
     return total;
 }
 
+/* --alt: whose slice `now` lies in, and when the next one starts. Slice k counts from the
+ * window's start (k < 0 in the warm-up); the target has the even ones. */
+static int slice_of(const struct thread *t, int64_t now, int64_t *next_switch_ns) {
+    int64_t d = now - t->window_start_ns;
+    int64_t k = d >= 0 ? d / cfg.slice_ns : -((-d + cfg.slice_ns - 1) / cfg.slice_ns);
+    *next_switch_ns = t->window_start_ns + (k + 1) * cfg.slice_ns;
+    return (int)(k & 1);
+}
+
+/* --alt: the part of the window since the last switch goes to whoever was active. */
+static void account_active(struct thread *t, int64_t now) {
+    int64_t a = t->active_since_ns > t->window_start_ns ? t->active_since_ns : t->window_start_ns;
+    int64_t b = now < t->window_end_ns ? now : t->window_end_ns;
+    if (b > a) t->active_ns[t->active] += b - a;
+    t->active_since_ns = now;
+}
+
+/* --alt: a slice boundary passed. The new slice's parked connections send at once; the other
+ * server's in-flight echoes still come back (and count for it), then its connections park. */
+static void switch_slice(struct thread *t, int64_t now) {
+    int64_t next;
+    int active = slice_of(t, now, &next);
+    t->next_switch_ns = next;
+    if (active == t->active) return;
+    account_active(t, now);
+    t->active = active;
+    for (int i = 0; i < t->nconns; i++) {
+        struct conn *c = &t->conns[i];
+        if (c->closed || !c->parked || c->target != active) continue;
+        c->parked = 0;
+        c->sent_at_ns = now;
+        t->cur_target = c->target;
+        send_next_message(t, c);
+    }
+    t->cur_target = 0;
+}
+
 static void run(struct thread *t, int64_t start) {
     t->window_start_ns = start + (int64_t)(cfg.warmup_s * 1e9);
     t->window_end_ns = t->window_start_ns + (int64_t)(cfg.duration_s * 1e9);
@@ -547,14 +622,25 @@ static void run(struct thread *t, int64_t start) {
     }
     sleep_until_ns(start);
     int64_t now = now_ns();
+    t->next_switch_ns = INT64_MAX;
+    if (cfg.has_alt) {
+        t->active = slice_of(t, now, &t->next_switch_ns);
+        t->active_since_ns = now;
+    }
     if (cfg.rate == 0) {
         for (int i = 0; i < t->nconns; i++) {
             struct conn *c = &t->conns[i];
             if (c->closed) continue;
             c->sent_at_ns = now;
             c->message = c->message == 0 ? t->noffsets - 1 : c->message - 1; /* next = its own */
+            if (c->target != t->active) {
+                c->parked = 1; /* the other server's slice first */
+                continue;
+            }
+            t->cur_target = c->target;
             send_next_message(t, c);
         }
+        t->cur_target = 0;
     }
     int64_t next_due = cfg.rate != 0 ? tick(t, now) : INT64_MAX;
     struct epoll_event events[MAX_EVENTS];
@@ -567,6 +653,7 @@ static void run(struct thread *t, int64_t start) {
         int64_t wake = t->window_end_ns;
         if (!t->cpu0_taken && t->window_start_ns < wake) wake = t->window_start_ns;
         if (next_due < wake) wake = next_due > now + MIN_TICK_NS ? next_due : now + MIN_TICK_NS;
+        if (t->next_switch_ns < wake) wake = t->next_switch_ns;
         if (wake != armed_ns) {
             arm_timer(t, wake);
             armed_ns = wake;
@@ -585,13 +672,16 @@ static void run(struct thread *t, int64_t start) {
                 }
                 if (now >= t->window_end_ns) done = 1;
                 else if (cfg.rate != 0) next_due = tick(t, now);
+                else if (now >= t->next_switch_ns) switch_slice(t, now);
             } else if (tag == TAG_STOP) {
                 done = 1;
             } else {
                 struct conn *c = &t->conns[(uint32_t)tag];
                 if (c->closed) continue;
+                t->cur_target = c->target;
                 if (events[e].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) on_readable(t, c);
                 if (!c->closed && (events[e].events & EPOLLOUT)) flush_message(t, c);
+                t->cur_target = 0;
             }
         }
         now = now_ns();
@@ -607,13 +697,19 @@ static void run(struct thread *t, int64_t start) {
                        + (cpu1.ru_stime.tv_usec - t->cpu0.ru_stime.tv_usec) / 1e6;
     }
     int64_t end = now < t->window_end_ns ? now : t->window_end_ns;
-    for (int i = 0; i < t->nconns; i++) t->open_at_end += !t->conns[i].closed;
+    if (cfg.has_alt) account_active(t, end);
+    for (int i = 0; i < t->nconns; i++)
+        t->open_at_end += !t->conns[i].closed && !t->conns[i].target;
     t->stall_limit_s = stall_limit_s(t->open_at_end, total_count(&t->latency),
                                      (end - t->window_start_ns) / 1e9);
     int64_t stall_ns = (int64_t)(t->stall_limit_s * 1e9);
     for (int i = 0; i < t->nconns; i++) {
         struct conn *c = &t->conns[i];
         if (c->closed) continue; /* closed after an error, which was counted as such */
+        if (c->target) { /* the alternate's (closed loop only): its own count */
+            t->alt_errors += c->echoes == 0 || (c->in_flight && end - c->sent_at_ns >= stall_ns);
+            continue;
+        }
         /* unserved: no echo at all; in open loop only once its first request is older than the
          * stall limit (at a low rate over many connections it may come due late, or never) */
         if (c->echoes == 0 && (cfg.rate == 0 || c->first_send_ns <= end - stall_ns)) {
@@ -699,18 +795,25 @@ static void print_result(FILE *out) {
     struct hist *latency = calloc(1, sizeof *latency), *lag = calloc(1, sizeof *lag);
     int64_t errors[E_KINDS] = {0};
     const char *examples[E_KINDS] = {0};
-    long established = 0, open_at_end = 0;
+    struct hist *alt_latency = calloc(1, sizeof *alt_latency);
+    long established = 0, open_at_end = 0, alt_established = 0;
+    int64_t alt_errors = 0, active_ns[2] = {0, 0};
     uint64_t offered = 0;
     double user = 0, sys = 0, stall = STALL_TIMEOUT_S;
     for (int w = 0; w < cfg.threads; w++) {
         struct thread *t = &threads[w];
         hist_add(latency, &t->latency);
         hist_add(lag, &t->send_lag);
+        hist_add(alt_latency, &t->alt_latency);
+        alt_errors += t->alt_errors;
+        alt_established += t->nconns - t->nconns_target;
+        /* each thread switches on its own timer: the mean of their active times */
+        for (int k = 0; k < 2; k++) active_ns[k] += t->active_ns[k] / cfg.threads;
         for (int k = 0; k < E_KINDS; k++) {
             errors[k] += t->errors[k];
             if (!examples[k] && t->example[k][0]) examples[k] = t->example[k];
         }
-        established += t->nconns;
+        established += t->nconns_target;
         open_at_end += t->open_at_end;
         offered += t->offered;
         user += t->cpu_user_s;
@@ -726,10 +829,16 @@ static void print_result(FILE *out) {
         if (examples[k]) fprintf(out, "example %s %s\n", ERROR_NAMES[k], examples[k]);
     hist_print(out, "latency", latency);
     hist_print(out, "send_lag", lag);
+    if (cfg.has_alt) {
+        fprintf(out, "alt_established %ld\nalt_errors %" PRId64 "\n", alt_established, alt_errors);
+        fprintf(out, "active_ns %" PRId64 " %" PRId64 "\n", active_ns[0], active_ns[1]);
+        hist_print(out, "alt_latency", alt_latency);
+    }
     fprintf(out, "done\n");
     fflush(out);
     free(latency);
     free(lag);
+    free(alt_latency);
 }
 
 /* Wait for a line on stdin for up to timeout_ms; returns 1 with the line, 0 on timeout, -1 on
@@ -764,6 +873,7 @@ static int usage(const char *why) {
     fprintf(stderr, "engine: %s\nusage: engine --host A --port P --conns N --size B --warmup S "
             "--duration S [--rate R] --threads T [--cpus 0,1] --connect-timeout S "
             "--connect-budget S --ramp-batch N --ramp-pause S --start-wait S [--sources K]\n"
+            "[--alt HOST:PORT --slice-ms MS]\n"
             "[--first F --step S --total-conns T]\n"
             "(bench/engine/__init__.py runs it; use python -m bench.load --engine c)\n", why);
     return 2;
@@ -779,8 +889,9 @@ int main(int argc, char **argv) {
         }
         return 0;
     }
-    const char *host = "127.0.0.1";
+    const char *host = "127.0.0.1", *alt = NULL;
     int port = 0;
+    double slice_ms = 0;
     cfg.threads = 1;
     cfg.sources = 1;
     cfg.step = 1;
@@ -804,6 +915,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--first")) cfg.first = atoi(v);
         else if (!strcmp(k, "--step")) cfg.step = atoi(v);
         else if (!strcmp(k, "--total-conns")) cfg.total_conns = atoi(v);
+        else if (!strcmp(k, "--alt")) alt = v;
+        else if (!strcmp(k, "--slice-ms")) slice_ms = atof(v);
         else if (!strcmp(k, "--cpus")) {
             for (const char *p = v; *p && cfg.ncpus < 1024; p++) {
                 cfg.cpus[cfg.ncpus++] = (int)strtol(p, (char **)&p, 10);
@@ -815,6 +928,8 @@ int main(int argc, char **argv) {
             || cfg.ramp_batch_per_thread <= 0 || cfg.sources <= 0 || cfg.rate < 0
             || cfg.first < 0 || cfg.step <= 0)
         return usage("missing or bad option");
+    if (alt && (cfg.rate != 0 || slice_ms <= 0))
+        return usage("--alt takes --slice-ms above 0, and is closed loop only (no --rate)");
     if (cfg.threads > cfg.conns) cfg.threads = cfg.conns;
     if (cfg.total_conns < cfg.first + (cfg.conns - 1) * cfg.step + 1)
         cfg.total_conns = cfg.first + (cfg.conns - 1) * cfg.step + 1;
@@ -837,8 +952,23 @@ int main(int argc, char **argv) {
     cfg.target = *(struct sockaddr_in *)found->ai_addr;
     cfg.target.sin_port = htons(port);
     freeaddrinfo(found);
+    if (alt) { /* HOST:PORT, an IPv4 address (the bench's reference on loopback) */
+        char alt_host[64];
+        const char *colon = strrchr(alt, ':');
+        size_t n = colon ? (size_t)(colon - alt) : 0;
+        cfg.alt.sin_family = AF_INET;
+        if (!colon || n >= sizeof alt_host || atoi(colon + 1) <= 0)
+            return usage("--alt wants HOST:PORT, e.g. 127.0.0.1:9001");
+        memcpy(alt_host, alt, n);
+        alt_host[n] = 0;
+        if (inet_pton(AF_INET, alt_host, &cfg.alt.sin_addr) != 1)
+            return usage("--alt wants an IPv4 address, e.g. 127.0.0.1:9001");
+        cfg.alt.sin_port = htons(atoi(colon + 1));
+        cfg.has_alt = 1;
+        cfg.slice_ns = (int64_t)(slice_ms * 1e6);
+    }
 
-    if (raise_fd_limit(cfg.conns, why, sizeof why)) {
+    if (raise_fd_limit(cfg.conns * (1 + cfg.has_alt), why, sizeof why)) {
         fprintf(stderr, "too few file descriptors: %s\n", why);
         return 2;
     }
@@ -870,7 +1000,7 @@ int main(int argc, char **argv) {
     long established = 0;
     double connect_s = 0;
     for (int w = 0; w < cfg.threads; w++) {
-        established += threads[w].nconns;
+        established += threads[w].nconns_target;
         if (threads[w].connect_s > connect_s) connect_s = threads[w].connect_s;
     }
     printf("ready %ld %.6f\n", established, connect_s);
