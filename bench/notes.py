@@ -49,7 +49,14 @@ def ranking(view: View, cell: results.CellKey) -> str | None:
     good = [o for o in good if not o.is_reference]
     others = sorted((o for o in others if not o.is_reference),
                     key=lambda o: o.vs_ref or o.rps.median, reverse=True)
-    parts = [f"(reference {ref.server}: {fmt_rps(ref.rps.median)} req/s)"] if ref else []
+    beside = [b["rps"] for o in good + others if not o.is_reference for m in o.measured
+              if isinstance(b := m.get("beside_ref"), dict) and b.get("ok") and b.get("rps")]
+    if beside:  # the ratios are to the reference measured beside each server: say that figure
+        parts = [f"(reference {results.REFERENCE} beside the servers, in their windows: "
+                 f"{fmt_rps(statistics.median(beside))} req/s"
+                 + (f"; alone: {fmt_rps(ref.rps.median)} req/s)" if ref else ")")]
+    else:
+        parts = [f"(reference {ref.server}: {fmt_rps(ref.rps.median)} req/s)"] if ref else []
     for i, o in enumerate(good):
         text = f"{o.server} {figure(view, o)}"
         if i == 0:

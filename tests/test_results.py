@@ -27,7 +27,7 @@ def test_committed_runs_read_and_fold(name):
     raw = [json.loads(line) for line in
            (ROOT / "docs" / "results" / name / "results.jsonl").read_text().splitlines() if line]
     assert len(run.measurements) == len(raw) and not run.warnings
-    # docs/results/full predates schema 2 (it keeps old runs readable in the suite); quick is newer
+    # both committed runs are schema 2; tests/fixtures/run_small keeps a schema-1 run in the suite
     schema = raw[0].get("schema", 1)
     assert run.schema == schema and run.measurements[0].schema == schema
     summaries = run.summaries()
