@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,12 +23,35 @@ def test_every_lesson_has_a_recorded_run():
         assert (RECORDS / f"{name}.json").exists(), f"{name}: run `make lessons-record` and commit it"
 
 
+QUICK_TIMEOUT_S = 90  # a --quick run takes seconds (5 s for lesson 09 on a 2-core VM)
+
+
+def run_quick(name: str, out: Path) -> subprocess.CompletedProcess:
+    """`python -m lessons.NAME --quick`; one that hangs past QUICK_TIMEOUT_S fails the test with
+    where every thread of it was: faulthandler prints their stacks on SIGABRT."""
+    argv = [sys.executable, "-X", "faulthandler", "-m", f"lessons.{name}", "--quick",
+            "--json", str(out)]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=QUICK_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        try:
+            stdout, stderr = proc.communicate(timeout=10)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # and whatever it started
+            proc.wait()
+        pytest.fail(f"{name} --quick still ran after {QUICK_TIMEOUT_S} s; where it was:\n"
+                    f"{stderr[-6000:]}\n--- its output, last lines:\n{stdout[-3000:]}")
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
+
+
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_lesson_quick_prints_every_recorded_field(name, tmp_path):
     out = tmp_path / f"{name}.json"
-    result = subprocess.run([sys.executable, "-m", f"lessons.{name}", "--quick", "--json", str(out)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=90,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    result = run_quick(name, out)
     assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
     assert "Traceback" not in result.stderr
     assert "notice:" in result.stdout, f"{name} prints no 'notice:' line"

@@ -14,15 +14,17 @@ from bench import sample
 # thread does when its client leaves. Their CPU must stay in the process's total.
 CHILD = r"""
 import sys, threading, time
-def burn(seconds):
-    end = time.thread_time() + seconds
-    while time.thread_time() < end:
+stop = threading.Event()
+def burn():
+    while not stop.is_set():
         pass
 print("ready", flush=True)
 sys.stdin.readline()
-threads = [threading.Thread(target=burn, args=(0.15,)) for _ in range(4)]
+threads = [threading.Thread(target=burn) for _ in range(4)]
 for t in threads: t.start()
-print("burning", flush=True)  # every thread runs now, each for 0.15 s of its own CPU at least
+print("burning", flush=True)  # all four run until told to stop, however slow the machine
+sys.stdin.readline()
+stop.set()
 for t in threads: t.join()
 print("done", flush=True)
 sys.stdin.readline()
@@ -41,8 +43,14 @@ def test_threads_that_exit_between_readings_never_make_cpu_go_backwards():
         proc.stdin.write("go\n")
         proc.stdin.flush()
         assert proc.stdout.readline().strip() == "burning"
-        time.sleep(0.1)  # they burn, sharing the GIL: each needs 0.6 s of wall time or more
+        # until their CPU shows (the counters tick at 100 Hz; a loaded machine may take a while)
+        deadline = time.monotonic() + 10
         during = sample.sample_tree(proc.pid, memory=False, seen=seen)
+        while during.cpu_s <= before.cpu_s + 0.05 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            during = sample.sample_tree(proc.pid, memory=False, seen=seen)
+        proc.stdin.write("stop\n")
+        proc.stdin.flush()
         assert proc.stdout.readline().strip() == "done"
         after = sample.sample_tree(proc.pid, memory=False, seen=seen)
         assert during.threads == 5 and after.threads == 1, "the burning threads have exited"
