@@ -19,7 +19,9 @@ apart, so a VM's drift cancels); the figure is the median over the rounds with i
 (bench/results.py's, from order statistics), and CPU µs per request beside it. The goal
 (docs/bench.md) is that the C engine reaches at least GOAL of the minimal client. One server
 process serves every round, so nothing but the client changes between them. Writes
-headroom.json (the rounds, the summary and the machine) into --out.
+headroom.json (the rounds, the summary and the machine) into --out. Ctrl-C, SIGTERM or SIGHUP
+stop it between windows like `bench run`: the server is killed, the rounds measured so far are
+written (marked "interrupted"), and it exits 128 + the signal.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -132,28 +135,35 @@ def main(argv: list[str] | None = None) -> int:
     print(f"headroom: {args.rounds} rounds of {', '.join(CLIENTS)} against {ref.name}, "
           f"{args.conns} conns x {args.size} B, {args.warmup_s:g} s warm-up + {args.measure_s:g} s "
           f"each; {pinning}", flush=True)
-    server = launch.start(ref, cpus=server_cpus[:1] if server_cpus else None)
-    rounds = []
+    rounds, stopped = [], None
+    old = bench_run._install_stop_handlers()  # SIGINT, SIGTERM, SIGHUP: stop, keep the rounds
     try:
-        for i in range(args.rounds):
-            order = CLIENTS[i % 3:] + CLIENTS[:i % 3]
-            row: dict = {"round": i, "order": list(order)}
-            for client in order:
-                fn = minimal if client == "minimal" else (
-                    lambda *a, c=client: engine(c, *a))
-                row[client] = fn(server.host, server.port, args.conns, args.size, args.warmup_s,
-                                 args.measure_s, cpu)
-            rounds.append(row)
-            print(f"  round {i + 1:2}: " + "  ".join(
-                f"{c} {row[c]['rps']:,.0f}/s" for c in CLIENTS)
-                + f"  engine-c/minimal {row['engine-c']['rps'] / row['minimal']['rps']:.3f}",
-                flush=True)
-    except KeyboardInterrupt:
-        print("interrupted: keeping the rounds measured so far", file=sys.stderr)
+        server = launch.start(ref, cpus=server_cpus[:1] if server_cpus else None)
+        try:
+            for i in range(args.rounds):
+                order = CLIENTS[i % 3:] + CLIENTS[:i % 3]
+                row: dict = {"round": i, "order": list(order)}
+                for client in order:
+                    window = (server.host, server.port, args.conns, args.size, args.warmup_s,
+                              args.measure_s, cpu)
+                    row[client] = (minimal(*window) if client == "minimal"
+                                   else engine(client, *window))
+                rounds.append(row)
+                print(f"  round {i + 1:2}: " + "  ".join(
+                    f"{c} {row[c]['rps']:,.0f}/s" for c in CLIENTS)
+                    + f"  engine-c/minimal {row['engine-c']['rps'] / row['minimal']['rps']:.3f}",
+                    flush=True)
+        finally:
+            server.kill()
+    except bench_run.Interrupted as stop:
+        stopped = stop.signum
+        print(f"{stop}: stopped after {len(rounds)} of {args.rounds} rounds; keeping those",
+              file=sys.stderr)
     finally:
-        server.kill()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     if not rounds:
-        return 130
+        return 128 + stopped if stopped else 1
     summary = summarize(rounds)
     commit, dirty = bench_run.git_state()
     record = {"created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -162,12 +172,13 @@ def main(argv: list[str] | None = None) -> int:
               "params": {"rounds": len(rounds), "conns": args.conns, "size_bytes": args.size,
                          "warmup_s": args.warmup_s, "measure_s": args.measure_s,
                          "server": ref.name},
-              "goal": GOAL, "summary": summary, "rounds": rounds}
+              "goal": GOAL, "summary": summary, "rounds": rounds,
+              "interrupted": signal.Signals(stopped).name if stopped else None}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "headroom.json").write_text(json.dumps(record, indent=1) + "\n")
     print(text(record))
     print(f"written: {out_dir / 'headroom.json'}")
-    return 0
+    return 128 + stopped if stopped else 0
 
 
 def text(record: dict) -> str:

@@ -1091,7 +1091,7 @@ def run_load(host: str, port: int, *, conns: int, size: int, duration: float, wa
         loop_name=loop_name, result_warnings=result_warnings, start_ns=start_ns, engine="python")
 
 
-def alt_slice(duration: float, slice_s: float = None) -> float:
+def alt_slice(duration: float, slice_s: float | None = None) -> float:
     """The slice for alternating over a window of `duration`: near `slice_s`, and an even number
     of them in the window, so that each server gets the same share of it."""
     pairs = max(1, round(duration / (2 * (slice_s or ALT_SLICE_S))))

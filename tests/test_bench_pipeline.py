@@ -107,7 +107,7 @@ def test_the_reference_beside_is_measured_in_the_same_window_and_leaves_no_proce
     record = bench_run.measure(server, bench_run.Cell(4, 1024), 0, profile, None, None,
                                beside=reference)
     assert record["status"] == "ok", record
-    assert record["window_s"] == 0.4 and 0.1 < record["active_s"] < 0.3
+    assert record["window_s"] == 0.4 and 0.05 < record["active_s"] < 0.35  # its own slices
     beside = record["beside_ref"]
     assert beside["server"] == "c-epoll" and beside["ok"] and beside["errors"] == 0
     assert beside["rps"] > 0 and beside["server_cpu_us_per_request"] > 0
