@@ -29,8 +29,14 @@ the tail; the consumer reads the tail, then the entries. liburing makes the tail
 (io_uring_smp_store_release) and the tail load an acquire (io_uring_smp_load_acquire), so the
 entries are visible before the index that publishes them. On x86-64 (TSO) every plain store is
 already a release and every plain load an acquire: stores are not reordered with older stores,
-loads not with older loads, so plain stores in program order suffice. Here every store is a
-``struct.pack_into`` into ctypes memory: a plain memcpy, in program order, with no barrier.
+loads not with older loads, so plain stores in program order suffice. Entries are written with
+``struct.pack_into`` (nobody reads a slot before the tail that publishes it); every index (the
+SQ tail, the CQ head, a buffer ring's tail) is stored and loaded through a ctypes scalar over
+the ring's memory, one aligned 4-byte (2-byte) move. Not with struct: CPython's pack_into first
+zeroes the destination, then writes the value (s_pack_internal's memset), so a kernel thread on
+another CPU can read an index of 0 in between. An SQ tail of 0 reads as "4 billion entries
+ready" (tail - head wraps): the SQPOLL thread took every slot, stale ones included, ran past
+the real tail and never stopped. (Seen on 6.18 within seconds of NOPs, before this was fixed.)
 On arm64 plain stores may become visible to another CPU out of order, and Python cannot emit an
 ``stlr``/``ldar``. What keeps this module correct there anyway:
   - without SQPOLL the kernel reads the SQ inside io_uring_enter, on the CPU and in the thread
@@ -62,6 +68,7 @@ import os
 import platform
 import socket
 import struct
+import time
 
 # -- the system calls ---------------------------------------------------------------------------
 
@@ -164,9 +171,11 @@ CQE = struct.Struct("<QiI")
 assert CQE.size == 16
 
 # struct io_uring_buf, 16 bytes: u64 addr, u32 len, u16 bid, u16 resv. A buffer ring is an array
-# of these; the ring's tail (u16) lives in the first entry's resv field, at byte 14.
-BUF = struct.Struct("<QIHH")
-BUF_RING_TAIL = struct.Struct("<H")
+# of these; the ring's tail (u16) lives in the first entry's resv field, at byte 14. So an entry
+# is written as its first 14 bytes only (liburing's io_uring_buf_ring_add does the same): writing
+# resv too would set the tail to 0 whenever entry 0 is reused.
+BUF = struct.Struct("<QIH")
+BUF_ENTRY_SIZE = 16
 BUF_RING_TAIL_OFFSET = 14
 
 # struct io_uring_buf_reg: u64 ring_addr, u32 ring_entries, u16 bgid, u16 flags, u64 resv[3]
@@ -178,6 +187,8 @@ TIMESPEC = struct.Struct("<qq")
 U32 = struct.Struct("<I")
 
 MSG_NOSIGNAL, MSG_WAITALL = 0x4000, 0x100
+
+SQ_WAIT_S = 5.0  # how long a full SQ may wait for the SQPOLL thread before that is an error
 
 
 class UringError(OSError):
@@ -191,12 +202,19 @@ def _check(ret: int, what: str) -> int:
     return ret
 
 
+def _index(addr: int, ctype=ctypes.c_uint32):
+    """A ring index the kernel reads or writes concurrently (SQ head and tail, CQ head and tail,
+    SQ flags, a buffer ring's tail), as a ctypes scalar at its address: ``.value`` is one
+    aligned load or store, never torn and never zeroed first as struct.pack_into's is."""
+    return ctype.from_address(addr)
+
+
 def _map(size: int, fd: int = -1, offset: int = 0) -> tuple[int, memoryview]:
     """mmap through libc: (address, a byte memoryview over it). A shared mapping of the ring's
     fd, or anonymous private memory for fd -1. (Python's mmap module would dup the ring's fd for
     every mapping, and 3.11 has no way to stop it.) A memoryview rather than the ctypes array
     itself: struct.pack_into gets a memoryview's buffer about twice as fast, and the SQE
-    written per echo is the hot path."""
+    written per echo is the hot path. (Indices are not written with struct: see _index.)"""
     if fd < 0:
         flags, prot = MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, PROT_READ_WRITE
     else:
@@ -292,23 +310,24 @@ class Ring:
         cq_size = cq_off[5] + self.cq_entries * CQE.size  # up to the end of the CQEs
         if self.features & IORING_FEAT_SINGLE_MMAP:
             size = max(sq_size, cq_size)
-            addr, sq = _map(size, self.fd, IORING_OFF_SQ_RING)
-            self._maps.append((addr, size))
-            cq = sq  # one mapping holds both rings
+            sq_addr, sq = _map(size, self.fd, IORING_OFF_SQ_RING)
+            self._maps.append((sq_addr, size))
+            cq_addr, cq = sq_addr, sq  # one mapping holds both rings
         else:
-            addr, sq = _map(sq_size, self.fd, IORING_OFF_SQ_RING)
-            self._maps.append((addr, sq_size))
-            addr, cq = _map(cq_size, self.fd, IORING_OFF_CQ_RING)
-            self._maps.append((addr, cq_size))
+            sq_addr, sq = _map(sq_size, self.fd, IORING_OFF_SQ_RING)
+            self._maps.append((sq_addr, sq_size))
+            cq_addr, cq = _map(cq_size, self.fd, IORING_OFF_CQ_RING)
+            self._maps.append((cq_addr, cq_size))
         sqe_size = self.sq_entries * SQE.size
         addr, self.sqes = _map(sqe_size, self.fd, IORING_OFF_SQES)
         self._maps.append((addr, sqe_size))
         self.sq, self.cq = sq, cq
         self._cq_bytes = cq  # sliced to decode the CQEs without a copy
         self.mmaps = len(self._maps)  # 2 with SINGLE_MMAP, else 3
-        self._sq_head, self._sq_tail, self._sq_flags = sq_off[0], sq_off[1], sq_off[4]
+        self._k_sq_head, self._k_sq_tail = _index(sq_addr + sq_off[0]), _index(sq_addr + sq_off[1])
+        self._k_sq_flags = _index(sq_addr + sq_off[4])
         self.sq_mask = U32.unpack_from(sq, sq_off[2])[0]
-        self._cq_head, self._cq_tail = cq_off[0], cq_off[1]
+        self._k_cq_head, self._k_cq_tail = _index(cq_addr + cq_off[0]), _index(cq_addr + cq_off[1])
         self.cq_mask = U32.unpack_from(cq, cq_off[2])[0]
         self._cqes = cq_off[5]
         # The SQ ring's array maps ring slots to SQE indices. Like liburing, map slot i to SQE i
@@ -316,8 +335,8 @@ class Ring:
         array = sq_off[6]
         for i in range(self.sq_entries):
             U32.pack_into(sq, array + 4 * i, i)
-        self.sq_tail = U32.unpack_from(sq, self._sq_tail)[0]  # our copy; the ring's is published
-        self.cq_head = U32.unpack_from(cq, self._cq_head)[0]
+        self.sq_tail = self._k_sq_tail.value  # our copy; the ring's is published by submit()
+        self.cq_head = self._k_cq_head.value
 
     # -- submitting ----------------------------------------------------------------------------
 
@@ -335,27 +354,40 @@ class Ring:
 
     def _make_room(self) -> None:
         self.submit()
+        deadline = time.monotonic() + SQ_WAIT_S
         while self.sqpoll and self._pending >= self.sq_entries:
             # the poller thread has not caught up: wait until it has consumed some
+            if time.monotonic() > deadline:
+                raise UringError(errno.ETIMEDOUT, f"the SQPOLL thread took no SQE in {SQ_WAIT_S} s")
             _syscall(_c_long(SYS_IO_URING_ENTER), self.fd, 0, 0, IORING_ENTER_SQ_WAIT, None, 0)
-            self._pending = (self.sq_tail - self.sq_head()) & 0xFFFFFFFF
+            self._pending = self._sq_unconsumed()
+
+    def _sq_unconsumed(self) -> int:
+        """SQEs published that the SQPOLL thread has not taken yet. More than the ring holds
+        means its head ran past our tail (it read a tail we never wrote): stop rather than let
+        it go on taking stale slots."""
+        pending = (self.sq_tail - self._k_sq_head.value) & 0xFFFFFFFF
+        if pending > self.sq_entries:
+            raise UringError(errno.EIO, f"the SQPOLL thread's head {self.sq_head()} passed the "
+                             f"SQ tail {self.sq_tail}")
+        return pending
 
     def sq_head(self) -> int:
         """How far the kernel has consumed the SQ (it writes the head)."""
-        return U32.unpack_from(self.sq, self._sq_head)[0]
+        return self._k_sq_head.value
 
     def submit(self, wait_for: int = 0) -> int:
         """One io_uring_enter: publish the tail (every SQE written since the last call), and with
         wait_for > 0 sleep until that many CQEs are ready. Returns how many SQEs were taken.
         EINTR (a signal) returns 0 after Python has run the handler (which may raise)."""
-        U32.pack_into(self.sq, self._sq_tail, self.sq_tail)  # plain store: see the docstring
+        self._k_sq_tail.value = self.sq_tail  # one plain store: see the module docstring
         to_submit = self._pending
         enter_flags = IORING_ENTER_GETEVENTS if wait_for or self._defer_taskrun else 0
         if self.sqpoll:
             # The kernel thread picks the SQEs up by itself; a syscall is needed only to wake it
             # if it went to sleep, or to wait for completions.
-            self._pending = (self.sq_tail - self.sq_head()) & 0xFFFFFFFF  # not yet taken
-            if U32.unpack_from(self.sq, self._sq_flags)[0] & IORING_SQ_NEED_WAKEUP:
+            self._pending = self._sq_unconsumed()
+            if self._k_sq_flags.value & IORING_SQ_NEED_WAKEUP:
                 enter_flags |= IORING_ENTER_SQ_WAKEUP
             elif not wait_for or self.cq_ready():
                 return to_submit
@@ -378,7 +410,7 @@ class Ring:
 
     def cq_tail(self) -> int:
         """How far the kernel has filled the CQ (it writes the tail)."""
-        return U32.unpack_from(self.cq, self._cq_tail)[0]
+        return self._k_cq_tail.value
 
     def cq_ready(self) -> int:
         return (self.cq_tail() - self.cq_head) & 0xFFFFFFFF
@@ -411,7 +443,7 @@ class Ring:
     def cq_advance(self, head: int) -> None:
         """Tell the kernel the CQEs up to ``head`` are read: their slots may be reused."""
         self.cq_head = head & 0xFFFFFFFF
-        U32.pack_into(self.cq, self._cq_head, self.cq_head)
+        self._k_cq_head.value = self.cq_head
 
     # -- prep helpers: one per operation the lab uses (liburing's io_uring_prep_*) -------------
 
@@ -502,6 +534,10 @@ class Ring:
             _munmap(addr, size)
         self._maps.clear()
         self.sq = self.cq = self.sqes = self._cq_bytes = None
+        # the index scalars point into the unmapped memory: drop them, so a use after close
+        # fails with an AttributeError instead of a segfault
+        self._k_sq_head = self._k_sq_tail = self._k_sq_flags = None
+        self._k_cq_head = self._k_cq_tail = None
 
     def __enter__(self):
         return self
@@ -529,7 +565,7 @@ class BufferRing:
         assert count & (count - 1) == 0 and count <= 32768, "a power of two up to 32768"
         self.ring, self.group, self.count, self.size = ring, group, count, size
         self.mask = count - 1
-        self._ring_bytes = count * BUF.size
+        self._ring_bytes = count * BUF_ENTRY_SIZE
         self.ring_addr, self.entries = _map(self._ring_bytes)  # page-aligned, as required
         self.pool_addr, self.pool = _map(count * size)  # MAP_POPULATE: resident from the start
         self.view = self.pool  # slices of it, without copying
@@ -543,6 +579,7 @@ class BufferRing:
             raise
         ring.buf_rings[group] = self
         self.tail = 0
+        self._tail_index = _index(self.ring_addr + BUF_RING_TAIL_OFFSET, ctypes.c_uint16)
         self._pack_buf = BUF.pack_into
         for bid in range(count):
             self.give_back(bid)
@@ -551,19 +588,19 @@ class BufferRing:
     def give_back(self, bid: int) -> None:
         """Put buffer ``bid`` at our tail (not yet visible: see publish)."""
         self._pack_buf(self.entries, (self.tail & self.mask) * 16,
-                       self.pool_addr + bid * self.size, self.size, bid, 0)
+                       self.pool_addr + bid * self.size, self.size, bid)
         self.tail = (self.tail + 1) & 0xFFFF
 
     def publish(self) -> None:
         """Store the tail: the kernel may now use every buffer given back before it."""
-        BUF_RING_TAIL.pack_into(self.entries, BUF_RING_TAIL_OFFSET, self.tail)
+        self._tail_index.value = self.tail
 
     def address(self, bid: int) -> int:
         return self.addresses[bid]
 
     def _unmap(self) -> None:
         _release(self.entries, self.pool)
-        self.view = self.entries = self.pool = None
+        self.view = self.entries = self.pool = self._tail_index = None
         _munmap(self.ring_addr, self._ring_bytes)
         _munmap(self.pool_addr, self.count * self.size)
 

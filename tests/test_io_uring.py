@@ -32,7 +32,9 @@ KiB, MiB = 1 << 10, 1 << 20
 
 def test_entry_layouts_match_the_kernel_header():
     assert uring.SQE.size == 64 and uring.CQE.size == 16 and uring.PARAMS.size == 120
-    assert uring.BUF.size == 16 and uring.BUF_REG.size == 40
+    # an io_uring_buf entry is 16 bytes, written as its first 14: its last 2 in entry 0 are the
+    # ring's tail
+    assert uring.BUF_ENTRY_SIZE == 16 and uring.BUF.size == 14 and uring.BUF_REG.size == 40
     # Field offsets in struct io_uring_sqe: opcode 0, flags 1, ioprio 2, fd 4, off 8, addr 16,
     # len 24, op_flags 28, user_data 32, buf_group 40.
     raw = uring.SQE.pack(0x1B, 0x20, 0x0002, 7, 0x0808080808080808, 0x1616161616161616,
@@ -75,6 +77,33 @@ def test_nops_round_trip_and_the_indices_wrap():
 
 
 @needs_io_uring
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="SQPOLL is allowed on x86-64 only")
+def test_sqpoll_takes_each_nop_once_and_never_runs_past_the_tail():
+    """With SQPOLL a kernel thread on another CPU reads our SQ tail while we store it. A store
+    that is not one plain move (struct.pack_into zeroes the bytes first) let it read a tail of
+    0, take all 64 slots, stale ones included, and run on past the tail for good."""
+    cpus = sorted(os.sched_getaffinity(0))
+    try:
+        ring = uring.Ring(64, sqpoll=True, sq_thread_cpu=cpus[-1] if len(cpus) > 1 else None)
+    except uring.UringError as exc:
+        pytest.skip(f"SQPOLL refused here: {exc}")
+    with ring:
+        done, deadline = 0, time.monotonic() + 3  # ~1 M NOPs on 2 cores; the bug came in 0.1-2 s
+        while done < 2_000_000 and time.monotonic() < deadline:
+            ring.prep_nop(done)
+            ring.submit()
+            wait_until = time.monotonic() + 5
+            while not ring.cq_ready():
+                assert time.monotonic() < wait_until, f"NOP {done} never completed"
+            got = ring.completions()
+            assert [ud for ud, _, _ in got] == [done], f"NOP {done}: the kernel took {len(got)}"
+            head = ring.sq_head()
+            assert (ring.sq_tail - head) & 0xFFFFFFFF <= 1, f"head {head}, tail {ring.sq_tail}"
+            done += 1
+        assert done > 1000, "the SQPOLL thread completed too few NOPs to say anything"
+
+
+@needs_io_uring
 def test_pipe_read_completes_into_our_buffer():
     rfd, wfd = os.pipe()
     buffer = bytearray(64)
@@ -110,6 +139,34 @@ def test_provided_buffer_ring_names_the_buffer_the_kernel_picked():
                 bid = flags >> uring.IORING_CQE_BUFFER_SHIFT
                 assert bid == i, "the ring hands out buffers in the order they were given"
                 assert bytes(pool.view[bid * 4096:bid * 4096 + res]) == word
+        finally:
+            a.close()
+            b.close()
+
+
+@needs_io_uring
+def test_giving_back_into_entry_0_leaves_the_published_tail_alone():
+    """The buffer ring's tail shares bytes 14-15 of entry 0. Reusing entry 0 must not touch
+    them: the kernel would see a tail of 0 (every buffer in use) until the next publish."""
+    with uring.Ring(8) as ring:
+        if not uring.probe_features(ring)["pbuf_ring"]:
+            pytest.skip("this kernel has no provided buffer rings (5.19+)")
+        pool = uring.BufferRing(ring, 5, 4, 4096)
+        tail = ctypes.c_uint16.from_address(pool.ring_addr + uring.BUF_RING_TAIL_OFFSET)
+        assert tail.value == 4, "all four buffers published"
+        a, b = socket.socketpair()
+        try:
+            ring.prep_recv_select(a.fileno(), 5, 1)
+            ring.submit()
+            b.send(b"x")
+            ring.submit(wait_for=1)
+            ((_, res, flags),) = ring.completions()
+            bid = flags >> uring.IORING_CQE_BUFFER_SHIFT
+            assert (res, bid) == (1, 0)
+            pool.give_back(bid)  # our tail is 4: the entry written is slot 4 & 3 == 0
+            assert tail.value == 4, "writing entry 0 changed the tail the kernel reads"
+            pool.publish()
+            assert tail.value == 5
         finally:
             a.close()
             b.close()
