@@ -657,7 +657,9 @@ def main() -> int:
         lesson.measure("M:N units parked at once", mn_count, "")
         for kind, unit in (("go", "goroutine"), ("erlang", "Erlang process")):
             labels = (f"create: {unit}", f"switch: {unit}", f"memory per {unit}",
-                      f"OS threads under the parked {unit}{'es' if unit.endswith('process') else 's'}")
+                      f"OS threads under the parked {unit}{'es' if unit.endswith('process') else 's'}",
+                      "goroutine stack (runtime.MemStats)" if kind == "go"
+                      else "Erlang process (erlang:memory(processes))")
             try:
                 r = mn_runtime(kind, mn_count, round_trips["generator"], repeats)
             except build.Unavailable as exc:
@@ -669,10 +671,7 @@ def main() -> int:
             lesson.measure(labels[1], r["switch_ns"], "ns")
             lesson.measure(labels[2], r["mem_bytes"] / 1024, "KiB")
             lesson.measure(labels[3], r["os_threads"], "")
-            if kind == "go":
-                lesson.measure("goroutine stack (runtime.MemStats)", r["stack_bytes"] / 1024, "KiB")
-            else:
-                lesson.measure("Erlang process (erlang:memory(processes))", r["proc_bytes"] / 1024, "KiB")
+            lesson.measure(labels[4], r["stack_bytes" if kind == "go" else "proc_bytes"] / 1024, "KiB")
 
         # The stackful switch with nothing else in the way: C, one fiber and main, no scheduler.
         lesson.section("a stackful switch in C (lessons/native/cswitch.c): swapcontext(3), and a "

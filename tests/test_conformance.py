@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -203,20 +204,24 @@ def test_out_of_file_descriptors_neither_crashes_nor_spins(entry):
                 sock = connect(server.address)
                 sock.sendall(b"x")
                 clients.append(sock)
-            time.sleep(1.0)
+            time.sleep(0.5)  # the server has met EMFILE by now, and handles it as it will
             cpu0, t0 = tree_cpu_s(server.pid), time.monotonic()
-            time.sleep(1.5)
+            time.sleep(1.0)
             used = tree_cpu_s(server.pid) - cpu0
             assert used < 0.5 * (time.monotonic() - t0), f"server spins at EMFILE ({used:.2f} s CPU)"
             assert server.proc.poll() is None, f"server died at EMFILE:\n{server.stderr_tail()}"
-            served = 0
-            for sock in clients:
-                sock.settimeout(0.05)
-                try:
-                    served += sock.recv(1) == b"x"
-                except OSError:
-                    pass
-            assert served >= 1, "no client at all was served"
+            # at least one client was served: wait for any echo at all, not for each in turn
+            served, deadline = 0, time.monotonic() + 5.0
+            while not served and time.monotonic() < deadline:
+                readable, _, _ = select.select(clients, [], [], max(0.0, deadline - time.monotonic()))
+                for sock in readable:
+                    try:
+                        served += sock.recv(1) == b"x"
+                    except OSError:
+                        pass  # a client the server turned away (reset): not served, and no harm
+                    clients.remove(sock)  # read once: an EOF would stay readable for ever
+                    sock.close()
+            assert served, "no client at all was served"
         finally:
             for sock in clients:
                 sock.close()

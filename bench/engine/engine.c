@@ -744,7 +744,13 @@ static void *thread_main(void *arg) {
         sched_setaffinity(0, sizeof set, &set); /* 0: the calling thread */
     }
     make_messages(t);
-    t->buf = malloc(READ_BUFFER_BYTES);
+    /* Page-aligned, not malloc's: a 256 KiB malloc is its own mmap, and the pointer it returns
+     * is 16 bytes past a page. The kernel copies each read into this buffer with rep movsb, and
+     * on AMD Zen a destination 16 bytes off a 32-byte boundary takes that copy off its fast
+     * path: at 64 KiB messages the engine spent twice the CPU per echo, and was slower than the
+     * Python engine. (Measured side by side in one run: 2.0x the req/s against c-epoll at
+     * 16 x 64 KiB, 74 -> 38 µs of CPU per request; offsets 0, 32, 64 and 128 are all fast.) */
+    t->buf = aligned_alloc(4096, READ_BUFFER_BYTES);
     t->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     t->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_TIMER};
