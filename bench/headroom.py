@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"headroom: unavailable: the reference {ref.name}: {ref.availability()[1]}",
               file=sys.stderr)
         return 1
+    commit, dirty = bench_run.git_state()  # the code that measures, as it was at the start
     server_cpus, client_cpus, pinning = bench_run.split_cpus()
     cpu = client_cpus[0] if client_cpus else None
     out_dir = args.out or Path("results") / f"headroom-{dt.datetime.now():%Y%m%d-%H%M%S}"
@@ -165,7 +166,6 @@ def main(argv: list[str] | None = None) -> int:
     if not rounds:
         return 128 + stopped if stopped else 1
     summary = summarize(rounds)
-    commit, dirty = bench_run.git_state()
     record = {"created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "git_commit": commit, "git_dirty": dirty, "machine": bench_run.machine_info(),
               "pinning": pinning, "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
@@ -198,14 +198,15 @@ def text(record: dict) -> str:
     return "\n".join(lines)
 
 
-def doc_text(record: dict) -> str:
-    """The recorded run in one paragraph, for docs/bench.md (cog): figures from the file only."""
+def doc_text(record: dict, path: str = "docs/results/headroom/headroom.json") -> str:
+    """The recorded run at `path` in one paragraph, for docs/bench.md (cog): figures from the
+    file only."""
     p, s, m = record["params"], record["summary"], record["machine"]
     cpu = lambda c: f"{s[c]['cpu_us_per_request_median']:.1f} µs"  # noqa: E731
     ci = s["engine-c"]["vs_minimal_ci95"]
     return (f"Recorded with `make headroom` on {m.get('cpu_model')} ({m.get('cores_logical')} "
             f"logical CPUs; {record['created'][:10]}, commit {str(record['git_commit'])[:7]}, "
-            f"`docs/results/headroom/headroom.json`): over {p['rounds']} interleaved rounds of "
+            f"`{path}`): over {p['rounds']} interleaved rounds of "
             f"{p['conns']} connections × {p['size_bytes']:,} B against {p['server']}, the median "
             f"per-round ratio of the C engine's throughput to the minimal client's was "
             f"**{s['engine-c']['vs_minimal']:.2f}**"

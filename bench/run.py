@@ -274,7 +274,10 @@ def git_state() -> tuple[str | None, bool]:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                                 capture_output=True, text=True, timeout=10).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # dirty: the code differs from the commit. Recorded results (docs/results) are not code:
+        # re-recording one reference must not mark the next as measured by uncommitted code.
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                     ".", ":(exclude)docs/results"],
                                     cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip())
     except (OSError, subprocess.TimeoutExpired):
         return None, False
