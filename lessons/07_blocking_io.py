@@ -19,7 +19,13 @@ What it shows, on this machine:
 4. Signal-driven I/O (Stevens' fourth I/O model): a UDP socket with O_ASYNC and F_SETOWN raises
    SIGIO when a datagram arrives and the handler reads it; with F_SETSIG a queued real-time signal
    carries what happened (si_code POLL_IN, si_band POLLIN|POLLRDNORM).
-5. Head-of-line blocking. The `iterative` server serves one client at a time: while client A keeps
+5. Where the copy lands. recv() copies the bytes from the socket's buffers into yours, and the
+   speed of that copy can depend on where your buffer starts. The same 64 KiB recv() into one
+   buffer at several offsets from a page boundary, interleaved: on AMD EPYC a buffer 1 to 31
+   bytes past a page boundary took several times longer than one on it, and glibc's malloc puts
+   a large buffer exactly there (its own mmap, the pointer 16 bytes past the page). The lab's C
+   load engine lost half its speed at 64 KiB to it (bench/engine/engine.c).
+6. Head-of-line blocking. The `iterative` server serves one client at a time: while client A keeps
    its connection open without sending, client B's connect() succeeds (the kernel completes the
    handshake and parks the connection in the listen queue) but B's echo waits until A leaves. The
    `threads` server gives each connection its own thread, so B is echoed at once.
@@ -65,6 +71,9 @@ SIGNAL_TIMEOUT_S = 1.0
 POLL_BAND_NAMES = {select.POLLIN: "POLLIN", select.POLLRDNORM: "POLLRDNORM", select.POLLOUT: "POLLOUT",
                    select.POLLERR: "POLLERR", select.POLLHUP: "POLLHUP", select.POLLPRI: "POLLPRI"}
 SI_CODES = {1: "POLL_IN", 2: "POLL_OUT", 3: "POLL_MSG", 4: "POLL_ERR", 5: "POLL_PRI", 6: "POLL_HUP"}
+COPY_BYTES = 64 * 1024  # one recv() of this much, already waiting in the socket
+COPY_OFFSETS = (0, 16, 64, 2048)  # where the buffer starts: bytes past a page boundary
+PAGE = 4096
 
 
 # -- 1. a recv() that waits ------------------------------------------------------------------------
@@ -325,6 +334,44 @@ def signal_driven_udp() -> dict:
 # -- 5. head-of-line blocking -----------------------------------------------------------------------
 
 
+# -- 5. where the copy lands -------------------------------------------------------------------------
+
+
+def copy_destination_trial(rounds: int, recvs: int) -> dict[int, float]:
+    """µs per recv_into() of COPY_BYTES over loopback TCP, by how far past a page boundary the
+    buffer starts (COPY_OFFSETS): the median over `rounds` rounds, each timing `recvs` recvs per
+    offset, the offsets' order rotating from round to round. The sender writes a whole message
+    before each recv, so the bytes are waiting and recv only copies them."""
+    raw = ctypes.create_string_buffer(COPY_BYTES + max(COPY_OFFSETS) + 2 * PAGE)
+    first_page = -ctypes.addressof(raw) % PAGE  # the first page boundary inside the buffer
+    memory = memoryview(raw).cast("B")
+    a, b = connected_pair()
+    message = os.urandom(COPY_BYTES)
+    per_offset: dict[int, list[float]] = {off: [] for off in COPY_OFFSETS}
+    try:
+        for r in range(rounds):
+            k = r % len(COPY_OFFSETS)
+            for off in COPY_OFFSETS[k:] + COPY_OFFSETS[:k]:
+                view = memory[first_page + off:first_page + off + COPY_BYTES]
+                spent = 0
+                for _ in range(recvs):
+                    a.sendall(message)
+                    t0 = time.perf_counter_ns()
+                    got = b.recv_into(view, COPY_BYTES, socket.MSG_WAITALL)
+                    spent += time.perf_counter_ns() - t0
+                    if got != COPY_BYTES:
+                        raise RuntimeError(f"recv_into returned {got} of {COPY_BYTES} bytes")
+                if bytes(view) != message:
+                    raise RuntimeError("the bytes received are not the bytes sent")
+                per_offset[off].append(spent / recvs / 1000)
+    finally:
+        view = None
+        memory.release()
+        a.close()
+        b.close()
+    return {off: statistics.median(v) for off, v in per_offset.items()}
+
+
 def round_trip(sock: socket.socket, message: bytes) -> None:
     """Send ``message`` and read until all of it is echoed back."""
     sock.sendall(message)
@@ -363,10 +410,16 @@ def second_client_latency(name: str, hold_s: float) -> dict:
         server.stop()
 
 
+def copy_label(offset: int) -> str:
+    where = "on a page boundary" if offset == 0 else f"{offset} bytes past a page boundary"
+    return f"recv() of {COPY_BYTES // 1024} KiB, buffer {where}"
+
+
 # How far a reader's figure may be from the recorded one before it is named (lessons.common): the
 # buffer sizes are the kernel's TCP autotuning on that machine; the wait channel's name is the
-# kernel version's.
+# kernel version's; the copy's speed is the CPU's.
 TOLERANCE = {label: None for label in (
+    *(copy_label(off) for off in COPY_OFFSETS), "16 bytes past a page, against on the boundary",
     "bytes accepted before send() would block", "of them in the receiver's receive queue (FIONREAD)",
     "of them in the sender's send queue (SIOCOUTQ)", "sender's SO_SNDBUF", "receiver's SO_RCVBUF",
     "bytes the reader drained before send() returned", "kernel wait channel", "blocked sender's wait channel",
@@ -433,11 +486,36 @@ def draw_eintr(record: dict, fig) -> None:
     ax.grid(axis="y", visible=False)
 
 
-PICTURES = {"head-of-line": draw_head_of_line, "eintr": draw_eintr}
+def draw_copy_destination(record: dict, fig) -> None:
+    """µs per 64 KiB recv() by where the buffer starts, past a page boundary."""
+    from lessons.figures import COLOURS, not_measured
+    c = record.get("series", {}).get("copy_destination")
+    if not c or not c.get("us_by_offset"):
+        return not_measured(fig, "this run recorded no copy destinations (an older run)")
+    offsets = sorted(c["us_by_offset"], key=int)
+    us = [c["us_by_offset"][o] for o in offsets]
+    ax = fig.subplots()
+    bars = ax.bar([f"+{o} B" if o != "0" else "on the boundary" for o in offsets], us,
+                  color=[COLOURS[1] if u > 1.3 * us[0] else COLOURS[0] for u in us])
+    ax.bar_label(bars, labels=[f"{u:.1f} µs" for u in us], padding=2)
+    ax.set_ylabel(f"µs per recv() of {c['bytes'] // 1024} KiB (median)")
+    ax.set_xlabel("where the receive buffer starts, relative to a page boundary")
+    ax.set_title("The same recv(), the same bytes: only the buffer's start differs")
+    ax.grid(axis="x", visible=False)
+
+
+PICTURES = {"head-of-line": draw_head_of_line, "eintr": draw_eintr,
+            "copy-destination": draw_copy_destination}
 
 
 # The page's comparative sentences, checked against the recorded run (tests/test_claims.py).
 CLAIMS = [
+    Claim("a buffer 16 bytes past a page boundary took",
+          lambda m: m["16 bytes past a page, against on the boundary"] >= 1.3,
+          "the recv() into a buffer 16 bytes past a page took at least 1.3x as long as on the boundary"),
+    Claim("while 64 or 2,048 bytes past were about as fast as on the boundary",
+          lambda m: all(m[copy_label(off)] < 1.3 * m[copy_label(0)] for off in (64, 2048)),
+          "64 and 2048 bytes past a page: within 1.3x of the page-aligned recv()"),
     Claim("B's echo took about as long as A held the server",
           lambda m: 0.9 * HOLD_S * 1e3 < m["client B echo latency on iterative"] < 1.5 * HOLD_S * 1e3,
           "iterative: B's echo latency is within -10 %/+50 % of A's hold time"),
@@ -574,6 +652,14 @@ def main() -> int:
             lesson.measure(bp_labels[7], bp["wchan"])
         lesson.measure(bp_labels[8], bp["drained"] / 1024, "KiB")
 
+    copy_rounds, copy_recvs = (5, 100) if lesson.quick else (15, 200)
+    lesson.section(f"where the copy lands: recv() of {COPY_BYTES // 1024} KiB into a buffer that starts "
+                   f"0 to {COPY_OFFSETS[-1]} bytes past a page boundary ({copy_rounds} interleaved rounds)")
+    copy = copy_destination_trial(copy_rounds, copy_recvs)
+    for off in COPY_OFFSETS:
+        lesson.measure(copy_label(off), copy[off], "µs")
+    lesson.measure("16 bytes past a page, against on the boundary", copy[16] / copy[0], "x", fmt=".2f")
+
     lesson.section("signal-driven I/O: a UDP socket with O_ASYNC, F_SETOWN, then F_SETSIG")
     why_not_sigio = linux_only("F_SETSIG")
     sig_labels = ("SIGIO signals for one datagram", "datagram read in the SIGIO handler", "SIGIO after the sendto()",
@@ -595,6 +681,8 @@ def main() -> int:
                 lesson.measure(label, sigio[key])
             else:
                 lesson.skip(label, f"no queued signal within {SIGNAL_TIMEOUT_S:g} s")
+
+    lesson.series("copy_destination", {"bytes": COPY_BYTES, "us_by_offset": {str(k): v for k, v in copy.items()}})
 
     lesson.section(f"client B asks for an echo while client A holds the connection for {HOLD_S:.0f} s")
     results = {}
@@ -639,6 +727,12 @@ def main() -> int:
                       f"{bp['in_send_queue'] / 1024:,.0f} KiB in the sender's; then a blocking send() "
                       + ("slept" if bp["still_blocked"] else "did not sleep")
                       + f" ({bp['state']}) until the reader drained {bp['drained'] / 1024:,.0f} KiB")
+    slow = copy[16] / copy[0]
+    lesson.notice(f"the same recv() of {COPY_BYTES // 1024} KiB took {copy[0]:.1f} µs into a buffer on a page "
+                  f"boundary and {copy[16]:.1f} µs into one 16 bytes past it ({slow:.2f}x), "
+                  + ("where a large malloc puts its buffer: the copy, not the wait, can be what a big recv() costs"
+                     if slow >= 1.3 else "no difference worth the name on this CPU")
+                  + f"; 64 bytes past: {copy[64]:.1f} µs")
     if sigio:
         lesson.notice(f"one datagram raised {sigio['signals']} SIGIO and the handler read it; with F_SETSIG the "
                       f"queued signal said {sigio.get('si_code', '?')} with band {sigio.get('si_band', '?')}: the "

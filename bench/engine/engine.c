@@ -745,11 +745,12 @@ static void *thread_main(void *arg) {
     }
     make_messages(t);
     /* Page-aligned, not malloc's: a 256 KiB malloc is its own mmap, and the pointer it returns
-     * is 16 bytes past a page. The kernel copies each read into this buffer with rep movsb, and
-     * on AMD Zen a destination 16 bytes off a 32-byte boundary takes that copy off its fast
-     * path: at 64 KiB messages the engine spent twice the CPU per echo, and was slower than the
-     * Python engine. (Measured side by side in one run: 2.0x the req/s against c-epoll at
-     * 16 x 64 KiB, 74 -> 38 µs of CPU per request; offsets 0, 32, 64 and 128 are all fast.) */
+     * is 16 bytes past a page. The kernel's copy of each read into a buffer that starts 1 to 31
+     * bytes past a page boundary is about 3x slower on this AMD EPYC (lesson 07 measures it on
+     * yours: "where the copy lands"); on the boundary, or 32 bytes or more past it, it is fast.
+     * With malloc's buffer the engine spent twice the CPU per echo at 64 KiB, and was slower
+     * than the Python engine (side by side in one run: 2.0x the req/s against c-epoll at
+     * 16 x 64 KiB with this buffer, 74 -> 38 µs of CPU per request). */
     t->buf = aligned_alloc(4096, READ_BUFFER_BYTES);
     t->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     t->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
