@@ -331,9 +331,6 @@ def signal_driven_udp() -> dict:
     return out
 
 
-# -- 5. head-of-line blocking -----------------------------------------------------------------------
-
-
 # -- 5. where the copy lands -------------------------------------------------------------------------
 
 
@@ -370,6 +367,9 @@ def copy_destination_trial(rounds: int, recvs: int) -> dict[int, float]:
         a.close()
         b.close()
     return {off: statistics.median(v) for off, v in per_offset.items()}
+
+
+# -- 6. head-of-line blocking -----------------------------------------------------------------------
 
 
 def round_trip(sock: socket.socket, message: bytes) -> None:
@@ -652,14 +652,6 @@ def main() -> int:
             lesson.measure(bp_labels[7], bp["wchan"])
         lesson.measure(bp_labels[8], bp["drained"] / 1024, "KiB")
 
-    copy_rounds, copy_recvs = (5, 100) if lesson.quick else (15, 200)
-    lesson.section(f"where the copy lands: recv() of {COPY_BYTES // 1024} KiB into a buffer that starts "
-                   f"0 to {COPY_OFFSETS[-1]} bytes past a page boundary ({copy_rounds} interleaved rounds)")
-    copy = copy_destination_trial(copy_rounds, copy_recvs)
-    for off in COPY_OFFSETS:
-        lesson.measure(copy_label(off), copy[off], "µs")
-    lesson.measure("16 bytes past a page, against on the boundary", copy[16] / copy[0], "x", fmt=".2f")
-
     lesson.section("signal-driven I/O: a UDP socket with O_ASYNC, F_SETOWN, then F_SETSIG")
     why_not_sigio = linux_only("F_SETSIG")
     sig_labels = ("SIGIO signals for one datagram", "datagram read in the SIGIO handler", "SIGIO after the sendto()",
@@ -681,6 +673,14 @@ def main() -> int:
                 lesson.measure(label, sigio[key])
             else:
                 lesson.skip(label, f"no queued signal within {SIGNAL_TIMEOUT_S:g} s")
+
+    copy_rounds, copy_recvs = (5, 100) if lesson.quick else (15, 200)
+    lesson.section(f"where the copy lands: recv() of {COPY_BYTES // 1024} KiB into a buffer that starts "
+                   f"0 to {COPY_OFFSETS[-1]} bytes past a page boundary ({copy_rounds} interleaved rounds)")
+    copy = copy_destination_trial(copy_rounds, copy_recvs)
+    for off in COPY_OFFSETS:
+        lesson.measure(copy_label(off), copy[off], "µs")
+    lesson.measure("16 bytes past a page, against on the boundary", copy[16] / copy[0], "x", fmt=".2f")
 
     lesson.series("copy_destination", {"bytes": COPY_BYTES, "us_by_offset": {str(k): v for k, v in copy.items()}})
 
