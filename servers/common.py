@@ -278,6 +278,35 @@ def ignore_shutdown_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+HELD_WHILE_FORKING = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+
+
+def fork_tracked(children: set[int]) -> int:
+    """fork(), with the new child's PID in ``children`` before the parent can be stopped.
+
+    Returns the PID in the parent and 0 in the child, as fork() does; the child has SIGTERM and
+    SIGINT as ``ignore_shutdown_signals`` sets them and SIGCHLD at its default. SIGTERM, SIGINT
+    and SIGCHLD are held (blocked, so they wait, pending) from just before fork() until the PID
+    is recorded in the parent and the handlers are set in the child. Without that, a SIGTERM
+    landing as fork() returns raises Shutdown before the PID is recorded: terminate_children
+    never signals that child and it outlives the server, serving its client. And a child that
+    exits at once would be reaped by a SIGCHLD handler before it was recorded, leaving a PID in
+    ``children`` that the kernel may give to someone else. A child does not inherit pending
+    signals, so the ones held here are delivered to the parent alone, the moment they are let go.
+    """
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_WHILE_FORKING)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            ignore_shutdown_signals()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        else:
+            children.add(pid)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    return pid
+
+
 def terminate_children(pids: set[int], grace_s: float = 1.0) -> None:
     """SIGTERM each child in ``pids``, reap them all, SIGKILL any still alive after ``grace_s``.
     Leaves no zombie and no orphan; empties ``pids``."""

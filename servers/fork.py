@@ -11,7 +11,8 @@ A child that exits becomes a zombie (state Z in /proc/PID/status) until its pare
 exit status with waitpid(). The kernel tells the parent with SIGCHLD; our handler reaps every
 child that has exited, so no zombie outlives its client by more than a moment.
 
-Syscalls: accept4, clone (fork), close, recvfrom, sendto, exit_group, wait4, kill.
+Syscalls: accept4, rt_sigprocmask (around fork), clone (fork), close, recvfrom, sendto, exit_group,
+wait4, kill.
 Limits: a process per client: fork copies page tables (slower as the parent grows, lesson 04),
 each child costs memory and a PID, and RLIMIT_NPROC or kernel.pid_max stop it. fork failing is
 logged and that client closed; the server goes on.
@@ -28,7 +29,7 @@ import time
 
 from servers.common import (
     ACCEPT_BACKOFF_S, ACCEPT_TRANSIENT, CHUNK_BYTES, FD_EXHAUSTED,
-    announce, burn_cpu, ignore_shutdown_signals, listen, log, parse_args, run, set_nodelay,
+    announce, burn_cpu, fork_tracked, listen, log, parse_args, run, set_nodelay,
     terminate_children,
 )
 
@@ -76,7 +77,7 @@ def serve(args) -> None:
                 continue
             set_nodelay(conn)
             try:
-                pid = os.fork()
+                pid = fork_tracked(children)  # recorded before a SIGTERM can stop the parent
             except OSError as exc:  # EAGAIN (process limit) or ENOMEM: refuse this client only
                 log(f"fork failed: {exc.strerror}; closing the connection", every_s=5)
                 conn.close()
@@ -84,8 +85,6 @@ def serve(args) -> None:
             if pid == 0:  # ---- the child: serve this one client, then exit
                 status = 0
                 try:
-                    ignore_shutdown_signals()
-                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                     listener.close()  # the parent keeps accepting; the child never does
                     handle_connection(conn, args.work_us)
                 except OSError:
@@ -93,7 +92,6 @@ def serve(args) -> None:
                 finally:
                     os._exit(status)  # skip the parent's cleanup handlers and buffered output
             # ---- the parent: forget this connection, accept the next
-            children.add(pid)
             conn.close()
     finally:
         listener.close()

@@ -27,7 +27,7 @@ import time
 
 from servers import threads
 from servers.common import (
-    announce, default_workers, ignore_shutdown_signals, listen, log, parse_args, run,
+    announce, default_workers, fork_tracked, listen, log, parse_args, run,
     terminate_children,
 )
 
@@ -36,11 +36,10 @@ RESPAWN_PAUSE_S = 0.5  # a worker that dies at once must not turn the parent int
 
 
 def start_worker(listener, work_us: int) -> int:
-    pid = os.fork()
+    pid = fork_tracked(workers)  # recorded before a SIGTERM can stop the parent
     if pid == 0:  # ---- the worker: the threads server on the inherited listening socket
         status = 0
         try:
-            ignore_shutdown_signals()
             threading.stack_size(threads.THREAD_STACK_BYTES)
             threads.accept_loop(listener, work_us)
         except BaseException as exc:
@@ -55,14 +54,14 @@ def serve(args) -> None:
     listener = listen(args)
     try:
         for _ in range(args.workers):
-            workers.add(start_worker(listener, args.work_us))
+            start_worker(listener, args.work_us)
         announce(listener, f"{args.workers} workers")
         while True:  # supervise: sleep in wait() until a worker dies, then replace it
             pid, status = os.wait()
             workers.discard(pid)
             log(f"worker {pid} exited ({os.waitstatus_to_exitcode(status)}); starting another")
             time.sleep(RESPAWN_PAUSE_S)
-            workers.add(start_worker(listener, args.work_us))
+            start_worker(listener, args.work_us)
     finally:
         listener.close()
         terminate_children(workers)  # SIGTERM, reap; SIGKILL what lingers

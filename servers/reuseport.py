@@ -42,7 +42,7 @@ import time
 
 from servers.asyncio_protocol import accept_loop
 from servers.common import (
-    announce, bind_only, default_workers, ignore_shutdown_signals, listen, log, parse_args, run,
+    announce, bind_only, default_workers, fork_tracked, listen, log, parse_args, run,
     terminate_children,
 )
 
@@ -67,11 +67,10 @@ async def serve_worker(listener, args, ready_fd: int | None) -> None:
 
 
 def start_worker(args, reserved, ready_fd: int | None = None) -> int:
-    pid = os.fork()
+    pid = fork_tracked(workers)  # recorded before a SIGTERM can stop the parent
     if pid == 0:  # ---- the worker: its own listener on the same port, its own event loop
         status = 0
         try:
-            ignore_shutdown_signals()  # SIGTERM kills it at once; Ctrl-C is for the parent
             reserved.close()  # the parent's socket: not ours to keep
             listener = listen(args, reuseport=True)
             with asyncio.Runner(loop_factory=new_event_loop) as runner:
@@ -92,7 +91,7 @@ def serve(args) -> None:
     try:
         ready_r, ready_w = os.pipe()
         for _ in range(args.workers):
-            workers.add(start_worker(args, reserved, ready_w))
+            start_worker(args, reserved, ready_w)
         os.close(ready_w)  # now only the children hold the write end: EOF once each is done
         ready = 0
         while chunk := os.read(ready_r, 64):  # one byte per child listening
@@ -107,7 +106,7 @@ def serve(args) -> None:
             workers.discard(pid)
             log(f"worker {pid} exited ({os.waitstatus_to_exitcode(status)}); starting another")
             time.sleep(RESPAWN_PAUSE_S)
-            workers.add(start_worker(args, reserved))
+            start_worker(args, reserved)
     finally:
         reserved.close()
         terminate_children(workers)  # SIGTERM, reap; SIGKILL what lingers

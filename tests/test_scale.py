@@ -10,7 +10,11 @@ check the behaviour that sweep relies on, at a size every machine can run:
 - (b) a slow client does not stall the others: one client sends a byte every 100 ms, and
   meanwhile other clients come, talk and go, each round trip well under a second;
 - (c) SIGTERM under load: with 50 clients hammering, the server exits 0 within 2 s and leaves no
-  process behind in its process group.
+  process behind in its process group;
+- (d) SIGTERM while clients keep arriving: new connections land as the signal does, so a server
+  that forks per client (or respawns workers) is caught between fork() and recording the child.
+  Before servers.common.fork_tracked held the signals across that gap, `fork` left a child
+  serving its client after the parent exited in most such rounds.
 
 Timing appears only as generous bounds on behaviour ("well under 1 s", "within 2 s"), never as a
 benchmark.
@@ -42,6 +46,9 @@ SLOW_FOR_S = 1.0  # ten bytes trickled; others connect and echo ~30 times meanwh
 ROUND_TRIP_BOUND_S = 0.5  # "well under a second", for a round trip on loopback while busy
 HAMMERS = 50
 EXIT_BOUND_S = 2.0  # the contract: SIGTERM -> exit 0 within 2 s
+ARRIVERS = 4  # threads opening new connections as fast as the server takes them
+ARRIVING_FOR_S = 0.3  # before the SIGTERM: long enough that a forking server is mid-fork
+ARRIVAL_ROUNDS = {"multi-process": 4}  # the race is in fork(): more rounds where it can happen
 
 
 def skip_if_serial(entry, why: str) -> None:
@@ -230,3 +237,70 @@ def test_sigterm_under_load_exits_0_within_2s_and_leaves_no_process(entry):
         for h in hammers:
             h.join(10)
         server.kill()
+
+
+# -- (d) SIGTERM while clients keep arriving ---------------------------------------------------------
+
+
+def sigterm_while_arriving(entry) -> str | None:
+    """One round: clients keep connecting (each sends a byte and keeps its connection open)
+    while the server gets SIGTERM. What went wrong, or None."""
+    server = launch.start(entry)
+    stop = threading.Event()
+    sockets: list[socket.socket] = []
+    served = [0]
+
+    def arrive() -> None:
+        while not stop.is_set() and len(sockets) < 2000:
+            try:
+                sock = connect(server.address, timeout_s=2)
+                sockets.append(sock)
+                sock.settimeout(2)
+                sock.sendall(b"x")
+                if sock.recv(1) == b"x":
+                    served[0] += 1
+            except OSError:
+                time.sleep(0.005)  # refused or reset: the server is going away
+
+    arrivers = [threading.Thread(target=arrive, daemon=True) for _ in range(ARRIVERS)]
+    try:
+        for a in arrivers:
+            a.start()
+        deadline = time.monotonic() + 10
+        while not served[0] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not served[0]:
+            return "no client was served before SIGTERM"
+        time.sleep(ARRIVING_FOR_S)
+        code, elapsed = None, 0.0
+        t0 = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            code = server.proc.wait(timeout=EXIT_BOUND_S + 3)
+        except subprocess.TimeoutExpired:
+            pass
+        elapsed = time.monotonic() - t0
+        left = server.group_pids()
+        if code != 0:
+            return f"exit code {code} after SIGTERM:\n{server.stderr_tail()}"
+        if elapsed > EXIT_BOUND_S:
+            return f"took {elapsed:.2f} s to exit"
+        if left:
+            return f"processes left behind after exit, still serving: {left}"
+        return None
+    finally:
+        stop.set()
+        for a in arrivers:
+            a.join(5)
+        for sock in list(sockets):
+            sock.close()
+        server.kill()
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_while_clients_arrive_leaves_no_process(entry):
+    skip_if_serial(entry, "it accepts the next client only after the last one left")
+    rounds = ARRIVAL_ROUNDS.get(entry.family, 1)
+    failures = [f"round {k + 1} of {rounds}: {why}"
+                for k in range(rounds) if (why := sigterm_while_arriving(entry))]
+    assert not failures, "\n".join(failures)
