@@ -293,6 +293,9 @@ def fork_tracked(children: set[int]) -> int:
     exits at once would be reaped by a SIGCHLD handler before it was recorded, leaving a PID in
     ``children`` that the kernel may give to someone else. A child does not inherit pending
     signals, so the ones held here are delivered to the parent alone, the moment they are let go.
+    The mask is the calling thread's: this holds in a parent with no other thread (as in the
+    servers that call it), since another thread would take the signal and Python would still run
+    the handler in the main thread.
     """
     held = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_WHILE_FORKING)
     try:
