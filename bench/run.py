@@ -1266,6 +1266,7 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
         runner.run()
     except Interrupted as stop:
         code = 128 + stop.signum  # measure()'s finally blocks killed the server on the way out
+        launch.kill_own_groups()  # and one the signal caught between its Popen and its kill()
         meta["interrupted"] = {"signal": signal.Signals(stop.signum).name,
                                "measured": sum(1 for r in runner.records if r.get("round") is not None),
                                "planned": max(runner.planned, len(runner.done))}

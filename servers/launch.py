@@ -111,11 +111,8 @@ class RunningServer:
 # -- The process tree: the one place it is read (the bench's sampler, its settle wait, the tests) --
 
 
-def group_pids(pgid: int, *, zombies: bool = False) -> list[int]:
-    """Every process in process group ``pgid`` (Linux: from /proc). A server runs in its own
-    session, so this finds what it forked even after a child was re-parented to init, which a
-    walk of the parent-child tree would miss."""
-    pids = []
+def _proc_stats():
+    """(pid, state, ppid, pgrp) of every process (Linux: from /proc/PID/stat); none elsewhere."""
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
         if not entry.isdigit():
             continue
@@ -126,10 +123,36 @@ def group_pids(pgid: int, *, zombies: bool = False) -> list[int]:
             continue
         # fields after the command name, which is in parentheses and may contain spaces
         rest = stat[stat.rfind(b")") + 2:].split()
-        state, pgrp = rest[0], int(rest[2])
-        if pgrp == pgid and (zombies or state != b"Z"):
-            pids.append(int(entry))
-    return pids
+        yield int(entry), rest[0], int(rest[1]), int(rest[2])
+
+
+def group_pids(pgid: int, *, zombies: bool = False) -> list[int]:
+    """Every process in process group ``pgid`` (Linux: from /proc). A server runs in its own
+    session, so this finds what it forked even after a child was re-parented to init, which a
+    walk of the parent-child tree would miss."""
+    return [pid for pid, state, _ppid, pgrp in _proc_stats()
+            if pgrp == pgid and (zombies or state != b"Z")]
+
+
+def kill_own_groups() -> list[int]:
+    """SIGKILL every process group led by a child of this process, and reap those children;
+    returns their PIDs. start() puts each server in a group of its own, so this reaches every
+    server this process launched, even one whose RunningServer it never got back: a signal that
+    lands as Popen returns raises before the caller holds anything it could kill. For the clean-up
+    after an interrupt (bench run calls it); the normal path is RunningServer.kill()."""
+    me = os.getpid()
+    leaders = [pid for pid, _state, ppid, pgrp in _proc_stats() if ppid == me and pgrp == pid]
+    for pid in leaders:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for pid in leaders:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # reaped already (a Popen's wait)
+            pass
+    return leaders
 
 
 def tree(pid: int) -> list:

@@ -137,3 +137,32 @@ def test_bad_resume_directory_exits_2_naming_the_fix(tmp_path):
     done = subprocess.run([sys.executable, "-m", "bench", "run", "--resume", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "no meta.json" in done.stderr
+
+
+def test_kill_own_groups_reaches_a_server_nobody_holds():
+    """What a signal landing as Popen returns leaves behind: a server in its own process group
+    (with a child of its own) that no RunningServer holds. The sweep after an interrupt kills the
+    group, reaps the leader, and leaves alone this process's children that lead no group."""
+    forks = ("import os, time\nif os.fork() == 0:\n    time.sleep(60)\n    os._exit(0)\n"
+             "time.sleep(60)\n")
+    orphan = subprocess.Popen([sys.executable, "-c", forks], start_new_session=True)
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        deadline = time.monotonic() + 10
+        while len(launch.group_pids(orphan.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(launch.group_pids(orphan.pid)) == 2, "the orphan and its child are running"
+        assert orphan.pid in launch.kill_own_groups()
+        deadline = time.monotonic() + 5
+        while launch.group_pids(orphan.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert launch.group_pids(orphan.pid) == [], "the whole group is gone"
+        assert not _alive(orphan.pid), "and the leader reaped, not left a zombie"
+        assert bystander.poll() is None, "a child leading no group of its own is not touched"
+    finally:
+        for proc in (orphan, bystander):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL) if proc is orphan else proc.kill()
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=5)
