@@ -160,9 +160,10 @@ def test_kill_own_groups_reaches_a_server_nobody_holds():
         assert not _alive(orphan.pid), "and the leader reaped, not left a zombie"
         assert bystander.poll() is None, "a child leading no group of its own is not touched"
     finally:
+        try:
+            os.killpg(orphan.pid, signal.SIGKILL)
+        except ProcessLookupError:  # the sweep got it, as it should
+            pass
+        bystander.kill()
         for proc in (orphan, bystander):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL) if proc is orphan else proc.kill()
-            except ProcessLookupError:
-                pass
             proc.wait(timeout=5)

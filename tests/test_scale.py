@@ -189,6 +189,26 @@ def test_slow_client_sending_a_byte_every_100ms_does_not_stall_others(server, en
 # -- (c) SIGTERM under load --------------------------------------------------------------------------
 
 
+def sigterm_verdict(server, when: str) -> str | None:
+    """SIGTERM to the server's main process, as a user's kill sends it: what broke the contract
+    (exit 0 within EXIT_BOUND_S, nothing left in its process group), or None."""
+    t0 = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        code = server.proc.wait(timeout=EXIT_BOUND_S + 3)
+    except subprocess.TimeoutExpired:
+        code = None
+    elapsed = time.monotonic() - t0
+    if code != 0:
+        return f"exit code {code} after SIGTERM {when}:\n{server.stderr_tail()}"
+    if elapsed > EXIT_BOUND_S:
+        return f"took {elapsed:.2f} s to exit {when}"
+    left = server.group_pids()
+    if left:
+        return f"processes left behind after exit {when}, still running: {left}"
+    return None
+
+
 @pytest.mark.timeout(60)
 def test_sigterm_under_load_exits_0_within_2s_and_leaves_no_process(entry):
     server = launch.start(entry)
@@ -219,17 +239,8 @@ def test_sigterm_under_load_exits_0_within_2s_and_leaves_no_process(entry):
             time.sleep(0.05)
         time.sleep(0.5)  # in full swing (a serial server or a pool serves only some of them)
         assert sum(served) > 0, "no client was served before SIGTERM"
-        t0 = time.monotonic()
-        server.proc.send_signal(signal.SIGTERM)
-        try:
-            code = server.proc.wait(timeout=EXIT_BOUND_S + 3)
-        except subprocess.TimeoutExpired:
-            code = None
-        elapsed = time.monotonic() - t0
-        assert code == 0, f"exit code {code} after SIGTERM under load:\n{server.stderr_tail()}"
-        assert elapsed <= EXIT_BOUND_S, f"took {elapsed:.2f} s to exit under load"
-        left = server.group_pids()
-        assert not left, f"processes left behind after exit: {left}"
+        why = sigterm_verdict(server, "under load")
+        assert why is None, why
     finally:
         stop.set()
         for sock in list(sockets):
@@ -272,22 +283,7 @@ def sigterm_while_arriving(entry) -> str | None:
         if not served[0]:
             return "no client was served before SIGTERM"
         time.sleep(ARRIVING_FOR_S)
-        code, elapsed = None, 0.0
-        t0 = time.monotonic()
-        server.proc.send_signal(signal.SIGTERM)
-        try:
-            code = server.proc.wait(timeout=EXIT_BOUND_S + 3)
-        except subprocess.TimeoutExpired:
-            pass
-        elapsed = time.monotonic() - t0
-        left = server.group_pids()
-        if code != 0:
-            return f"exit code {code} after SIGTERM:\n{server.stderr_tail()}"
-        if elapsed > EXIT_BOUND_S:
-            return f"took {elapsed:.2f} s to exit"
-        if left:
-            return f"processes left behind after exit, still serving: {left}"
-        return None
+        return sigterm_verdict(server, "while clients arrive")
     finally:
         stop.set()
         for a in arrivers:
