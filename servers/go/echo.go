@@ -62,7 +62,7 @@ func main() {
 	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		sig := <-stop
-		logf("%v: shut down", sig)
+		logf("%s: shut down", map[os.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM"}[sig])
 		listener.Close()
 		os.Exit(0) // the kernel closes every connection; no goroutine has anything to flush
 	}()
