@@ -273,6 +273,7 @@ def test_bad_options_exit_2_without_traceback(entry, bad):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.strip(), "exit 2 with no message"
+    assert bad[-1] in result.stderr, f"the message names what was wrong ({bad[-1]}): {result.stderr}"
     assert result.stdout == "", "no readiness line for a server that did not start"
 
 

@@ -33,11 +33,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 	"unsafe"
@@ -190,16 +192,25 @@ func parseArgs() options {
 	backlog := flags.String("backlog", strconv.Itoa(syscall.SOMAXCONN), "listen queue length, capped by net.core.somaxconn")
 	work := flags.String("work-us", "0", "burn N microseconds of CPU per chunk received, before echoing it")
 	procs := flags.String("procs", strconv.Itoa(runtime.NumCPU()), "GOMAXPROCS: threads running Go code at once (default: the CPUs this process may use)")
-	flags.Usage = func() {
-		fmt.Fprintln(flags.Output(), "usage: python -m servers serve go [--host HOST] [--port PORT] [--backlog N] [--work-us N] [--procs N]")
-		flags.PrintDefaults()
-		fmt.Fprintln(flags.Output(), "Prints 'serving go on HOST:PORT (pid N, GOMAXPROCS P)' once it accepts connections; SIGINT or SIGTERM stops it (exit 0).")
-	}
+	flags.SetOutput(io.Discard) // a bad option is one line, as every server says it; --help prints below
+	flags.Usage = func() {}
 	if err := flags.Parse(os.Args[1:]); err != nil {
 		if err == flag.ErrHelp {
+			flags.SetOutput(os.Stdout)
+			fmt.Println("usage: python -m servers serve go [--host HOST] [--port PORT] [--backlog N] [--work-us N] [--procs N]")
+			flags.PrintDefaults()
+			fmt.Println("Prints 'serving go on HOST:PORT (pid N, GOMAXPROCS P)' once it accepts connections; SIGINT or SIGTERM stops it (exit 0).")
 			os.Exit(0)
 		}
-		os.Exit(2) // flag printed what was wrong, and the usage
+		why := err.Error()
+		// Go's flag package spells options with one dash; the contract (and --help) spells two
+		for prefix, say := range map[string]string{"flag provided but not defined: -": "unrecognized argument --",
+			"flag needs an argument: -": "expected a value after --"} {
+			if strings.HasPrefix(why, prefix) {
+				why = say + strings.TrimPrefix(strings.TrimPrefix(why, prefix), "-")
+			}
+		}
+		fail(2, "error: %s: the options are --host, --port, --backlog, --work-us, --procs (see --help)", why)
 	}
 	if flags.NArg() > 0 {
 		fail(2, "error: unrecognized argument %q (see --help)", flags.Arg(0))
@@ -216,7 +227,7 @@ func parseArgs() options {
 func number(option, text string, min, max int, fix string) int {
 	value, err := strconv.Atoi(text)
 	if err != nil {
-		fail(2, "error: argument %s: %q is not a whole number: %s", option, text, fix)
+		fail(2, "error: argument %s: '%s' is not a whole number: %s", option, text, fix)
 	}
 	if value < min || value > max {
 		fail(2, "error: argument %s: %d out of range: %s", option, value, fix)
