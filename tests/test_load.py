@@ -565,11 +565,24 @@ def _start_cli_and_wait_for_workers(port: int, workers: int,
         workers = 1
     deadline = time.monotonic() + 30
     children: list = []
-    while time.monotonic() < deadline and len(children) < workers:
-        time.sleep(0.1)
-        children = [c for c in psutil.Process(proc.pid).children()
-                    if "resource_tracker" not in " ".join(c.cmdline())]
+    try:
+        while time.monotonic() < deadline and len(children) < workers:
+            time.sleep(0.1)
+            children = [c for c in psutil.Process(proc.pid).children() if _is_worker(c)]
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
     return proc, children
+
+
+def _is_worker(child: psutil.Process) -> bool:
+    """A load worker, not multiprocessing's resource tracker nor a short-lived helper the CLI ran
+    (a build or a probe) that has exited and is not yet reaped: a zombie has no command line."""
+    try:
+        return child.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(child.cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
 
 
 @pytest.mark.timeout(90)
