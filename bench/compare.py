@@ -6,8 +6,8 @@
 
 The first run is the baseline (as in pyperf's compare_to); each later run is compared with it, per
 server and per cell both runs measured, on four figures: the ratio to the C reference (vs_ref,
-where both runs have one: it survives a change of machine or a busy VM), req/s, p99 latency and
-server CPU µs per request. Each change is shown with both runs' spread (the 95 % CI of the median
+where both runs have one: it cancels a change of the machine's speed that hits every server
+alike), req/s, p99 latency and server CPU µs per request. Each change is shown with both runs' spread (the 95 % CI of the median
 where a run recorded enough repeats, else min–max) and said in words:
 
 - "faster" / "slower" (for CPU: "less CPU" / "more CPU") when the change is beyond noise: a
@@ -15,6 +15,12 @@ where a run recorded enough repeats, else min–max) and said in words:
   NOISE_FLOOR_PCT (a significant 0.3 % is not a result on a shared machine);
 - "within noise" otherwise;
 - "noise unknown" when a run has a single repeat there: one value has no spread to judge by.
+
+A ratio cannot cancel a change that hits the kernel-heavy reference and an interpreter unequally
+(docs/bench.md, "The reference, and figures as ratios"). So where the reference's own req/s moved
+between the runs beyond noise and by more than REF_MOVED_PCT, the comparison says so at the top,
+and every figure in those cells says how far the reference moved: there a vs_ref verdict may be
+the machine's as much as the server's.
 
 Figures come from bench/results.py's fold (through bench/view.py); nothing is re-derived here.
 `--fail-above PCT` exits 1 when any figure got worse beyond noise by more than PCT percent, like
@@ -34,6 +40,9 @@ from bench import results, view
 from bench.fmt import fmt_cell, fmt_pct, fmt_ratio, fmt_rps, fmt_small, fmt_spread, fmt_us
 
 NOISE_FLOOR_PCT = 2.0
+# The reference's req/s moving more than this between two runs (beyond noise) means the machine
+# was in another state; on the lab's 2-core VM, states an hour apart differed by 1.5-2.5x.
+REF_MOVED_PCT = 20.0
 
 # Two-sided 95 % critical values of Student's t by degrees of freedom (interpolated between).
 T_975 = ((1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (5, 2.571), (6, 2.447), (7, 2.365),
@@ -114,8 +123,30 @@ def judge(metric: Metric, a: list[float], b: list[float]) -> tuple[str, bool, fl
     return (metric.better if improved else metric.worse), not improved, change
 
 
+def reference_moves(base: view.View, other: view.View) -> dict[results.CellKey, tuple[str, float]]:
+    """cell -> (reference server, change of its req/s) where the reference ran faster or slower
+    in `other` beyond noise and by more than REF_MOVED_PCT."""
+    moves = {}
+    for cell in base.cells:
+        pair = []
+        for v in (base, other):
+            refs = [o for s in v.servers if (o := v.outcome(s, cell)) is not None and o.is_reference]
+            pair.append(refs[0] if refs else None)
+        a, b = pair
+        if a is None or b is None or a.server != b.server:
+            continue
+        va, vb = METRICS[1].values(a), METRICS[1].values(b)
+        if not va or not vb:
+            continue
+        verdict, _, change = judge(METRICS[1], va, vb)
+        if verdict in ("faster", "slower") and abs(change) * 100 > REF_MOVED_PCT:
+            moves[cell] = (a.server, change)
+    return moves
+
+
 def compare(base: view.View, other: view.View) -> list[Change]:
     ratios = base.has_ratios and other.has_ratios
+    moves = reference_moves(base, other)
     out = []
     for server in base.servers:
         for cell in base.cells:
@@ -129,8 +160,10 @@ def compare(base: view.View, other: view.View) -> list[Change]:
                 if not va or not vb:
                     continue
                 verdict, worse, change = judge(metric, va, vb)
-                flags = "; ".join(f"{side}: {o.verdict}" for side, o in (("A", a), ("B", b))
-                                  if o.verdict != "ok")
+                said = [f"{side}: {o.verdict}" for side, o in (("A", a), ("B", b)) if o.verdict != "ok"]
+                if cell in moves and not a.is_reference:
+                    said.append(f"the reference moved {fmt_pct(moves[cell][1])}")
+                flags = "; ".join(said)
                 out.append(Change(server, cell, metric, metric.stat(a), metric.stat(b), change,
                                   verdict, worse, flags))
     return out
@@ -189,6 +222,17 @@ def markdown(base: view.View, others: list[view.View], changes: dict[str, list[C
         if base.machine_text != other.machine_text:
             md += [f"The runs come from different machines ({base.machine_text} vs "
                    f"{other.machine_text}).", ""]
+        if moves := reference_moves(base, other):
+            ref = next(iter(moves.values()))[0]
+            where = ", ".join(f"{fmt_cell(cell)} {fmt_pct(change)}" for cell, (_, change) in moves.items())
+            md += [f"**The machine changed between the runs.** The reference (`{ref}`) itself ran "
+                   f"at another speed in B, beyond noise: {where} in req/s. A ratio to it cancels "
+                   "a change that speeds or slows every server alike, not one that hits the "
+                   "kernel-heavy reference and an interpreter unequally (docs/bench.md, \"The "
+                   "reference, and figures as ratios\"), so in "
+                   f"{'that cell' if len(moves) == 1 else 'those cells'} a vs_ref verdict may be "
+                   "the machine's as much as the server's. Runs compare best when the reference "
+                   "ran at the same speed in both.", ""]
         for label, v in (("A", base), ("B", other)):
             md += [f"- {label}: {note}" for note in noise_notes(v)]
         if any(noise_notes(v) for v in (base, other)):
@@ -205,7 +249,12 @@ def markdown(base: view.View, others: list[view.View], changes: dict[str, list[C
                        "slower" if counts.get("slower") and not counts.get("faster") else
                        "mixed" if counts.get("faster") else
                        "within noise" if counts.get("within noise") else "noise unknown")
-            md.append(f"- **{server}**: {overall} ({text}; by {'vs_ref' if ratios else 'req/s'})")
+            moved = sum(1 for c in found if c.server == server and c.metric.key == lead
+                        and "the reference moved" in c.flags)
+            cells = sum(counts.values())
+            also = ("" if not moved else "; the reference moved there" if moved == cells == 1 else
+                    f"; the reference moved in {'all' if moved == cells else moved} of these {cells} cells")
+            md.append(f"- **{server}**: {overall} ({text}; by {'vs_ref' if ratios else 'req/s'}{also})")
         md += ["", "### Every figure", "",
                "| server | cell | figure | A | B | change | verdict | the runs said |",
                "|---|---|---|---:|---:|---:|---|---|"]
@@ -221,7 +270,9 @@ def markdown(base: view.View, others: list[view.View], changes: dict[str, list[C
         md += ["", "## Regressions", ""]
         if regressions:
             md += [f"- `{c.server}` at {fmt_cell(c.cell)}: {c.metric.title} {fmt_pct(c.change)} "
-                   f"({c.verdict}, beyond noise and above {fail_above:g} %)" for c in regressions]
+                   f"({c.verdict}, beyond noise and above {fail_above:g} %"
+                   + (f"; {c.flags.split('; ')[-1]} there" if "the reference moved" in c.flags else "")
+                   + ")" for c in regressions]
         else:
             md.append(f"None beyond noise and above {fail_above:g} %.")
     return md, regressions
