@@ -19,9 +19,18 @@ def _table() -> None:
         from rich.console import Console
         from rich.table import Table
     except ImportError:
-        for name, family, lesson, ok, reason, model in rows:
-            status = "yes" if ok else f"no: {reason}"
-            print(f"{name:18} {family:14} {lesson:3} {status:10} {model}")
+        Console = None
+    if Console is None or not sys.stdout.isatty():
+        # Piped or without rich: a line per server, for grep and logs (rich would fold the table
+        # into 80 columns)
+        lines = [f"{'server':18} {'family':14} {'lesson':6} {'here':4} model"]
+        lines += [f"{name:18} {family:14} {lesson:6} {'yes' if ok else 'no':4} {model}"
+                  + ("" if ok else f"  [unavailable: {reason}]")
+                  for name, family, lesson, ok, reason, model in rows]
+        try:
+            print("\n".join(lines), flush=True)
+        except BrokenPipeError:  # `python -m servers | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     table = Table(title="echo servers in the lab", title_justify="left")
     for col in ("server", "family", "lesson", "available here", "model"):
