@@ -131,3 +131,17 @@ def test_table_shows_a_crashing_probe_as_unavailable_with_its_reason():
     assert result.returncode == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if "crash-sigill" in line)
     assert "SIGILL" in row
+
+
+def test_the_listing_piped_is_a_line_per_server_and_a_closed_pipe_is_no_error():
+    result = run("-m", "servers")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:4] == ["server", "family", "lesson", "here"]
+    assert [line.split()[0] for line in lines[1:]] == [s.name for s in servers.SERVERS]
+    # `python -m servers | head -0`: the reader is gone before the listing is written
+    proc = subprocess.Popen([sys.executable, "-m", "servers"], cwd=ROOT, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0 and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
