@@ -7,8 +7,9 @@
 The first run is the baseline (as in pyperf's compare_to); each later run is compared with it, per
 server and per cell both runs measured, on four figures: the ratio to the C reference (vs_ref,
 where both runs have one: it cancels a change of the machine's speed that hits every server
-alike), req/s, p99 latency and server CPU µs per request. Each change is shown with both runs' spread (the 95 % CI of the median
-where a run recorded enough repeats, else min–max) and said in words:
+alike), req/s, p99 latency and server CPU µs per request. Each change is shown with both runs'
+spread (the 95 % CI of the median where a run recorded enough repeats, else min–max) and said in
+words:
 
 - "faster" / "slower" (for CPU: "less CPU" / "more CPU") when the change is beyond noise: a
   Welch t-test over the two runs' repeats rejects "no change" at 95 %, and the change is at least
@@ -109,6 +110,7 @@ class Change:
     verdict: str  # faster / slower / less CPU / more CPU / within noise / noise unknown
     worse_beyond_noise: bool
     flags: str = ""  # what the runs' own verdicts say of these figures, when not ok
+    ref_moved: float | None = None  # how far the reference's req/s moved in this cell, if beyond REF_MOVED_PCT
 
 
 def judge(metric: Metric, a: list[float], b: list[float]) -> tuple[str, bool, float]:
@@ -161,11 +163,11 @@ def compare(base: view.View, other: view.View) -> list[Change]:
                     continue
                 verdict, worse, change = judge(metric, va, vb)
                 said = [f"{side}: {o.verdict}" for side, o in (("A", a), ("B", b)) if o.verdict != "ok"]
-                if cell in moves and not a.is_reference:
-                    said.append(f"the reference moved {fmt_pct(moves[cell][1])}")
-                flags = "; ".join(said)
+                moved = moves[cell][1] if cell in moves and not a.is_reference else None
+                if moved is not None:
+                    said.append(f"the reference moved {fmt_pct(moved)}")
                 out.append(Change(server, cell, metric, metric.stat(a), metric.stat(b), change,
-                                  verdict, worse, flags))
+                                  verdict, worse, "; ".join(said), moved))
     return out
 
 
@@ -250,7 +252,7 @@ def markdown(base: view.View, others: list[view.View], changes: dict[str, list[C
                        "mixed" if counts.get("faster") else
                        "within noise" if counts.get("within noise") else "noise unknown")
             moved = sum(1 for c in found if c.server == server and c.metric.key == lead
-                        and "the reference moved" in c.flags)
+                        and c.ref_moved is not None)
             cells = sum(counts.values())
             also = ("" if not moved else "; the reference moved there" if moved == cells == 1 else
                     f"; the reference moved in {'all' if moved == cells else moved} of these {cells} cells")
@@ -271,7 +273,7 @@ def markdown(base: view.View, others: list[view.View], changes: dict[str, list[C
         if regressions:
             md += [f"- `{c.server}` at {fmt_cell(c.cell)}: {c.metric.title} {fmt_pct(c.change)} "
                    f"({c.verdict}, beyond noise and above {fail_above:g} %"
-                   + (f"; {c.flags.split('; ')[-1]} there" if "the reference moved" in c.flags else "")
+                   + (f"; the reference moved {fmt_pct(c.ref_moved)} there" if c.ref_moved is not None else "")
                    + ")" for c in regressions]
         else:
             md.append(f"None beyond noise and above {fail_above:g} %.")
