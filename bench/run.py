@@ -1747,4 +1747,25 @@ def _run_and_report(args, profile, subjects, skipped, reference, ref_state, *, r
               f"measurements are saved (make report RUN={run_dir})")
         code = 128 + late.signum
     print(f"results: {run_dir}")
+    if hint := compare_hint(profile.name, Path(run_dir)):
+        print(hint)
     return code
+
+
+def compare_hint(profile_name: str, run_dir: Path) -> str | None:
+    """The command that compares this run with the recorded run of its profile, if one is in
+    docs/results (quick, full, c100k; a custom choice of servers or cells compares with its
+    profile's on the cells both have)."""
+    recorded = ROOT / "docs" / "results" / profile_name.removesuffix("-custom")
+    if not (recorded / "results.jsonl").is_file() or run_dir.resolve() == recorded.resolve():
+        return None
+    return (f"against the recorded {recorded.name} run: make compare "
+            f"A={_shown(recorded)} B={_shown(run_dir)}")
+
+
+def _shown(path: Path) -> str:
+    """path relative to the working directory where it lies under it (what make is run from)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

@@ -447,3 +447,15 @@ def test_a_starved_cell_is_measured_again_with_a_window_long_enough(tmp_path, mo
     (record,) = runner.records
     assert record["window_s"] == pytest.approx(1.2) and record["window_first_s"] == 0.3
     assert "a fact of the model, not of the window" in record["reason"]
+
+
+def test_a_run_names_the_command_that_compares_it_with_the_recorded_run(tmp_path, monkeypatch):
+    from bench import run as bench_run
+
+    monkeypatch.chdir(ROOT)
+    hint = bench_run.compare_hint("quick-custom", ROOT / "results" / "20261202-163905-quick-custom")
+    assert hint == ("against the recorded quick run: make compare A=docs/results/quick "
+                    "B=results/20261202-163905-quick-custom")
+    assert bench_run.compare_hint("full", tmp_path / "x").endswith(f"A=docs/results/full B={tmp_path / 'x'}")
+    assert bench_run.compare_hint("smoke", tmp_path / "x") is None  # nothing recorded to compare with
+    assert bench_run.compare_hint("quick", ROOT / "docs" / "results" / "quick") is None
