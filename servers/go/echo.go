@@ -187,18 +187,17 @@ type options struct {
 
 func parseArgs() options {
 	flags := flag.NewFlagSet("python -m servers serve go", flag.ContinueOnError)
-	host := flags.String("host", "127.0.0.1", "address to listen on (loopback only by default)")
+	host := flags.String("host", "127.0.0.1", "address to listen on")
 	port := flags.String("port", "0", "TCP port; 0 picks a free one")
 	backlog := flags.String("backlog", strconv.Itoa(syscall.SOMAXCONN), "listen queue length, capped by net.core.somaxconn")
 	work := flags.String("work-us", "0", "burn N microseconds of CPU per chunk received, before echoing it")
-	procs := flags.String("procs", strconv.Itoa(runtime.NumCPU()), "GOMAXPROCS: threads running Go code at once (default: the CPUs this process may use)")
+	procs := flags.String("procs", strconv.Itoa(runtime.NumCPU()), "GOMAXPROCS: threads running Go code at once, by default the CPUs this process may use")
 	flags.SetOutput(io.Discard) // a bad option is one line, as every server says it; --help prints below
 	flags.Usage = func() {}
 	if err := flags.Parse(os.Args[1:]); err != nil {
 		if err == flag.ErrHelp {
-			flags.SetOutput(os.Stdout)
 			fmt.Println("usage: python -m servers serve go [--host HOST] [--port PORT] [--backlog N] [--work-us N] [--procs N]")
-			flags.PrintDefaults()
+			flags.VisitAll(func(f *flag.Flag) { fmt.Printf("  --%-9s %s (default %s)\n", f.Name, f.Usage, f.DefValue) })
 			fmt.Println("Prints 'serving go on HOST:PORT (pid N, GOMAXPROCS P)' once it accepts connections; SIGINT or SIGTERM stops it (exit 0).")
 			os.Exit(0)
 		}
