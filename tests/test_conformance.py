@@ -62,6 +62,27 @@ def test_readiness_line_names_server_and_loopback(server, entry):
     assert documented.groups() == (entry.name, "127.0.0.1", str(server.port), str(server.pid))
 
 
+def listen_queues(port: int) -> list[int]:
+    """The accept-queue length of every socket listening on port (ss's Send-Q for a listener)."""
+    try:
+        out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True,
+                             timeout=10, check=True).stdout
+    except FileNotFoundError:
+        pytest.skip("ss is not installed: apt-get install iproute2")
+    return [int(line.split()[2]) for line in out.splitlines() if line.strip()]
+
+
+@pytest.mark.skipif(not Path("/proc/sys/net/core/somaxconn").exists(), reason="Linux only (/proc/sys/net/core)")
+def test_default_listen_queue_is_the_same_for_every_server(server, entry):
+    """Every server asks for 4096 by default (the kernel caps it at net.core.somaxconn): a shorter
+    queue drops connections in a burst (Go's syscall.SOMAXCONN of 128 overflowed 1,800 times in
+    5,000 connects), which would be the listen() call's figure, not the model's."""
+    cap = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    queues = listen_queues(server.port)
+    assert queues, f"nothing listens on port {server.port}"
+    assert set(queues) == {min(4096, cap)}, f"{entry.name} listens with a queue of {queues}"
+
+
 # -- echo, exactly --------------------------------------------------------------------------------
 
 

@@ -189,7 +189,9 @@ func parseArgs() options {
 	flags := flag.NewFlagSet("python -m servers serve go", flag.ContinueOnError)
 	host := flags.String("host", "127.0.0.1", "address to listen on")
 	port := flags.String("port", "0", "TCP port; 0 picks a free one")
-	backlog := flags.String("backlog", strconv.Itoa(syscall.SOMAXCONN), "listen queue length, capped by net.core.somaxconn")
+	// 4096, as every server here (Linux's SOMAXCONN since 5.4; Go's syscall.SOMAXCONN is still
+	// 128, and a burst of 5,000 connects overflowed a queue that short 1,800-7,000 times)
+	backlog := flags.String("backlog", "4096", "listen queue length, capped by net.core.somaxconn")
 	work := flags.String("work-us", "0", "burn N microseconds of CPU per chunk received, before echoing it")
 	procs := flags.String("procs", strconv.Itoa(runtime.NumCPU()), "GOMAXPROCS: threads running Go code at once, by default the CPUs this process may use")
 	flags.SetOutput(io.Discard) // a bad option is one line, as every server says it; --help prints below

@@ -48,7 +48,7 @@ function log(message) {
 const USAGE = `usage: python -m servers serve node [--host HOST] [--port PORT] [--backlog N] [--work-us N]
   --host HOST   address to listen on (default: 127.0.0.1, loopback only)
   --port PORT   TCP port; 0 picks a free one (default: 0)
-  --backlog N   listen queue length, capped by net.core.somaxconn (default: 511, libuv's)
+  --backlog N   listen queue length, capped by net.core.somaxconn (default: 4096)
   --work-us N   burn N microseconds of CPU per chunk received, before echoing it (default: 0)
 Prints 'serving node on HOST:PORT (pid N)' once it accepts connections; SIGINT or SIGTERM stops it (exit 0).`;
 
@@ -61,7 +61,9 @@ function number(option, text, min, fix) {
 }
 
 function parseArgs(argv) {
-  const opts = { host: "127.0.0.1", port: 0, backlog: 511, workUs: 0 };
+  // 4096, as every server here (Linux's SOMAXCONN since 5.4), not libuv's 511: a burst of 5,000
+  // connects overflowed a queue of 511 5,000-8,500 times
+  const opts = { host: "127.0.0.1", port: 0, backlog: 4096, workUs: 0 };
   for (let i = 0; i < argv.length; i++) {
     let [arg, value] = argv[i].startsWith("--") && argv[i].includes("=")
       ? [argv[i].slice(0, argv[i].indexOf("=")), argv[i].slice(argv[i].indexOf("=") + 1)]
