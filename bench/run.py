@@ -510,7 +510,7 @@ def measure(entry: servers.Server | Subject, cell: Cell, repeat: int, profile: P
             crashed = server.proc.poll()
             if crashed is None:
                 record["settle_s"] = round(settle(server.pid), 2)
-            code, elapsed = _sigterm(server)
+            code, elapsed = server.signal_and_wait(signal.SIGTERM, CLEAN_EXIT_S + 3)
             record["stderr_tail"] = server.stderr_tail(2000) or None  # before kill() deletes it
     except Exception as exc:  # a bug in the bench itself must not lose the other measurements
         server.kill()
@@ -602,18 +602,6 @@ def window_note(record: dict, cost_us: float | None) -> str | None:
             f"connection {WINDOW_SERVES} times at this server's own cost ({cost_us:.0f} µs per "
             f"request), even after lengthening the window to at most {MAX_WINDOW_S:g} s: this "
             f"verdict may be the window's")
-
-
-def _sigterm(server: launch.RunningServer) -> tuple[int | None, float]:
-    """SIGTERM the server and wait for it: (exit code, or None if it is still running, and the
-    seconds it took). Unlike server.stop(), leaves its stderr file in place to be read."""
-    t0 = time.monotonic()
-    server.proc.send_signal(signal.SIGTERM)
-    try:
-        code = server.proc.wait(timeout=CLEAN_EXIT_S + 3)
-    except subprocess.TimeoutExpired:
-        code = None
-    return code, time.monotonic() - t0
 
 
 def fd_limit_cell(profile: Profile) -> Cell | None:

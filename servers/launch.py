@@ -68,17 +68,22 @@ class RunningServer:
         zombies (exited, not yet reaped) only if asked for."""
         return group_pids(self.proc.pid, zombies=zombies)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 5.0) -> tuple[int | None, float]:
+    def signal_and_wait(self, sig: int = signal.SIGTERM,
+                        timeout_s: float = 5.0) -> tuple[int | None, float]:
         """Send ``sig`` to the server (its main process only, as a user's kill would) and wait.
-        Returns (exit code or None if it did not exit in time, seconds it took). Always leaves
-        nothing running: whatever remains after the wait is killed by process group."""
+        Returns (exit code or None if it did not exit in time, seconds it took). Kills nothing,
+        so what it left behind (group_pids) and its stderr can still be read; kill() follows."""
         t0 = time.monotonic()
         try:
             self.proc.send_signal(sig)
             code = self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             code = None
-        elapsed = time.monotonic() - t0
+        return code, time.monotonic() - t0
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 5.0) -> tuple[int | None, float]:
+        """signal_and_wait, then kill(): always leaves nothing running."""
+        code, elapsed = self.signal_and_wait(sig, timeout_s)
         self.kill()
         return code, elapsed
 

@@ -262,7 +262,7 @@ def test_signal_with_clients_connected_exits_0_within_2s(entry, sig):
             clients.append(sock)
         round_trip_s(clients[0], b"hello")  # at least one connection is being served
         time.sleep(0.2)
-        code, elapsed = _stop_without_kill(server, sig)
+        code, elapsed = server.signal_and_wait(sig)
         assert code == 0, f"exit code {code} after {signal.Signals(sig).name}:\n{server.stderr_tail()}"
         assert elapsed <= 2.0, f"took {elapsed:.2f} s to exit"
         left = server.group_pids()
@@ -271,16 +271,6 @@ def test_signal_with_clients_connected_exits_0_within_2s(entry, sig):
         for c in clients:
             c.close()
         server.kill()
-
-
-def _stop_without_kill(server, sig):
-    t0 = time.monotonic()
-    server.proc.send_signal(sig)
-    try:
-        code = server.proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        code = None
-    return code, time.monotonic() - t0
 
 
 # -- options ---------------------------------------------------------------------------------------

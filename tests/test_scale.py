@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -192,13 +191,7 @@ def test_slow_client_sending_a_byte_every_100ms_does_not_stall_others(server, en
 def sigterm_verdict(server, when: str) -> str | None:
     """SIGTERM to the server's main process, as a user's kill sends it: what broke the contract
     (exit 0 within EXIT_BOUND_S, nothing left in its process group), or None."""
-    t0 = time.monotonic()
-    server.proc.send_signal(signal.SIGTERM)
-    try:
-        code = server.proc.wait(timeout=EXIT_BOUND_S + 3)
-    except subprocess.TimeoutExpired:
-        code = None
-    elapsed = time.monotonic() - t0
+    code, elapsed = server.signal_and_wait(signal.SIGTERM, EXIT_BOUND_S + 3)
     if code != 0:
         return f"exit code {code} after SIGTERM {when}:\n{server.stderr_tail()}"
     if elapsed > EXIT_BOUND_S:
