@@ -46,7 +46,6 @@ import asyncio
 import signal
 import sys
 
-from servers import common
 from servers.common import (
     ACCEPT_BACKOFF_S, ACCEPT_TRANSIENT, FD_EXHAUSTED, MAX_PENDING_BYTES,
     announce, burn_cpu, listen, log, parse_args, run, set_nodelay,
@@ -136,13 +135,13 @@ def add_loop_option(parser) -> None:
                              "(default: %(default)s)")
 
 
-def loop_factory(name: str):
+def loop_factory(args):
     """The function that creates the event loop named by --loop."""
-    if name == "uvloop":
+    if args.loop == "uvloop":
         try:
             import uvloop
         except ImportError:
-            sys.stderr.write(f"{common.NAME}: --loop uvloop needs the uvloop package "
+            sys.stderr.write(f"{args.name}: --loop uvloop needs the uvloop package "
                              "(pip install uvloop)\n")
             sys.exit(2)
         return uvloop.new_event_loop
@@ -150,13 +149,12 @@ def loop_factory(name: str):
 
 
 def serve(args) -> None:
-    new_loop = loop_factory(args.loop)
+    new_loop = loop_factory(args)
     listener = listen(args)
     with asyncio.Runner(loop_factory=new_loop) as runner:
         runner.run(serve_forever(listener, args, f"{args.loop} loop"))
 
 
 if __name__ == "__main__":
-    args = parse_args("asyncio-protocol", __doc__, extra=add_loop_option)
-    common.NAME = f"{args.loop}-protocol"  # the registry name: asyncio-protocol or uvloop-protocol
-    run(serve, args)
+    # one file, two registry entries: asyncio-protocol and uvloop-protocol (--loop uvloop)
+    run(serve, parse_args(lambda args: f"{args.loop}-protocol", __doc__, extra=add_loop_option))

@@ -44,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from servers import common
 from servers.asyncio_protocol import add_loop_option, loop_factory  # the same --loop option
 from servers.common import (
     ACCEPT_BACKOFF_S, ACCEPT_TRANSIENT, CHUNK_BYTES, FD_EXHAUSTED, MAX_PENDING_BYTES,
@@ -116,13 +115,12 @@ async def serve_forever(listener, args, detail: str) -> None:
 
 
 def serve(args) -> None:
-    new_loop = loop_factory(args.loop)
+    new_loop = loop_factory(args)
     listener = listen(args)
     with asyncio.Runner(loop_factory=new_loop) as runner:
         runner.run(serve_forever(listener, args, f"{args.loop} loop"))
 
 
 if __name__ == "__main__":
-    args = parse_args("asyncio-streams", __doc__, extra=add_loop_option)
-    common.NAME = f"{args.loop}-streams"  # the registry name: asyncio-streams or uvloop-streams
-    run(serve, args)
+    # one file, two registry entries: asyncio-streams and uvloop-streams (--loop uvloop)
+    run(serve, parse_args(lambda args: f"{args.loop}-streams", __doc__, extra=add_loop_option))

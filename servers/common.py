@@ -17,6 +17,11 @@ Names used by every server, so that a diff between two servers shows only the mo
 ``CHUNK_BYTES`` (how much one recv asks for), ``MAX_PENDING_BYTES`` (the output a connection may
 have queued before the server stops reading from it), ``FD_EXHAUSTED`` (accept errors that mean
 "out of file descriptors, try again later").
+
+The blocking accept loop with its EMFILE back-off is ``accept_blocking`` here, once: the servers
+that block in accept() (iterative, threads, threadpool, fork, subinterpreters) call it, so their
+files show only what they do with a connection. The multiplexed servers keep their own
+non-blocking accept: how a loop waits for the listener is their lesson.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 
 # One recv() asks the kernel for at most this much. 64 KiB matches the default loopback socket
 # buffers closely enough that a busy connection drains in a few calls.
@@ -48,7 +54,10 @@ ACCEPT_BACKOFF_S = 0.1
 # (the client reset it while it sat in the queue). Those are skipped, never fatal.
 ACCEPT_TRANSIENT = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR})
 
-NAME = os.path.basename(sys.argv[0])  # replaced by parse_args with the server's registry name
+# The server's registry name, for the readiness line and the log. parse_args sets it, once, from
+# the name the server passes in (a function of the options for a file that serves several
+# registry entries, e.g. epoll and epoll-edge); nothing else writes it.
+NAME = os.path.basename(sys.argv[0])
 
 
 class Shutdown(BaseException):
@@ -95,24 +104,30 @@ def _positive(text: str) -> int:
 
 
 def parse_args(
-    name: str,
+    name: str | Callable[[argparse.Namespace], str],
     doc: str | None,
     *,
     workers: int | None = None,
     workers_help: str = "worker count",
-    extra: callable | None = None,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
     argv: list[str] | None = None,
 ) -> argparse.Namespace:
-    """Parse the shared options. ``workers`` is the default for --workers, or None for models
-    that have no workers. ``extra(parser)`` adds the model's own options (e.g. --edge, --loop).
+    """Parse the shared options. ``name`` is the server's registry name, or, for a file that
+    serves several entries, a function of the parsed options returning it (``lambda args:
+    f"{args.loop}-protocol"``); it is ``args.name`` and the name in the readiness line and the
+    log. ``workers`` is the default for --workers, or None for models that have no workers.
+    ``extra(parser)`` adds the model's own options (e.g. --edge, --loop).
     """
     global NAME
-    NAME = name
     summary = (doc or "").strip().splitlines()[0] if doc else None
     main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    module = main_spec.name if main_spec else f"servers.{name.replace('-', '_')}"
+    if main_spec:
+        prog = f"python -m {main_spec.name}"
+    else:  # run as a file, or from python -c
+        prog = f"python -m servers.{name.replace('-', '_')}" if isinstance(name, str) \
+            else f"python {os.path.basename(sys.argv[0])}"
     parser = argparse.ArgumentParser(
-        prog=f"python -m {module}",
+        prog=prog,
         description=summary,
         epilog="Prints 'serving NAME on HOST:PORT (pid N)' once it accepts connections; "
         "SIGINT or SIGTERM stops it (exit 0).",
@@ -143,7 +158,9 @@ def parse_args(
         )
     if extra is not None:
         extra(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.name = NAME = name(args) if callable(name) else name
+    return args
 
 
 def default_workers() -> int:
@@ -240,6 +257,30 @@ def announce(sock: socket.socket, detail: str = "") -> None:
     shown = f"[{host}]" if ":" in host else host
     extra = f", {detail}" if detail else ""
     print(f"serving {NAME} on {shown}:{port} (pid {os.getpid()}{extra})", flush=True)
+
+
+def accept_blocking(listener: socket.socket) -> socket.socket:
+    """Sleep in accept() until a client connects; return its socket, with TCP_NODELAY set.
+
+    The accept loop of every blocking server. Out of file descriptors (EMFILE and kin) the
+    pending client stays in the listen queue, so retrying at once would fail again at once and
+    spin a CPU: log (at most every 5 s) and sleep ACCEPT_BACKOFF_S before the next try. A client
+    that reset its connection while it waited in the queue (ECONNABORTED...) is skipped. Any
+    other error is the server's own and is raised. A signal (SIGTERM) interrupts the accept()
+    and raises Shutdown through this function.
+    """
+    while True:
+        try:
+            conn, _ = listener.accept()  # the calling thread sleeps here
+        except OSError as exc:
+            if exc.errno in FD_EXHAUSTED:
+                log(f"accept: {exc.strerror}; backing off", every_s=5)
+                time.sleep(ACCEPT_BACKOFF_S)
+            elif exc.errno not in ACCEPT_TRANSIENT:
+                raise
+            continue
+        set_nodelay(conn)
+        return conn
 
 
 def set_nodelay(conn: socket.socket) -> None:

@@ -34,7 +34,6 @@ import select
 import socket
 import time
 
-from servers import common
 from servers.common import (
     ACCEPT_BACKOFF_S, ACCEPT_TRANSIENT, CHUNK_BYTES, FD_EXHAUSTED, MAX_PENDING_BYTES,
     announce, burn_cpu, listen, log, parse_args, run, set_nodelay,
@@ -188,7 +187,6 @@ def serve(args) -> None:
 
 
 if __name__ == "__main__":
-    args = parse_args("epoll", __doc__, extra=add_edge_option)
-    if args.edge:
-        common.NAME = "epoll-edge"  # the registry name of this variant
-    run(serve, args)
+    # one file, two registry entries: epoll and epoll-edge (its --edge variant)
+    run(serve, parse_args(lambda args: "epoll-edge" if args.edge else "epoll", __doc__,
+                          extra=add_edge_option))

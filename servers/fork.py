@@ -25,11 +25,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 
 from servers.common import (
-    ACCEPT_BACKOFF_S, ACCEPT_TRANSIENT, CHUNK_BYTES, FD_EXHAUSTED,
-    announce, burn_cpu, fork_tracked, listen, log, parse_args, run, set_nodelay,
+    CHUNK_BYTES, accept_blocking, announce, burn_cpu, fork_tracked, listen, log, parse_args, run,
     terminate_children,
 )
 
@@ -66,16 +64,7 @@ def serve(args) -> None:
     announce(listener)
     try:
         while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError as exc:
-                if exc.errno in FD_EXHAUSTED:
-                    log(f"accept: {exc.strerror}; backing off", every_s=5)
-                    time.sleep(ACCEPT_BACKOFF_S)
-                elif exc.errno not in ACCEPT_TRANSIENT:
-                    raise
-                continue
-            set_nodelay(conn)
+            conn = accept_blocking(listener)  # sleeps until a client connects
             try:
                 pid = fork_tracked(children)  # recorded before a SIGTERM can stop the parent
             except OSError as exc:  # EAGAIN (process limit) or ENOMEM: refuse this client only

@@ -17,11 +17,9 @@ The second nc gets no echo until the first one quits (Ctrl-D or Ctrl-C).
 from __future__ import annotations
 
 import socket
-import time
 
 from servers.common import (
-    ACCEPT_BACKOFF_S, ACCEPT_TRANSIENT, CHUNK_BYTES, FD_EXHAUSTED,
-    announce, burn_cpu, listen, log, parse_args, run, set_nodelay,
+    CHUNK_BYTES, accept_blocking, announce, burn_cpu, listen, log, parse_args, run,
 )
 
 
@@ -41,16 +39,7 @@ def serve(args) -> None:
     announce(listener)
     with listener:
         while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError as exc:
-                if exc.errno in FD_EXHAUSTED:
-                    log(f"accept: {exc.strerror}; backing off", every_s=5)
-                    time.sleep(ACCEPT_BACKOFF_S)
-                elif exc.errno not in ACCEPT_TRANSIENT:
-                    raise
-                continue
-            set_nodelay(conn)
+            conn = accept_blocking(listener)  # sleeps until a client connects
             try:
                 handle_connection(conn, args.work_us)
             except OSError as exc:  # reset, broken pipe: that client's problem, not the server's

@@ -23,11 +23,9 @@ from __future__ import annotations
 import queue
 import socket
 import threading
-import time
 
 from servers.common import (
-    ACCEPT_BACKOFF_S, ACCEPT_TRANSIENT, CHUNK_BYTES, FD_EXHAUSTED,
-    announce, burn_cpu, listen, log, parse_args, run, set_nodelay,
+    CHUNK_BYTES, accept_blocking, announce, burn_cpu, listen, log, parse_args, run,
 )
 
 DEFAULT_WORKERS = 16
@@ -72,16 +70,7 @@ def serve(args) -> None:
     announce(listener, f"{args.workers} workers")
     try:
         while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError as exc:
-                if exc.errno in FD_EXHAUSTED:
-                    log(f"accept: {exc.strerror}; backing off", every_s=5)
-                    time.sleep(ACCEPT_BACKOFF_S)
-                elif exc.errno not in ACCEPT_TRANSIENT:
-                    raise
-                continue
-            set_nodelay(conn)
+            conn = accept_blocking(listener)  # sleeps until a client connects
             waiting.put(conn)  # a free worker takes it; with none free, it waits its turn
     finally:
         listener.close()

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
 from servers.common import (
-    ACCEPT_BACKOFF_S, ACCEPT_TRANSIENT, CHUNK_BYTES, FD_EXHAUSTED,
-    announce, burn_cpu, listen, log, parse_args, run, set_nodelay,
+    CHUNK_BYTES, accept_blocking, announce, burn_cpu, listen, log, parse_args, run,
 )
 
 THREAD_STACK_BYTES = 256 * 1024  # ample for this handler; the kernel commits only pages touched
@@ -53,16 +51,7 @@ def accept_loop(listener: socket.socket, work_us: int) -> None:
     """Accept forever, one new thread per connection. (prefork runs this loop in each worker.)"""
     try:
         while True:
-            try:
-                conn, _ = listener.accept()  # the main thread sleeps here
-            except OSError as exc:
-                if exc.errno in FD_EXHAUSTED:
-                    log(f"accept: {exc.strerror}; backing off", every_s=5)
-                    time.sleep(ACCEPT_BACKOFF_S)
-                elif exc.errno not in ACCEPT_TRANSIENT:
-                    raise
-                continue
-            set_nodelay(conn)
+            conn = accept_blocking(listener)  # sleeps until a client connects
             with connections_lock:
                 connections.add(conn)
             # daemon: a thread stuck in recv() must not keep the process alive after shutdown
