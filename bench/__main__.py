@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench.run import main as run_main
         return run_main(rest)
     if command == "report":
-        from bench.report import main as report_main
+        from bench.report.build import main as report_main
         return report_main(rest)
     if command == "compare":
         from bench.compare import main as compare_main

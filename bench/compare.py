@@ -23,7 +23,7 @@ between the runs beyond noise and by more than REF_MOVED_PCT, the comparison say
 and every figure in those cells says how far the reference moved: there a vs_ref verdict may be
 the machine's as much as the server's.
 
-Figures come from bench/results.py's fold (through bench/view.py); nothing is re-derived here.
+Figures come from bench/results.py's fold (through bench/report/view.py); nothing is re-derived here.
 `--fail-above PCT` exits 1 when any figure got worse beyond noise by more than PCT percent, like
 pytest-benchmark's --benchmark-compare-fail.
 """
@@ -37,8 +37,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import results, view
-from bench.fmt import fmt_cell, fmt_pct, fmt_ratio, fmt_rps, fmt_small, fmt_spread, fmt_us
+from bench import results
+from bench.report import view
+from bench.report.fmt import fmt_cell, fmt_pct, fmt_ratio, fmt_rps, fmt_small, fmt_spread, fmt_us
 
 NOISE_FLOOR_PCT = 2.0
 # The reference's req/s moving more than this between two runs (beyond noise) means the machine
@@ -281,7 +282,7 @@ def markdown(base: view.View, others: list[view.View], changes: dict[str, list[C
 
 
 def write_html(md: list[str], path: Path) -> None:
-    from bench.html import STYLE, md_to_html
+    from bench.report.html import STYLE, md_to_html
 
     body = md_to_html("\n".join(md), lambda alt, src: "")
     path.write_text(f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>bench "

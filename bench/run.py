@@ -1618,7 +1618,7 @@ def write_report(run_dir: Path) -> Path | None:
             if stop else None)
     path = run_dir / "report.md"
     try:
-        from bench import report
+        from bench.report import build as report
         path = Path(report.build_report(run_dir))
     except Exception as exc:  # the report must not turn a finished run into a crash
         print(f"(the report builder failed: {type(exc).__name__}: {exc})", file=sys.stderr)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import report
+from bench.report import build as report
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "run_small"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import fmt, report, results, view  # noqa: E402
+from bench import results  # noqa: E402
+from bench.report import build as report  # noqa: E402
+from bench.report import fmt, view  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "run_small"
 SERVERS = ("iterative", "threads", "fork", "epoll", "uvloop", "io_uring")
@@ -378,7 +380,7 @@ def test_open_loop_sweep_of_eight_shares_shows_the_knee(tmp_path):
     section = text.split("## Latency vs offered load (open loop)", 1)[1].split("\n## ", 1)[0]
     assert "**threads (100 × 1 KiB)** kept up to" in section and "(55 % of its peak)" in section
     assert "epoll (100 × 1 KiB)" in section
-    from bench import charts, notes
+    from bench.report import charts, notes
 
     series = charts.openloop_series(v)
     epoll = notes.LoadCurve.read("epoll", series[("epoll", 100, KIB)])
@@ -666,7 +668,7 @@ def test_c100k_sweep_says_the_most_each_server_held_and_what_stopped_it(tmp_path
     """`make bench-c100k`'s cells (a fixed total rate over ever more connections): per server the
     largest count held with an echo on every connection, its costs there, and the next count's
     fate, a skip for this machine's fd limit said once, in full, under the table."""
-    from bench import markdown
+    from bench.report import markdown
 
     rate, counts = 10_000.0, (1_000, 10_000, 30_000)
     fd_limit = ("the server needs about 30,032 open files, but the hard limit (ulimit -Hn) is "
@@ -716,12 +718,12 @@ def test_c100k_sweep_says_the_most_each_server_held_and_what_stopped_it(tmp_path
     assert "30,000: uvloop; 10,000: epoll; 1,000: asyncio" in head
     assert "Convergence" not in head  # one round: no CI to speak of
     assert "the ramp's own pace" in section  # every server accepted at 4,000/s
-    from bench import charts
+    from bench.report import charts
     _, mem_cells, points = charts.memory_points(v)  # no closed-loop cell: the sweep's counts
     assert mem_cells == cells and points[("epoll", cells[1])].median == 260
     assert "Convergence" not in head  # one round: no CI to speak of
     assert "the ramp's own pace" in section  # every server accepted at 4,000/s
-    from bench import charts
+    from bench.report import charts
     _, mem_cells, points = charts.memory_points(v)  # no closed-loop cell: the sweep's counts
     assert mem_cells == cells and points[("epoll", cells[1])].median == 260
 
@@ -729,7 +731,7 @@ def test_c100k_sweep_says_the_most_each_server_held_and_what_stopped_it(tmp_path
 def test_the_references_own_spread_is_said_as_the_machines_noise(tmp_path):
     """Steal and foreign CPU miss a host whose other tenants slow everything alike; the C
     reference, the same program every round, shows it: its spread over the rounds is said."""
-    from bench import notes
+    from bench.report import notes
 
     lines = []
     for rnd, rps in enumerate((100_000.0, 120_000.0, 140_000.0, 160_000.0)):

@@ -11,12 +11,12 @@ writes beside RUN_DIR/results.jsonl:
 
 - report.md          the headline, every chart with what to notice, problems, every result
 - report.html        the same text with interactive charts: one file, plotly.js inlined, offline
-- charts/*.png, .svg the static charts (bench/charts.py)
+- charts/*.png, .svg the static charts (bench/report/charts.py)
 - summary.csv, .json one row per server x cell, from results.fold()
 
-The parts, each one job: bench/view.py (the run arranged for showing; which cell to headline;
-which results may lead), bench/notes.py (what to notice), bench/charts.py (PNG/SVG),
-bench/markdown.py (report.md), bench/html.py (report.html).
+The parts, each one job: bench/report/view.py (the run arranged for showing; which cell to headline;
+which results may lead), bench/report/notes.py (what to notice), bench/report/charts.py (PNG/SVG),
+bench/report/markdown.py (report.md), bench/report/html.py (report.html).
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ import re
 import sys
 from pathlib import Path
 
-from bench import charts, html, markdown, results, view
-from bench.fmt import fmt_cell
-from bench.view import ReportError
+from bench import results
+from bench.report import charts, html, markdown, view
+from bench.report.fmt import fmt_cell
+from bench.report.view import ReportError
 
 __all__ = ["ReportError", "build_report", "main", "parse_cell", "write_summary"]
 

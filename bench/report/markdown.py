@@ -1,5 +1,5 @@
 """report.md: the headline, every chart with what to notice, the C10K table, problems, every
-result and the run's metadata. The HTML page (bench/html.py) renders this same text, with the
+result and the run's metadata. The HTML page (bench/report/html.py) renders this same text, with the
 charts made interactive, so the two never say different things.
 """
 
@@ -8,13 +8,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bench import notes, results
-from bench.charts import Chart, basis_name
-from bench.fmt import (
+from bench import results
+from bench.report import notes
+from bench.report.charts import Chart, basis_name
+from bench.report.fmt import (
     fmt_bytes, fmt_cell, fmt_percentile, fmt_ratio, fmt_rps, fmt_share, fmt_size, fmt_small,
     fmt_spread, fmt_us, join, one_line,
 )
-from bench.view import (View, c10k_cell, c10k_heading, clean, offered, requests, scale_cells,
+from bench.report.view import (View, c10k_cell, c10k_heading, clean, offered, requests, scale_cells,
                         scale_heading, separation)
 
 

@@ -10,7 +10,7 @@
 - cpu           server CPU microseconds and context switches per request at the headline cell
 - memory        memory per connection: dots on a log axis, one basis, one dot per connection count
 
-Every chart marks a figure that is not clean the same way (see bench/view.py): filled = ok;
+Every chart marks a figure that is not clean the same way (see bench/report/view.py): filled = ok;
 hollow = noisy or client-bound; hollow in a red ring = degraded; × = failed. Lines into a point
 that is not clean are dotted, so such a point never reads as the best line. Error bars are the
 95 % CI of the median where the run recorded enough repeats, else their min–max. Colours are one
@@ -33,12 +33,13 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator  # noqa: E402
 
-from bench import notes, results  # noqa: E402
-from bench.fmt import (  # noqa: E402
+from bench import results  # noqa: E402
+from bench.report import notes  # noqa: E402
+from bench.report.fmt import (  # noqa: E402
     fmt_bytes, fmt_cell, fmt_cell_short, fmt_percentile, fmt_rps, fmt_short, fmt_size,
     fmt_small, size_slug,
 )
-from bench.view import (  # noqa: E402
+from bench.report.view import (  # noqa: E402
     DEGRADED_RING, FAMILY_COLOURS, OTHER_COLOUR, View, clean, merged_histogram, offered,
     primary_size, requests, scale_cells,
 )

@@ -10,12 +10,12 @@ written as selection parameters). The cost is size: the page is ~5 MB, the same 
 What the page offers beyond the PNGs: hover values (median, CI or range, verdict, repeats);
 click a server in a legend to hide or show it; buttons above each chart hide or show a whole
 family; lines against connections are small multiples, one panel per family. Results that are
-not clean are marked as in the PNGs (bench/view.py): open symbol = noisy or client-bound; open
+not clean are marked as in the PNGs (bench/report/view.py): open symbol = noisy or client-bound; open
 symbol in a red outline = degraded; bars are hatched for any of these. Failed results have no
 point; the status matrix (inlined as SVG) and the tables name them.
 
 The text is report.md rendered by a small converter (`md_to_html`) for the Markdown that
-bench/markdown.py writes: headings, paragraphs, bullets, tables, code blocks, <details>, bold,
+bench/report/markdown.py writes: headings, paragraphs, bullets, tables, code blocks, <details>, bold,
 code and links. Each chart image is replaced by its interactive figure, or by its SVG inlined.
 """
 
@@ -31,13 +31,13 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from bench import results
-from bench.charts import (
+from bench.report.charts import (
     Chart, SPECTRUM_MARKS, basis_name, latency_ms, load_x, memory_points, openloop_series,
     sizes_cells, spectrum_curve, spectrum_curves,
 )
-from bench.fmt import fmt_bytes, fmt_cell, fmt_percentile, fmt_rps, fmt_size, fmt_us
-from bench.markdown import anchor
-from bench.view import DEGRADED_RING, View, clean, requests
+from bench.report.fmt import fmt_bytes, fmt_cell, fmt_percentile, fmt_rps, fmt_size, fmt_us
+from bench.report.markdown import anchor
+from bench.report.view import DEGRADED_RING, View, clean, requests
 
 PANEL_COLUMNS = 3  # small multiples per row
 CONFIG = {"displaylogo": False, "responsive": True, "toImageButtonOptions": {"format": "svg"}}
@@ -333,7 +333,7 @@ def figures_for(view: View, chart: Chart, focus: results.CellKey | None) -> list
     return [f for f in figs if f is not None]
 
 
-# -- Markdown to HTML, for the Markdown bench/markdown.py writes ------------------------------------
+# -- Markdown to HTML, for the Markdown bench/report/markdown.py writes ------------------------------------
 
 
 def _inline(text: str) -> str:

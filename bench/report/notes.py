@@ -14,11 +14,11 @@ import statistics
 from dataclasses import dataclass
 
 from bench import results
-from bench.fmt import (
+from bench.report.fmt import (
     fmt_bytes, fmt_cell, fmt_percentile, fmt_ratio, fmt_rps, fmt_share, fmt_size, fmt_small, fmt_us,
     how_much_more, join, one_line, possessive,
 )
-from bench.view import View, clean, offered, overlap, ranked, requests, separation
+from bench.report.view import View, clean, offered, overlap, ranked, requests, separation
 
 # Open loop: a server "keeps up" while it completes at least this share of the offered requests, and
 # its latency has "blown up" once p99 is this many times its p99 at the lowest offered rate.

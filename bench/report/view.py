@@ -27,7 +27,7 @@ from pathlib import Path
 from matplotlib.colors import to_hex, to_rgb
 
 from bench import hist, results
-from bench.fmt import fmt_cell
+from bench.report.fmt import fmt_cell
 
 # Families in the order the lessons meet them, each with its colour (Okabe-Ito, distinct for
 # colour-blind readers). The C reference is a family of its own, drawn in black.

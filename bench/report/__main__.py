@@ -1,0 +1,7 @@
+"""python -m bench.report RUN_DIR: the same as python -m bench report RUN_DIR."""
+
+import sys
+
+from bench.report.build import main
+
+sys.exit(main())
