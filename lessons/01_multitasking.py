@@ -35,6 +35,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from lessons import procfs
 from lessons.common import Claim, Lesson, linux_only, parse_args
 
 # A jump in the monotonic clock longer than this means the spinner was not running. An interrupt
@@ -65,27 +66,16 @@ class Counters:
 
 def read_counters(pid: int) -> Counters:
     """What the kernel counts for a process: /proc/PID/status and /proc/PID/schedstat."""
-    fields = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            fields[key] = value.strip()
-    with open(f"/proc/{pid}/schedstat") as f:
-        run_ns, wait_ns, slices = (int(x) for x in f.read().split())
-    return Counters(int(fields["voluntary_ctxt_switches"]), int(fields["nonvoluntary_ctxt_switches"]),
+    status = procfs.status(pid)  # named fields, one per line
+    run_ns, wait_ns, slices = procfs.schedstat(pid)  # three numbers
+    return Counters(int(status["voluntary_ctxt_switches"]), int(status["nonvoluntary_ctxt_switches"]),
                     run_ns, wait_ns, slices, time.monotonic_ns())
 
 
 def base_slice_ms(pid: int) -> float | None:
     """The slice EEVDF requests for the task (se.slice in /proc/PID/sched, Linux 6.6+), in ms."""
-    try:
-        with open(f"/proc/{pid}/sched") as f:
-            for line in f:
-                if line.startswith("se.slice"):
-                    return int(line.split(":")[1]) / 1e6
-    except (OSError, ValueError):
-        pass
-    return None
+    value = procfs.sched(pid).get("se.slice")
+    return int(value) / 1e6 if value and value.isdigit() else None
 
 
 # -- What the children do -----------------------------------------------------------------------------

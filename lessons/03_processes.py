@@ -33,38 +33,15 @@ import time
 
 import servers
 import servers.launch
+from lessons import procfs
 from lessons.common import Claim, Lesson, linux_only, parse_args
+from lessons.spawn import fork_exec_wait, fork_exit_wait, median_us
 
 MiB = 1024 * 1024
-STATES = {"R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped", "Z": "zombie",
-          "X": "dead", "I": "idle"}  # proc(5), /proc/PID/stat field 3
 FORK_SERVER_CLIENTS = 10
 
 
 # -- fork, exec, wait ---------------------------------------------------------------------------------
-
-
-def fork_exit_wait(status: int = 0) -> tuple[int, float]:
-    """fork(); the child exits at once with `status`; the parent waits. Returns (status seen, µs)."""
-    t0 = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:  # ---- the child: a copy of the parent, running from this same line
-        os._exit(status)  # _exit: no Python cleanup, no flushing of the parent's copied buffers
-    _, wait_status = os.waitpid(pid, 0)  # ---- the parent: sleeps until the child has exited
-    return os.waitstatus_to_exitcode(wait_status), (time.perf_counter() - t0) * 1e6
-
-
-def fork_exec_wait(program: str) -> float:
-    """fork(); the child replaces itself with `program` (execve); the parent waits. Returns µs."""
-    t0 = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.execv(program, [program])  # on success, never returns: the process runs `program`
-        finally:
-            os._exit(127)  # exec failed
-    os.waitpid(pid, 0)
-    return (time.perf_counter() - t0) * 1e6
 
 
 def fork_call_us() -> float:
@@ -81,21 +58,9 @@ def fork_call_us() -> float:
 # -- zombies ----------------------------------------------------------------------------------------------
 
 
-def proc_state(pid: int) -> str | None:
-    """The state letter of /proc/PID/stat (R running, S sleeping, Z zombie...), None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except FileNotFoundError:
-        return None
-    letter = stat[stat.rfind(b")") + 2:].split()[0].decode()  # the field after "(command name)"
-    return f"{letter} ({STATES.get(letter, '?')})"
-
-
 def has_memory(pid: int) -> bool:
     """A zombie has released its memory: its /proc/PID/status has no VmRSS line any more."""
-    with open(f"/proc/{pid}/status") as f:
-        return any(line.startswith("VmRSS:") for line in f)
+    return "VmRSS" in procfs.status(pid)
 
 
 def watch_a_zombie() -> dict:
@@ -104,36 +69,23 @@ def watch_a_zombie() -> dict:
         os._exit(3)  # exit at once; the parent deliberately does not wait yet
     try:
         deadline = time.monotonic() + 2.0
-        while proc_state(pid) != "Z (zombie)" and time.monotonic() < deadline:
+        while procfs.state(pid) != "Z (zombie)" and time.monotonic() < deadline:
             time.sleep(0.001)  # the child has not finished exiting yet
-        seen = {"state": proc_state(pid), "memory": has_memory(pid)}
+        seen = {"state": procfs.state(pid), "memory": has_memory(pid)}
         time.sleep(0.2)
-        seen["state_later"] = proc_state(pid)  # still a zombie: nobody collected it
+        seen["state_later"] = procfs.state(pid)  # still a zombie: nobody collected it
     finally:
         _, status = os.waitpid(pid, 0)  # reap: the kernel can now forget the child
     seen["exit_code"] = os.waitstatus_to_exitcode(status)
-    seen["state_after_wait"] = proc_state(pid)
+    seen["state_after_wait"] = procfs.state(pid)
     return seen
 
 
 # -- copy-on-write -----------------------------------------------------------------------------------------
 
 
-def memory_kib(pid: int) -> dict:
-    """RSS, PSS and USS of a process from /proc/PID/smaps_rollup, in KiB.
-    USS (unique set size) = Private_Clean + Private_Dirty: what would be freed if it exited."""
-    fields = {}
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if value.strip().endswith("kB"):
-                fields[key] = int(value.split()[0])
-    return {"rss": fields["Rss"], "pss": fields["Pss"],
-            "uss": fields["Private_Clean"] + fields["Private_Dirty"]}
-
-
 def rss_kib() -> int:
-    return memory_kib(os.getpid())["rss"]
+    return procfs.smaps_rollup(os.getpid())["rss"]
 
 
 def child_that_waits(jobs: dict):
@@ -182,12 +134,12 @@ def copy_on_write(n_items: int) -> dict:
     child = child_that_waits({b"l": iterate_list, b"b": read_bytes, b"n": lambda: None})
     try:
         ask(child, b"n")  # the child is up and idle
-        seen["child_after_fork"] = memory_kib(child[0])
-        seen["parent_after_fork"] = memory_kib(os.getpid())
+        seen["child_after_fork"] = procfs.smaps_rollup(child[0])
+        seen["parent_after_fork"] = procfs.smaps_rollup(os.getpid())
         ask(child, b"b")
-        seen["child_after_bytes"] = memory_kib(child[0])
+        seen["child_after_bytes"] = procfs.smaps_rollup(child[0])
         ask(child, b"l")
-        seen["child_after_list"] = memory_kib(child[0])
+        seen["child_after_list"] = procfs.smaps_rollup(child[0])
     finally:
         os.close(child[1])  # EOF on its command pipe: the child exits
         os.close(child[2])
@@ -299,13 +251,10 @@ def main() -> int:
     no_proc = linux_only("/proc/PID/stat and /proc/PID/smaps_rollup")
 
     lesson.section(f"fork, exec, wait (median of {repeats})")
-    status, _ = fork_exit_wait(7)
-    lesson.measure("exit status the parent collected (child exited with 7)", status)
-    fork_us = lesson.measure("fork + exit + wait", statistics.median(
-        fork_exit_wait()[1] for _ in range(repeats)), "µs")
+    lesson.measure("exit status the parent collected (child exited with 7)", fork_exit_wait(7))
+    fork_us = lesson.measure("fork + exit + wait", median_us(fork_exit_wait, repeats), "µs")
     true = shutil.which("true") or "/bin/true"
-    exec_us = lesson.measure("fork + exec true + wait", statistics.median(
-        fork_exec_wait(true) for _ in range(repeats)), "µs")
+    exec_us = lesson.measure("fork + exec true + wait", median_us(lambda: fork_exec_wait(true), repeats), "µs")
 
     lesson.section("a zombie: a child that exited and was not waited for")
     zombie_labels = ("child state before wait", "zombie still holds memory", "child state 0.2 s later",

@@ -43,7 +43,9 @@ from pathlib import Path
 
 import servers
 import servers.launch
+from lessons import procfs, trace
 from lessons.common import Claim, Lesson, linux_only, parse_args
+from lessons.spawn import fork_exec_wait, fork_exit_wait, median_us, posix_spawn_wait
 
 MiB = 1024 * 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc/PID/stat's time unit
@@ -86,59 +88,12 @@ os.waitpid(pid, 0)
 # -- a live process in /proc ------------------------------------------------------------------------
 
 
-def proc_status(pid: int) -> dict[str, str]:
-    """/proc/PID/status: one "Name:<tab>value" per line."""
-    fields = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            fields[key] = value.strip()
-    return fields
-
-
-def proc_stat(pid: int) -> list[str]:
-    """/proc/PID/stat as a list numbered like proc(5): stat[1] is the pid, stat[2] the command in
-    parentheses (it may contain spaces, so split after the last ")"), stat[3] the state..."""
-    with open(f"/proc/{pid}/stat") as f:
-        text = f.read()
-    head, _, rest = text.rpartition(")")
-    pid_text, _, comm = head.partition(" (")
-    return ["", pid_text, comm, *rest.split()]
-
-
-def uptime_s() -> float:
-    with open("/proc/uptime") as f:
-        return float(f.read().split()[0])
-
-
-def kib(text: str) -> float:
+def _mib(text: str) -> float:
     """ "16384 kB" -> MiB"""
-    return int(text.split()[0]) / 1024
+    return procfs.kib(text) / 1024
 
 
 # -- creating processes ----------------------------------------------------------------------------------
-
-
-def fork_exit_wait() -> None:
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    os.waitpid(pid, 0)
-
-
-def fork_exec_wait(program: str) -> None:
-    pid = os.fork()  # copies the page tables of the whole parent...
-    if pid == 0:
-        try:
-            os.execv(program, [program])  # ...which exec throws away at once
-        finally:
-            os._exit(127)
-    os.waitpid(pid, 0)
-
-
-def posix_spawn_wait(program: str) -> None:
-    pid = os.posix_spawn(program, [program], os.environ)  # glibc: clone3/clone(CLONE_VM|CLONE_VFORK), exec
-    os.waitpid(pid, 0)
 
 
 def nothing() -> None:
@@ -164,30 +119,7 @@ def start_unpicklable(context) -> str:
         return f"failed to pickle it ({type(e).__name__})"
 
 
-def median_us(action, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        action()
-        times.append((time.perf_counter() - t0) * 1e6)
-    return statistics.median(times)
-
-
 # -- the task as the scheduler sees it -------------------------------------------------------------------
-
-
-def proc_sched(pid: int) -> dict[str, str]:
-    """/proc/PID/sched: "name : value" lines of the scheduler's bookkeeping (CONFIG_SCHED_DEBUG)."""
-    fields = {}
-    try:
-        with open(f"/proc/{pid}/sched") as f:
-            for line in f:
-                key, sep, value = line.partition(":")
-                if sep:
-                    fields[key.strip()] = value.strip()
-    except OSError:
-        pass
-    return fields
 
 
 def kernel_scheduler() -> tuple[str, str]:
@@ -195,7 +127,7 @@ def kernel_scheduler() -> tuple[str, str]:
     release = platform.release()
     numbers = re.match(r"(\d+)\.(\d+)", release)
     version = (int(numbers[1]), int(numbers[2])) if numbers else (0, 0)
-    has_slice = "se.slice" in proc_sched(os.getpid())
+    has_slice = "se.slice" in procfs.sched(os.getpid())
     name = "EEVDF" if version >= (6, 6) or has_slice else "CFS"
     return name, (f"Linux {release}" + (", /proc/PID/sched has se.slice" if has_slice else ""))
 
@@ -220,10 +152,9 @@ def pinned_spinner(cpu: int, lifetime_s: float) -> tuple[int, int]:
     return pid, go_w
 
 
-def schedstat(pid: int) -> tuple[int, int]:
-    """(ns on a CPU, times put on a CPU) from /proc/PID/schedstat."""
-    with open(f"/proc/{pid}/schedstat") as f:
-        run_ns, _wait_ns, slices = (int(x) for x in f.read().split())
+def _ran(pid: int) -> tuple[int, int]:
+    """(ns on a CPU, times put on a CPU), from /proc/PID/schedstat."""
+    run_ns, _wait_ns, slices = procfs.schedstat(pid)
     return run_ns, slices
 
 
@@ -239,10 +170,10 @@ def share_one_cpu(cpu: int, setups: dict, seconds: float) -> dict:
         for _pid, go in spinners.values():
             os.write(go, b"g")
         time.sleep(0.1)  # all of them are running
-        before, t0 = {n: schedstat(p) for n, (p, _) in spinners.items()}, time.monotonic_ns()
+        before, t0 = {n: _ran(p) for n, (p, _) in spinners.items()}, time.monotonic_ns()
         time.sleep(seconds)
-        after, t1 = {n: schedstat(p) for n, (p, _) in spinners.items()}, time.monotonic_ns()
-        weights = {n: proc_sched(p).get("se.load.weight") for n, (p, _) in spinners.items()}
+        after, t1 = {n: _ran(p) for n, (p, _) in spinners.items()}, time.monotonic_ns()
+        weights = {n: procfs.sched(p).get("se.load.weight") for n, (p, _) in spinners.items()}
     finally:
         for pid, go in spinners.values():
             os.kill(pid, signal.SIGKILL)
@@ -294,10 +225,10 @@ def hold_in_d_state(true: str) -> dict:
             deadline = time.monotonic() + 5.0
             # Wait until its vfork child exists (a Python starting up can be in D for a moment
             # too, reading its files: that is not the D we want to show).
-            while time.monotonic() < deadline and child.poll() is None and not _children(child.pid):
+            while time.monotonic() < deadline and child.poll() is None and not procfs.children(child.pid):
                 time.sleep(0.002)
             time.sleep(0.05)  # the vfork child is now blocked opening the FIFO
-            seen["state"] = proc_stat(child.pid)[3] if child.poll() is None else None
+            seen["state"] = procfs.stat(child.pid)[3] if child.poll() is None else None
             try:
                 with open(f"/proc/{child.pid}/wchan") as f:
                     wchan = f.read().strip()
@@ -314,20 +245,12 @@ def hold_in_d_state(true: str) -> dict:
             child.wait(timeout=5)
         finally:
             if child.poll() is None:  # never released: kill the held child and its vfork child
-                kids = _children(child.pid)
+                kids = procfs.children(child.pid)
                 child.kill()
                 for kid in kids:
                     os.kill(kid, signal.SIGKILL)  # its signals are blocked: only SIGKILL ends it
                 child.wait()
     return seen
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
 
 
 # -- VmSize, mapping by mapping ----------------------------------------------------------------------------
@@ -337,12 +260,7 @@ def address_space(pid: int) -> dict[str, float]:
     """What the address space (VmSize) is made of, from /proc/PID/maps, in MiB: malloc arenas,
     thread stacks, the untouched mapping, mapped files and the rest (heap, Python's own memory)."""
     stack_bytes = resource_stack_bytes()
-    regions = []
-    with open(f"/proc/{pid}/maps") as f:
-        for line in f:
-            fields = line.split(maxsplit=5)
-            start, end = (int(x, 16) for x in fields[0].split("-"))
-            regions.append((start, end, fields[1], fields[5].strip() if len(fields) > 5 else ""))
+    regions = procfs.maps(pid)
     parts = dict.fromkeys(("malloc arenas", "thread stacks", "untouched mapping", "files", "rest"), 0)
     arenas = 0
     i = 0
@@ -440,28 +358,13 @@ STRACED = {
 
 def creating_syscall(code: str) -> str:
     """The system call (and clone flags) that created the child, as strace -f shows it."""
-    out = subprocess.run(["strace", "-f", "-qq", "-e", "trace=clone,clone3,vfork,fork",
-                          sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    calls = re.findall(r"\b(vfork|fork|clone3?)\((.*)", out.stderr)
+    lines, _ = trace.run([sys.executable, "-c", code], "clone,clone3,vfork,fork")
+    calls = [found.groups() for line in lines if (found := re.search(r"\b(vfork|fork|clone3?)\((.*)", line))]
     if not calls:
-        raise RuntimeError(f"strace showed no clone/vfork (exit {out.returncode}): "
-                           f"{out.stderr.strip()[-200:]}")
+        raise trace.StraceUnavailable("strace showed no clone or vfork")
     name, rest = calls[-1]  # the last one: the child running `true`
     flags = re.search(r"flags=([A-Z_|]+)", rest)
     return f"{name}(" + (flags[1].replace("|SIGCHLD", "") if flags else "") + ")"
-
-
-def strace_unavailable() -> str | None:
-    if not shutil.which("strace"):
-        return "strace is not installed: apt-get install strace"
-    try:
-        probe = subprocess.run(["strace", "-qq", "-e", "trace=none", "true"], capture_output=True,
-                               text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"strace did not run: {e}"
-    if probe.returncode != 0:
-        return f"strace cannot trace here ({probe.stderr.strip()[-120:]}): ptrace is restricted"
-    return None
 
 
 # -- the fork and prefork servers -------------------------------------------------------------------------
@@ -619,11 +522,11 @@ def main() -> int:
         try:
             child.stdout.readline()  # "ready": its memory and threads are in place
             time.sleep(0.05)  # let it fall asleep
-            status, stat = proc_status(child.pid), proc_stat(child.pid)
-            sched, space = proc_sched(child.pid), address_space(child.pid)
+            status, stat = procfs.status(child.pid), procfs.stat(child.pid)
+            sched, space = procfs.sched(child.pid), address_space(child.pid)
             tasks = len(os.listdir(f"/proc/{child.pid}/task"))
             fds = len(os.listdir(f"/proc/{child.pid}/fd"))
-            read_at_s = uptime_s()
+            read_at_s = procfs.uptime_s()
         finally:
             child.kill()
             child.wait()
@@ -631,10 +534,10 @@ def main() -> int:
         lesson.measure("its parent is this lesson (status PPid)",
                        "yes" if int(status["PPid"]) == os.getpid() else f"no ({status['PPid']})")
         lesson.measure("threads (status Threads)", int(status["Threads"]))
-        vm_size = lesson.measure("virtual memory (status VmSize)", kib(status["VmSize"]), "MiB")
-        vm_rss = lesson.measure("resident memory (status VmRSS)", kib(status["VmRSS"]), "MiB")
-        lesson.measure("anonymous resident (status RssAnon)", kib(status["RssAnon"]), "MiB")
-        lesson.measure("file-backed resident (status RssFile)", kib(status["RssFile"]), "MiB")
+        vm_size = lesson.measure("virtual memory (status VmSize)", _mib(status["VmSize"]), "MiB")
+        vm_rss = lesson.measure("resident memory (status VmRSS)", _mib(status["VmRSS"]), "MiB")
+        lesson.measure("anonymous resident (status RssAnon)", _mib(status["RssAnon"]), "MiB")
+        lesson.measure("file-backed resident (status RssFile)", _mib(status["RssFile"]), "MiB")
         lesson.measure("voluntary switches (status)", int(status["voluntary_ctxt_switches"]))
         lesson.measure("minor page faults (stat field 10)", int(stat[10]))
         lesson.measure("user cpu time (stat field 14)", int(stat[14]) * 1000 / CLK_TCK, "ms")
@@ -807,7 +710,7 @@ def main() -> int:
             lesson.skip(label, f"the {method!r} start method does not exist on {sys.platform}")
 
     lesson.section("which system call creates the child (strace -f)")
-    why_no_strace = strace_unavailable()
+    why_no_strace = trace.unavailable()
     created_by = {}
     for what, code in STRACED.items():
         label = f"{what} creates the child with"
@@ -816,7 +719,7 @@ def main() -> int:
             continue
         try:
             created_by[what] = lesson.measure(label, creating_syscall(code.format(true=true)))
-        except (RuntimeError, subprocess.TimeoutExpired) as e:
+        except trace.StraceUnavailable as e:
             lesson.skip(label, str(e))
 
     ballast = b"\x01" * (512 * MiB)  # the parent now has 512 MiB more resident memory

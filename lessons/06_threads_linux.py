@@ -38,23 +38,20 @@ import multiprocessing
 import os
 import re
 import resource
-import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
+from lessons import procfs, trace
 from lessons.common import Claim, Lesson, linux_only, parse_args
+from lessons.spawn import fork_exit_wait, median_us
 
 KiB = 1024
 SMALL_STACK_BYTES = 256 * KiB  # what the `threads` server asks for
 TINY_STACK_BYTES = 64 * KiB  # for the count: enough for a thread that only waits on an Event
 START_TIMEOUT_S = 5.0  # a thread that has not said hello by then is counted as failed
 CHILD_TIMEOUT_S = 60.0  # the fresh process that starts the threads must report within this
-STRACE_TIMEOUT_S = 60.0
 FUTEX_PROGRAM = "lessons/native/06_futex.c"
 LOCK_ITERATIONS = 200_000  # lock/unlock pairs per thread: a fraction of a second, even under strace
 JOIN_SLEEP_MS = 100  # long enough that pthread_join() finds the thread alive and has to sleep
@@ -67,19 +64,10 @@ THREAD_START = "import threading; t = threading.Thread(target=int); t.start(); t
 # -- reading /proc/self --------------------------------------------------------------------------------
 
 
-def status() -> dict[str, str]:
-    fields = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            fields[key] = value.strip()
-    return fields
-
-
 def memory_kib() -> dict[str, int]:
     """VmSize (reserved address space) and VmRSS (resident), in KiB."""
-    s = status()
-    return {"virtual": int(s["VmSize"].split()[0]), "resident": int(s["VmRSS"].split()[0])}
+    s = procfs.status()
+    return {"virtual": procfs.kib(s["VmSize"]), "resident": procfs.kib(s["VmRSS"])}
 
 
 def read_limit(path: str) -> int | None:
@@ -122,8 +110,8 @@ def threads_as_tasks(n: int) -> dict:
         while len(seen) < n and time.monotonic() < deadline:
             time.sleep(0.001)
         tasks = sorted(int(tid) for tid in os.listdir("/proc/self/task"))
-        tgids = {status_of_task(tid)["Tgid"] for tid in tasks}
-        threads_field = int(status()["Threads"])
+        tgids = {procfs.status("self", tid)["Tgid"] for tid in tasks}
+        threads_field = int(procfs.status()["Threads"])
     finally:
         release.set()
         for t in threads:
@@ -132,53 +120,17 @@ def threads_as_tasks(n: int) -> dict:
             "tids": {t for _, t in seen}, "tgids": tgids}
 
 
-def status_of_task(tid: int) -> dict[str, str]:
-    fields = {}
-    with open(f"/proc/self/task/{tid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            fields[key] = value.strip()
-    return fields
-
 
 # -- clone flags and futexes, as strace sees them ---------------------------------------------------
 
 
-class StraceUnavailable(Exception):
-    """strace cannot show this here; the text says why and what fixes it."""
-
-
-def strace(argv: list[str], trace: str) -> tuple[list[str], str]:
-    """Run ``argv`` under ``strace -f -e trace=TRACE``; return (strace's lines, the program's stdout)."""
-    why = linux_only("strace")
-    if why:
-        raise StraceUnavailable(why)
-    program = shutil.which("strace")
-    if not program:
-        raise StraceUnavailable("no strace on PATH: apt-get install strace")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "trace"
-        try:
-            done = subprocess.run([program, "-f", "-qq", "-o", str(out), "-e", f"trace={trace}", *argv],
-                                  capture_output=True, text=True, timeout=STRACE_TIMEOUT_S,
-                                  stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise StraceUnavailable(f"strace of {Path(argv[0]).name} took over {STRACE_TIMEOUT_S:.0f} s") from None
-        lines = out.read_text().splitlines() if out.exists() else []
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise StraceUnavailable(f"strace failed ({tail}); ptrace may be forbidden here "
-                                "(containers: --cap-add SYS_PTRACE; /proc/sys/kernel/yama/ptrace_scope)")
-    return lines, done.stdout
-
-
 def thread_clone_line() -> str:
     """The clone/clone3 call with which this Python starts a thread, as strace prints it."""
-    lines, _ = strace([sys.executable, "-c", THREAD_START], "clone,clone3")
+    lines, _ = trace.run([sys.executable, "-c", THREAD_START], "clone,clone3")
     for line in lines:
         if "CLONE_THREAD" in line:
-            return re.sub(r"^\d+\s+", "", line)  # drop strace's pid column
-    raise StraceUnavailable("strace showed no clone with CLONE_THREAD")
+            return trace.without_pid(line)
+    raise trace.StraceUnavailable("strace showed no clone with CLONE_THREAD")
 
 
 def clone_flags(line: str) -> list[str]:
@@ -191,21 +143,21 @@ def futex_program() -> Path:
     try:
         return build(FUTEX_PROGRAM, flags=("-pthread",))
     except Unavailable as exc:
-        raise StraceUnavailable(str(exc)) from None
+        raise trace.StraceUnavailable(str(exc)) from None
 
 
 def mutex_futex_calls(mode: str) -> int:
     """futex(2) calls the mutex loops of lessons/native/06_futex.c make in ``mode`` (private: a mutex per
     thread; shared: one mutex for both). glibc's mutex uses FUTEX_WAIT_PRIVATE/FUTEX_WAKE_PRIVATE;
     pthread_join's wait on the TID word is a shared futex, so it is not counted here."""
-    lines, _ = strace([str(futex_program()), mode, str(LOCK_ITERATIONS)], "futex")
+    lines, _ = trace.run([str(futex_program()), mode, str(LOCK_ITERATIONS)], "futex")
     return sum(1 for line in lines
                if re.match(r"^\d+\s+futex\(0x[0-9a-f]+, FUTEX_(WAIT|WAKE)_PRIVATE", line))
 
 
 def join_futex() -> dict:
     """clone3's child_tid and the futex pthread_join() sleeps in, from one strace of `06_futex join`."""
-    lines, stdout = strace([str(futex_program()), "join", str(JOIN_SLEEP_MS)], "clone,clone3,futex")
+    lines, stdout = trace.run([str(futex_program()), "join", str(JOIN_SLEEP_MS)], "clone,clone3,futex")
     found = re.search(r"joined tid (\d+)", stdout)
     tid = found.group(1) if found else None
     child_tid = next((m.group(1) for line in lines if (m := re.search(r"child_tid=(0x[0-9a-f]+)", line))), None)
@@ -307,22 +259,6 @@ def thread_start_join() -> None:
     thread = threading.Thread(target=int)
     thread.start()
     thread.join()
-
-
-def fork_exit_wait() -> None:
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    os.waitpid(pid, 0)
-
-
-def median_us(action, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        action()
-        times.append((time.perf_counter() - t0) * 1e6)
-    return statistics.median(times)
 
 
 # How far a reader's figure may be from the recorded one before it is named (lessons.common): the
@@ -458,7 +394,7 @@ def main() -> int:
     clone = None
     try:
         clone = thread_clone_line()
-    except StraceUnavailable as exc:
+    except trace.StraceUnavailable as exc:
         for label in ("clone call that started a thread (strace)", "thread flags strace did not show"):
             lesson.skip(label, str(exc))
     if clone:
@@ -529,7 +465,7 @@ def main() -> int:
     try:
         for mode, label in zip(("private", "shared"), futex_labels, strict=True):
             futexes[mode] = lesson.measure(label, mutex_futex_calls(mode))
-    except StraceUnavailable as exc:
+    except trace.StraceUnavailable as exc:
         for label in futex_labels[len(futexes):]:
             lesson.skip(label, str(exc))
 
@@ -539,7 +475,7 @@ def main() -> int:
     join = None
     try:
         join = join_futex()
-    except StraceUnavailable as exc:
+    except trace.StraceUnavailable as exc:
         for label in join_labels:
             lesson.skip(label, str(exc))
     if join:

@@ -42,102 +42,27 @@ import ctypes.util
 import os
 import platform
 import re
-import select
-import shutil
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 import servers
 from lessons.common import Claim, Lesson, linux_only, parse_args
+from lessons.trace import Counter, counting_method
 from servers import launch, uring
 
 CONNECTIONS = 16
 MESSAGE = b"m" * 64
 SYSCALL_SERVERS = ("epoll", "io_uring", "asyncio-protocol", "uvloop-protocol")
 FILE_READS = 32
-ATTACH_TIMEOUT_S = 10.0
 IO_SYSCALLS = {"recvfrom", "sendto", "recvmsg", "sendmsg", "read", "write", "readv", "writev",
                "epoll_wait", "epoll_pwait", "epoll_pwait2", "epoll_ctl", "io_uring_enter",
                "poll", "ppoll", "select", "pselect6", "accept4", "accept", "close"}
 
 
 # -- 1. syscalls per request ----------------------------------------------------------------------
-
-
-def counting_method() -> tuple[str | None, str]:
-    """("strace" | "perf" | None, how it is described, or why nothing can count here)."""
-    why_not = linux_only("counting a server's syscalls (strace, perf)")
-    if why_not:
-        return None, why_not
-    if shutil.which("strace"):
-        return "strace", "strace -c -f -p PID (attached to the server)"
-    if shutil.which("perf"):
-        return "perf", "perf stat -e raw_syscalls:sys_enter -p PID (totals only)"
-    return None, "neither strace nor perf is installed (apt install strace)"
-
-
-class Counter:
-    """strace or perf attached to ``pid`` until ``stop()``; then ``calls`` maps syscall -> count."""
-
-    def __init__(self, method: str, pid: int):
-        self.method = method
-        self.out = tempfile.NamedTemporaryFile(prefix="lesson09-", suffix=".txt", delete=False)
-        self.out.close()
-        if method == "strace":
-            argv = ["strace", "-c", "-f", "-o", self.out.name, "-p", str(pid)]
-        else:
-            argv = ["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-o", self.out.name,
-                    "-p", str(pid)]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, start_new_session=True)
-        if method == "strace":  # it says "Process N attached" once it traces
-            ready, _, _ = select.select([self.proc.stderr], [], [], ATTACH_TIMEOUT_S)
-            line = self.proc.stderr.readline().decode(errors="replace") if ready else ""
-            if "attached" not in line:
-                self.kill()
-                raise RuntimeError(f"strace could not attach: {line.strip() or 'no answer'} "
-                                   "(ptrace not allowed here? see /proc/sys/kernel/yama/ptrace_scope)")
-        else:
-            time.sleep(0.5)  # perf says nothing when it starts counting; give it time
-        self.calls: dict[str, int] = {}
-
-    def stop(self) -> dict[str, int]:
-        self.proc.send_signal(signal.SIGINT)  # both write their summary on SIGINT
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-        with open(self.out.name) as f:
-            text = f.read()
-        self.kill()
-        if self.method == "strace":
-            for line in text.splitlines():
-                fields = line.split()
-                # % time, seconds, usecs/call, calls, [errors], syscall
-                if len(fields) >= 5 and re.fullmatch(r"[\d.]+", fields[0]) and fields[-1] != "total":
-                    self.calls[fields[-1]] = int(fields[3])
-        else:
-            for line in text.splitlines():
-                fields = line.split(",")
-                if len(fields) > 2 and "raw_syscalls:sys_enter" in line and fields[0].isdigit():
-                    self.calls["all syscalls"] = int(fields[0])
-        return self.calls
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stderr:
-            self.proc.stderr.close()
-        try:
-            os.unlink(self.out.name)
-        except OSError:
-            pass
 
 
 def lockstep(conns: list[socket.socket], rounds: int) -> None:
