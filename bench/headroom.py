@@ -5,12 +5,12 @@
     make headroom
 
 A load generator measures a server only while the server, not the generator, is the slower side.
-The yardstick is bench/engine/minimal_client.c: the least a closed-loop echo client can do (one
+The yardstick is bench/load/minimal_client.c: the least a closed-loop echo client can do (one
 epoll loop, no byte check, no histogram, no clock read per round trip). Against the same C
 reference server (c-epoll) on one core, with the client on the other, each round measures, in an
 order that rotates from round to round:
 
-- `engine-c`: `bench.load --engine c`, the bench's own engine (bench/engine/engine.c);
+- `engine-c`: `bench.load --engine c`, the bench's own engine (bench/load/engine.c);
 - `minimal`: the yardstick;
 - `engine-python`: `bench.load --engine python`, the readable fallback.
 
@@ -41,7 +41,7 @@ from servers import build, launch
 
 GOAL = 0.95
 CLIENTS = ("engine-c", "minimal", "engine-python")
-MINIMAL_SOURCE = Path(__file__).resolve().parent / "engine" / "minimal_client.c"
+MINIMAL_SOURCE = Path(__file__).resolve().parent / "load" / "minimal_client.c"
 
 
 def minimal(host: str, port: int, conns: int, size: int, warmup_s: float, duration_s: float,
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.measure_s <= 0 or args.warmup_s < 0:
         parser.error("--measure-s must be above 0 and --warmup-s at least 0")
     import servers
-    from bench import engine as c_engine
+    from bench.load import c_engine
     try:
         build.build(MINIMAL_SOURCE)
     except build.Unavailable as exc:

@@ -415,7 +415,7 @@ def beside_possible(subject: Subject, cell: Cell, rate: float | None,
     if beside is None or subject.is_reference or subject.kind == "running" or cell.is_open \
             or rate is not None or load_gen.default_engine()[0] != "c":
         return False
-    from bench import engine as c_engine
+    from bench.load import c_engine
     return c_engine.processes_for(2 * cell.conns) == 1
 
 

@@ -24,7 +24,7 @@ What it shows, on this machine:
    buffer at several offsets from a page boundary, interleaved: on AMD EPYC a buffer 1 to 31
    bytes past a page boundary took several times longer than one on it, and glibc's malloc puts
    a large buffer exactly there (its own mmap, the pointer 16 bytes past the page). The lab's C
-   load engine lost half its speed at 64 KiB to it (bench/engine/engine.c).
+   load engine lost half its speed at 64 KiB to it (bench/load/engine.c).
 6. Head-of-line blocking. The `iterative` server serves one client at a time: while client A keeps
    its connection open without sending, client B's connect() succeeds (the kernel completes the
    handshake and parks the connection in the listen queue) but B's echo waits until A leaves. The

@@ -96,7 +96,7 @@ def test_the_reference_beside_is_measured_in_the_same_window_and_leaves_no_proce
     alternating slices of one window twice the profile's, and the record's vs_ref is to that
     (ref_basis "beside"); both servers are gone afterwards. A server whose connections break
     keeps its own verdict, and the reference its clean figures."""
-    from bench import engine as c_engine
+    from bench.load import c_engine
     ref, server = servers.get(results.REFERENCE), servers.get("select")
     if not (ref.available and c_engine.available()[0]):
         pytest.skip("needs the C reference and the C engine")

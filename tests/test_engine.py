@@ -1,5 +1,5 @@
-"""Tests of the C load engine (bench/engine): its HdrHistogram port against `hdrh`, its fallback,
-its window and its source addresses. The behaviour both engines share (byte check, coordinated
+"""Tests of the C load engine (bench/load/c_engine.py and engine.c): its HdrHistogram port against
+`hdrh`, its fallback, its window and its source addresses. The behaviour both engines share (byte check, coordinated
 omission, error kinds, --target, the command line) is tested once per engine in test_load.py.
 
 Everything talks to loopback; no assertion depends on how fast this machine is.
@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from bench import engine as c_engine
+from bench.load import c_engine
 from bench import hist, load
 from tests.test_load import EchoServer
 

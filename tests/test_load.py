@@ -1,4 +1,4 @@
-"""Tests of the load generator (bench/load.py) and its histograms (bench/hist.py).
+"""Tests of the load generator (bench/load/) and its histograms (bench/hist.py).
 
 The echo servers here are small in-process ones on a thread, each with a knob to misbehave (corrupt
 a byte, reorder, echo stale bytes, stall once, never answer, hang up), so each test shows one thing
@@ -22,7 +22,7 @@ import time
 import psutil
 import pytest
 
-from bench import engine as engine_module
+from bench.load import c_engine as engine_module
 from bench import hist, load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -74,7 +74,7 @@ the bottleneck, and the runner flags the measurement as `client_bound`.
 Two engines, one interface
 --------------------------
 This file is the Python engine: the readable one, and the fallback. `--engine c` (the default
-where it builds) runs the same design in C (bench/engine/engine.c: one epoll loop per thread, each
+where it builds) runs the same design in C (bench/load/engine.c: one epoll loop per thread, each
 thread pinned to one CPU, wrk2's shape), so that the generator costs less CPU per request than the
 servers it measures. Both take the same options, count errors the same way and return the same
 summary, plus "engine": which one measured it. The C engine hands its latencies over as
@@ -141,7 +141,7 @@ ALT_SLICE_S = 0.025
 
 def default_engine() -> tuple[str, str | None]:
     """("c", None) where the C engine builds and runs, else ("python", why not and the fix)."""
-    from bench import engine as c_engine
+    from bench.load import c_engine
     ok, why = c_engine.available()
     return ("c", None) if ok else ("python", why)
 
@@ -160,7 +160,7 @@ def resolve_engine(engine: str | None) -> str:
             warnings.warn(f"using the Python load engine: {why}", RuntimeWarning, stacklevel=3)
         return name
     if engine == "c":
-        from bench import engine as c_engine
+        from bench.load import c_engine
         ok, why = c_engine.available()
         if not ok:
             raise ValueError(f"engine 'c' is not available here: {why} (or use engine 'python')")
@@ -820,7 +820,7 @@ def fd_shortfall(conns: int, workers: int = 1, engine: str | None = None) -> str
     the hard limit itself where it may (root); it is asked directly. `engine` None: the default.
     """
     if (engine or default_engine()[0]) == "c":
-        from bench import engine as c_engine
+        from bench.load import c_engine
         return c_engine.fd_shortfall(conns)
     hard = fd_hard_limit()
     wanted = math.ceil(conns / max(1, workers)) + FD_HEADROOM
@@ -836,7 +836,7 @@ def port_shortfall(host: str, conns: int, engine: str | None = None) -> str | No
 
     Each connection from one source address to one destination takes a local port from
     net.ipv4.ip_local_port_range. The C engine spreads connections to a loopback server over
-    several source addresses (bench/engine: CONNS_PER_SOURCE each); the Python engine uses one.
+    several source addresses (bench/load/c_engine.py: CONNS_PER_SOURCE each); the Python engine uses one.
     """
     text = None
     try:
@@ -847,7 +847,7 @@ def port_shortfall(host: str, conns: int, engine: str | None = None) -> str | No
     low, high = map(int, text.split())
     sources = 1
     if (engine or default_engine()[0]) == "c":
-        from bench import engine as c_engine
+        from bench.load import c_engine
         sources = c_engine.sources_for(host, conns)
     per_source = math.ceil(conns / sources)
     if per_source <= high - low + 1:
@@ -990,12 +990,12 @@ def run_load(host: str, port: int, *, conns: int, size: int, duration: float, wa
     arguments; a server that is absent, broken or hanging gives a result with errors, not an
     exception. Call it under `if __name__ == "__main__":` (the workers are "spawn" processes).
 
-    `engine`: "c" (bench/engine, threads instead of worker processes), "python" (this file), or
+    `engine`: "c" (bench/load/c_engine.py, threads instead of worker processes), "python" (this file), or
     None for the default (c where it builds, else python with a RuntimeWarning saying why). The
     summary says which one measured it in "engine".
 
     `alt` (host, port): a second server measured in the same window, in alternating slices of
-    about `slice_s` (the C engine, closed loop; see bench/engine/engine.c): `conns` connections to
+    about `slice_s` (the C engine, closed loop; see bench/load/engine.c): `conns` connections to
     each, the window's time split between them. The summary's figures are the target's, over the
     time it was active; its "alt" holds the second server's.
     """
@@ -1102,7 +1102,7 @@ def _run_c(host: str, port: int, *, conns, size, duration, warmup, rate, workers
            connect_timeout, ramp_batch, on_window, alt=None, slice_s=None) -> dict:
     """run_load with the C engine: the same plan (threads for workers, the same ramp and time
     budgets), the engine's result summarized by the same _summarize."""
-    from bench import engine as c_engine
+    from bench.load import c_engine
     pin = cpus is not None and hasattr(os, "sched_setaffinity")
     cpu_pool = sorted(set(cpus)) if pin else available_cpus()
     threads = worker_count(conns, workers, cpus)
@@ -1362,7 +1362,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="connections opened per batch, with a short pause between batches so "
                              "the server's listen queue never overflows (default 64)")
     parser.add_argument("--engine", choices=ENGINES, default=None,
-                        help="c: the C engine (bench/engine/engine.c, threads, one epoll loop "
+                        help="c: the C engine (bench/load/engine.c, threads, one epoll loop "
                              "each); python: this file's uvloop engine (default: c where it "
                              "builds, else python, with a notice saying why)")
     parser.add_argument("--json", action="store_true",
@@ -1464,6 +1464,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,7 @@
 
     python -m bench.load --engine c --target 127.0.0.1:9000 --conns 64
 
-bench/load.py holds the readable Python/uvloop engine and its design essay (closed and open loop,
+bench/load/__init__.py holds the readable Python/uvloop engine and its design essay (closed and open loop,
 coordinated omission, error kinds); engine.c in this directory does the same in C, as one epoll
 loop per thread, each thread pinned to a CPU, so that the generator costs less CPU per request
 than any server it measures and is never the bottleneck. This module is the glue:

@@ -1,6 +1,6 @@
 /* The C load engine behind `python -m bench.load --engine c`.
  *
- * It does what bench/load.py's Python engine does (read that file's essay first: closed and open
+ * It does what bench/load/__init__.py's Python engine does (read that file's essay first: closed and open
  * loop, coordinated omission, error kinds), at the cost of a C client, so that the generator is
  * never the bottleneck of what it measures. Shape, after wrk2: one epoll loop per thread, each
  * thread pinned to one CPU, one histogram per thread, merged at the end.
@@ -8,7 +8,7 @@
  * Past the per-process fd limit the wrapper starts several engines (--first, --step): connection
  * g of all goes to engine g % step, and they keep one schedule.
  *
- * It is not meant to be run by hand: bench/engine/__init__.py builds it (servers/build.py), starts
+ * It is not meant to be run by hand: bench/load/c_engine.py builds it (servers/build.py), starts
  * it, and speaks a line protocol with it:
  *
  *   engine -> wrapper (stdout)          wrapper -> engine (stdin)
@@ -64,7 +64,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Tunables: the same values, for the same reasons, as bench/load.py's. */
+/* Tunables: the same values, for the same reasons, as bench/load/__init__.py's. */
 #define STALL_TIMEOUT_S 1.0
 #define STALL_FAIR_SHARES 10
 #define OFFSET_SPAN_BYTES 4093
@@ -260,7 +260,7 @@ static void count_error(struct thread *t, int kind, const char *fmt, ...) {
 }
 
 /* -- The messages ------------------------------------------------------------------------------
- * As make_messages() in bench/load.py: random bytes, and messages cut from them at offsets that
+ * As make_messages() in bench/load/__init__.py: random bytes, and messages cut from them at offsets that
  * differ from one message to the next, so a stale echo or another connection's bytes mismatch. */
 
 static uint64_t splitmix64(uint64_t *state) {
@@ -410,7 +410,7 @@ static void on_readable(struct thread *t, struct conn *c) {
 }
 
 /* -- The open-loop ticker ----------------------------------------------------------------------
- * As _OpenLoopTicker in bench/load.py: the thread's connections share one interval and their
+ * As _OpenLoopTicker in bench/load/__init__.py: the thread's connections share one interval and their
  * first sends lie within one interval, so in order of first send they come due in a fixed cyclic
  * order; walk it, fire what is due, sleep on the timerfd until the next one. Returns the next
  * due time, or INT64_MAX when nothing more is scheduled inside the window. */
@@ -614,7 +614,7 @@ static void run(struct thread *t, int64_t start) {
     t->window_start_ns = start + (int64_t)(cfg.warmup_s * 1e9);
     t->window_end_ns = t->window_start_ns + (int64_t)(cfg.duration_s * 1e9);
     if (cfg.rate != 0) {
-        /* open_loop_schedule() of bench/load.py: connection g sends every conns / rate seconds,
+        /* open_loop_schedule() of bench/load/__init__.py: connection g sends every conns / rate seconds,
          * starting g / rate seconds after the start, so all sends are evenly spaced 1 / rate. */
         t->interval_ns = llround(cfg.total_conns * 1e9 / cfg.rate);
         for (int i = 0; i < t->nconns; i++)
@@ -882,7 +882,7 @@ static int usage(const char *why) {
             "--connect-budget S --ramp-batch N --ramp-pause S --start-wait S [--sources K]\n"
             "[--alt HOST:PORT --slice-ms MS]\n"
             "[--first F --step S --total-conns T]\n"
-            "(bench/engine/__init__.py runs it; use python -m bench.load --engine c)\n", why);
+            "(bench/load/c_engine.py runs it; use python -m bench.load --engine c)\n", why);
     return 2;
 }
 
