@@ -39,7 +39,7 @@ from pathlib import Path
 
 from bench import results
 from bench.report import view
-from bench.report.fmt import fmt_cell, fmt_pct, fmt_ratio, fmt_rps, fmt_small, fmt_spread, fmt_us
+from bench.report.fmt import fmt_pct, fmt_ratio, fmt_rps, fmt_small, fmt_spread, fmt_us
 
 NOISE_FLOOR_PCT = 2.0
 # The reference's req/s moving more than this between two runs (beyond noise) means the machine
@@ -227,7 +227,7 @@ def markdown(base: view.View, others: list[view.View], changes: dict[str, list[C
                    f"{other.machine_text}).", ""]
         if moves := reference_moves(base, other):
             ref = next(iter(moves.values()))[0]
-            where = ", ".join(f"{fmt_cell(cell)} {fmt_pct(change)}" for cell, (_, change) in moves.items())
+            where = ", ".join(f"{cell.label} {fmt_pct(change)}" for cell, (_, change) in moves.items())
             md += [f"**The machine changed between the runs.** The reference (`{ref}`) itself ran "
                    f"at another speed in B, beyond noise: {where} in req/s. A ratio to it cancels "
                    "a change that speeds or slows every server alike, not one that hits the "
@@ -263,7 +263,7 @@ def markdown(base: view.View, others: list[view.View], changes: dict[str, list[C
                "|---|---|---|---:|---:|---:|---|---|"]
         for c in found:
             verdict = c.verdict if c.verdict in ("within noise", "noise unknown") else f"**{c.verdict}**"
-            md.append(f"| `{c.server}` | {fmt_cell(c.cell)} | {c.metric.title} | "
+            md.append(f"| `{c.server}` | {c.cell.label} | {c.metric.title} | "
                       f"{fmt_spread(c.a, c.metric.fmt)} | {fmt_spread(c.b, c.metric.fmt)} | "
                       f"{fmt_pct(c.change)} | {verdict} | {c.flags} |")
         if fail_above is not None:
@@ -272,7 +272,7 @@ def markdown(base: view.View, others: list[view.View], changes: dict[str, list[C
     if fail_above is not None:
         md += ["", "## Regressions", ""]
         if regressions:
-            md += [f"- `{c.server}` at {fmt_cell(c.cell)}: {c.metric.title} {fmt_pct(c.change)} "
+            md += [f"- `{c.server}` at {c.cell.label}: {c.metric.title} {fmt_pct(c.change)} "
                    f"({c.verdict}, beyond noise and above {fail_above:g} %"
                    + (f"; the reference moved {fmt_pct(c.ref_moved)} there" if c.ref_moved is not None else "")
                    + ")" for c in regressions]

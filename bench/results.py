@@ -61,6 +61,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.report.fmt import fmt_rps, fmt_share, fmt_size
+
 SCHEMA_VERSION = 2
 REFERENCE = "c-epoll"  # the registry name of the C reference server (servers/c/echo_epoll.c)
 
@@ -129,13 +131,12 @@ class CellKey:
 
     @property
     def label(self) -> str:
-        """'16 conns × 1 KiB', '100 conns × 1 KiB at 50 % of peak', '16 conns × 1 KiB at 2,000 req/s'."""
-        size = (f"{self.size_bytes // 1024} KiB" if self.size_bytes % 1024 == 0
-                else f"{self.size_bytes} B")
-        text = f"{self.conns:,} conn{'s' if self.conns != 1 else ''} × {size}"
+        """The one label of a cell: '16 conns × 1 KiB', '100 conns × 1 KiB at 50 % of peak',
+        '16 conns × 1 KiB at 2,000 req/s'."""
+        text = f"{self.conns:,} conn{'s' if self.conns != 1 else ''} × {fmt_size(self.size_bytes)}"
         if self.fraction is not None:
-            return f"{text} at {self.fraction:.0%} of peak"
-        return text if self.rate is None else f"{text} at {self.rate:,.0f} req/s"
+            return f"{text} at {fmt_share(self.fraction)} of peak"
+        return text if self.rate is None else f"{text} at {fmt_rps(self.rate)} req/s"
 
 
 # -- One measurement -------------------------------------------------------------------------------

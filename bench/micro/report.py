@@ -28,6 +28,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from bench.report.fmt import fmt_bytes, fmt_duration
+
 # Where `make micro` saves runs, then pytest-benchmark's default storage; looked for in the
 # current directory and in the repository.
 SEARCH_DIRS = ("results/micro", ".benchmarks")
@@ -97,21 +99,10 @@ def _note(info: dict) -> str:
 # --- formatting ------------------------------------------------------------------------------
 
 
-def three_digits(value: float) -> str:
-    """Three significant digits, trailing zeros kept so that a column lines up: 2.40, 16.0, 104."""
-    if value >= 100:
-        return f"{value:.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
 def format_ns(ns: float) -> str:
-    """A duration in the unit that keeps it between 1 and 1000: 57.0 ns, 3.20 µs, 22.0 ms."""
-    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
-        if ns >= scale:
-            return f"{three_digits(ns / scale)} {unit}"
-    return f"{three_digits(ns)} ns"
+    """A duration in nanoseconds, trailing zeros kept so that a column lines up: 57.0 ns, 3.20 µs,
+    22.0 ms (bench/report/fmt.py's one duration formatter)."""
+    return fmt_duration(ns, "ns", zeros=True)
 
 
 def format_ns_range(low_ns: float, high_ns: float) -> str:
@@ -124,11 +115,8 @@ def format_ns_range(low_ns: float, high_ns: float) -> str:
 
 
 def format_bytes(count: float) -> str:
-    """A size in binary units: 187 B, 16.1 KiB, 7.07 MiB."""
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(count) >= scale:
-            return f"{three_digits(count / scale)} {unit}"
-    return f"{count:.0f} B"
+    """A size in binary units, trailing zeros kept: 187 B, 16.1 KiB, 7.07 MiB."""
+    return fmt_bytes(count, zeros=True)
 
 
 def machine_line(run: dict) -> str:

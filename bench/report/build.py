@@ -30,7 +30,6 @@ from pathlib import Path
 
 from bench import results
 from bench.report import charts, html, markdown, view
-from bench.report.fmt import fmt_cell
 from bench.report.view import ReportError
 
 __all__ = ["ReportError", "build_report", "main", "parse_cell", "write_summary"]
@@ -61,7 +60,7 @@ def summary_rows(v: view.View) -> list[dict]:
             rows.append({
                 "server": server, "family": v.families[server], "is_reference": o.is_reference,
                 "conns": cell.conns, "size_bytes": cell.size_bytes, "rate": cell.rate,
-                "rate_fraction_of_peak": cell.fraction, "cell": fmt_cell(cell),
+                "rate_fraction_of_peak": cell.fraction, "cell": cell.label,
                 "status": o.status, "verdict": o.verdict, "repeats": len(o.measurements),
                 "measured": len(o.measured), "vs_ref": o.vs_ref,
                 "vs_ref_ci95_low": ci[0] if ci else None, "vs_ref_ci95_high": ci[1] if ci else None,

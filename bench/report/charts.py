@@ -36,7 +36,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocat
 from bench import results  # noqa: E402
 from bench.report import notes  # noqa: E402
 from bench.report.fmt import (  # noqa: E402
-    fmt_bytes, fmt_cell, fmt_cell_short, fmt_percentile, fmt_rps, fmt_short, fmt_size,
+    fmt_bytes, fmt_cell_short, fmt_percentile, fmt_rps, fmt_short, fmt_size,
     fmt_small, size_slug,
 )
 from bench.report.view import (  # noqa: E402
@@ -480,12 +480,12 @@ def chart_spectrum(view: View, charts_dir: Path, cell: results.CellKey | None, *
     if cell is None:
         return Chart("spectrum", "Latency spectrum", None, [],
                      "no closed-loop cell has measurements.")
-    heading = f"Latency spectrum at {fmt_cell(cell)}"
+    heading = f"Latency spectrum at {cell.label}"
     curves = spectrum_curves(view, cell)
     if not curves:
         return Chart("spectrum", heading, None, [],
-                     f"no readable latency histograms were recorded at {fmt_cell(cell)}.")
-    fig, (ax,) = _figure(view, f"Latency by percentile · {fmt_cell(cell)}, closed loop")
+                     f"no readable latency histograms were recorded at {cell.label}.")
+    fig, (ax,) = _figure(view, f"Latency by percentile · {cell.label}, closed loop")
     ax.set_title("all repeats' histograms merged; each step right is 10× rarer requests",
                  fontsize=10, color="#444444")
     verdicts = set()
@@ -654,13 +654,13 @@ def chart_cpu(view: View, charts_dir: Path, cell: results.CellKey | None) -> Cha
     heading = "Server CPU and context switches per request"
     if cell is None:
         return Chart("cpu", heading, None, [], "no closed-loop cell has measurements.")
-    heading += f" at {fmt_cell(cell)}"
+    heading += f" at {cell.label}"
     servers = [s for s in view.servers if view.outcome(s, cell)]
     cpu = {s: (o.cpu_us_per_request, o) for s in servers if (o := view.outcome(s, cell))}
     ctx = {s: (o.ctx_per_request, o) for s in servers if (o := view.outcome(s, cell))}
     if not any(v[0] for v in cpu.values()) and not any(v[0] for v in ctx.values()):
-        return Chart("cpu", heading, None, [], f"no server CPU was recorded at {fmt_cell(cell)}.")
-    fig, axes = _figure(view, f"Server cost per request · {fmt_cell(cell)}", ncols=2, sharey=True,
+        return Chart("cpu", heading, None, [], f"no server CPU was recorded at {cell.label}.")
+    fig, axes = _figure(view, f"Server cost per request · {cell.label}", ncols=2, sharey=True,
                         height_in=_bars_height(len(servers)))
     hatched = _bar_panel(axes[0], view, servers, cpu, lambda v: f"{fmt_small(v)} µs")
     values = [s.median for s, _ in ctx.values() if s and s.median > 0]

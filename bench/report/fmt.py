@@ -1,18 +1,25 @@
-"""Numbers for people: the few formats every part of the report speaks (the Markdown, the charts,
-the HTML page and `bench compare`), so one figure reads the same everywhere.
+"""Numbers for people: one formatter for each kind of figure, so that one figure reads the same in
+the report (Markdown, charts, HTML), `bench compare`, the runner's console, `bench load` and the
+microbenchmarks' table.
 
-    fmt_rps(41213) -> '41,200'      fmt_us(1250) -> '1.25 ms'      fmt_bytes(3174) -> '3.1 KiB'
-    fmt_ratio(0.8123) -> '0.81×'    fmt_spread(stat, fmt_rps) -> '41,200 (40,100–42,000)'
+    fmt_rps(41213) -> '41,200'         fmt_bytes(3174) -> '3.1 KiB'      fmt_ratio(0.8123) -> '0.81×'
+    fmt_us(1250) -> '1.25 ms'          fmt_duration(245) -> '4 min 05 s'
+    fmt_duration(3200, "ns", zeros=True) -> '3.20 µs'                   (a column that lines up)
+    fmt_spread(stat, fmt_rps) -> '41,200 (40,100–42,000)'
     fmt_percentile(99.99, 30_000) -> 'p99.99 (from 3 requests)'
+
+A cell's label is results.CellKey.label, built from fmt_size, fmt_rps and fmt_share here. This
+module imports nothing of the bench at load time (results.py imports it).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from bench import results
-
+if TYPE_CHECKING:
+    from bench import results
 
 def sig(value: float, digits: int = 3) -> float:
     """`value` rounded to `digits` significant figures."""
@@ -35,21 +42,47 @@ def fmt_short(value: float) -> str:
     return f"{sig(value):g}"
 
 
+def figures(value: float, digits: int = 3, *, zeros: bool = False) -> str:
+    """`value` to `digits` significant figures: '1.25', '48', '310'; zeros=True keeps the trailing
+    zeros, so that a column lines up: '3.20', '57.0'."""
+    value = sig(value, digits)
+    if not zeros or value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    return f"{value:.{max(0, digits - 1 - math.floor(math.log10(abs(value))))}f}"
+
+
+# Each unit of time in nanoseconds (whole numbers, so that a ratio of two is exact).
+DURATION_UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+DURATION_SYMBOLS = {"ns": "ns", "us": "µs", "ms": "ms", "s": "s"}
+
+
+def fmt_duration(value: float, unit: str = "s", *, zeros: bool = False) -> str:
+    """A duration given in `unit` ('ns', 'us', 'ms' or 's'), in the largest unit it is at least one
+    of and never below `unit`, to three significant figures: '310 µs', '1.25 ms', '2.1 s'. From a
+    minute up, as a clock reads: '4 min 05 s', '1 h 02 min'. zeros=True: see figures()."""
+    given = DURATION_UNITS[unit]
+    seconds = value / (DURATION_UNITS["s"] / given)
+    if seconds >= 59.5:
+        minutes, secs = divmod(round(seconds), 60)
+        hours, minutes = divmod(minutes, 60)
+        return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+    shown = next((u for u in ("s", "ms", "us") if DURATION_UNITS[u] >= given
+                  and value >= DURATION_UNITS[u] / given), unit)
+    return f"{figures(value / (DURATION_UNITS[shown] / given), zeros=zeros)} {DURATION_SYMBOLS[shown]}"
+
+
 def fmt_us(value_us: float) -> str:
-    """A latency: '310 µs', '1.25 ms', '48 ms', '2.1 s'."""
-    if value_us < 1000:
-        return f"{sig(value_us):g} µs"
-    if value_us < 1_000_000:
-        return f"{sig(value_us / 1000):g} ms"
-    return f"{sig(value_us / 1e6):g} s"
+    """A latency in microseconds: '310 µs', '1.25 ms', '48 ms', '2.1 s'."""
+    return fmt_duration(value_us, "us")
 
 
-def fmt_bytes(value: float) -> str:
-    """'3.1 KiB', '1.9 MiB' (binary units, three significant figures)."""
+def fmt_bytes(value: float, *, zeros: bool = False) -> str:
+    """'3.1 KiB', '1.9 MiB', '187 B' (binary units, three significant figures; zeros=True: see
+    figures())."""
     for scale, unit in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
         if abs(value) >= scale:
-            return f"{sig(value / scale):g} {unit}"
-    return f"{sig(value):g} B"
+            return f"{figures(value / scale, zeros=zeros)} {unit}"
+    return f"{figures(value, zeros=zeros and value != round(value))} B"
 
 
 def fmt_share(fraction: float) -> str:
@@ -83,15 +116,6 @@ def fmt_pct(change: float) -> str:
     return f"{'+' if change >= 0 else '−'}{text} %"
 
 
-def fmt_cell(cell: results.CellKey) -> str:
-    """'128 conns × 1 KiB', '16 conns × 1 KiB at 20,000 req/s', '100 conns × 1 KiB at 50 % of
-    peak'."""
-    text = f"{cell.conns:,} conn{'s' if cell.conns != 1 else ''} × {fmt_size(cell.size_bytes)}"
-    if cell.fraction is not None:
-        return f"{text} at {fmt_share(cell.fraction)} of peak"
-    return text if cell.rate is None else f"{text} at {fmt_rps(cell.rate)} req/s"
-
-
 def fmt_cell_short(cell: results.CellKey) -> str:
     """Two short lines, for a column heading: '128 × 1 KiB', '16 × 1 KiB\\n@ 50 % of peak'."""
     top = f"{cell.conns:,} × {fmt_size(cell.size_bytes)}"
@@ -123,6 +147,8 @@ def percentile_name(percentile: float) -> str:
 def fmt_percentile(percentile: float, requests: float | None) -> str:
     """'p99.99', or 'p99.99 (from 3 requests)' when fewer than results.TAIL_MIN_SAMPLES requests
     lie beyond it: such a figure is a few requests' say, not a distribution's."""
+    from bench import results  # here, not at the top: results.py imports this module
+
     name = percentile_name(percentile)
     beyond = results.tail_samples(int(requests) if requests else None, percentile)
     if beyond is None or beyond >= results.TAIL_MIN_SAMPLES:

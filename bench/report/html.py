@@ -35,7 +35,7 @@ from bench.report.charts import (
     Chart, SPECTRUM_MARKS, basis_name, latency_ms, load_x, memory_points, openloop_series,
     sizes_cells, spectrum_curve, spectrum_curves,
 )
-from bench.report.fmt import fmt_bytes, fmt_cell, fmt_percentile, fmt_rps, fmt_size, fmt_us
+from bench.report.fmt import fmt_bytes, fmt_percentile, fmt_rps, fmt_size, fmt_us
 from bench.report.markdown import anchor
 from bench.report.view import DEGRADED_RING, View, clean, requests
 
@@ -57,7 +57,7 @@ def outline(verdict: str, colour: str) -> str:
 def _hover(o: results.CellSummary, value: str) -> str:
     extra = "" if o.verdict == "ok" else f"<br><b>{o.verdict}</b>: not ranked"
     ratio = f"<br>vs ref {o.vs_ref:.3g}×" if o.vs_ref is not None and not o.is_reference else ""
-    return (f"<b>{o.server}</b> ({o.family or ''})<br>{fmt_cell(o.cell)}<br>{value}{ratio}"
+    return (f"<b>{o.server}</b> ({o.family or ''})<br>{o.cell.label}<br>{value}{ratio}"
             f"<br>repeats {o.repeats_text}{extra}")
 
 
@@ -193,7 +193,7 @@ def fig_headline_bars(view: View, cell: results.CellKey, what: str) -> go.Figure
             error_x={"type": "data", "array": [high - s.median], "arrayminus": [s.median - low]},
             hovertext=[_hover(o, f"{s.median:.4g} {unit}")], hoverinfo="text",
             meta={"family": view.families[o.server]}))
-    title = (f"{'Throughput' if what == 'rps' else 'Server CPU per request'} at {fmt_cell(cell)}"
+    title = (f"{'Throughput' if what == 'rps' else 'Server CPU per request'} at {cell.label}"
              f" ({unit}; hatched: noisy, client-bound or degraded, not ranked)")
     fig.update_xaxes(title_text=unit)
     return _layout(fig, view, title, 40 + 26 * len(outs))
@@ -219,7 +219,7 @@ def fig_spectrum(view: View, cell: results.CellKey) -> go.Figure | None:
                      ticktext=[fmt_percentile(p, fewest) for p in SPECTRUM_MARKS],
                      title_text="percentile")
     fig.update_yaxes(type="log", title_text="latency (ms, log)")
-    return _layout(fig, view, f"Latency by percentile · {fmt_cell(cell)} (dotted: not clean)", 400)
+    return _layout(fig, view, f"Latency by percentile · {cell.label} (dotted: not clean)", 400)
 
 
 def fig_openloop(view: View) -> go.Figure | None:

@@ -12,7 +12,7 @@ from bench import results
 from bench.report import notes
 from bench.report.charts import Chart, basis_name
 from bench.report.fmt import (
-    fmt_bytes, fmt_cell, fmt_percentile, fmt_ratio, fmt_rps, fmt_share, fmt_size, fmt_small,
+    fmt_bytes, fmt_percentile, fmt_ratio, fmt_rps, fmt_share, fmt_size, fmt_small,
     fmt_spread, fmt_us, join, one_line,
 )
 from bench.report.view import (View, c10k_cell, c10k_heading, clean, offered, requests, scale_cells,
@@ -99,9 +99,9 @@ def metadata(view: View) -> list[str]:
                                                  for k, v in view.skipped_servers.items())))
     closed = view.closed_cells()
     opened = [c for c in view.cells if c.is_open]
-    text = ", ".join(fmt_cell(c) for c in closed)
+    text = ", ".join(c.label for c in closed)
     if opened:
-        text += f"; open loop: {', '.join(fmt_cell(c) for c in opened)}"
+        text += f"; open loop: {', '.join(c.label for c in opened)}"
     rows.append(("cells", text))
     if meta.get("repeats"):
         timing = f"{meta['repeats']} per cell"
@@ -180,7 +180,7 @@ def problems(view: View) -> list[str]:
                 groups.setdefault((o.status, tuple(o.reasons)), []).append(o)
         for (status, reasons), outs in groups.items():
             why = "; ".join(one_line(r, 400) for r in reasons) or "no reason recorded"
-            where = ", ".join(f"{fmt_cell(o.cell)} ({o.repeats_text})" for o in outs)
+            where = ", ".join(f"{o.cell.label} ({o.repeats_text})" for o in outs)
             out.append(f"- **{server}**, {status} at {where}: {why}.")
             tail = next((o.stderr_tail for o in outs if o.stderr_tail), None)
             if tail:
@@ -204,7 +204,7 @@ def c10k_section(view: View, cell: results.CellKey) -> list[str]:
     """Per server at the largest cell: whether it held every connection, and what each cost."""
     conns = f"{cell.conns:,}"
     out = [f"Dan Kegel's C10K problem on this machine: every server with {conns} clients "
-           f"connected at once ({fmt_cell(cell)}, closed loop, every echoed byte checked). **held** "
+           f"connected at once ({cell.label}, closed loop, every echoed byte checked). **held** "
            f"counts the connections served to the end (not refused, reset or left without an "
            f"echo); **memory / conn** is the growth of the server's process tree "
            f"({basis_name(view.mem_basis())}) over its idle size, divided by the connections; "
@@ -374,7 +374,7 @@ def headline(view: View, focus: results.CellKey | None) -> list[str]:
     if focus is not None and (order := notes.ranking(view, focus)):
         what = ("ratio to the C reference's req/s, absolute req/s beside it" if view.has_ratios
                 else "req/s")
-        lines.append(f"- **Throughput at {fmt_cell(focus)}** ({what}; fastest first; ≈: within "
+        lines.append(f"- **Throughput at {focus.label}** ({what}; fastest first; ≈: within "
                      f"noise of the one before, >: beyond it): {order}.")
         if groups := notes.within_noise_groups(view, focus):
             lines.append("  Within noise, each of the next (their spreads overlap, so this run "

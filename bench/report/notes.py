@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from bench import results
 from bench.report.fmt import (
-    fmt_bytes, fmt_cell, fmt_percentile, fmt_ratio, fmt_rps, fmt_share, fmt_size, fmt_small, fmt_us,
+    fmt_bytes, fmt_percentile, fmt_ratio, fmt_rps, fmt_share, fmt_size, fmt_small, fmt_us,
     how_much_more, join, one_line, possessive,
 )
 from bench.report.view import View, clean, offered, overlap, ranked, requests, separation
@@ -102,7 +102,7 @@ def status(view: View) -> list[str]:
         cells.sort(key=lambda c: c.sort_key)
         first = view.outcome(server, cells[0])
         reason = first.reasons[0] if first and first.reasons else "no reason recorded"
-        where = ", ".join(fmt_cell(c) for c in cells[:3]) + (" and more" if len(cells) > 3 else "")
+        where = ", ".join(c.label for c in cells[:3]) + (" and more" if len(cells) > 3 else "")
         out.append(f"**{server}** failed at {where}: {one_line(reason)}.")
     degraded = sorted({s for (s, _), o in view.summaries.items() if o.status == "degraded"},
                       key=view.servers.index)
@@ -122,7 +122,7 @@ def throughput(view: View, size: int) -> list[str]:
         good, others = ranked(view, top)
         lead, last = good[0], good[-1]
         tied = [o.server for o in good[1:] if overlap(lead, o)]
-        sentence = (f"At {fmt_cell(top)}, **{lead.server}** led the clean results with "
+        sentence = (f"At {top.label}, **{lead.server}** led the clean results with "
                     f"{figure(view, lead)}, {how_much_more(lead.rps.median, last.rps.median, 'the slowest')} "
                     f"({last.server}, {fmt_rps(last.rps.median)} req/s)")
         sentence += (f"; within noise of it: {join(tied)}." if tied else ".")
@@ -204,7 +204,7 @@ def sizes(view: View, cells: list[results.CellKey]) -> list[str]:
     out = []
     if bw:
         lead = max(bw, key=lambda s: bw[s][0].stat("bytes_per_s").median)
-        out.append(f"At {fmt_cell(large)}, **{lead}** moved the most data among the clean "
+        out.append(f"At {large.label}, **{lead}** moved the most data among the clean "
                    f"results: {fmt_rps(bw[lead][0].stat('bytes_per_s').median / mib)} MiB/s.")
         drops = {s: a.rps.median / b.rps.median for s, (a, b) in bw.items()}
         if len(drops) >= 2 and max(drops.values()) < 0.5:
@@ -243,7 +243,7 @@ def spectrum(view: View, cell: results.CellKey, curves: dict, *, asked: bool) ->
         why = (f"the cell where the servers differ most relative to their noise (a typical pair "
                f"of clean results stands {score:.1f}× its combined noise apart)" if count >= 2
                else "the busiest cell measured (no cell has two clean results to set apart)")
-        out.append(f"It is drawn at {fmt_cell(cell)}, {why}; `python -m bench report RUN_DIR "
+        out.append(f"It is drawn at {cell.label}, {why}; `python -m bench report RUN_DIR "
                    f"--cell CONNSxBYTES` draws another.")
     return out
 
@@ -322,7 +322,7 @@ def cpu(view: View, cell: results.CellKey) -> list[str]:
         lo, hi = have[low].cpu_us_per_request.median, have[high].cpu_us_per_request.median
         ratio = (f" ({fmt_ratio(have[low].cpu_vs_ref)} the reference's)"
                  if view.has_ratios and have[low].cpu_vs_ref and low != view.reference else "")
-        out.append(f"At {fmt_cell(cell)}, **{low}** spent the least server CPU per request "
+        out.append(f"At {cell.label}, **{low}** spent the least server CPU per request "
                    f"({fmt_small(lo)} µs{ratio}), {high} the most ({fmt_small(hi)} µs, "
                    f"{how_much_more(hi, lo)}).")
     switches = {s: st.median for s in view.servers if (o := view.outcome(s, cell))
@@ -348,12 +348,12 @@ def memory(view: View, basis: str, cells: list, points: dict) -> list[str]:
             if (s, big) in points and points[(s, big)].median > 0 and clean(view.outcome(s, big))}
     if len(have) >= 2:
         low, high = min(have, key=have.get), max(have, key=have.get)
-        out.append(f"At {fmt_cell(big)}, each connection cost **{high}** ({view.families[high]}) "
+        out.append(f"At {big.label}, each connection cost **{high}** ({view.families[high]}) "
                    f"{fmt_bytes(have[high])} of {basis}, {fmt_ratio(have[high] / have[low])} "
                    f"what it cost {low} ({view.families[low]}): {fmt_bytes(have[low])}.")
     zero = [s for s in view.servers if (s, big) in points and points[(s, big)].median <= 0]
     if zero:
-        out.append(f"At {fmt_cell(big)}, {', '.join(zero)} grew by nothing measurable per "
+        out.append(f"At {big.label}, {', '.join(zero)} grew by nothing measurable per "
                    f"connection: "
                    f"memory is read in whole pages, so a small cost rounds to zero, and a "
                    f"connection that only waits in the kernel (say, in the listen queue) costs "
@@ -366,7 +366,7 @@ def client_bound(view: View) -> list[str]:
                    key=lambda o: (view.servers.index(o.server), o.cell.sort_key))
     if not bound:
         return []
-    listing = "; ".join(f"{o.server} at {fmt_cell(o.cell)}" for o in bound[:8])
+    listing = "; ".join(f"{o.server} at {o.cell.label}" for o in bound[:8])
     more = f" and {len(bound) - 8} more" if len(bound) > 8 else ""
     return [f"{len(bound)} cell{'s were' if len(bound) != 1 else ' was'} client-bound: {listing}"
             f"{more}. There the load generator, not the server, limited throughput (its CPU was "
@@ -420,7 +420,7 @@ def reference_noise(view: View) -> str | None:
         return None
     cv = statistics.stdev(rps) / statistics.fmean(rps)
     return (f"The C reference, the same program in every round, ran at {fmt_rps(min(rps))} to "
-            f"{fmt_rps(max(rps))} req/s over {len(rps)} rounds at {fmt_cell(o.cell)} (coefficient "
+            f"{fmt_rps(max(rps))} req/s over {len(rps)} rounds at {o.cell.label} (coefficient "
             f"of variation {cv:.0%}): the speed of this machine, server and generator alike, from one "
             f"window to the next, which "
             f"no steal or foreign-CPU counter shows. "

@@ -26,14 +26,14 @@ from pathlib import Path
 
 from matplotlib.colors import to_hex, to_rgb
 
+import servers
 from bench import hist, results
-from bench.report.fmt import fmt_cell
 
-# Families in the order the lessons meet them, each with its colour (Okabe-Ito, distinct for
-# colour-blind readers). The C reference is a family of its own, drawn in black.
+# Families in the registry's order (the order the lessons meet them), each with its colour
+# (Okabe-Ito, distinct for colour-blind readers). The C reference is a family of its own, drawn in
+# black, and "yours" is a server from outside the lab (bench run --server / --target).
 REFERENCE_FAMILY = "reference"
-FAMILIES = (REFERENCE_FAMILY, "blocking", "multi-process", "multiplexed", "async", "fibers",
-            "yours")  # yours: a server from outside the lab (bench run --server / --target)
+FAMILIES = (REFERENCE_FAMILY, *servers.FAMILIES, "yours")
 FAMILY_COLOURS = {
     REFERENCE_FAMILY: "#000000",
     "blocking": "#D55E00",  # vermillion
@@ -303,7 +303,7 @@ def merged_histogram(o: results.CellSummary):
     try:
         merged = hist.merge(encoded)
     except ValueError as exc:
-        print(f"warning: {o.server} at {fmt_cell(o.cell)}: {exc}; left out of the spectrum",
+        print(f"warning: {o.server} at {o.cell.label}: {exc}; left out of the spectrum",
               file=sys.stderr)
         return None
     return merged if merged.get_total_count() else None
