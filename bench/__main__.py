@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command, rest = (argv[0], argv[1:]) if argv else (None, [])
     if command == "run":
-        from bench.run import main as run_main
+        from bench.run.cli import main as run_main
         return run_main(rest)
     if command == "report":
         from bench.report.build import main as report_main

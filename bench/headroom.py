@@ -37,6 +37,7 @@ import sys
 from pathlib import Path
 
 from bench import load, results
+from bench.run import interrupts, machine
 from servers import build, launch
 
 GOAL = 0.95
@@ -104,8 +105,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench import run as bench_run  # machine metadata and the CPU split
-
     parser = _parser()
     args = parser.parse_args(argv)
     for name in ("rounds", "conns", "size"):
@@ -129,15 +128,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"headroom: unavailable: the reference {ref.name}: {ref.availability()[1]}",
               file=sys.stderr)
         return 1
-    commit, dirty = bench_run.git_state()  # the code that measures, as it was at the start
-    server_cpus, client_cpus, pinning = bench_run.split_cpus()
+    commit, dirty = machine.git_state()  # the code that measures, as it was at the start
+    server_cpus, client_cpus, pinning = machine.split_cpus()
     cpu = client_cpus[0] if client_cpus else None
     out_dir = args.out or Path("results") / f"headroom-{dt.datetime.now():%Y%m%d-%H%M%S}"
     print(f"headroom: {args.rounds} rounds of {', '.join(CLIENTS)} against {ref.name}, "
           f"{args.conns} conns x {args.size} B, {args.warmup_s:g} s warm-up + {args.measure_s:g} s "
           f"each; {pinning}", flush=True)
     rounds, stopped = [], None
-    old = bench_run._install_stop_handlers()  # SIGINT, SIGTERM, SIGHUP: stop, keep the rounds
+    old = interrupts.install_stop_handlers()  # SIGINT, SIGTERM, SIGHUP: stop, keep the rounds
     try:
         server = launch.start(ref, cpus=server_cpus[:1] if server_cpus else None)
         try:
@@ -156,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True)
         finally:
             server.kill()
-    except bench_run.Interrupted as stop:
+    except interrupts.Interrupted as stop:
         stopped = stop.signum
         print(f"{stop}: stopped after {len(rounds)} of {args.rounds} rounds; keeping those",
               file=sys.stderr)
@@ -167,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + stopped if stopped else 1
     summary = summarize(rounds)
     record = {"created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-              "git_commit": commit, "git_dirty": dirty, "machine": bench_run.machine_info(),
+              "git_commit": commit, "git_dirty": dirty, "machine": machine.machine_info(),
               "pinning": pinning, "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
               "params": {"rounds": len(rounds), "conns": args.conns, "size_bytes": args.size,
                          "warmup_s": args.warmup_s, "measure_s": args.measure_s,

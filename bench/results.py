@@ -347,7 +347,7 @@ def noise_verdict(steal_pct: float | None, foreign_cpu_pct: float | None) -> tup
 def window_noise(w: dict, *, client_cpu_s: float | None, client_duration_s: float | None,
                  cpus: int, loadavg_1m: float | None, freq_mhz: float | None,
                  governor: str | None) -> dict:
-    """The record's noise figures for one window, from the sampler's window (bench/sample.py:
+    """The record's noise figures for one window, from the sampler's window (bench/run/sample.py:
     the machine's CPU counters and the runner's own CPU at the window's edges, the server tree's
     CPU between them) and the generator's own CPU over its window. Foreign CPU is what the
     machine ran besides the server's tree, the generator's workers and the runner itself."""
@@ -567,7 +567,7 @@ def annotate(records: list[dict], tolerance: float = TOLERANCE) -> None:
     """Set vs_ref, cpu_vs_ref, vs_ref_ci95 and converged on every record (dicts, in place).
 
     Beside, where the record has one (beside_ref: the reference measured in the same window, in
-    alternating slices of a few tens of milliseconds, bench/run.py's measure): the ratio is to
+    alternating slices of a few tens of milliseconds, bench/run/measure.py): the ratio is to
     that, which shares even the machine's sub-second drift. Otherwise paired by round: a record's
     ratio is to the reference's measurement in the same cell and the same round, which ran within seconds of it on a machine in the same state. On a VM the speed
     of the whole machine drifts from round to round; a pair shares that drift and the ratio

@@ -173,7 +173,7 @@ def tree(pid: int) -> list:
 def tree_cpu_s(pid: int) -> float | None:
     """User + system CPU seconds of ``pid``'s tree, with the children its processes already
     reaped (a fork server's finished children); None if ``pid`` is gone. Counted in clock ticks
-    (10 ms): for totals and idle checks, not for per-request costs (bench/sample.py reads
+    (10 ms): for totals and idle checks, not for per-request costs (bench/run/sample.py reads
     schedstat for those)."""
     import psutil
     procs = tree(pid)

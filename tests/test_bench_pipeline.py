@@ -13,8 +13,12 @@ from pathlib import Path
 import pytest
 
 import servers
+from bench import load as load_gen
 from bench import results
-from bench import run as bench_run
+from bench.run import cli, guard, profiles, subject, verdict
+from bench.run.measure import beside_possible, measure
+from bench.run import runner as bench_runner
+from servers import launch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,7 +38,7 @@ def test_smoke_profile_runs_the_whole_pipeline(tmp_path):
         assert key in meta, key
     assert meta["machine"]["cores_logical"] >= 1
     records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
-    profile = bench_run.PROFILES["smoke"]
+    profile = profiles.PROFILES["smoke"]
     reference = meta["reference"]
     measured = names + ([reference["name"]] if reference["available"] else [])
     assert len(records) == len(measured) * len(profile.cells) * profile.repeats
@@ -72,8 +76,8 @@ def _fake(mode: str) -> servers.Server:
 
 
 def _measure(entry):
-    profile = bench_run.Profile("t", [], 1, warmup_s=0.1, measure_s=0.5, description="test")
-    return bench_run.measure(entry, bench_run.Cell(2, 4096), 0, profile, None, None)
+    profile = profiles.Profile("t", [], 1, warmup_s=0.1, measure_s=0.5, description="test")
+    return measure(entry, profiles.Cell(2, 4096), 0, profile, None, None)
 
 
 @pytest.fixture(autouse=True)
@@ -100,11 +104,11 @@ def test_the_reference_beside_is_measured_in_the_same_window_and_leaves_no_proce
     ref, server = servers.get(results.REFERENCE), servers.get("select")
     if not (ref.available and c_engine.available()[0]):
         pytest.skip("needs the C reference and the C engine")
-    reference = bench_run.Subject.registry(ref, is_reference=True)
-    profile = bench_run.Profile("t", [], 1, warmup_s=0.05, measure_s=0.2, description="test",
+    reference = subject.Subject.registry(ref, is_reference=True)
+    profile = profiles.Profile("t", [], 1, warmup_s=0.05, measure_s=0.2, description="test",
                                 beside_ref=True)
     before = set(os.listdir("/proc"))
-    record = bench_run.measure(server, bench_run.Cell(4, 1024), 0, profile, None, None,
+    record = measure(server, profiles.Cell(4, 1024), 0, profile, None, None,
                                beside=reference)
     assert record["status"] == "ok", record
     assert record["window_s"] == 0.4 and 0.05 < record["active_s"] < 0.35  # its own slices
@@ -120,14 +124,14 @@ def test_the_reference_beside_is_measured_in_the_same_window_and_leaves_no_proce
             and b"echo_epoll" in Path(f"/proc/{p}/cmdline").read_bytes()]
     assert not left, "the reference beside was left running"
 
-    broken = bench_run.measure(_fake("corrupt"), bench_run.Cell(2, 4096), 0, profile, None,
+    broken = measure(_fake("corrupt"), profiles.Cell(2, 4096), 0, profile, None,
                                None, beside=reference)
     assert broken["status"] == "failed" and broken["errors"]["mismatch"] > 0
     assert broken["beside_ref"]["ok"] and broken["beside_ref"]["errors"] == 0
     # no pairing where it cannot be: the reference itself, or open loop
-    assert not bench_run.beside_possible(reference, bench_run.Cell(4, 1024), None, reference)
-    assert not bench_run.beside_possible(bench_run.Subject.registry(server),
-                                         bench_run.Cell(4, 1024, rate=100.0), 100.0, reference)
+    assert not beside_possible(reference, profiles.Cell(4, 1024), None, reference)
+    assert not beside_possible(subject.Subject.registry(server),
+                                         profiles.Cell(4, 1024, rate=100.0), 100.0, reference)
 
 
 def test_corrupted_bytes_are_a_failed_result():
@@ -152,7 +156,7 @@ def test_server_without_readiness_line_is_a_failed_result():
 # -- At scale: the runner's checks, its guard, and what it says about why --------------------------
 
 def test_client_bound_means_the_generator_saturated_and_the_server_not():
-    cb = bench_run.client_bound
+    cb = verdict.client_bound
     assert cb(0.94, 0.77)  # the server idled a quarter of the window: the client set the pace
     assert cb(0.92, 0.88)  # idle more than a tenth, and less busy than the client
     assert not cb(0.93, 0.93) and not cb(0.95, 0.91)  # both at their limit: the server's figure
@@ -162,46 +166,46 @@ def test_client_bound_means_the_generator_saturated_and_the_server_not():
 
 
 def test_too_few_file_descriptors_skip_the_cell_with_the_fix(monkeypatch):
-    monkeypatch.setattr(bench_run.load_gen, "fd_hard_limit", lambda: 512)  # as if ulimit -Hn 512
-    profile = bench_run.Profile("t", [], 1, warmup_s=0.1, measure_s=0.5, description="test")
-    record = bench_run.measure(servers.get("threads"), bench_run.Cell(1000, 1024), 0, profile,
+    monkeypatch.setattr(load_gen, "fd_hard_limit", lambda: 512)  # as if ulimit -Hn 512
+    profile = profiles.Profile("t", [], 1, warmup_s=0.1, measure_s=0.5, description="test")
+    record = measure(servers.get("threads"), profiles.Cell(1000, 1024), 0, profile,
                                None, None)
     assert record["status"] == "skipped" and "ulimit -n" in record["reason"]
-    assert bench_run.preflight(bench_run.Cell(440, 1024), None) is None  # 440 + headroom fit
+    assert guard.preflight(profiles.Cell(440, 1024), None) is None  # 440 + headroom fit
 
 
 def test_c100k_adds_a_cell_at_the_machines_fd_ceiling(monkeypatch):
     """Under ulimit -Hn 20,000 the 30,000 and 100,000 cells are skipped; the sweep still gets a
     cell at the most one server process may hold (19,000), at the profile's rate. Without a
     limit in the way, nothing is added."""
-    profile = bench_run.PROFILES["c100k"]
-    monkeypatch.setattr(bench_run.load_gen, "fd_hard_limit", lambda: 20_000)
-    cell = bench_run.fd_limit_cell(profile)
-    assert cell == bench_run.Cell(19_000, 1024, rate=10_000.0)
-    assert bench_run.preflight(cell, None) is None
-    assert bench_run.preflight(bench_run.Cell(30_000, 1024, rate=10_000.0), None) is not None
-    monkeypatch.setattr(bench_run.load_gen, "fd_hard_limit", lambda: 1 << 20)
-    assert bench_run.fd_limit_cell(profile) is None
-    monkeypatch.setattr(bench_run.load_gen, "fd_hard_limit", lambda: 10_500)  # 10,000 is the most
-    assert bench_run.fd_limit_cell(profile) is None
+    profile = profiles.PROFILES["c100k"]
+    monkeypatch.setattr(load_gen, "fd_hard_limit", lambda: 20_000)
+    cell = guard.fd_limit_cell(profile)
+    assert cell == profiles.Cell(19_000, 1024, rate=10_000.0)
+    assert guard.preflight(cell, None) is None
+    assert guard.preflight(profiles.Cell(30_000, 1024, rate=10_000.0), None) is not None
+    monkeypatch.setattr(load_gen, "fd_hard_limit", lambda: 1 << 20)
+    assert guard.fd_limit_cell(profile) is None
+    monkeypatch.setattr(load_gen, "fd_hard_limit", lambda: 10_500)  # 10,000 is the most
+    assert guard.fd_limit_cell(profile) is None
 
 
 def test_guard_stops_a_server_before_memory_runs_out(monkeypatch):
     # A floor above the machine's whole memory: the guard must act at once, like it would when a
     # fork server at 10,000 clients eats the last gigabytes.
-    monkeypatch.setattr(bench_run, "MEMORY_FLOOR_FRACTION", 2.0)
-    monkeypatch.setattr(bench_run, "MEMORY_FLOOR_MAX_BYTES", 1 << 60)
+    monkeypatch.setattr(guard, "MEMORY_FLOOR_FRACTION", 2.0)
+    monkeypatch.setattr(guard, "MEMORY_FLOOR_MAX_BYTES", 1 << 60)
     stopped_groups = []
-    real_start = bench_run.launch.start
+    real_start = launch.start
 
     def start(entry, *args, **kw):
         server = real_start(entry, *args, **kw)
         stopped_groups.append(server)
         return server
 
-    monkeypatch.setattr(bench_run.launch, "start", start)
-    profile = bench_run.Profile("t", [], 1, warmup_s=0.5, measure_s=1.0, description="test")
-    record = bench_run.measure(servers.get("threads"), bench_run.Cell(4, 1024), 0, profile,
+    monkeypatch.setattr(launch, "start", start)
+    profile = profiles.Profile("t", [], 1, warmup_s=0.5, measure_s=1.0, description="test")
+    record = measure(servers.get("threads"), profiles.Cell(4, 1024), 0, profile,
                                None, None)
     assert record["status"] == "failed", record
     assert record["reason"].startswith("stopped by the bench at ")
@@ -211,28 +215,28 @@ def test_guard_stops_a_server_before_memory_runs_out(monkeypatch):
 
 
 def test_open_loop_at_a_share_of_the_peak_runs_after_the_cells_that_measure_it():
-    profile = bench_run.PROFILES["full"]
-    order = bench_run.plan(profile, ["epoll", "threads"], seed=1)
+    profile = profiles.PROFILES["full"]
+    order = bench_runner.plan(profile, ["epoll", "threads"], seed=1)
     for repeat in range(profile.repeats):
         cells = [cell for r, cell, _ in order if r == repeat]
         shares = [i for i, cell in enumerate(cells) if cell.fraction is not None]
         assert shares and min(shares) > max(i for i, c in enumerate(cells) if not c.is_open)
     closed = {("epoll", 1024): {1: [14_000.0], 100: [139_000.0, 141_000.0]}}
-    assert bench_run.peak_rps(closed, "epoll", 1024) == (140_000.0, 100)
-    assert bench_run.peak_rps(closed, "threads", 1024) is None
+    assert bench_runner.peak_rps(closed, "epoll", 1024) == (140_000.0, 100)
+    assert bench_runner.peak_rps(closed, "threads", 1024) is None
 
 
 def test_reasons_name_the_counts_and_quote_the_server():
     stderr = ("[select 4242] a client got fd >= 1024, past select()'s FD_SETSIZE: closing it\n"
               "[select 4242] connection dropped: Connection reset by peer\n"
               "[select 4242] SIGTERM: shut down\n")
-    assert bench_run.server_said(stderr) == [
+    assert verdict.server_said(stderr) == [
         "a client got fd >= 1024, past select()'s FD_SETSIZE: closing it"]
     record = {"conns": 10_000, "stderr_tail": stderr, "exit": {"clean": True},
               "server_threads": 1, "server_processes": 1}
     load = {"requests": 5000, "errors": {"connect": 0, "reset": 8980, "mismatch": 0,
                                          "unserved": 0, "timeout": 0}}
-    bench_run._judge(record, load, None)
+    verdict.judge(record, load, None)
     assert record["status"] == "degraded"
     assert record["reason"].startswith("8,980 of 10,000 connections were reset or closed by the server")
     assert "FD_SETSIZE" in record["reason"]
@@ -240,7 +244,7 @@ def test_reasons_name_the_counts_and_quote_the_server():
               "server_threads": 10_001, "server_processes": 1}
     load = {"requests": 5000, "warmup_s": 1.0, "duration_s": 1.5, "conns_established": 10_000,
             "errors": {"connect": 0, "reset": 0, "mismatch": 0, "unserved": 2553, "timeout": 0}}
-    bench_run._judge(record, load, None)
+    verdict.judge(record, load, None)
     assert "2,553 of 10,000 connections got no echo at all in 2.5 s" in record["reason"]
     assert "GIL" in record["reason"]  # a thread for every connection: what they waited for
 
@@ -265,7 +269,7 @@ while True:
 def test_your_own_servers_are_measured_like_lab_servers(tmp_path):
     script = tmp_path / "plain_echo.py"
     script.write_text(PLAIN_ECHO)
-    port = bench_run._free_port()
+    port = subject.free_port()
     running = subprocess.Popen([sys.executable, str(script), str(port)], start_new_session=True)
     out = tmp_path / "runs"
     try:
@@ -323,13 +327,13 @@ def test_bad_own_server_options_exit_2_naming_the_fix(args, says):
 def test_a_starvation_verdict_states_whether_the_window_was_long_enough():
     record = {"conns": 10_000, "mode": "closed", "status": "degraded", "window_s": 1.5,
               "warmup_s": 1.0, "duration_s": 1.5, "errors": {"unserved": 4601}}
-    assert bench_run.starved(record)
+    assert verdict.starved(record)
     # at 50 µs per request, 10,000 connections x 3 serves need 1.5 s: 2.5 s of load is enough
-    assert bench_run.window_needed_s(record, 50.0) == pytest.approx(1.5)
-    assert "a fact of the model" in bench_run.window_note(record, 50.0)
+    assert verdict.window_needed_s(record, 50.0) == pytest.approx(1.5)
+    assert "a fact of the model" in verdict.window_note(record, 50.0)
     # at 500 µs, 15 s are needed: the verdict may be the window's
-    assert "may be the window's" in bench_run.window_note(record, 500.0)
-    assert not bench_run.starved({**record, "errors": {"reset": 3}})
+    assert "may be the window's" in verdict.window_note(record, 500.0)
+    assert not verdict.starved({**record, "errors": {"reset": 3}})
 
 
 def test_rounds_go_on_until_stable_within_the_budget(tmp_path, monkeypatch):
@@ -353,13 +357,13 @@ def test_rounds_go_on_until_stable_within_the_budget(tmp_path, monkeypatch):
                 "rps": rps, "server_cpu_us_per_request": 10.0, "elapsed_s": 1.0,
                 "is_reference": subject.is_reference, "window_s": profile.measure_s}
 
-    monkeypatch.setattr(bench_run, "measure", fake_measure)
-    cells = [bench_run.Cell(1, 1024), bench_run.Cell(16, 1024)]
-    profile = bench_run.Profile("t", cells, 3, warmup_s=0.0, measure_s=0.4, description="t",
+    monkeypatch.setattr(bench_runner, "measure", fake_measure)
+    cells = [profiles.Cell(1, 1024), profiles.Cell(16, 1024)]
+    profile = profiles.Profile("t", cells, 3, warmup_s=0.0, measure_s=0.4, description="t",
                                 rounds_max=12, budget_s=40.0, weights={(16, 1024): 3.0})
-    subjects = [bench_run.Subject("steady", "x"), bench_run.Subject("wobbly", "x")]
-    reference = bench_run.Subject("c-epoll", "x", is_reference=True)
-    runner = bench_run.Runner(profile, subjects, reference, {}, tmp_path, {}, [], 0, False,
+    subjects = [subject.Subject("steady", "x"), subject.Subject("wobbly", "x")]
+    reference = subject.Subject("c-epoll", "x", is_reference=True)
+    runner = bench_runner.Runner(profile, subjects, reference, {}, tmp_path, {}, [], 0, False,
                               None, None)
     runner.run()
     records = runner.records
@@ -405,8 +409,8 @@ def test_a_cpu_hog_outside_the_bench_makes_the_window_noisy():
     try:
         time.sleep(0.3)
         before, t0 = sum(psutil.Process(hog.pid).cpu_times()[:2]), time.monotonic()
-        profile = bench_run.Profile("t", [], 1, warmup_s=0.1, measure_s=1.0, description="test")
-        record = bench_run.measure(servers.get("threads"), bench_run.Cell(1, 1024), 0, profile,
+        profile = profiles.Profile("t", [], 1, warmup_s=0.1, measure_s=1.0, description="test")
+        record = measure(servers.get("threads"), profiles.Cell(1, 1024), 0, profile,
                                    None, None)
         hog_s, wall_s = sum(psutil.Process(hog.pid).cpu_times()[:2]) - before, time.monotonic() - t0
     finally:
@@ -437,10 +441,10 @@ def test_a_starved_cell_is_measured_again_with_a_window_long_enough(tmp_path, mo
                 "errors": {"unserved": 400}, "rps": 2000.0, "server_cpu_us_per_request": 400.0,
                 "warmup_s": 0.1, "duration_s": window, "window_s": window, "elapsed_s": 1.0}
 
-    monkeypatch.setattr(bench_run, "measure", fake_measure)
-    profile = bench_run.Profile("t", [bench_run.Cell(1000, 1024)], 1, warmup_s=0.1,
+    monkeypatch.setattr(bench_runner, "measure", fake_measure)
+    profile = profiles.Profile("t", [profiles.Cell(1000, 1024)], 1, warmup_s=0.1,
                                 measure_s=0.3, description="t")
-    runner = bench_run.Runner(profile, [bench_run.Subject("threads", "x")], None, {}, tmp_path,
+    runner = bench_runner.Runner(profile, [subject.Subject("threads", "x")], None, {}, tmp_path,
                               {}, [], 0, False, None, None)
     runner.run()
     assert calls == [0.3, pytest.approx(1.2)], "measured again, once, with the window it needs"
@@ -450,12 +454,10 @@ def test_a_starved_cell_is_measured_again_with_a_window_long_enough(tmp_path, mo
 
 
 def test_a_run_names_the_command_that_compares_it_with_the_recorded_run(tmp_path, monkeypatch):
-    from bench import run as bench_run
-
     monkeypatch.chdir(ROOT)
-    hint = bench_run.compare_hint("quick-custom", ROOT / "results" / "20261202-163905-quick-custom")
+    hint = cli.compare_hint("quick-custom", ROOT / "results" / "20261202-163905-quick-custom")
     assert hint == ("against the recorded quick run: make compare A=docs/results/quick "
                     "B=results/20261202-163905-quick-custom")
-    assert bench_run.compare_hint("full", tmp_path / "x").endswith(f"A=docs/results/full B={tmp_path / 'x'}")
-    assert bench_run.compare_hint("smoke", tmp_path / "x") is None  # nothing recorded to compare with
-    assert bench_run.compare_hint("quick", ROOT / "docs" / "results" / "quick") is None
+    assert cli.compare_hint("full", tmp_path / "x").endswith(f"A=docs/results/full B={tmp_path / 'x'}")
+    assert cli.compare_hint("smoke", tmp_path / "x") is None  # nothing recorded to compare with
+    assert cli.compare_hint("quick", ROOT / "docs" / "results" / "quick") is None

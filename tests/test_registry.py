@@ -95,7 +95,7 @@ servers.BY_NAME.update({s.name: s for s in extra})
 cli.SERVERS, cli.BY_NAME = servers.SERVERS, servers.BY_NAME
 cli.main([sys.argv[1]] if sys.argv[1] != "plan" else ["--names"])
 if sys.argv[1] == "plan":
-    from bench import run
+    from bench.run import cli as run
     names, skipped = run.choose_available(["threads", "crash-sigill", "crash-sigsegv", "crash-fine"])
     print(json.dumps({"plan": names, "skipped": skipped}))
 """

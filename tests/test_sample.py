@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bench import sample
+from bench.run import sample
 
 # A thread-per-connection server in miniature: threads that burn CPU and exit, as a connection's
 # thread does when its client leaves. Their CPU must stay in the process's total.
@@ -55,7 +55,7 @@ def test_threads_that_exit_between_readings_never_make_cpu_go_backwards():
         after = sample.sample_tree(proc.pid, memory=False, seen=seen)
         assert during.threads == 5 and after.threads == 1, "the burning threads have exited"
         # never less than before: an exited thread keeps counting with its last reading (what it
-        # ran after that reading is missed, as bench/sample.py says; without `seen`, `after`
+        # ran after that reading is missed, as bench/run/sample.py says; without `seen`, `after`
         # would drop back to the main thread's own time, below `during`)
         assert before.cpu_s < during.cpu_s <= after.cpu_s
     finally:

@@ -16,7 +16,8 @@ What is read, and where from (Linux; psutil elsewhere gives what the OS has):
 - memory: USS (pages only this process has: what it would free by exiting), PSS (shared pages
   split among sharers) and RSS (every resident page, shared ones counted once per process).
 - with each full reading, the whole machine's CPU counters and the runner's own CPU
-  (bench/noise.py), so that the runner can tell how much of the window went to other processes.
+  (bench/run/noise.py), so that the runner can tell how much of the window went to other
+  processes.
 
 The process tree itself is read by servers.launch.tree, the one helper for it.
 """
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from bench.noise import MachineCpu, machine_cpu
+from bench.run.noise import MachineCpu, machine_cpu
 from servers import launch
 
 INTERVAL_S = 0.2  # light readings: peaks, and a server that grows out of bounds

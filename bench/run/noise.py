@@ -1,6 +1,6 @@
 """What else the machine is doing: the noise figures of a bench run (see docs/bench.md).
 
-The runner reads these at the two edges of every measured window (through bench/sample.py's
+The runner reads these at the two edges of every measured window (through bench/run/sample.py's
 full readings) and once before the run:
 
 - /proc/stat's first line: the whole machine's CPU time by state, so the runner can tell how

@@ -1,0 +1,300 @@
+"""`python -m bench run` (`make bench`): the options, the servers chosen, the run, its summary and
+its report.
+
+    python -m bench run                         # the quick profile, every available server
+    python -m bench run --profile full          # up to 10,000 connections
+    python -m bench run --servers epoll,threads --conns 1,64 --sizes 1024 --repeats 2
+    python -m bench run --server 'mine=python my_echo.py --port {port}'     # your own server too
+    python -m bench run --resume results/20261201-221500-quick             # finish a stopped run
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import bench.run
+import servers
+from bench import load as load_gen
+from bench import results
+from bench.run.console import print_summary
+from bench.run.guard import fd_limit_cell
+from bench.run.interrupts import Interrupted, install_stop_handlers, restore_handlers
+from bench.run.profiles import OPEN_LOOP_CONNS, PROFILES, Cell, Profile, closed_cells
+from bench.run.runner import run
+from bench.run.subject import Subject, reference_subject
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS_DIR = ROOT / "results"
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give whole numbers separated by commas, e.g. 1,16,128") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive whole numbers, e.g. 1,16,128")
+    return values
+
+
+def _fraction_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = None
+    if values == [0.0]:
+        return []
+    if not values or any(not 0 < v <= 2 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give shares of the peak between 0 and 2, "
+                                         "e.g. 0.5,0.9 (or 0 for no such cells)")
+    return values
+
+
+def choose_available(names: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(the names that run here, {name: why not} for the rest). Probes run in subprocesses, so a
+    server whose native code crashes its probe is skipped with the reason, not a dead runner."""
+    chosen, skipped = [], {}
+    for name in names:
+        ok, why = servers.get(name).availability()
+        if ok:
+            chosen.append(name)
+        else:
+            skipped[name] = why
+    return chosen, skipped
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench run", description=bench.run.__doc__.splitlines()[0],
+                                     epilog="Profiles: " + "; ".join(
+                                         f"{p.name}: {p.description}" for p in PROFILES.values()))
+    parser.add_argument("--profile", choices=list(PROFILES), default="quick")
+    parser.add_argument("--servers", help="comma-separated registry names (default: every available "
+                        "server; `python -m servers` lists them)")
+    parser.add_argument("--conns", type=_int_list, help="connection counts, e.g. 1,16,128 (replaces the profile's closed-loop cells)")
+    parser.add_argument("--sizes", type=_int_list, help="message sizes in bytes, e.g. 1024,65536")
+    parser.add_argument("--rates", type=_int_list, help="open-loop total request rates, e.g. 1000,5000 (with --conns)")
+    parser.add_argument("--fractions", type=_fraction_list,
+                        help=f"open loop at these shares of each server's own closed-loop peak, "
+                             f"at {OPEN_LOOP_CONNS} connections, e.g. 0.5,0.9; 0 for none "
+                             f"(default: the profile's; kept when --conns replaces its other cells)")
+    parser.add_argument("--repeats", type=int, help="repeats per cell (default: the profile's)")
+    parser.add_argument("--measure-s", type=float, help="measured window per cell, seconds")
+    parser.add_argument("--warmup-s", type=float, help="warm-up per cell, seconds")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where run directories go (default: results/)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the interleaved order")
+    parser.add_argument("--no-progress", action="store_true", help="plain output, no progress bar")
+    parser.add_argument("--no-report", action="store_true", help="do not draw charts and report.md at the end")
+    parser.add_argument("--budget-s", type=float, help="seconds for the whole run, the first rounds "
+                        "included, after which no cell gets another round (0: exactly --repeats "
+                        "rounds; default: the profile's)")
+    parser.add_argument("--rounds-max", type=int, help="at most this many rounds of a cell")
+    parser.add_argument("--server", action="append", default=[], metavar="NAME='CMD ...'",
+                        help="also measure your own server: started from CMD like a lab server; "
+                             "it prints the readiness line ('serving NAME on HOST:PORT (pid N)'), "
+                             "or CMD contains {port}: the bench picks a free port, puts it there "
+                             "and waits until 127.0.0.1:PORT accepts (repeatable)")
+    parser.add_argument("--target", action="append", default=[], metavar="NAME=HOST:PORT",
+                        help="also measure a server that is already running (with --pid PID, "
+                             "one per --target, in the same order): sampled by its pid, never "
+                             "started, stopped or pinned by the bench (repeatable)")
+    parser.add_argument("--pid", action="append", default=[], type=int,
+                        help="the pid of the process serving the --target before it")
+    parser.add_argument("--no-reference", action="store_true",
+                        help=f"do not measure the C reference ({results.REFERENCE}): no vs_ref")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="measure what the plan of an interrupted run still lacks, in its "
+                             "directory, with its profile, servers and seed")
+    return parser
+
+
+def _own_servers(parser, args) -> list[Subject]:
+    """--server and --target/--pid as subjects; bad ones exit 2 naming the fix."""
+    subjects = []
+    taken = set(servers.BY_NAME)
+    for spec in args.server:
+        name, sep, command = spec.partition("=")
+        argv = shlex.split(command) if sep else []
+        if not name.strip() or not argv:
+            parser.error(f"--server {spec!r}: give NAME='CMD ...', e.g. --server "
+                         f"'mine=python my_echo.py --port {{port}}'")
+        if name in taken:
+            parser.error(f"--server {name}: the name is taken; pick another")
+        taken.add(name)
+        subjects.append(Subject(name, "yours", None, command=tuple(argv)))
+    if len(args.pid) != len(args.target):
+        parser.error(f"{len(args.target)} --target but {len(args.pid)} --pid: give each "
+                     f"--target NAME=HOST:PORT a --pid PID (the process that serves it, "
+                     f"e.g. from `ss -ltnp`)")
+    for spec, pid in zip(args.target, args.pid, strict=True):
+        name, sep, address = spec.partition("=")
+        try:
+            host, port = load_gen.parse_target(address) if sep else (None, None)
+        except (ValueError, argparse.ArgumentTypeError) as exc:
+            parser.error(f"--target {spec!r}: {exc}")
+        if not name.strip() or host is None:
+            parser.error(f"--target {spec!r}: give NAME=HOST:PORT, e.g. --target "
+                         f"mine=127.0.0.1:25000 --pid 4242")
+        if name in taken:
+            parser.error(f"--target {name}: the name is taken; pick another")
+        taken.add(name)
+        import psutil
+        if not psutil.pid_exists(pid):
+            parser.error(f"--pid {pid}: no such process; start your server first and give its pid")
+        subjects.append(Subject(name, "yours", None, host=host, port=port, pid=pid))
+    return subjects
+
+
+
+def write_report(run_dir: Path) -> Path | None:
+    """report.md through the report builder; for an interrupted run, marked as such even if the
+    builder does not say it, and a short one of our own if the builder fails."""
+    meta = results.read_run(run_dir).meta
+    stop = meta.get("interrupted")
+    mark = (f"interrupted: {stop['measured']} of {stop['planned']} measurements "
+            f"({stop['signal']}); `python -m bench run --resume {run_dir}` measures the rest"
+            if stop else None)
+    path = run_dir / "report.md"
+    try:
+        from bench.report import build as report
+        path = Path(report.build_report(run_dir))
+    except Exception as exc:  # the report must not turn a finished run into a crash
+        print(f"(the report builder failed: {type(exc).__name__}: {exc})", file=sys.stderr)
+        if not stop:
+            return None
+        path.write_text(f"# Bench run {run_dir.name}\n\n**{mark}**\n\nThe report builder "
+                        f"failed ({type(exc).__name__}: {exc}); the measurements are in "
+                        f"results.jsonl.\n")
+        return path
+    if mark and "interrupted" not in path.read_text():
+        path.write_text(f"**{mark}**\n\n" + path.read_text())
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """SIGINT, SIGTERM and SIGHUP raise Interrupted from here on (see run() for what a run does
+    with it); a second one, while the first is being handled, is ignored."""
+    old = install_stop_handlers()
+    try:
+        return _main(argv)
+    except Interrupted as stop:  # before the first measurement, or while writing the report
+        print(f"\n{signal.Signals(stop.signum).name}: stopped", file=sys.stderr)
+        return 128 + stop.signum
+    finally:
+        restore_handlers(old)
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.resume is not None:
+        if not (args.resume / "meta.json").is_file():
+            parser.error(f"--resume {args.resume}: no meta.json there; give a run directory "
+                         f"written by `python -m bench run` (ls results/)")
+        meta = results.read_run(args.resume).meta
+        profile = Profile.from_meta(meta)
+        subjects = [Subject.from_meta(d) for d in meta.get("subjects") or []]
+        reference, ref_state = reference_subject(bool((meta.get("reference") or {}).get("available")))
+        code = _run_and_report(args, profile, subjects, meta.get("skipped_servers") or {},
+                               reference, ref_state, resume=args.resume, seed=meta.get("seed", 0))
+        return code
+    profile = PROFILES[args.profile]
+    if args.conns or args.sizes or args.rates or args.fractions is not None:
+        conns = args.conns or sorted({c.conns for c in profile.cells if not c.is_open})
+        sizes = args.sizes or [1024]
+        cells = closed_cells(conns, sizes)
+        if args.rates:
+            cells += [Cell(c, sizes[0], r) for c in conns for r in args.rates]
+        fractions = (args.fractions if args.fractions is not None else
+                     [c.fraction for c in profile.cells if c.fraction is not None])
+        cells += [Cell(OPEN_LOOP_CONNS, sizes[0], fraction=f) for f in fractions]
+        profile = replace(profile, name=f"{profile.name}-custom", cells=cells,
+                          description="custom cells from the command line")
+    profile = replace(profile)  # never change PROFILES itself
+    if profile.name == "c100k" and (cell := fd_limit_cell(profile)) is not None:
+        profile.cells = sorted(profile.cells + [cell], key=lambda c: c.conns)
+        print(f"note: this machine's open-files hard limit (ulimit -Hn) is "
+              f"{load_gen.fd_hard_limit():,}, so larger cells are skipped with the fix; added a "
+              f"{cell.conns:,}-connection cell, the most it allows", flush=True)
+    for attr, value in (("repeats", args.repeats), ("measure_s", args.measure_s),
+                        ("warmup_s", args.warmup_s), ("rounds_max", args.rounds_max)):
+        if value is not None:
+            if value <= 0 and attr != "warmup_s" or value < 0:
+                parser.error(f"--{attr.replace('_', '-')} must be positive")
+            setattr(profile, attr, value)
+    if args.budget_s is not None:
+        if args.budget_s < 0:
+            parser.error("--budget-s must be 0 (no extra rounds) or positive")
+        profile.budget_s = args.budget_s or None
+    own = _own_servers(parser, args)
+
+    if args.servers:
+        names = [n.strip() for n in args.servers.split(",") if n.strip()]
+        unknown = [n for n in names if n not in servers.BY_NAME]
+        if unknown:
+            parser.error(f"unknown server(s) {', '.join(unknown)}; pick from: {', '.join(servers.BY_NAME)}")
+    elif own:
+        names = []  # only yours (and the reference), unless --servers names lab servers too
+    else:
+        names = profile.default_servers or [s.name for s in servers.SERVERS]
+        names = [n for n in names if n in servers.BY_NAME]
+    names = [n for n in names if n != results.REFERENCE]  # measured as the reference anyway
+    names, skipped = choose_available(names)
+    reference, ref_state = reference_subject(not args.no_reference)
+    if reference is None and not args.no_reference:
+        print(f"note: no reference this run: {ref_state['reason']}. The run goes on without "
+              f"vs_ref ratios.", flush=True)
+    subjects = [Subject.registry(servers.get(n)) for n in names] + own
+    if not subjects and reference is None:
+        parser.error("none of the chosen servers is available here: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return _run_and_report(args, profile, subjects, skipped, reference, ref_state,
+                           resume=None, seed=args.seed)
+
+
+def _run_and_report(args, profile, subjects, skipped, reference, ref_state, *, resume,
+                    seed) -> int:
+    run_dir, code = run(profile, [s.name for s in subjects], skipped, args.out, seed=seed,
+                        progress=not args.no_progress, subjects=subjects, reference=reference,
+                        reference_state=ref_state, resume=resume)
+    # A stopped run writes its summary and report undisturbed (the handler ignores a second
+    # signal); a finished one stops at a signal here too, quietly: its measurements are saved.
+    try:
+        try:
+            print_summary(run_dir)
+        except Exception as exc:  # an interrupted run may have nothing to summarise
+            print(f"(no summary: {type(exc).__name__}: {exc})")
+        if not args.no_report or code:
+            path = write_report(run_dir)
+            if path:
+                print(f"report: {path}")
+    except Interrupted as late:
+        print(f"\n{signal.Signals(late.signum).name}: stopped while writing the report; the "
+              f"measurements are saved (make report RUN={run_dir})")
+        code = 128 + late.signum
+    print(f"results: {run_dir}")
+    if hint := compare_hint(profile.name, Path(run_dir)):
+        print(hint)
+    return code
+
+
+def compare_hint(profile_name: str, run_dir: Path) -> str | None:
+    """The command that compares this run with the recorded run of its profile, if one is in
+    docs/results (quick, full, c100k; a custom choice of servers or cells compares with its
+    profile's on the cells both have)."""
+    recorded = ROOT / "docs" / "results" / profile_name.removesuffix("-custom")
+    if not (recorded / "results.jsonl").is_file() or run_dir.resolve() == recorded.resolve():
+        return None
+    return (f"against the recorded {recorded.name} run: make compare "
+            f"A={_shown(recorded)} B={_shown(run_dir)}")
+
+
+def _shown(path: Path) -> str:
+    """path relative to the working directory where it lies under it (what make is run from)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

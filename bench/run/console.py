@@ -1,0 +1,233 @@
+"""What a run says on the terminal: a warning when the machine is busy at the start, the plan
+(how many measurements, how long, the extra rounds), a progress bar with an ETA, the line an
+interrupted run ends with, and the end-of-run summary: a table per cell, the noise, the legend."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+from bench import load as load_gen
+from bench import results
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def duration_text(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes \
+        else f"{secs} s"
+
+
+def warn_busy(busy: dict, has_reference: bool) -> None:
+    """What other processes use of the machine at the start, when it is busy (noise.busy_at_start)."""
+    top = ", ".join(f"{name} {pct:.0f} %" for name, pct in busy["top"])
+    compare = ("the ratios to the reference (vs ref) are what to compare" if has_reference
+               else "compare servers within this run only")
+    print(f"warning: this machine is busy: other processes use {busy['foreign_cpu_pct']:.0f} % "
+          f"of its {busy['cpus']} CPUs' time (top users by name: {top}). Absolute figures will be low and noisy; "
+          f"{compare}.", flush=True)
+
+
+def print_plan(profile, *, left: int, planned: int, subjects: int, reference: str | None,
+               planned_s: float) -> None:
+    """The plan: `left` of `planned` measurements still to make, about how long, and how the
+    reference and the extra rounds come in."""
+    ref_text = f" + the reference {reference}" if reference else ", no reference"
+    print(f"plan: {left} measurements ({_plural(subjects, 'server')}{ref_text} x "
+          f"{_plural(len(profile.cells), 'cell')} x {_plural(profile.repeats, 'round')}"
+          + (f", {planned - left} already measured" if left < planned else "")
+          + f"), about {duration_text(planned_s)}", flush=True)
+    if profile.beside_ref and reference is not None:
+        print(f"      closed loop: each server measured beside {reference} in one window of "
+              f"{2 * profile.measure_s:g} s, alternating in slices of about "
+              f"{load_gen.ALT_SLICE_S * 1000:.0f} ms (vs_ref from the same window)", flush=True)
+    if profile.budget_s is not None:
+        finish = dt.datetime.now() + dt.timedelta(seconds=max(planned_s, profile.budget_s))
+        first = profile.first_for_extra_rounds()
+        where = f" (at {', '.join(c.label for c in first)} first)" if first else ""
+        print(f"      then up to round {profile.rounds_max}{where} for the servers whose 95 % CI of "
+              f"the median vs ref is wider than ±{profile.tolerance * 100:.0f} %, within a budget of "
+              f"{duration_text(profile.budget_s)} for the whole run (the first rounds included), "
+              f"done by about {finish:%H:%M}", flush=True)
+
+
+def print_interrupted(stop: dict, run_dir: Path) -> None:
+    """The line a stopped run ends its measuring with: what it measured, how to resume."""
+    print(f"\n{stop['signal']}: stopped; the server under test and its "
+          f"process group were killed. interrupted: {stop['measured']} of "
+          f"{stop['planned']} measurements; resume with "
+          f"`python -m bench run --resume {run_dir}`", flush=True)
+
+
+class Progress:
+    """A rich progress bar with an ETA; plain lines with an ETA when rich is missing.
+
+    Measurements differ a lot in length (a 10,000-connection cell takes ten times a 1-connection
+    one), so progress counts expected seconds, not measurements: the bar advances by each one's
+    expected cost, and the ETA is the expected seconds left at the pace seen so far.
+    """
+
+    def __init__(self, costs: list[float], enabled: bool):
+        self.costs, self.total, self.enabled = costs, sum(costs), enabled
+        self.done = 0  # measurements finished
+        self.done_s = 0.0  # their expected cost
+        self.t0 = time.monotonic()
+        self._rich = None
+        if enabled:
+            try:
+                from rich.progress import (BarColumn, Progress, TextColumn, TimeElapsedColumn,
+                                           TimeRemainingColumn)
+                self._rich = Progress(TextColumn("{task.description}"), BarColumn(),
+                                      TextColumn("{task.fields[count]}"), TimeElapsedColumn(),
+                                      TextColumn("ETA"), TimeRemainingColumn())
+            except ImportError:
+                pass
+
+    def __enter__(self):
+        if self._rich:
+            self._rich.start()
+            self._task = self._rich.add_task("starting", total=self.total,
+                                             count=f"0/{len(self.costs)}")
+        return self
+
+    def __exit__(self, *exc):
+        if self._rich:
+            self._rich.stop()
+
+    def eta_s(self) -> float:
+        """Expected seconds left, scaled by how the measurements so far compared with theirs."""
+        left = self.total - self.done_s
+        if not self.done_s:
+            return left
+        return left * (time.monotonic() - self.t0) / self.done_s
+
+    def update(self, text: str) -> None:
+        if self._rich:
+            self._rich.update(self._task, description=text)
+        elif self.enabled:
+            print(f"[{self.done + 1}/{len(self.costs)}] {text}  (ETA {duration_text(self.eta_s())})",
+                  flush=True)
+
+    def extend(self, costs: list[float]) -> None:
+        """More measurements than planned: another round for the cells not yet stable."""
+        self.costs = self.costs + costs
+        self.total += sum(costs)
+        if self._rich:
+            self._rich.update(self._task, total=self.total)
+
+    def advance(self) -> None:
+        self.done_s += self.costs[self.done]
+        self.done += 1
+        if self._rich:
+            self._rich.update(self._task, completed=self.done_s,
+                              count=f"{self.done}/{len(self.costs)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Summary
+
+
+def _pct(ratio: float | None) -> str:
+    return f"{ratio:.2f}×" if ratio is not None else "-"
+
+
+def _ci_text(s: results.CellSummary) -> str:
+    """'±3.1 % ✓' (the CI of the median vs_ref, converged), '±12 %', or 'n=3' without a CI."""
+    st = s.vs_ref_stat
+    if st is None:
+        return "-"
+    half = st.ci_half_width
+    if half is None:
+        return f"n={st.n}"
+    return f"±{half * 100:.1f} %" + (" ✓" if s.converged else "")
+
+
+def summary_rows(run: results.Run) -> dict[results.CellKey, list[tuple]]:
+    """Per cell, one row per server, best vs_ref (else req/s) first: the ratios to the reference
+    lead, the absolute figures follow."""
+    cells: dict[results.CellKey, list[results.CellSummary]] = {}
+    for s in run.summaries():
+        cells.setdefault(s.cell, []).append(s)
+    out = {}
+    for cell, group in cells.items():
+        group.sort(key=lambda s: (-(s.vs_ref or 0), -(s.rps.median if s.rps else -1)))
+        rows = []
+        for i, s in enumerate(group, 1):
+            name = s.server + (" (ref)" if s.is_reference else "")
+            if s.rps is None:
+                rows.append((str(i), name, "-", "-", "-", "-", "-", "-", "-",
+                             f"{s.status}: {results_one_line(s.reasons[0]) if s.reasons else ''}"))
+                continue
+            flags = [s.verdict] if s.verdict != "ok" else []
+            if s.noisy and s.verdict != "noisy":
+                flags.append(f"noisy {s.noisy_count}/{len(s.measured)}")
+            cpu = s.cpu_us_per_request
+            p99 = s.p99_us
+            rows.append((str(i), name, _pct(s.vs_ref), _ci_text(s), _pct(s.cpu_vs_ref),
+                         f"{s.rps.median:,.0f}", f"±{s.rps.relative_width * 50:.1f}%",
+                         f"{p99.median / 1000:.2f}" if p99 else "-",
+                         f"{cpu.median:.1f}" if cpu else "-", ", ".join(flags)))
+        out[cell] = rows
+    return out
+
+
+def results_one_line(text: str, limit: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+SUMMARY_HEADER = ("#", "server", "vs ref", "CI95", "CPU vs ref", "req/s", "spread", "p99 ms",
+                  "CPU µs/req", "flags")
+
+
+def print_summary(run_dir: Path) -> None:
+    run = results.read_run(run_dir)
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        Console = None
+    console = None
+    if Console:
+        console = Console()
+        if console.width < 120:  # not a terminal (a pipe, CI): wide enough for every column
+            console = Console(width=120)
+    for cell, lines in summary_rows(run).items():
+        if console:
+            table = Table(title=cell.label, title_justify="left")
+            for h in SUMMARY_HEADER:
+                table.add_column(h, justify="left" if h in ("server", "flags") else "right")
+            for line in lines:
+                table.add_row(*line)
+            console.print(table)
+        else:
+            print(f"\n{cell.label}")
+            print("  ".join(SUMMARY_HEADER))
+            for line in lines:
+                print("  ".join(line))
+    noise_meta = run.meta.get("noise") or {}
+    if noise_meta.get("windows"):
+        foreign, steal = noise_meta.get("foreign_cpu_pct") or {}, noise_meta.get("steal_pct") or {}
+        print(f"noise: {noise_meta['noisy_windows']} of {noise_meta['windows']} windows noisy "
+              f"(other processes' CPU: median {foreign.get('median', 0):.0f} %, max "
+              f"{foreign.get('max', 0):.0f} %; steal: median {steal.get('median', 0):.1f} %, max "
+              f"{steal.get('max', 0):.1f} %; thresholds in bench/results.py)")
+    ref = run.reference
+    if ref.get("available"):
+        beside = any((m.get("ref_basis") == "beside") for m in run.measurements)
+        where = ("measured beside it in the same window, alternating" if beside
+                 else "in the same cell and round")
+        print(f"vs ref: req/s over the reference's ({ref['name']}) {where}; CPU vs "
+              f"ref: server CPU µs per request over the reference's; CI95: the 95 % interval of "
+              f"the median vs ref (✓: within ±{results.TOLERANCE * 100:.0f} %; n=3: too few rounds for one, "
+              f"it takes {results.CI_MIN_N}); spread: half the range of "
+              f"the repeats, as a share of the median")
+    else:
+        print(f"no reference in this run ({ref.get('reason')}): no ratios; spread: half the "
+              f"range of the repeats, as a share of the median")
+
