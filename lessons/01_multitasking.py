@@ -26,170 +26,22 @@ Linux-only: everything here reads /proc and pins with sched_setaffinity; elsewhe
 
 from __future__ import annotations
 
-import json
 import os
-import select
-import signal
 import statistics
 import sys
-import time
-from dataclasses import dataclass
 
 from lessons import procfs
 from lessons.common import Claim, Lesson, linux_only, parse_args
+from lessons.spinners import MAX_SPANS, SLEEP_S, run_together, sleep_often, spin
 
-# A jump in the monotonic clock longer than this means the spinner was not running. An interrupt
-# or a hypervisor's hiccup costs a few to a hundred microseconds; another process's time slice costs
-# milliseconds. 250 µs lies between the two.
-GAP_NS = 250_000
-MAX_GAPS = 100_000  # bounds the spinner's memory: far more than a few seconds of slices
-MAX_SPANS = 2_000  # (start, end) of the first runs, for the timeline picture
 TIMELINE_SKIP_MS = 200  # the picture's window starts this long after both spinners run ...
 TIMELINE_MS = 60  # ... and is this long: a dozen slices each
-SLEEP_S = 0.001  # the sleeper sleeps 1 ms at a time: up to 1,000 voluntary switches a second
-CHILD_EXTRA_S = 0.5  # children run a little longer than the parent measures, so they are alive
-# at the parent's second reading of /proc
-
-
-# -- Reading the kernel's counters from outside the process ------------------------------------------
-
-
-@dataclass
-class Counters:
-    voluntary: int  # switches because the task blocked or slept
-    involuntary: int  # switches because the scheduler preempted it
-    run_ns: int  # time on a CPU
-    wait_ns: int  # time runnable, waiting in the run queue for a CPU
-    slices: int  # times the task was put on a CPU
-    at_ns: int  # when we read them
-
-
-def read_counters(pid: int) -> Counters:
-    """What the kernel counts for a process: /proc/PID/status and /proc/PID/schedstat."""
-    status = procfs.status(pid)  # named fields, one per line
-    run_ns, wait_ns, slices = procfs.schedstat(pid)  # three numbers
-    return Counters(int(status["voluntary_ctxt_switches"]), int(status["nonvoluntary_ctxt_switches"]),
-                    run_ns, wait_ns, slices, time.monotonic_ns())
 
 
 def base_slice_ms(pid: int) -> float | None:
     """The slice EEVDF requests for the task (se.slice in /proc/PID/sched, Linux 6.6+), in ms."""
     value = procfs.sched(pid).get("se.slice")
     return int(value) / 1e6 if value and value.isdigit() else None
-
-
-# -- What the children do -----------------------------------------------------------------------------
-
-
-def spin(seconds: float) -> dict:
-    """Burn CPU for `seconds`, noting every jump of the clock: the times we were not running."""
-    now = time.monotonic_ns
-    start = last = run_start = now()
-    end = start + int(seconds * 1e9)
-    runs, gaps = [], []  # ns on the CPU between two gaps; ns of each gap
-    spans = []  # [start, end] of each run on the CPU, on the machine-wide monotonic clock
-    while last < end:
-        t = now()
-        if t - last > GAP_NS and len(gaps) < MAX_GAPS:
-            gaps.append(t - last)  # someone else had the CPU for this long
-            runs.append(last - run_start)  # we had it for this long before that
-            if len(spans) < MAX_SPANS:
-                spans.append([run_start, last])
-            run_start = t
-        last = t
-    # the first run began before the other started
-    return {"runs_ns": runs[1:], "gaps_ns": gaps, "spans_ns": spans[1:]}
-
-
-def sleep_often(seconds: float) -> dict:
-    """Sleep 1 ms at a time: each sleep hands the CPU back to the scheduler voluntarily."""
-    end = time.monotonic() + seconds
-    wakeups = 0
-    while time.monotonic() < end:
-        time.sleep(SLEEP_S)
-        wakeups += 1
-    return {"wakeups": wakeups}
-
-
-# -- Running children pinned to one CPU ----------------------------------------------------------------
-
-
-@dataclass
-class Child:
-    name: str
-    pid: int
-    go_fd: int  # the parent writes one byte here to start it
-    result_fd: int  # the child writes its result here, as JSON, and exits
-
-
-def start_child(name: str, cpu: int, work, seconds: float) -> Child:
-    go_r, go_w = os.pipe()
-    result_r, result_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # ---- the child
-        status = 1
-        try:
-            os.close(go_w)
-            os.close(result_r)
-            os.sched_setaffinity(0, {cpu})  # this process may run on `cpu` only
-            os.read(go_r, 1)  # block until the parent says go
-            result = work(seconds)
-            os.write(result_w, json.dumps(result).encode())
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(go_r)
-    os.close(result_w)
-    return Child(name, pid, go_w, result_r)
-
-
-def read_result(child: Child, timeout_s: float) -> dict:
-    data = b""
-    deadline = time.monotonic() + timeout_s
-    while (left := deadline - time.monotonic()) > 0 and select.select([child.result_fd], [], [], left)[0]:
-        chunk = os.read(child.result_fd, 1 << 20)
-        if not chunk:
-            return json.loads(data)
-        data += chunk
-    raise TimeoutError(f"{child.name} sent no result within {timeout_s:.0f} s")
-
-
-def run_pinned(cpu: int, works: dict, seconds: float) -> dict:
-    """Start one child per entry of `works` on `cpu`, let them run `seconds`, and return, per
-    child, the kernel's counters over that window and what the child itself saw."""
-    children = []
-    try:
-        for name, work in works.items():
-            children.append(start_child(name, cpu, work, seconds + CHILD_EXTRA_S))
-        for child in children:
-            os.write(child.go_fd, b"g")
-        before = {c.name: read_counters(c.pid) for c in children}
-        time.sleep(seconds)
-        after = {c.name: read_counters(c.pid) for c in children}
-        seen = {c.name: read_result(c, seconds + 10) for c in children}
-    finally:
-        for child in children:
-            try:
-                os.kill(child.pid, signal.SIGKILL)  # a no-op for a child that already exited
-            except ProcessLookupError:
-                pass
-            os.waitpid(child.pid, 0)
-            os.close(child.go_fd)
-            os.close(child.result_fd)
-    out = {}
-    for name in works:
-        b, a = before[name], after[name]
-        elapsed_s = (a.at_ns - b.at_ns) / 1e9
-        slices = a.slices - b.slices
-        out[name] = {
-            "cpu_share_pct": 100 * (a.run_ns - b.run_ns) / (a.at_ns - b.at_ns),
-            "waiting_pct": 100 * (a.wait_ns - b.wait_ns) / (a.at_ns - b.at_ns),
-            "voluntary_per_s": (a.voluntary - b.voluntary) / elapsed_s,
-            "involuntary_per_s": (a.involuntary - b.involuntary) / elapsed_s,
-            "ms_per_slice": (a.run_ns - b.run_ns) / slices / 1e6 if slices else float("nan"),
-            "seen": seen[name],
-        }
-    return out
 
 
 def timeline(spans_a: list, spans_b: list) -> dict:
@@ -303,12 +155,12 @@ def main() -> int:
     cpu = max(os.sched_getaffinity(0))  # the last CPU we may use; every child is pinned to it
 
     lesson.section(f"one spinner alone on CPU {cpu} ({seconds:g} s)")
-    alone = run_pinned(cpu, {"alone": spin}, seconds)["alone"]
+    alone = run_together({"alone": spin}, seconds, {cpu})["alone"]
     lesson.measure("cpu share, spinner alone", alone["cpu_share_pct"], "%")
     lesson.measure("involuntary switches per second, spinner alone", alone["involuntary_per_s"], "/s")
 
     lesson.section(f"two spinners pinned to CPU {cpu} ({seconds:g} s)")
-    pair = run_pinned(cpu, {"A": spin, "B": spin}, seconds)
+    pair = run_together({"A": spin, "B": spin}, seconds, {cpu})
     a, b = pair["A"], pair["B"]
     lesson.measure("cpu share, spinner A", a["cpu_share_pct"], "%")
     lesson.measure("cpu share, spinner B", b["cpu_share_pct"], "%")
@@ -335,7 +187,7 @@ def main() -> int:
         lesson.measure("base slice requested (se.slice)", requested_ms, "ms")
 
     lesson.section(f"a sleeper (sleeps {SLEEP_S * 1e3:g} ms at a time) and a spinner on CPU {cpu}")
-    mixed = run_pinned(cpu, {"sleeper": sleep_often, "spinner": spin}, seconds)
+    mixed = run_together({"sleeper": sleep_often, "spinner": spin}, seconds, {cpu})
     sleeper, spinner = mixed["sleeper"], mixed["spinner"]
     lesson.measure("cpu share, sleeper", sleeper["cpu_share_pct"], "%")
     lesson.measure("voluntary switches per second, sleeper", sleeper["voluntary_per_s"], "/s")

@@ -13,11 +13,17 @@ number or "self"; ``tid`` picks one thread's file under /proc/PID/task/TID/.
     maps(pid)          /proc/PID/maps as (start, end, permissions, path) per mapping
     children(pid)      the PIDs of a process's children (/proc/PID/task/PID/children)
     uptime_s()         seconds since boot (/proc/uptime)
+    namespaces(pid)    its namespace kinds, and which it shares with PID 1 (/proc/PID/ns)
+    cgroup(pid)        its cgroup, the version, its CPU and memory limits (/proc/PID/cgroup, /sys)
+    read(path)         any /proc or /sys file's text, or None where it cannot be read
 
 Linux-only: a caller checks ``lessons.common.linux_only`` first and skips with its reason.
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 # proc(5), /proc/PID/stat field 3. "I" (idle) is a kernel thread's; "t" is stopped by a tracer.
 STATES = {"R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped", "t": "tracing stop",
@@ -125,3 +131,51 @@ def children(pid) -> list[int]:
 def uptime_s() -> float:
     with open("/proc/uptime") as f:
         return float(f.read().split()[0])
+
+
+# -- namespaces and cgroups ---------------------------------------------------------------------------
+
+
+def namespaces(pid="self") -> tuple[list[str], list[str] | OSError]:
+    """(the namespace kinds of a process, the kinds it shares with PID 1 or the error that kept us
+    from reading PID 1's links). Reading another process's /proc/PID/ns links needs ptrace access
+    to it (PTRACE_MODE_READ_FSCREDS): a non-root user has none to PID 1, which root owns."""
+    kinds = sorted(os.listdir(f"/proc/{pid}/ns"))
+    try:
+        shared = [k for k in kinds if os.readlink(f"/proc/{pid}/ns/{k}") == os.readlink(f"/proc/1/ns/{k}")]
+    except OSError as e:
+        return kinds, e
+    return kinds, shared
+
+
+def cgroup(pid="self") -> dict:
+    """A process's cgroup, the hierarchy's version, and the CPU and memory limits it sets where they
+    are readable ("cpu" and "memory" are None where not)."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = [line.rstrip("\n").split(":", 2) for line in f if line.strip()]
+    v2 = [path for hier, ctrl, path in lines if hier == "0" and ctrl == ""]
+    v1 = {c: path for _hier, ctrls, path in lines for c in ctrls.split(",") if c}
+    out = {"version": "v2" if v2 and len(lines) == 1 else ("hybrid v1 + v2" if v2 else "v1")}
+    if out["version"] == "v2":
+        base = Path("/sys/fs/cgroup") / v2[0].lstrip("/")
+        out["path"] = v2[0]
+        out["cpu"] = read(base / "cpu.max")
+        out["memory"] = read(base / "memory.max")
+    else:
+        cpu_dir = Path("/sys/fs/cgroup/cpu") / v1.get("cpu", "/").lstrip("/")
+        out["path"] = v1.get("cpu", "?")
+        quota, period = read(cpu_dir / "cpu.cfs_quota_us"), read(cpu_dir / "cpu.cfs_period_us")
+        out["cpu"] = None if quota is None else ("max (no quota)" if quota == "-1" else f"{quota} {period}")
+        limit = read(Path("/sys/fs/cgroup/memory") / v1.get("memory", "/").lstrip("/") / "memory.limit_in_bytes")
+        out["memory"] = None if limit is None else (
+            "max (no limit)" if int(limit) >= 1 << 62 else f"{int(limit) / (1 << 20):,.0f} MiB")
+        out["memory path"] = v1.get("memory")
+    return out
+
+
+def read(path) -> str | None:
+    """A /proc or /sys file's text, stripped; None if it cannot be read."""
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
