@@ -77,7 +77,7 @@ def _fake(mode: str) -> servers.Server:
 
 def _measure(entry):
     profile = profiles.Profile("t", [], 1, warmup_s=0.1, measure_s=0.5, description="test")
-    return measure(entry, profiles.Cell(2, 4096), 0, profile, None, None)
+    return measure(entry, results.CellKey(2, 4096), 0, profile, None, None)
 
 
 @pytest.fixture(autouse=True)
@@ -108,7 +108,7 @@ def test_the_reference_beside_is_measured_in_the_same_window_and_leaves_no_proce
     profile = profiles.Profile("t", [], 1, warmup_s=0.05, measure_s=0.2, description="test",
                                 beside_ref=True)
     before = set(os.listdir("/proc"))
-    record = measure(server, profiles.Cell(4, 1024), 0, profile, None, None,
+    record = measure(server, results.CellKey(4, 1024), 0, profile, None, None,
                                beside=reference)
     assert record["status"] == "ok", record
     assert record["window_s"] == 0.4 and 0.05 < record["active_s"] < 0.35  # its own slices
@@ -124,14 +124,14 @@ def test_the_reference_beside_is_measured_in_the_same_window_and_leaves_no_proce
             and b"echo_epoll" in Path(f"/proc/{p}/cmdline").read_bytes()]
     assert not left, "the reference beside was left running"
 
-    broken = measure(_fake("corrupt"), profiles.Cell(2, 4096), 0, profile, None,
+    broken = measure(_fake("corrupt"), results.CellKey(2, 4096), 0, profile, None,
                                None, beside=reference)
     assert broken["status"] == "failed" and broken["errors"]["mismatch"] > 0
     assert broken["beside_ref"]["ok"] and broken["beside_ref"]["errors"] == 0
     # no pairing where it cannot be: the reference itself, or open loop
-    assert not beside_possible(reference, profiles.Cell(4, 1024), None, reference)
+    assert not beside_possible(reference, results.CellKey(4, 1024), None, reference)
     assert not beside_possible(subject.Subject.registry(server),
-                                         profiles.Cell(4, 1024, rate=100.0), 100.0, reference)
+                                         results.CellKey(4, 1024, rate=100.0), 100.0, reference)
 
 
 def test_corrupted_bytes_are_a_failed_result():
@@ -168,10 +168,10 @@ def test_client_bound_means_the_generator_saturated_and_the_server_not():
 def test_too_few_file_descriptors_skip_the_cell_with_the_fix(monkeypatch):
     monkeypatch.setattr(load_gen, "fd_hard_limit", lambda: 512)  # as if ulimit -Hn 512
     profile = profiles.Profile("t", [], 1, warmup_s=0.1, measure_s=0.5, description="test")
-    record = measure(servers.get("threads"), profiles.Cell(1000, 1024), 0, profile,
+    record = measure(servers.get("threads"), results.CellKey(1000, 1024), 0, profile,
                                None, None)
     assert record["status"] == "skipped" and "ulimit -n" in record["reason"]
-    assert guard.preflight(profiles.Cell(440, 1024), None) is None  # 440 + headroom fit
+    assert guard.preflight(results.CellKey(440, 1024), None) is None  # 440 + headroom fit
 
 
 def test_c100k_adds_a_cell_at_the_machines_fd_ceiling(monkeypatch):
@@ -181,9 +181,9 @@ def test_c100k_adds_a_cell_at_the_machines_fd_ceiling(monkeypatch):
     profile = profiles.PROFILES["c100k"]
     monkeypatch.setattr(load_gen, "fd_hard_limit", lambda: 20_000)
     cell = guard.fd_limit_cell(profile)
-    assert cell == profiles.Cell(19_000, 1024, rate=10_000.0)
+    assert cell == results.CellKey(19_000, 1024, rate=10_000.0)
     assert guard.preflight(cell, None) is None
-    assert guard.preflight(profiles.Cell(30_000, 1024, rate=10_000.0), None) is not None
+    assert guard.preflight(results.CellKey(30_000, 1024, rate=10_000.0), None) is not None
     monkeypatch.setattr(load_gen, "fd_hard_limit", lambda: 1 << 20)
     assert guard.fd_limit_cell(profile) is None
     monkeypatch.setattr(load_gen, "fd_hard_limit", lambda: 10_500)  # 10,000 is the most
@@ -205,7 +205,7 @@ def test_guard_stops_a_server_before_memory_runs_out(monkeypatch):
 
     monkeypatch.setattr(launch, "start", start)
     profile = profiles.Profile("t", [], 1, warmup_s=0.5, measure_s=1.0, description="test")
-    record = measure(servers.get("threads"), profiles.Cell(4, 1024), 0, profile,
+    record = measure(servers.get("threads"), results.CellKey(4, 1024), 0, profile,
                                None, None)
     assert record["status"] == "failed", record
     assert record["reason"].startswith("stopped by the bench at ")
@@ -358,7 +358,7 @@ def test_rounds_go_on_until_stable_within_the_budget(tmp_path, monkeypatch):
                 "is_reference": subject.is_reference, "window_s": profile.measure_s}
 
     monkeypatch.setattr(bench_runner, "measure", fake_measure)
-    cells = [profiles.Cell(1, 1024), profiles.Cell(16, 1024)]
+    cells = [results.CellKey(1, 1024), results.CellKey(16, 1024)]
     profile = profiles.Profile("t", cells, 3, warmup_s=0.0, measure_s=0.4, description="t",
                                 rounds_max=12, budget_s=40.0, weights={(16, 1024): 3.0})
     subjects = [subject.Subject("steady", "x"), subject.Subject("wobbly", "x")]
@@ -410,7 +410,7 @@ def test_a_cpu_hog_outside_the_bench_makes_the_window_noisy():
         time.sleep(0.3)
         before, t0 = sum(psutil.Process(hog.pid).cpu_times()[:2]), time.monotonic()
         profile = profiles.Profile("t", [], 1, warmup_s=0.1, measure_s=1.0, description="test")
-        record = measure(servers.get("threads"), profiles.Cell(1, 1024), 0, profile,
+        record = measure(servers.get("threads"), results.CellKey(1, 1024), 0, profile,
                                    None, None)
         hog_s, wall_s = sum(psutil.Process(hog.pid).cpu_times()[:2]) - before, time.monotonic() - t0
     finally:
@@ -442,7 +442,7 @@ def test_a_starved_cell_is_measured_again_with_a_window_long_enough(tmp_path, mo
                 "warmup_s": 0.1, "duration_s": window, "window_s": window, "elapsed_s": 1.0}
 
     monkeypatch.setattr(bench_runner, "measure", fake_measure)
-    profile = profiles.Profile("t", [profiles.Cell(1000, 1024)], 1, warmup_s=0.1,
+    profile = profiles.Profile("t", [results.CellKey(1000, 1024)], 1, warmup_s=0.1,
                                 measure_s=0.3, description="t")
     runner = bench_runner.Runner(profile, [subject.Subject("threads", "x")], None, {}, tmp_path,
                               {}, [], 0, False, None, None)

@@ -21,10 +21,11 @@ import bench.run
 import servers
 from bench import load as load_gen
 from bench import results
+from bench.results import CellKey
 from bench.run.console import print_summary
 from bench.run.guard import fd_limit_cell
 from bench.run.interrupts import Interrupted, install_stop_handlers, restore_handlers
-from bench.run.profiles import OPEN_LOOP_CONNS, PROFILES, Cell, Profile, closed_cells
+from bench.run.profiles import OPEN_LOOP_CONNS, PROFILES, Profile, closed_cells
 from bench.run.runner import run
 from bench.run.subject import Subject, reference_subject
 
@@ -208,10 +209,10 @@ def _main(argv: list[str] | None) -> int:
         sizes = args.sizes or [1024]
         cells = closed_cells(conns, sizes)
         if args.rates:
-            cells += [Cell(c, sizes[0], r) for c in conns for r in args.rates]
+            cells += [CellKey(c, sizes[0], float(r)) for c in conns for r in args.rates]
         fractions = (args.fractions if args.fractions is not None else
                      [c.fraction for c in profile.cells if c.fraction is not None])
-        cells += [Cell(OPEN_LOOP_CONNS, sizes[0], fraction=f) for f in fractions]
+        cells += [CellKey(OPEN_LOOP_CONNS, sizes[0], fraction=f) for f in fractions]
         profile = replace(profile, name=f"{profile.name}-custom", cells=cells,
                           description="custom cells from the command line")
     profile = replace(profile)  # never change PROFILES itself

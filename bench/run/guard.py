@@ -18,7 +18,8 @@ from dataclasses import replace
 from bench import load as load_gen
 from bench.run import sample
 from bench.run.machine import read_proc
-from bench.run.profiles import Cell, Profile
+from bench.results import CellKey
+from bench.run.profiles import Profile
 from servers import launch
 
 # The guard. The memory floor: this share of the machine's memory, or
@@ -32,7 +33,7 @@ SERVER_FD_HEADROOM = 32  # files a server has open besides its connections: list
 GiB = 1 << 30
 
 
-def fd_limit_cell(profile: Profile) -> Cell | None:
+def fd_limit_cell(profile: Profile) -> CellKey | None:
     """A cell at the most connections this machine's fd hard limit lets one server process hold
     (rounded down to a thousand), when some of the profile's cells need more and it lies above
     every cell that fits: so a sweep cut short by the limit still finds where each model stands
@@ -48,7 +49,7 @@ def fd_limit_cell(profile: Profile) -> Cell | None:
     return replace(model, conns=most)
 
 
-def preflight(cell: Cell, client_cpus: list[int] | None) -> str | None:
+def preflight(cell: CellKey, client_cpus: list[int] | None) -> str | None:
     """Why this machine cannot open the cell's connections at all, with the fix; None if it can."""
     workers = load_gen.worker_count(cell.conns, None, client_cpus)
     if (why := load_gen.fd_shortfall(cell.conns, workers)) is not None:

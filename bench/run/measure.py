@@ -20,11 +20,12 @@ import time
 import servers
 from bench import load as load_gen
 from bench import results
+from bench.results import CellKey
 from bench.load import run_load
 from bench.run import noise, sample
 from bench.run.figures import beside_figures, fill_load, fill_server
 from bench.run.guard import Guard, preflight
-from bench.run.profiles import Cell, Profile, warmup_for
+from bench.run.profiles import Profile, warmup_for
 from bench.run.subject import Subject, start
 from bench.run.verdict import judge
 from servers import launch
@@ -46,7 +47,7 @@ NOT_MEASURED_NOISE = results.window_noise({}, client_cpu_s=None, client_duration
                                           loadavg_1m=None, freq_mhz=None, governor=None)
 
 
-def beside_possible(subject: Subject, cell: Cell, rate: float | None,
+def beside_possible(subject: Subject, cell: CellKey, rate: float | None,
                     beside: Subject | None) -> bool:
     """Can `beside` (the reference) be measured in the same window as `subject`, alternating?
     Closed loop, the C engine, both servers' connections in one engine process."""
@@ -57,7 +58,7 @@ def beside_possible(subject: Subject, cell: Cell, rate: float | None,
     return c_engine.processes_for(2 * cell.conns) == 1
 
 
-def measure(entry: servers.Server | Subject, cell: Cell, repeat: int, profile: Profile,
+def measure(entry: servers.Server | Subject, cell: CellKey, repeat: int, profile: Profile,
             server_cpus: list[int] | None, client_cpus: list[int] | None,
             rate: float | None = None, measure_s: float | None = None,
             beside: Subject | None = None) -> dict:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import servers
 from bench import results
+from bench.results import CellKey
 
 # Big cells need time for every connection to get going before the window opens: the warm-up is at
 # least this long per 10,000 connections (a thread per connection server takes ~0.5 s to give
@@ -20,29 +21,10 @@ from bench import results
 WARMUP_S_PER_10K_CONNS = 1.0
 
 
-@dataclass(frozen=True)
-class Cell:
-    conns: int
-    size_bytes: int
-    rate: float | None = None  # open loop at this many requests/s in total; None = closed loop
-    fraction: float | None = None  # open loop at this share of the server's closed-loop peak
-
-    @property
-    def is_open(self) -> bool:
-        return self.rate is not None or self.fraction is not None
-
-    @property
-    def label(self) -> str:
-        size = f"{self.size_bytes // 1024} KiB" if self.size_bytes % 1024 == 0 else f"{self.size_bytes} B"
-        rate = (f" @ {self.rate:,.0f}/s" if self.rate else
-                f" @ {self.fraction:.0%} of peak" if self.fraction else "")
-        return f"{self.conns:,} conn x {size}{rate}"
-
-
 @dataclass
 class Profile:
     name: str
-    cells: list[Cell]
+    cells: list[CellKey]
     repeats: int
     warmup_s: float
     measure_s: float
@@ -61,7 +43,7 @@ class Profile:
     # server in slices (bench.load's alt): the window is twice measure_s, half of it each's.
     beside_ref: bool = False
 
-    def first_for_extra_rounds(self) -> list[Cell] | None:
+    def first_for_extra_rounds(self) -> list[CellKey] | None:
         """The cells the extra rounds go to before any other (weight above 0), or None when
         every cell has a share."""
         first = [c for c in self.cells if self.weights.get((c.conns, c.size_bytes), 1.0) > 0]
@@ -79,8 +61,7 @@ class Profile:
     @classmethod
     def from_meta(cls, meta: dict) -> Profile:
         """The profile of a run, from its meta.json (for --resume)."""
-        cells = [Cell(c["conns"], c["size_bytes"], c.get("rate"), c.get("rate_fraction_of_peak"))
-                 for c in meta["cells"]]
+        cells = [CellKey.of(c) for c in meta["cells"]]
         return cls(meta["profile"], cells, meta["repeats"], meta["warmup_s"], meta["measure_s"],
                    meta.get("profile_description") or "", rounds_max=meta.get("rounds_max"),
                    budget_s=meta.get("budget_s"), tolerance=meta.get("tolerance") or
@@ -88,9 +69,9 @@ class Profile:
                    beside_ref=bool(meta.get("beside_ref")))
 
 
-def closed_cells(conns, sizes) -> list[Cell]:
+def closed_cells(conns, sizes) -> list[CellKey]:
     """Closed-loop cells: every connection count at every size, size by size."""
-    return [Cell(c, s) for s in sizes for c in conns]
+    return [CellKey(c, s) for s in sizes for c in conns]
 
 
 OPEN_LOOP_CONNS = 100  # connections of the open-loop cells given as a share of the peak
@@ -109,7 +90,7 @@ PROFILES = {
     # budget leaves goes to more rounds of 16 x 1 KiB, the cell where runs are compared, up to 14
     # while a CI is still wide (a CI of the median takes 6, bench/results.py). The other cells
     # get extra rounds only once that cell is done.
-    "quick": Profile("quick", closed_cells([1, 16, 128], [1024]) + [Cell(16, 64 * 1024)],
+    "quick": Profile("quick", closed_cells([1, 16, 128], [1024]) + [CellKey(16, 64 * 1024)],
                      repeats=3, warmup_s=0.1, measure_s=0.3,
                      description="1, 16 and 128 connections x 1 KiB, 16 x 64 KiB, 3 rounds, "
                                  "and up to 14 at 16 x 1 KiB until the CI of each median vs ref "
@@ -123,8 +104,8 @@ PROFILES = {
     # latency knee shows. About 50 minutes for 21 servers on a 2-core machine (the
     # 10,000-connection cells and the open-loop sweep take most).
     "full": Profile("full",
-                    closed_cells([1, 10, 100, 1000, 10000], [1024]) + [Cell(100, 64 * 1024)]
-                    + [Cell(OPEN_LOOP_CONNS, 1024, fraction=f)
+                    closed_cells([1, 10, 100, 1000, 10000], [1024]) + [CellKey(100, 64 * 1024)]
+                    + [CellKey(OPEN_LOOP_CONNS, 1024, fraction=f)
                        for f in (0.1, 0.25, 0.4, 0.55, 0.7, 0.85, 1.0, 1.2)],
                     repeats=3, warmup_s=0.5, measure_s=1.5,
                     description="1 to 10,000 connections x 1 KiB, 100 x 64 KiB, open loop at "
@@ -139,7 +120,7 @@ PROFILES = {
     # each server needs `ulimit -Hn` above the cell, else the cell is skipped with the fix.
     # About 30 minutes for 17 servers on a 2-core machine (the 100,000 cells take most; the plan
     # line states the estimate), far more where servers break at 30,000 and the ramp times out.
-    "c100k": Profile("c100k", [Cell(c, 1024, rate=10_000.0)
+    "c100k": Profile("c100k", [CellKey(c, 1024, rate=10_000.0)
                                for c in (1_000, 10_000, 30_000, 100_000)],
                      repeats=1, warmup_s=1.0, measure_s=3.0,
                      description="1,000, 10,000, 30,000 and 100,000 connections x 1 KiB, mostly "
@@ -151,6 +132,6 @@ PROFILES = {
 }
 
 
-def warmup_for(cell: Cell, profile: Profile) -> float:
+def warmup_for(cell: CellKey, profile: Profile) -> float:
     return max(profile.warmup_s, WARMUP_S_PER_10K_CONNS * cell.conns / 10_000)
 

@@ -28,17 +28,18 @@ from pathlib import Path
 import servers
 from bench import load as load_gen
 from bench import results
+from bench.results import CellKey
 from bench.run import console, machine, noise
 from bench.run.interrupts import Interrupted
 from bench.run.guard import SERVER_FD_HEADROOM
 from bench.run.measure import NOT_MEASURED_NOISE, measure
-from bench.run.profiles import Cell, Profile, warmup_for
+from bench.run.profiles import Profile, warmup_for
 from bench.run.subject import Subject
 from bench.run.verdict import MAX_WINDOW_S, starved, window_needed_s, window_note
 from servers import launch
 
 
-def plan(profile: Profile, names: list[str], seed: int) -> list[tuple[int, Cell, str]]:
+def plan(profile: Profile, names: list[str], seed: int) -> list[tuple[int, CellKey, str]]:
     """(round, cell, server) of the first `repeats` rounds, in interleaved order: each round
     visits every cell, and within a cell the servers (the reference among them) run in a fresh
     random order, so drift does not line up with one server. Cells at a share of the peak come
@@ -51,7 +52,7 @@ def plan(profile: Profile, names: list[str], seed: int) -> list[tuple[int, Cell,
     return order
 
 
-def _cell_order(profile: Profile) -> list[Cell]:
+def _cell_order(profile: Profile) -> list[CellKey]:
     return sorted(profile.cells, key=lambda c: c.fraction is not None)  # stable: keeps the rest
 
 
@@ -70,7 +71,7 @@ OVERHEAD_S = 0.3
 CONNECT_S_PER_CONN = 0.0005
 
 
-def expected_s(entry: servers.Server | Subject, cell: Cell, profile: Profile) -> float:
+def expected_s(entry: servers.Server | Subject, cell: CellKey, profile: Profile) -> float:
     """About how long measuring `entry` at `cell` takes (a skip takes next to nothing)."""
     if entry.serial and cell.conns > 1:
         return 0.01
@@ -131,11 +132,7 @@ class Runner:
 
     @staticmethod
     def _key(r: dict) -> tuple:
-        return (r.get("round"), results.CellKey.of(r), r["server"])
-
-    def _cell_key(self, cell: Cell) -> results.CellKey:
-        return results.CellKey(cell.conns, cell.size_bytes,
-                               None if cell.fraction is not None else cell.rate, cell.fraction)
+        return (r.get("round"), CellKey.of(r), r["server"])
 
     def _note_peak(self, r: dict) -> None:
         if r.get("mode") == "closed" and r.get("status") == "ok" and r.get("rps") \
@@ -146,24 +143,23 @@ class Runner:
     # -- the budget: what the first rounds leave of profile.budget_s goes to more rounds, each
     # cell's share by its weight; a share nobody else can use any more is open to every cell.
 
-    def _weight(self, cell: Cell) -> float:
+    def _weight(self, cell: CellKey) -> float:
         return self.profile.weights.get((cell.conns, cell.size_bytes), 1.0)
 
-    def _spent_s(self, cell: Cell | None, extra: bool) -> float:
-        key = None if cell is None else self._cell_key(cell)
+    def _spent_s(self, cell: CellKey | None, extra: bool) -> float:
         return sum(r.get("elapsed_s") or 0.0 for r in self.records
                    if r.get("round") is not None
                    and (r["round"] >= self.profile.repeats) == extra
-                   and (key is None or results.CellKey.of(r) == key))
+                   and (cell is None or CellKey.of(r) == cell))
 
     def extra_pool_s(self) -> float:
         return max(0.0, (self.profile.budget_s or 0.0) - self._spent_s(None, extra=False))
 
-    def extra_share_s(self, cell: Cell) -> float:
+    def extra_share_s(self, cell: CellKey) -> float:
         total = sum(self._weight(c) for c in self.profile.cells)
         return self.extra_pool_s() * self._weight(cell) / total
 
-    def round_fits(self, cell: Cell, cost_s: float, wanting: dict[Cell, float]) -> bool:
+    def round_fits(self, cell: CellKey, cost_s: float, wanting: dict[CellKey, float]) -> bool:
         """Another round of `cell` (about `cost_s`) fits the pool, and its share, or no other
         cell that wants a round still fits its own share."""
         if self._spent_s(None, extra=True) + cost_s > self.extra_pool_s():
@@ -173,23 +169,24 @@ class Runner:
         return not any(self._spent_s(c, extra=True) + cost <= self.extra_share_s(c)
                        for c, cost in wanting.items() if c != cell)
 
-    def stable(self, name: str, cell: Cell) -> bool:
-        key = self._cell_key(cell)
-        rs = [r for r in self.records if r["server"] == name and results.CellKey.of(r) == key]
+    def _records_of(self, name: str, cell: CellKey) -> list[dict]:
+        return [r for r in self.records if r["server"] == name and CellKey.of(r) == cell]
+
+    def stable(self, name: str, cell: CellKey) -> bool:
+        rs = self._records_of(name, cell)
         if self.reference is not None:
             return bool(rs) and all(r.get("converged") for r in rs)
         st = results.stat(r.get("rps") for r in rs if r.get("status") in ("ok", "degraded"))
         return bool(st and results.converged(st.ci95, st.median, self.profile.tolerance))
 
-    def wants_more(self, name: str, cell: Cell) -> bool:
-        key = self._cell_key(cell)
-        rs = [r for r in self.records if r["server"] == name and results.CellKey.of(r) == key]
+    def wants_more(self, name: str, cell: CellKey) -> bool:
+        rs = self._records_of(name, cell)
         return bool(rs) and all(r["status"] in ("ok", "degraded") for r in rs) \
             and not self.stable(name, cell)
 
     # -- measuring
 
-    def measure_one(self, rnd: int, cell: Cell, name: str, bar) -> None:
+    def measure_one(self, rnd: int, cell: CellKey, name: str, bar) -> None:
         subject = self.by_name[name]
         bar.update(f"{name:16} {cell.label}  (round {rnd + 1})")
         peak, rate = None, None
@@ -215,7 +212,7 @@ class Runner:
                  and r.get("server_cpu_us_per_request")]
         return record.get("server_cpu_us_per_request") or (min(costs) if costs else None)
 
-    def window_check(self, subject: Subject, cell: Cell, rnd: int, rate, record: dict) -> dict:
+    def window_check(self, subject: Subject, cell: CellKey, rnd: int, rate, record: dict) -> dict:
         """See WINDOW_SERVES: measure again with a longer window if this one was too short."""
         cost = self.own_cost_us(subject.name, record)
         needed = window_needed_s(record, cost)
@@ -242,10 +239,10 @@ class Runner:
         profile = self.profile
         order = plan(profile, self.names, self.seed)
         costs = [expected_s(self.by_name[n], c, profile) for r, c, n in order
-                 if (r, self._cell_key(c), n) not in self.done]
+                 if (r, c, n) not in self.done]
         with console.Progress(costs, enabled=self.progress) as bar:
             for i, (rnd, cell, name) in enumerate(order):
-                if (rnd, self._cell_key(cell), name) not in self.done:
+                if (rnd, cell, name) not in self.done:
                     self.measure_one(rnd, cell, name, bar)
                 last_of_block = i + 1 == len(order) or order[i + 1][:2] != (rnd, cell)
                 if last_of_block:
@@ -255,8 +252,8 @@ class Runner:
             rng = random.Random(self.seed + 1)
             cells = sorted(_cell_order(profile), key=lambda c: -self._weight(c))  # stable
             for rnd in range(profile.repeats, profile.rounds_max or profile.repeats):
-                wanting: dict[Cell, float] = {}
-                chosen: dict[Cell, list[str]] = {}
+                wanting: dict[CellKey, float] = {}
+                chosen: dict[CellKey, list[str]] = {}
                 for cell in cells:
                     names = [s.name for s in self.subjects if self.wants_more(s.name, cell)]
                     if names:
@@ -269,7 +266,7 @@ class Runner:
                         continue
                     bar.extend([expected_s(self.by_name[n], cell, profile) for n in names])
                     for name in _shuffled(rng, names):
-                        if (rnd, self._cell_key(cell), name) not in self.done:
+                        if (rnd, cell, name) not in self.done:
                             self.measure_one(rnd, cell, name, bar)
                     self.finish_block()
                     measured_any = True
@@ -339,7 +336,7 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
     runner = Runner(profile, subjects, reference, skipped, run_dir, meta, records, seed,
                     progress, server_cpus, client_cpus)
     order = plan(profile, runner.names, seed)
-    left = [(r, c, n) for r, c, n in order if (r, runner._cell_key(c), n) not in runner.done]
+    left = [(r, c, n) for r, c, n in order if (r, c, n) not in runner.done]
     planned_s = sum(expected_s(runner.by_name[n], c, profile) for _, c, n in left)
     meta["planned_s"] = round(planned_s)
     meta["planned_measurements"] = len(order)
