@@ -11,8 +11,8 @@ API (kept stable; the report and compare build on it):
 
 - ``SCHEMA_VERSION`` (2). Records of older runs carry no "schema" field: schema 1. Every field of
   schema 1 is kept; schema 2 adds engine, round, is_reference, vs_ref, cpu_vs_ref, converged,
-  vs_ref_ci95, noise, window_s and target (see /tmp/briefs/record-schema.md, and bench/run.py's
-  docstring). A reader treats an absent field as null.
+  vs_ref_ci95, noise, window_s and target (bench/run/__init__.py's docstring lists the fields a
+  run writes). A reader treats an absent field as null.
 - ``Measurement.from_dict(d)`` / ``.to_dict()``: one line of results.jsonl. The common fields are
   attributes; every other field is kept in ``extra`` and written back unchanged, so a record
   round-trips byte for byte in content. Derived metrics are properties (``ctx_per_request``,

@@ -1,4 +1,4 @@
-"""The server contract (shared/DESIGN.md), checked on every server in the registry.
+"""The server contract (docs/contract.md), checked on every server in the registry.
 
 Each test is parametrized over the registry, so a new server is checked by adding its registry
 line. Everything here is behaviour: bytes echoed exactly, limits held, clean exits. Timing appears

@@ -5,22 +5,20 @@ interrupted run ends with, and the end-of-run summary: a table per cell, the noi
 from __future__ import annotations
 
 import datetime as dt
-import time
 from pathlib import Path
+
+from rich import progress as rich_progress
+from rich.console import Console
+from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
 from bench import load as load_gen
 from bench import results
+from bench.report.fmt import fmt_duration
 
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' if n != 1 else ''}"
-
-
-def duration_text(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes \
-        else f"{secs} s"
 
 
 def warn_busy(busy: dict, has_reference: bool) -> None:
@@ -41,7 +39,7 @@ def print_plan(profile, *, left: int, planned: int, subjects: int, reference: st
     print(f"plan: {left} measurements ({_plural(subjects, 'server')}{ref_text} x "
           f"{_plural(len(profile.cells), 'cell')} x {_plural(profile.repeats, 'round')}"
           + (f", {planned - left} already measured" if left < planned else "")
-          + f"), about {duration_text(planned_s)}", flush=True)
+          + f"), about {fmt_duration(round(planned_s))}", flush=True)
     if profile.beside_ref and reference is not None:
         print(f"      closed loop: each server measured beside {reference} in one window of "
               f"{2 * profile.measure_s:g} s, alternating in slices of about "
@@ -52,7 +50,7 @@ def print_plan(profile, *, left: int, planned: int, subjects: int, reference: st
         where = f" (at {', '.join(c.label for c in first)} first)" if first else ""
         print(f"      then up to round {profile.rounds_max}{where} for the servers whose 95 % CI of "
               f"the median vs ref is wider than ±{profile.tolerance * 100:.0f} %, within a budget of "
-              f"{duration_text(profile.budget_s)} for the whole run (the first rounds included), "
+              f"{fmt_duration(round(profile.budget_s))} for the whole run (the first rounds included), "
               f"done by about {finish:%H:%M}", flush=True)
 
 
@@ -65,7 +63,7 @@ def print_interrupted(stop: dict, run_dir: Path) -> None:
 
 
 class Progress:
-    """A rich progress bar with an ETA; plain lines with an ETA when rich is missing.
+    """A rich progress bar with an ETA (nothing with --no-progress).
 
     Measurements differ a lot in length (a 10,000-connection cell takes ten times a 1-connection
     one), so progress counts expected seconds, not measurements: the bar advances by each one's
@@ -73,20 +71,12 @@ class Progress:
     """
 
     def __init__(self, costs: list[float], enabled: bool):
-        self.costs, self.total, self.enabled = costs, sum(costs), enabled
+        self.costs, self.total = costs, sum(costs)
         self.done = 0  # measurements finished
         self.done_s = 0.0  # their expected cost
-        self.t0 = time.monotonic()
-        self._rich = None
-        if enabled:
-            try:
-                from rich.progress import (BarColumn, Progress, TextColumn, TimeElapsedColumn,
-                                           TimeRemainingColumn)
-                self._rich = Progress(TextColumn("{task.description}"), BarColumn(),
-                                      TextColumn("{task.fields[count]}"), TimeElapsedColumn(),
-                                      TextColumn("ETA"), TimeRemainingColumn())
-            except ImportError:
-                pass
+        self._rich = (rich_progress.Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()) if enabled else None)
 
     def __enter__(self):
         if self._rich:
@@ -99,19 +89,9 @@ class Progress:
         if self._rich:
             self._rich.stop()
 
-    def eta_s(self) -> float:
-        """Expected seconds left, scaled by how the measurements so far compared with theirs."""
-        left = self.total - self.done_s
-        if not self.done_s:
-            return left
-        return left * (time.monotonic() - self.t0) / self.done_s
-
     def update(self, text: str) -> None:
         if self._rich:
             self._rich.update(self._task, description=text)
-        elif self.enabled:
-            print(f"[{self.done + 1}/{len(self.costs)}] {text}  (ETA {duration_text(self.eta_s())})",
-                  flush=True)
 
     def extend(self, costs: list[float]) -> None:
         """More measurements than planned: another round for the cells not yet stable."""
@@ -187,29 +167,16 @@ SUMMARY_HEADER = ("#", "server", "vs ref", "CI95", "CPU vs ref", "req/s", "sprea
 
 def print_summary(run_dir: Path) -> None:
     run = results.read_run(run_dir)
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        Console = None
-    console = None
-    if Console:
-        console = Console()
-        if console.width < 120:  # not a terminal (a pipe, CI): wide enough for every column
-            console = Console(width=120)
+    console = Console()
+    if console.width < 120:  # not a terminal (a pipe, CI): wide enough for every column
+        console = Console(width=120)
     for cell, lines in summary_rows(run).items():
-        if console:
-            table = Table(title=cell.label, title_justify="left")
-            for h in SUMMARY_HEADER:
-                table.add_column(h, justify="left" if h in ("server", "flags") else "right")
-            for line in lines:
-                table.add_row(*line)
-            console.print(table)
-        else:
-            print(f"\n{cell.label}")
-            print("  ".join(SUMMARY_HEADER))
-            for line in lines:
-                print("  ".join(line))
+        table = Table(title=cell.label, title_justify="left")
+        for h in SUMMARY_HEADER:
+            table.add_column(h, justify="left" if h in ("server", "flags") else "right")
+        for line in lines:
+            table.add_row(*line)
+        console.print(table)
     noise_meta = run.meta.get("noise") or {}
     if noise_meta.get("windows"):
         foreign, steal = noise_meta.get("foreign_cpu_pct") or {}, noise_meta.get("steal_pct") or {}
