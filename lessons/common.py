@@ -27,7 +27,10 @@ The interface a lesson module uses (stable; lessons 01-11 rely on it):
   that the predicate holds on the recorded run. ``m`` is a ``Figures``: measurement values by label,
   plus ``m.series``, ``m.skipped`` and ``m.record``. A claim whose measurement the recording skipped
   (no root, no strace on that machine) is reported as skipped with the reason; one that names a
-  measurement the run does not have at all fails.
+  measurement the run does not have at all fails. ``Claim.unmeasured("fragment", "why")``
+  marks a comparative sentence that rests on something the lesson does not measure (a documented
+  limit, a version), with the reason; lessons/claims.py finds the page's comparative sentences and
+  tests/test_claims.py fails on one that neither kind of claim covers.
 - ``TOLERANCE = {"label": 0.5}``: how far the reader's figure may be from the recorded one before
   ``finish()`` names it (see ``compare``): a float is a relative tolerance (0.5 = within 50 %), a
   tuple ``(relative, absolute)`` also accepts an absolute difference in the measurement's unit, and
@@ -304,7 +307,17 @@ class Claim:
     ``text`` is a fragment exactly as it appears in docs/NN-*.md (runs of whitespace, including line
     breaks, compare equal); ``holds(m)`` says whether the recorded run bears it out; ``says`` is the
     claim in plain words, for the failure message.
+
+    ``Claim.unmeasured(text, why)`` marks a sentence that compares things the lesson does not
+    measure (a documented limit, a version, the kernel's own table): ``why`` says what it rests on.
+    Every comparative sentence of a checked page needs one or the other (lessons/claims.py).
     """
     text: str
-    holds: Callable[[Figures], bool]
+    holds: Callable[[Figures], bool] | None
     says: str
+    measured: bool = True
+
+    @classmethod
+    def unmeasured(cls, text: str, why: str) -> Claim:
+        """A comparative sentence the lesson does not measure, and what it rests on instead."""
+        return cls(text, None, why, measured=False)

@@ -2,8 +2,11 @@
 
 Each lesson module may define CLAIMS (lessons.common.Claim): a fragment of docs/NN-*.md and a check
 on the recorded run docs/results/lessons/NN_*.json. A re-recording that flips a claim fails here
-until the page's sentence changes with it. PICTURES (lessons/figures.py) must draw from a recorded
-record, draw a "not measured" note for a record without the data, and give the same bytes twice.
+until the page's sentence changes with it. On a checked page (CHECKED_PAGES) every sentence that
+compares figures must have a claim: a check, or Claim.unmeasured with the reason it rests on
+something the lesson does not measure (lessons/claims.py finds them; `python -m lessons.claims NN`
+lists them). PICTURES (lessons/figures.py) must draw from a recorded record, draw a "not
+measured" note for a record without the data, and give the same bytes twice.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from lessons import claims
 from lessons.common import Claim, Figures, SkippedMeasurement, compare
 from lessons.figures import render
 
@@ -51,6 +55,10 @@ CLAIMS = [(name, i, claim) for name in SCRIPTS
 def test_claim_is_in_its_page_and_holds_on_the_recorded_run(name, i, claim: Claim):
     assert _flat(claim.text) in _flat(_page(name)), (
         f"lesson {name} claims {claim.text!r}, but its page no longer says so: update CLAIMS")
+    if not claim.measured:  # rests on a documented limit or a version: it must say which
+        assert claim.holds is None and len(claim.says.split()) >= 4, (
+            f"lesson {name}: Claim.unmeasured({claim.text!r}) must say in a few words what it rests on")
+        return
     figures = Figures(_record(name))
     try:
         holds = claim.holds(figures)
@@ -61,6 +69,72 @@ def test_claim_is_in_its_page_and_holds_on_the_recorded_run(name, i, claim: Clai
     assert holds is True or holds is False, f"lesson {name}: a claim's check must return a bool"
     assert holds, (f"lesson {name}'s page says {claim.text!r} ({claim.says}), but its recorded run "
                    "does not bear it out: change the sentence or re-record on a quiet machine")
+
+
+# The pages whose every comparative sentence is tied to a claim. Each engineer adds a page here when
+# its sentences are covered; at the end of the round it is every page.
+CHECKED_PAGES = []
+
+
+@pytest.mark.parametrize("lesson", CHECKED_PAGES)
+def test_every_comparative_sentence_of_a_checked_page_has_a_claim(lesson):
+    missing = claims.uncovered(lesson)
+    assert not missing, (
+        f"docs/{claims.page_of(lesson).name}: {len(missing)} sentences compare figures without a claim; "
+        f"give each a Claim (a check over the recorded run) or Claim.unmeasured(fragment, why) in the "
+        f"CLAIMS of lessons/{lesson}_*.py (`python -m lessons.claims {lesson}` lists them all):\n"
+        + "\n".join(f"- [{', '.join(s.words)}] {s.text}" for s in missing))
+
+
+SCANNED = """# 99 · A page
+
+Intro: two programs share a core. `make lesson N=99 ARGS=--quick` for a shorter run with the same measurements.
+
+- **The sleeper.** It answered hundreds of times sooner than the spinner.
+- One or more threads wait; each took a few milliseconds.
+
+```text
+  noticed: 2.5x faster (output: not prose)
+```
+
+<!-- [[[cog from lessons.docsync import picture; cog.out(picture("99", "x", "a curve rising in a straight line")) ]]] -->
+![a curve rising in a straight line](results/lessons/99-x.png)
+the processes ran 1.8x as fast (generated from the recorded run)
+<!-- [[[end]]] -->
+
+The hog took several times its probe. Nothing compared here.
+
+## Sources
+
+- A. Author, *Faster than light*, 1999.
+"""
+
+
+def test_the_scanner_finds_comparative_sentences_in_prose_and_alt_texts_only():
+    _, found = claims.sentences(SCANNED)
+    texts = {s.text: s.words for s in found}
+    assert set(texts) == {
+        "- **The sleeper.** It answered hundreds of times sooner than the spinner.",
+        "- One or more threads wait; each took a few milliseconds.",
+        "a curve rising in a straight line",
+        "The hog took several times its probe.",
+    }, texts  # not: the quick-run line, the fenced output, the generated line, the Sources
+    assert texts["- One or more threads wait; each took a few milliseconds."] == ("a few milliseconds",)
+    assert set(texts["a curve rising in a straight line"]) == {"rising", "straight line"}
+
+
+def test_a_claim_covers_the_sentence_its_fragment_lies_in(monkeypatch, tmp_path):
+    page = tmp_path / "99-a-page.md"
+    page.write_text(SCANNED)
+    monkeypatch.setattr(claims, "page_of", lambda lesson: page)
+    monkeypatch.setattr(claims, "claims_of", lambda lesson: [
+        Claim("hundreds of times sooner", lambda m: True, "checked"),
+        Claim.unmeasured("in a straight\nline", "the picture's own fit, not a measurement"),
+    ])
+    left = {s.text for s in claims.uncovered("99")}
+    assert left == {"- One or more threads wait; each took a few milliseconds.",
+                    "The hog took several times its probe."}
+    assert claims.main(["99"]) == 1  # the listing names what is missing
 
 
 PICTURED = [name for name in SCRIPTS if getattr(_module(name), "PICTURES", None)]
