@@ -4,7 +4,7 @@ What it shows, on this machine:
 
 1. Syscalls per echoed message. A readiness server (`epoll`) asks the kernel which sockets are
    ready (epoll_wait), then makes every recv() and send() itself: about two syscalls per message
-   plus the waits. A completion server (`io_uring`, on the lab's own ring, servers/uring.py)
+   plus the waits. A completion server (`io_uring`, on the lab's own ring, servers/uring/)
    queues "receive on this socket" and "send these bytes" in a ring shared with the kernel and
    collects the results from another ring: one io_uring_enter() per batch of operations. asyncio's
    own loop and uvloop are measured the same way: both are readiness loops. Counted with
@@ -559,7 +559,7 @@ def main() -> int:
                   f"time per NOP, {word} SQPOLL")
         why = uring_why if not uring_ok else None
         if not why and sqpoll and platform.machine() != "x86_64":
-            why = "SQPOLL is used on x86-64 only here (see servers/uring.py)"
+            why = "SQPOLL is used on x86-64 only here (see servers/uring/)"
         if why:
             for lab in labels:
                 lesson.skip(lab, why)

@@ -194,7 +194,7 @@ SERVERS: tuple[Server, ...] = (
     Server("io_uring", "servers.io_uring_server", "async", "09",
            "one thread, one io_uring: accept/recv/send submitted as SQEs, reaped as CQEs",
            linux_only=True, probe="servers.io_uring_server:probe",
-           notes="the lab's own ring (servers/uring.py, raw syscalls); multishot accept/recv "
+           notes="the lab's own ring (servers/uring/, raw syscalls); multishot accept/recv "
                  "and a shared provided-buffer pool where the kernel has them (5.19+/6.0+), so "
                  "an idle connection pins no buffer (the readiness line names what is used); "
                  "needs io_uring allowed (Linux 5.6+, not blocked by seccomp or "

@@ -5,7 +5,7 @@ server then makes each recv() itself, one syscall per socket, and copies the byt
 turns this around: the server says up front "receive on this socket", and later the kernel says
 "done: n bytes are in buffer 17". The server no longer does the I/O; it collects results.
 
-The ring (servers/uring.py, the lab's own, over the raw syscalls). io_uring_setup() creates two
+The ring (servers/uring/, the lab's own, over the raw syscalls). io_uring_setup() creates two
 ring buffers that the process and the kernel share (mmap: nothing is copied to hand them over).
 The server writes requests into the submission queue (SQ): each 64-byte entry (SQE) holds an
 opcode (accept, recv, send, timeout...), an fd, a buffer address and length, and 64 bits of
@@ -61,7 +61,7 @@ Limits: one thread on one core: --work-us stalls every connection (lesson 11); t
 part. fds: RLIMIT_NOFILE as usual, plus one for the ring. Memory: the buffer pool (BUFFER_COUNT x
 BUFFER_BYTES, resident from the start) plus about 0.2 KiB of Python objects per connection.
 What Python costs: each CQE is decoded and each SQE encoded with struct (a few hundred ns each),
-but no byte of the echo is touched by Python. With --sqpoll (x86-64 only, see servers/uring.py)
+but no byte of the echo is touched by Python. With --sqpoll (x86-64 only, see servers/uring/ring.py)
 a kernel thread polls the SQ and the server enters the kernel only to wait.
 Where it runs: Linux 5.6 or newer (IORING_OP_RECV/SEND), and only where io_uring is allowed; the
 default seccomp profile of Docker and kernel.io_uring_disabled (Linux 6.6+) refuse io_uring_setup.
@@ -182,7 +182,7 @@ class Server:
 
     def give_back(self, bid: int) -> None:
         if bid >= 0:
-            self.pool.give_back(bid)
+            self.pool.released(bid)
             self.recycled += 1
 
     # ------------------------------------------------------------------------------------------
@@ -309,7 +309,7 @@ class Server:
         prep_send = ring.prep_send
         pool = self.pool
         fast = pool is not None and not self.work_us  # the two fast paths below apply
-        give_back = pool.give_back if pool is not None else None
+        give_back = pool.released if pool is not None else None
         addresses = pool.addresses if pool is not None else []  # buffer id -> its address
         self.arm_accept()
         while True:
@@ -443,7 +443,7 @@ def probe() -> str | None:
         return uring.setup_failure(exc.errno)
     with ring:
         try:
-            ops = ring.supported_opcodes()
+            ops = uring.supported_opcodes(ring)
         except uring.UringError:
             return "this kernel's io_uring is too old to list its operations (Linux 5.6+ needed)"
     needed = (uring.IORING_OP_ACCEPT, uring.IORING_OP_RECV, uring.IORING_OP_SEND,

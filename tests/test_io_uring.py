@@ -1,4 +1,4 @@
-"""io_uring beyond the contract: the lab's own ring (servers/uring.py) really talks to the kernel,
+"""io_uring beyond the contract: the lab's own ring (servers/uring/) really talks to the kernel,
 the probe tells the truth (and why not, where io_uring is refused), every fallback path serves,
 an idle connection pins no buffer, and backpressure holds with a multishot recv."""
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import glob
 import os
 import random
 import re
@@ -18,6 +19,7 @@ import pytest
 
 import servers
 from servers import io_uring_server, launch, uring
+from servers.uring import ring as ring_module
 from tests.echo_client import connect, exchange, round_trip_s
 
 ENTRY = servers.get("io_uring")
@@ -31,22 +33,40 @@ KiB, MiB = 1 << 10, 1 << 20
 
 
 def test_entry_layouts_match_the_kernel_header():
-    assert uring.SQE.size == 64 and uring.CQE.size == 16 and uring.PARAMS.size == 120
+    # Sizes and field offsets of include/uapi/linux/io_uring.h, as the ctypes structures say them
+    abi = uring.abi
+    assert ctypes.sizeof(abi.io_uring_params) == 120 and abi.io_uring_params.sq_off.offset == 40
+    assert abi.io_uring_params.cq_off.offset == 80
+    assert [getattr(abi.io_sqring_offsets, f).offset for f in ("head", "tail", "array", "user_addr")] \
+        == [0, 4, 24, 32]
+    assert abi.io_cqring_offsets.cqes.offset == 20
+    sqe = {name: getattr(abi.io_uring_sqe, name).offset for name, _ in abi.io_uring_sqe._fields_}
+    assert sqe == {"opcode": 0, "flags": 1, "ioprio": 2, "fd": 4, "off": 8, "addr": 16, "len": 24,
+                   "op_flags": 28, "user_data": 32, "buf_index": 40, "personality": 42,
+                   "file_index": 44, "addr3": 48, "pad2": 56}
+    assert uring.SQE_SIZE == uring.SQE.size == 64 and uring.CQE_SIZE == uring.CQE.size == 16
     # an io_uring_buf entry is 16 bytes, written as its first 14: its last 2 in entry 0 are the
     # ring's tail
-    assert uring.BUF_ENTRY_SIZE == 16 and uring.BUF.size == 14 and uring.BUF_REG.size == 40
-    # Field offsets in struct io_uring_sqe: opcode 0, flags 1, ioprio 2, fd 4, off 8, addr 16,
-    # len 24, op_flags 28, user_data 32, buf_group 40.
+    assert uring.BUF_SIZE == 16 and uring.BUF.size == 14 and uring.BUF_RING_TAIL_OFFSET == 14
+    assert ctypes.sizeof(abi.io_uring_buf_reg) == 40
+    # The hot path's struct packs the same bytes as the named structure.
     raw = uring.SQE.pack(0x1B, 0x20, 0x0002, 7, 0x0808080808080808, 0x1616161616161616,
                          0x24242424, 0x28282828, 0x3232323232323232, 0x4040, 0, 0, 0, 0)
-    assert raw[0] == 0x1B and raw[1] == 0x20 and raw[2:4] == b"\x02\x00"
-    assert int.from_bytes(raw[4:8], "little") == 7
-    assert raw[8:16] == b"\x08" * 8 and raw[16:24] == b"\x16" * 8
-    assert raw[24:28] == b"\x24" * 4 and raw[28:32] == b"\x28" * 4
-    assert raw[32:40] == b"\x32" * 8 and raw[40:42] == b"\x40\x40"
+    named = abi.io_uring_sqe.from_buffer_copy(raw)
+    assert (named.opcode, named.flags, named.ioprio, named.fd) == (0x1B, 0x20, 2, 7)
+    assert (named.off, named.addr, named.len) == (0x0808080808080808, 0x1616161616161616, 0x24242424)
+    assert (named.op_flags, named.user_data, named.buf_index) == (0x28282828, 0x3232323232323232, 0x4040)
     # struct io_uring_cqe: user_data 0, res 4 bytes at 8, flags at 12 (buffer id in the top half)
     assert uring.CQE.unpack(b"\x01" + b"\x00" * 7 + (-11).to_bytes(4, "little", signed=True)
                             + (5 << 16 | 3).to_bytes(4, "little")) == (1, -11, 5 << 16 | 3)
+
+
+def test_a_packer_refuses_a_layout_with_padding():
+    class Padded(ctypes.Structure):
+        _fields_ = [("a", ctypes.c_uint8), ("b", ctypes.c_uint64)]
+
+    with pytest.raises(AssertionError, match="padding"):
+        uring.abi.packer(Padded)
 
 
 # -- the ring, against the kernel ---------------------------------------------------------------
@@ -162,7 +182,7 @@ def test_giving_back_into_entry_0_leaves_the_published_tail_alone():
             ((_, res, flags),) = ring.completions()
             bid = flags >> uring.IORING_CQE_BUFFER_SHIFT
             assert (res, bid) == (1, 0)
-            pool.give_back(bid)  # our tail is 4: the entry written is slot 4 & 3 == 0
+            assert pool.released(bid)  # our tail is 4: the entry written is slot 4 & 3 == 0
             assert tail.value == 4, "writing entry 0 changed the tail the kernel reads"
             pool.publish()
             assert tail.value == 5
@@ -175,18 +195,18 @@ def test_giving_back_into_entry_0_leaves_the_published_tail_alone():
 def test_setup_falls_back_when_the_kernel_refuses_newer_flags(monkeypatch):
     # An older kernel answers EINVAL to setup flags it does not know; the ring must retry
     # without them. Simulated by refusing DEFER_TASKRUN (6.1) and COOP_TASKRUN (5.19).
-    real = uring._syscall
+    real = ring_module._syscall
     refused = uring.IORING_SETUP_DEFER_TASKRUN | uring.IORING_SETUP_COOP_TASKRUN
 
     def old_kernel(number, *args):
         if number.value == uring.SYS_IO_URING_SETUP:
-            flags = uring.PARAMS.unpack_from(args[1])[2]
-            if flags & refused:
+            params = args[1]._obj  # ctypes.byref(io_uring_params)
+            if params.flags & refused:
                 ctypes.set_errno(errno.EINVAL)
                 return -1
         return real(number, *args)
 
-    monkeypatch.setattr(uring, "_syscall", old_kernel)
+    monkeypatch.setattr(ring_module, "_syscall", old_kernel)
     with uring.Ring(8) as ring:
         assert not ring.setup_flags & refused
         ring.prep_nop(1)
@@ -232,7 +252,7 @@ def test_probe_off_linux(monkeypatch):
 def test_no_third_party_binding_is_imported():
     # The issue this module fixes: a binding whose wheel used AVX-512 killed every command.
     assert "liburing" not in sys.modules
-    for path in (io_uring_server.__file__, uring.__file__):
+    for path in (io_uring_server.__file__, *glob.glob(os.path.join(os.path.dirname(uring.__file__), "*.py"))):
         assert not re.search(r"^\s*(import|from)\s+liburing", open(path).read(), re.M), path
 
 
@@ -295,7 +315,7 @@ FALLBACKS = [
 @pytest.mark.parametrize("extra", FALLBACKS, ids=lambda a: " ".join(a).replace("--", ""))
 def test_every_fallback_serves_exactly(extra):
     if "--sqpoll" in extra and os.uname().machine != "x86_64":
-        pytest.skip("--sqpoll is allowed on x86-64 only (see servers/uring.py)")
+        pytest.skip("--sqpoll is allowed on x86-64 only (see servers/uring/)")
     with launch.start(ENTRY, extra) as server:
         line = server.ready_line
         if "multishot-accept" in extra:
