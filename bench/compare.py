@@ -39,6 +39,9 @@ from pathlib import Path
 
 from bench import results
 from bench.report import view
+from bench.report.blocks import (
+    Block, BulletList, Heading, Paragraph, Table, page, to_html, to_markdown,
+)
 from bench.report.fmt import fmt_pct, fmt_ratio, fmt_rps, fmt_small, fmt_spread, fmt_us
 
 NOISE_FLOOR_PCT = 2.0
@@ -197,53 +200,58 @@ def noise_notes(v: view.View) -> list[str]:
 
 def run_line(label: str, v: view.View) -> str:
     profile = v.meta.get("profile") or "?"
-    return f"- **{label}**: `{v.run_id}` ({profile}; {v.machine_text}; {v.date})"
+    return f"**{label}**: `{v.run_id}` ({profile}; {v.machine_text}; {v.date})"
 
 
-def markdown(base: view.View, others: list[view.View], changes: dict[str, list[Change]],
-             fail_above: float | None) -> tuple[list[str], list[Change]]:
-    md = [f"# bench compare: {len(others)} run{'s' if len(others) != 1 else ''} against "
-          f"`{base.run_id}`", "", run_line("baseline (A)", base)]
-    md += [run_line(f"B{i + 1 if len(others) > 1 else ''}", o) for i, o in enumerate(others)]
-    md += ["", f"Verdicts: **faster** / **slower** (CPU: **less CPU** / **more CPU**) when a "
-               f"Welch t-test over the repeats says the runs differ at 95 % and the change is at "
-               f"least {NOISE_FLOOR_PCT:g} %; else **within noise**; **noise unknown** where a "
-               f"run has one repeat. Spreads: (CI …) is the 95 % CI of the median, else min–max."]
+def document(base: view.View, others: list[view.View], changes: dict[str, list[Change]],
+             fail_above: float | None) -> tuple[list[Block], list[Change]]:
+    """The comparison as blocks (printed as Markdown, written as HTML), and the regressions."""
+    doc: list[Block] = [
+        Heading(1, f"bench compare: {len(others)} run{'s' if len(others) != 1 else ''} against "
+                   f"`{base.run_id}`"),
+        BulletList([run_line("baseline (A)", base)]
+                   + [run_line(f"B{i + 1 if len(others) > 1 else ''}", o)
+                      for i, o in enumerate(others)]),
+        Paragraph(f"Verdicts: **faster** / **slower** (CPU: **less CPU** / **more CPU**) when a "
+                  f"Welch t-test over the repeats says the runs differ at 95 % and the change is "
+                  f"at least {NOISE_FLOOR_PCT:g} %; else **within noise**; **noise unknown** "
+                  f"where a run has one repeat. Spreads: (CI …) is the 95 % CI of the median, "
+                  f"else min–max.")]
     regressions = []
     for other in others:
         found = changes[other.run_id]
         ratios = base.has_ratios and other.has_ratios
         lead = "vs_ref" if ratios else "rps"
-        md += ["", f"## `{other.run_id}` against `{base.run_id}`", ""]
+        doc.append(Heading(2, f"`{other.run_id}` against `{base.run_id}`"))
         if not ratios:
-            md.append("Compared on absolute figures: "
-                      + ("neither run has" if not (base.has_ratios or other.has_ratios)
-                         else "only one run has") + " a C reference measured beside the servers, "
-                      "so a change of machine or a busy machine shows up as a change of every "
-                      "server.")
-            md.append("")
+            doc.append(Paragraph(
+                "Compared on absolute figures: "
+                + ("neither run has" if not (base.has_ratios or other.has_ratios)
+                   else "only one run has") + " a C reference measured beside the servers, so a "
+                "change of machine or a busy machine shows up as a change of every server."))
         if base.machine_text != other.machine_text:
-            md += [f"The runs come from different machines ({base.machine_text} vs "
-                   f"{other.machine_text}).", ""]
+            doc.append(Paragraph(f"The runs come from different machines ({base.machine_text} "
+                                 f"vs {other.machine_text})."))
         if moves := reference_moves(base, other):
             ref = next(iter(moves.values()))[0]
             where = ", ".join(f"{cell.label} {fmt_pct(change)}" for cell, (_, change) in moves.items())
-            md += [f"**The machine changed between the runs.** The reference (`{ref}`) itself ran "
-                   f"at another speed in B, beyond noise: {where} in req/s. A ratio to it cancels "
-                   "a change that speeds or slows every server alike, not one that hits the "
-                   "kernel-heavy reference and an interpreter unequally (docs/bench.md, \"The "
-                   "reference, and figures as ratios\"), so in "
-                   f"{'that cell' if len(moves) == 1 else 'those cells'} a vs_ref verdict may be "
-                   "the machine's as much as the server's. Runs compare best when the reference "
-                   "ran at the same speed in both.", ""]
-        for label, v in (("A", base), ("B", other)):
-            md += [f"- {label}: {note}" for note in noise_notes(v)]
-        if any(noise_notes(v) for v in (base, other)):
-            md.append("")
+            doc.append(Paragraph(
+                f"**The machine changed between the runs.** The reference (`{ref}`) itself ran "
+                f"at another speed in B, beyond noise: {where} in req/s. A ratio to it cancels "
+                "a change that speeds or slows every server alike, not one that hits the "
+                "kernel-heavy reference and an interpreter unequally (docs/bench.md, \"The "
+                "reference, and figures as ratios\"), so in "
+                f"{'that cell' if len(moves) == 1 else 'those cells'} a vs_ref verdict may be "
+                "the machine's as much as the server's. Runs compare best when the reference "
+                "ran at the same speed in both."))
+        if said := [f"{label}: {note}" for label, v in (("A", base), ("B", other))
+                    for note in noise_notes(v)]:
+            doc.append(BulletList(said))
         if not found:
-            md.append("No server was measured in a cell both runs have: nothing to compare.")
+            doc.append(Paragraph("No server was measured in a cell both runs have: nothing to "
+                                 "compare."))
             continue
-        md += ["### Per server", ""]
+        servers = []
         for server, counts in per_server(found, lead).items():
             order = ("faster", "slower", "within noise", "noise unknown")
             text = ", ".join(f"{counts[k]} cell{'s' if counts[k] != 1 else ''} {k}"
@@ -257,36 +265,30 @@ def markdown(base: view.View, others: list[view.View], changes: dict[str, list[C
             cells = sum(counts.values())
             also = ("" if not moved else "; the reference moved there" if moved == cells == 1 else
                     f"; the reference moved in {'all' if moved == cells else moved} of these {cells} cells")
-            md.append(f"- **{server}**: {overall} ({text}; by {'vs_ref' if ratios else 'req/s'}{also})")
-        md += ["", "### Every figure", "",
-               "| server | cell | figure | A | B | change | verdict | the runs said |",
-               "|---|---|---|---:|---:|---:|---|---|"]
-        for c in found:
-            verdict = c.verdict if c.verdict in ("within noise", "noise unknown") else f"**{c.verdict}**"
-            md.append(f"| `{c.server}` | {c.cell.label} | {c.metric.title} | "
-                      f"{fmt_spread(c.a, c.metric.fmt)} | {fmt_spread(c.b, c.metric.fmt)} | "
-                      f"{fmt_pct(c.change)} | {verdict} | {c.flags} |")
+            servers.append(f"**{server}**: {overall} ({text}; by "
+                           f"{'vs_ref' if ratios else 'req/s'}{also})")
+        doc += [Heading(3, "Per server"), BulletList(servers), Heading(3, "Every figure"),
+                Table(["server", "cell", "figure", "A", "B", "change", "verdict", "the runs said"],
+                      [[f"`{c.server}`", c.cell.label, c.metric.title,
+                        fmt_spread(c.a, c.metric.fmt), fmt_spread(c.b, c.metric.fmt),
+                        fmt_pct(c.change),
+                        c.verdict if c.verdict in ("within noise", "noise unknown")
+                        else f"**{c.verdict}**", c.flags] for c in found],
+                      right={"A", "B", "change"})]
         if fail_above is not None:
             regressions += [c for c in found
                             if c.worse_beyond_noise and abs(c.change) * 100 > fail_above]
     if fail_above is not None:
-        md += ["", "## Regressions", ""]
+        doc.append(Heading(2, "Regressions"))
         if regressions:
-            md += [f"- `{c.server}` at {c.cell.label}: {c.metric.title} {fmt_pct(c.change)} "
-                   f"({c.verdict}, beyond noise and above {fail_above:g} %"
-                   + (f"; the reference moved {fmt_pct(c.ref_moved)} there" if c.ref_moved is not None else "")
-                   + ")" for c in regressions]
+            doc.append(BulletList([
+                f"`{c.server}` at {c.cell.label}: {c.metric.title} {fmt_pct(c.change)} "
+                f"({c.verdict}, beyond noise and above {fail_above:g} %"
+                + (f"; the reference moved {fmt_pct(c.ref_moved)} there" if c.ref_moved is not None else "")
+                + ")" for c in regressions]))
         else:
-            md.append(f"None beyond noise and above {fail_above:g} %.")
-    return md, regressions
-
-
-def write_html(md: list[str], path: Path) -> None:
-    from bench.report.html import STYLE, md_to_html
-
-    body = md_to_html("\n".join(md), lambda alt, src: "")
-    path.write_text(f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>bench "
-                    f"compare</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
+            doc.append(Paragraph(f"None beyond noise and above {fail_above:g} %."))
+    return doc, regressions
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -319,10 +321,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     base, others = views[0], views[1:]
     changes = {o.run_id: compare(base, o) for o in others}
-    md, regressions = markdown(base, others, changes, args.fail_above)
-    print("\n".join(md))
+    doc, regressions = document(base, others, changes, args.fail_above)
+    sys.stdout.write(to_markdown(doc))
     if args.html:
-        write_html(md, args.html)
+        args.html.write_text(page("bench compare", to_html(doc)))
         print(f"\nwrote {args.html}", file=sys.stderr)
     return 1 if regressions else 0
 

@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
 
 from bench import results  # noqa: E402
 from bench.report import build as report  # noqa: E402
-from bench.report import fmt, view  # noqa: E402
+from bench.report import blocks, document, fmt, view  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "run_small"
 SERVERS = ("iterative", "threads", "fork", "epoll", "uvloop", "io_uring")
@@ -325,7 +325,7 @@ def test_noisy_results_are_never_ranked_and_the_busy_machine_is_said(schema2):
     ranked, others = view.ranked(v, cell)
     assert "threads" not in [o.server for o in ranked]
     assert "threads" in [o.server for o in others]
-    line = report.markdown.headline(v, cell)
+    line = blocks.to_markdown([document.headline(v, cell)]).splitlines()
     throughput = next(x for x in line if x.startswith("- **Throughput"))
     assert "threads" in throughput.split("not ranked:")[1]
     assert "(noisy window)" in throughput
@@ -380,9 +380,10 @@ def test_open_loop_sweep_of_eight_shares_shows_the_knee(tmp_path):
     section = text.split("## Latency vs offered load (open loop)", 1)[1].split("\n## ", 1)[0]
     assert "**threads (100 × 1 KiB)** kept up to" in section and "(55 % of its peak)" in section
     assert "epoll (100 × 1 KiB)" in section
-    from bench.report import charts, notes
+    from bench.report import notes
+    from bench.report.series import openloop_series
 
-    series = charts.openloop_series(v)
+    series = openloop_series(v)
     epoll = notes.LoadCurve.read("epoll", series[("epoll", 100, KIB)])
     assert len(epoll.outcomes) == len(SWEEP) and SWEEP[epoll.knee] == 1.0  # kept up to 85 %
 
@@ -668,8 +669,6 @@ def test_c100k_sweep_says_the_most_each_server_held_and_what_stopped_it(tmp_path
     """`make bench-c100k`'s cells (a fixed total rate over ever more connections): per server the
     largest count held with an echo on every connection, its costs there, and the next count's
     fate, a skip for this machine's fd limit said once, in full, under the table."""
-    from bench.report import markdown
-
     rate, counts = 10_000.0, (1_000, 10_000, 30_000)
     fd_limit = ("the server needs about 30,032 open files, but the hard limit (ulimit -Hn) is "
                 "20,000: raise it as root (ulimit -n 30032, or LimitNOFILE / limits.conf), then "
@@ -702,7 +701,7 @@ def test_c100k_sweep_says_the_most_each_server_held_and_what_stopped_it(tmp_path
     v = view.load(run_dir)
     cells = view.scale_cells(v)
     assert [c.conns for c in cells] == list(counts)
-    section = "\n".join(markdown.scale_section(v, cells))
+    section = blocks.to_markdown(document.scale_section(v, cells))
     rows = {re.match(r"\| `([^`]+)`", r)[1]: [c.strip() for c in r.split("|")[1:-1]]
             for r in section.splitlines() if r.startswith("| `")}
     assert [rows[s][2] for s in ("uvloop", "epoll", "asyncio")] == ["30,000", "10,000", "1,000"]
@@ -714,17 +713,17 @@ def test_c100k_sweep_says_the_most_each_server_held_and_what_stopped_it(tmp_path
     assert rows["epoll"][3] == "260 B" and rows["epoll"][4] == "4,000" and rows["epoll"][6] == "10,004"
     assert "At 10,000 connections, held by 2 servers, memory per connection went from 260 B " \
         "(epoll) to 1.86 KiB (uvloop)" in section
-    head = "\n".join(markdown.headline(v, None))
+    head = blocks.to_markdown([document.headline(v, None)])
     assert "30,000: uvloop; 10,000: epoll; 1,000: asyncio" in head
     assert "Convergence" not in head  # one round: no CI to speak of
     assert "the ramp's own pace" in section  # every server accepted at 4,000/s
-    from bench.report import charts
-    _, mem_cells, points = charts.memory_points(v)  # no closed-loop cell: the sweep's counts
+    from bench.report.series import memory_points
+    _, mem_cells, points = memory_points(v)  # no closed-loop cell: the sweep's counts
     assert mem_cells == cells and points[("epoll", cells[1])].median == 260
     assert "Convergence" not in head  # one round: no CI to speak of
     assert "the ramp's own pace" in section  # every server accepted at 4,000/s
-    from bench.report import charts
-    _, mem_cells, points = charts.memory_points(v)  # no closed-loop cell: the sweep's counts
+    from bench.report.series import memory_points
+    _, mem_cells, points = memory_points(v)  # no closed-loop cell: the sweep's counts
     assert mem_cells == cells and points[("epoll", cells[1])].median == 260
 
 

@@ -12,104 +12,55 @@ writes beside RUN_DIR/results.jsonl:
 - report.md          the headline, every chart with what to notice, problems, every result
 - report.html        the same text with interactive charts: one file, plotly.js inlined, offline
 - charts/*.png, .svg the static charts (bench/report/charts.py)
-- summary.csv, .json one row per server x cell, from results.fold()
+- summary.csv, .json one row per server x cell, from results.fold() (bench/report/summary.py)
 
-The parts, each one job: bench/report/view.py (the run arranged for showing; which cell to headline;
-which results may lead), bench/report/notes.py (what to notice), bench/report/charts.py (PNG/SVG),
-bench/report/markdown.py (report.md), bench/report/html.py (report.html).
+The parts, each one job, in the order a report is made:
+
+    view.py      the run arranged for showing: order, colours, which cell to headline, which
+                 results may lead
+    notes.py     what to notice: the sentences under each chart and in the headline
+    series.py    what each chart shows, computed once for both plotting stacks
+    charts.py    the PNG and SVG charts (matplotlib), drawn from the series
+    document.py  the report as blocks: headings, paragraphs, tables, charts
+    blocks.py    the blocks rendered to Markdown (report.md) and to HTML
+    html.py      report.html: the blocks, the charts drawn again with plotly from the series
+    summary.py   summary.csv and summary.json
+    fmt.py       one formatter for each kind of figure
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import re
 import sys
 from pathlib import Path
 
 from bench import results
-from bench.report import charts, html, markdown, view
+from bench.report import blocks, charts, document, html, series, summary, view
 from bench.report.view import ReportError
 
-__all__ = ["ReportError", "build_report", "main", "parse_cell", "write_summary"]
-
-SUMMARY_FIELDS = ("server", "family", "is_reference", "conns", "size_bytes", "rate",
-                  "rate_fraction_of_peak", "cell", "status", "verdict", "repeats", "measured",
-                  "vs_ref", "vs_ref_ci95_low", "vs_ref_ci95_high", "converged", "cpu_vs_ref",
-                  "rps_median", "rps_low", "rps_high", "rps_ci95_low", "rps_ci95_high",
-                  "p50_us", "p99_us", "p99_99_us", "server_cpu_us_per_request",
-                  "ctx_switches_per_request", "mem_per_conn_bytes", "client_bound", "noisy",
-                  "reason")
+__all__ = ["ReportError", "build_report", "main", "parse_cell"]
 
 
-def summary_rows(v: view.View) -> list[dict]:
-    """One row per server x cell, every figure from results.CellSummary."""
-    rows = []
-    for cell in v.cells:
-        for server in v.servers:
-            o = v.outcome(server, cell)
-            if o is None:
-                continue
-            rps, ci = o.rps, o.vs_ref_ci95
-
-            def med(key, o=o):
-                s = o.stat(key)
-                return s.median if s else None
-
-            rows.append({
-                "server": server, "family": v.families[server], "is_reference": o.is_reference,
-                "conns": cell.conns, "size_bytes": cell.size_bytes, "rate": cell.rate,
-                "rate_fraction_of_peak": cell.fraction, "cell": cell.label,
-                "status": o.status, "verdict": o.verdict, "repeats": len(o.measurements),
-                "measured": len(o.measured), "vs_ref": o.vs_ref,
-                "vs_ref_ci95_low": ci[0] if ci else None, "vs_ref_ci95_high": ci[1] if ci else None,
-                "converged": o.converged if o.vs_ref is not None else None,
-                "cpu_vs_ref": o.cpu_vs_ref,
-                "rps_median": rps.median if rps else None, "rps_low": rps.low if rps else None,
-                "rps_high": rps.high if rps else None,
-                "rps_ci95_low": rps.ci95[0] if rps and rps.ci95 else None,
-                "rps_ci95_high": rps.ci95[1] if rps and rps.ci95 else None,
-                "p50_us": med(lambda m: (m.latency_us or {}).get("p50")),
-                "p99_us": med(lambda m: (m.latency_us or {}).get("p99")),
-                "p99_99_us": med(lambda m: (m.latency_us or {}).get("p99_99")),
-                "server_cpu_us_per_request": med("server_cpu_us_per_request"),
-                "ctx_switches_per_request": med("ctx_per_request"),
-                "mem_per_conn_bytes": med("mem_per_conn_bytes"),
-                "client_bound": o.client_bound, "noisy": o.noisy,
-                "reason": "; ".join(o.reasons) or None,
-            })
-    return rows
-
-
-def write_summary(v: view.View) -> tuple[Path, Path]:
-    rows = summary_rows(v)
-    csv_path, json_path = v.dir / "summary.csv", v.dir / "summary.json"
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if row[k] is None else row[k] for k in SUMMARY_FIELDS})
-    json_path.write_text(json.dumps({"run_id": v.run_id, "schema": results.SCHEMA_VERSION,
-                                     "rows": rows}, indent=1) + "\n")
-    return csv_path, json_path
-
-
-def build_report(run_dir: str | Path, *, cell: tuple[int, int] | None = None) -> Path:
+def build_report(run: str | Path | results.Run, *, cell: tuple[int, int] | None = None) -> Path:
     """Draw every chart the run has data for into RUN_DIR/charts/, write report.md, report.html,
-    summary.csv and summary.json. `cell` = (connections, message bytes) picks the headline cell
+    summary.csv and summary.json. `run` is a run directory, or a run already read (the runner
+    hands over the one it holds). `cell` = (connections, message bytes) picks the headline cell
     (default: view.headline_cell). Returns the path of report.md; raises ReportError."""
-    v = view.load(run_dir)
+    v = view.of_run(run) if isinstance(run, results.Run) else view.load(run)
     focus = view.headline_cell(v, cell)
     charts_dir = v.dir / "charts"
     charts_dir.mkdir(exist_ok=True)
     for pattern in charts.CHART_GLOB:  # a redraw must not leave a chart this run no longer has
         for stale in charts_dir.glob(pattern):
             stale.unlink()
-    drawn = charts.draw_all(v, charts_dir, focus, asked=cell is not None)
-    path = markdown.write(v, drawn, focus)
-    write_summary(v)
-    html.write(v, drawn, path)
+    planned = series.plan(v, focus, asked=cell is not None)
+    charts.draw(v, planned, charts_dir)
+    doc = document.report(v, planned, focus)
+    path = v.dir / "report.md"
+    path.write_text(blocks.to_markdown(doc))
+    summary.write(v)
+    html.write(v, doc)
     return path
 
 

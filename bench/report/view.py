@@ -159,7 +159,8 @@ def _shade(colour: str, rank: int, count: int) -> str:
 
 
 def load(run_dir: str | Path) -> View:
-    """The run through results.read_run; ReportError (with what to do) when it cannot be used."""
+    """The run in `run_dir` through results.read_run, its warnings printed once; ReportError (with
+    what to do) when it cannot be used."""
     import warnings
 
     with warnings.catch_warnings():
@@ -170,6 +171,12 @@ def load(run_dir: str | Path) -> View:
             raise ReportError(str(exc)) from None
     for note in run.warnings:
         print(f"warning: {note}", file=sys.stderr)
+    return of_run(run)
+
+
+def of_run(run: results.Run) -> View:
+    """A run already read (results.read_run, or the one the runner holds) arranged for showing;
+    ReportError if it measured nothing."""
     if not run.measurements:
         raise ReportError(f"{run.dir / 'results.jsonl'} is empty: the run measured nothing. Run "
                           f"`make bench` again (and look at its output for why it stopped).")

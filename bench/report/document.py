@@ -1,37 +1,28 @@
-"""report.md: the headline, every chart with what to notice, the C10K table, problems, every
-result and the run's metadata. The HTML page (bench/report/html.py) renders this same text, with the
-charts made interactive, so the two never say different things.
+"""The report as blocks: the headline, every chart with what to notice, the C10K table, problems,
+every result and the run's metadata. report.md and report.html are both rendered from these
+blocks (bench/report/blocks.py), so the two never say different things.
+
+    doc = report(view, charts, focus)   # charts: series.plan(...), drawn
+    blocks.to_markdown(doc)             # report.md
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from bench import results
 from bench.report import notes
-from bench.report.charts import Chart, basis_name
+from bench.report.blocks import (
+    Block, BulletList, Code, Details, Figure, Heading, Paragraph, Table, anchor, md_escape,
+)
 from bench.report.fmt import (
     fmt_bytes, fmt_percentile, fmt_ratio, fmt_rps, fmt_share, fmt_size, fmt_small,
     fmt_spread, fmt_us, join, one_line,
 )
-from bench.report.view import (View, c10k_cell, c10k_heading, clean, offered, requests, scale_cells,
-                        scale_heading, separation)
-
-
-def md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def anchor(heading: str) -> str:
-    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
-    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
-
-
-def table(head: list[str], rows: list[list[str]], right: set[str] = frozenset()) -> list[str]:
-    out = ["| " + " | ".join(head) + " |",
-           "|" + "|".join("---:" if h in right else "---" for h in head) + "|"]
-    return out + ["| " + " | ".join(md_escape(v) for v in row) + " |" for row in rows]
+from bench.report.series import Chart, basis_name
+from bench.report.view import (
+    View, c10k_cell, c10k_heading, clean, offered, requests, scale_cells, scale_heading, separation,
+)
 
 
 def interrupted_text(view: View) -> str | None:
@@ -42,7 +33,7 @@ def interrupted_text(view: View) -> str | None:
             f"measurements ({stop.get('signal', 'stopped')})")
 
 
-def metadata(view: View) -> list[str]:
+def metadata(view: View) -> Table:
     meta, machine = view.meta, view.meta.get("machine") or {}
     rows = [("run id", f"`{view.run_id}`"), ("date", meta.get("created", "unknown")),
             ("profile", meta.get("profile_description") and
@@ -113,7 +104,7 @@ def metadata(view: View) -> list[str]:
     if meta.get("duration_s"):
         minutes, seconds = divmod(round(meta["duration_s"]), 60)
         rows.append(("run time", f"{minutes} min {seconds} s" if minutes else f"{seconds} s"))
-    return table(["field", "value"], [[k, str(v)] for k, v in rows if v not in (None, "")])
+    return Table(["field", "value"], [[k, str(v)] for k, v in rows if v not in (None, "")])
 
 
 def p99_text(o: results.CellSummary) -> str:
@@ -123,7 +114,7 @@ def p99_text(o: results.CellSummary) -> str:
     return text if marked == "p99" else f"{text} ({marked.split('(')[1]}"
 
 
-def results_table(view: View) -> list[str]:
+def results_table(view: View) -> Table:
     has_open = any(c.is_open for c in view.cells)
     ratios = view.has_ratios
     head = (["server", "family", "conns", "size"] + (["offered req/s"] if has_open else [])
@@ -163,13 +154,13 @@ def results_table(view: View) -> list[str]:
                     fmt_spread(o.mem_per_conn_bytes, fmt_bytes),
                     "ok" if o.verdict == "ok" else f"**{o.verdict}**", o.repeats_text]
             rows.append(row)
-    return table(head, rows, right)
+    return Table(head, rows, right)
 
 
-def problems(view: View) -> list[str]:
+def problems(view: View) -> list[Block]:
     """A bullet per server and reason (cells that went wrong the same way listed together), with
     the server's last stderr lines folded away beneath."""
-    out = []
+    out: list[str | list[Block]] = []
     for server in view.servers:
         if server in view.skipped_servers:
             continue
@@ -181,18 +172,16 @@ def problems(view: View) -> list[str]:
         for (status, reasons), outs in groups.items():
             why = "; ".join(one_line(r, 400) for r in reasons) or "no reason recorded"
             where = ", ".join(f"{o.cell.label} ({o.repeats_text})" for o in outs)
-            out.append(f"- **{server}**, {status} at {where}: {why}.")
+            said = f"**{server}**, {status} at {where}: {why}."
             tail = next((o.stderr_tail for o in outs if o.stderr_tail), None)
-            if tail:
-                tail = tail.rstrip().replace("```", "` ` `")  # must not close the code block
-                out += ["", "  <details><summary>server stderr (last lines)</summary>", "",
-                        "  ```text", *[f"  {t}" for t in tail.splitlines()], "  ```", "",
-                        "  </details>", ""]
+            out.append([Paragraph(said), Details("server stderr (last lines)",
+                                                 [Code(tail.rstrip())])] if tail else said)
     for server, reason in view.skipped_servers.items():
-        out.append(f"- **{server}**: skipped, not run on this machine: {one_line(reason, 400)}.")
-    if out:
-        out = ["(n/m) after a cell: the repeats that measured something, of those run.", ""] + out
-    return out
+        out.append(f"**{server}**: skipped, not run on this machine: {one_line(reason, 400)}.")
+    if not out:
+        return []
+    return [Paragraph("(n/m) after a cell: the repeats that measured something, of those run."),
+            BulletList(out)]
 
 
 def _peak(o: results.CellSummary, key: str) -> float | None:
@@ -200,18 +189,18 @@ def _peak(o: results.CellSummary, key: str) -> float | None:
     return max(values) if values else None
 
 
-def c10k_section(view: View, cell: results.CellKey) -> list[str]:
+def c10k_section(view: View, cell: results.CellKey) -> list[Block]:
     """Per server at the largest cell: whether it held every connection, and what each cost."""
     conns = f"{cell.conns:,}"
-    out = [f"Dan Kegel's C10K problem on this machine: every server with {conns} clients "
+    intro = (f"Dan Kegel's C10K problem on this machine: every server with {conns} clients "
            f"connected at once ({cell.label}, closed loop, every echoed byte checked). **held** "
            f"counts the connections served to the end (not refused, reset or left without an "
            f"echo); **memory / conn** is the growth of the server's process tree "
            f"({basis_name(view.mem_basis())}) over its idle size, divided by the connections; "
            f"**CPU / req** is the server's own CPU time per round trip; processes, threads and "
-           f"fds are the most seen during the window."]
+             f"fds are the most seen during the window.")
     if cell.conns < 10_000:
-        out[0] += " The full profile (`make bench-full`) goes to 10,000 connections."
+        intro += " The full profile (`make bench-full`) goes to 10,000 connections."
     outs = sorted((o for s in view.servers if (o := view.outcome(s, cell))),
                   key=lambda o: (results.STATUS_ORDER.index(o.verdict)
                                  if o.verdict in results.STATUS_ORDER else 9,
@@ -232,12 +221,12 @@ def c10k_section(view: View, cell: results.CellKey) -> list[str]:
                      fmt_spread(o.cpu_us_per_request, lambda v: f"{fmt_small(v)} µs"),
                      " · ".join(f"{v:,.0f}" if v is not None else "—" for v in tree)
                      if any(v is not None for v in tree) else "—", why or "—"])
-    out += [""] + table(["server", "family", "verdict", f"held (of {conns})", "req/s", "p99",
-                         "memory / conn", "CPU / req", "processes · threads · fds", "why not"],
-                        rows, {f"held (of {conns})", "req/s", "p99", "memory / conn",
-                               "CPU / req", "processes · threads · fds"})
-    out += ["", " ".join(["**What to notice.**", *c10k_notes(view, cell, outs)])]
-    return out
+    return [Paragraph(intro),
+            Table(["server", "family", "verdict", f"held (of {conns})", "req/s", "p99",
+                   "memory / conn", "CPU / req", "processes · threads · fds", "why not"],
+                  rows, {f"held (of {conns})", "req/s", "p99", "memory / conn", "CPU / req",
+                         "processes · threads · fds"}),
+            Paragraph(" ".join(["**What to notice.**", *c10k_notes(view, cell, outs)]))]
 
 
 def c10k_notes(view: View, cell: results.CellKey, outs: list) -> list[str]:
@@ -300,12 +289,12 @@ def scale_groups(view: View, cells: list[results.CellKey]) -> list[tuple[int, li
     return sorted(groups.items(), reverse=True)
 
 
-def scale_section(view: View, cells: list[results.CellKey]) -> list[str]:
+def scale_section(view: View, cells: list[results.CellKey]) -> list[Block]:
     """Past C10K (`make bench-c100k`): per server, the most connections it held with echo on all,
     what each cost there, and what happened at the next count."""
     counts = ", ".join(f"{c.conns:,}" for c in cells)
     rate = f"{cells[0].rate:,.0f}"
-    out = [f"Each server was offered {counts} connections ({fmt_bytes(cells[0].size_bytes)} "
+    intro = (f"Each server was offered {counts} connections ({fmt_bytes(cells[0].size_bytes)} "
            f"messages), most of them idle, as real C10K traffic is: {rate} requests/s in total "
            f"spread over all of them in open loop (latency from the intended send time), every "
            f"echoed byte checked. **largest held**: the most connections it served to the end, "
@@ -313,7 +302,7 @@ def scale_section(view: View, cells: list[results.CellKey]) -> list[str]:
            f"tree over its idle size, {basis_name(view.mem_basis())}), **accepted / s** (how fast "
            f"the connection ramp was accepted), **p99** at {rate} req/s and the most **fds** the "
            f"server had open. **beyond it**: what happened at the next count; the notes under "
-           f"the table give each reason in full."]
+             f"the table give each reason in full.")
     held = scale_held(view, cells)
     reasons: dict[str, int] = {}
     rows = []
@@ -336,11 +325,12 @@ def scale_section(view: View, cells: list[results.CellKey]) -> list[str]:
                      p99_text(o) if o else "—",
                      f"{fds:,.0f}" if fds is not None else "—", beyond])
     rows.sort(key=lambda r: -int(r[2].replace(",", "")) if r[2] != "none" else 1)
-    out += [""] + table(["server", "family", "largest held", "memory / conn", "accepted / s",
-                         "p99", "fds", "beyond it"], rows,
-                        {"largest held", "memory / conn", "accepted / s", "p99", "fds"})
+    out: list[Block] = [
+        Paragraph(intro),
+        Table(["server", "family", "largest held", "memory / conn", "accepted / s", "p99", "fds",
+               "beyond it"], rows, {"largest held", "memory / conn", "accepted / s", "p99", "fds"})]
     if reasons:
-        out += [""] + [f"- [{n}] {md_escape(why)}" for why, n in reasons.items()]
+        out.append(BulletList([f"[{n}] {md_escape(why)}" for why, n in reasons.items()]))
     notes_ = [" ".join(f"{conns:,}: {join(names)}." if conns else f"None held: {join(names)}."
                        for conns, names in scale_groups(view, cells))]
     for at in reversed(cells):  # the largest count two servers or more held
@@ -362,47 +352,50 @@ def scale_section(view: View, cells: list[results.CellKey]) -> list[str]:
     if any("ulimit -Hn" in why for why in reasons):
         notes_.append("A count skipped for the open-files limit is this machine's limit, not the "
                       "model's: the note says how to raise it.")
-    out += ["", " ".join(["**What to notice.** Largest count held:", *notes_])]
+    out.append(Paragraph(" ".join(["**What to notice.** Largest count held:", *notes_])))
     return out
 
 
-def headline(view: View, focus: results.CellKey | None) -> list[str]:
-    lines = []
+def headline(view: View, focus: results.CellKey | None) -> BulletList:
+    """The run in a few bullets: noise, the ranking at the headline cell, convergence, verdicts,
+    and what the largest cells held."""
+    lines: list[str | list[Block]] = []
     if (text := interrupted_text(view)) is not None:
-        lines.append(f"- **This run was {text}**; the report shows what was measured.")
-    lines += [f"- {n}" for n in notes.noise(view)]
+        lines.append(f"**This run was {text}**; the report shows what was measured.")
+    lines += notes.noise(view)
     if focus is not None and (order := notes.ranking(view, focus)):
         what = ("ratio to the C reference's req/s, absolute req/s beside it" if view.has_ratios
                 else "req/s")
-        lines.append(f"- **Throughput at {focus.label}** ({what}; fastest first; ≈: within "
-                     f"noise of the one before, >: beyond it): {order}.")
+        said = [f"**Throughput at {focus.label}** ({what}; fastest first; ≈: within "
+                f"noise of the one before, >: beyond it): {order}."]
         if groups := notes.within_noise_groups(view, focus):
-            lines.append("  Within noise, each of the next (their spreads overlap, so this run "
-                         "cannot order them): " + "; ".join(join(g) for g in groups) + ".")
+            said.append("Within noise, each of the next (their spreads overlap, so this run "
+                        "cannot order them): " + "; ".join(join(g) for g in groups) + ".")
         why = ("the servers differ most there relative to their noise" if
                separation(view, focus)[1] >= 2 else "it is the busiest cell measured (no cell "
                "has two clean results to set apart)")
-        lines.append(f"  This cell is the headline because {why}; noisy, client-bound and "
-                     f"degraded results are never ranked.")
+        said.append(f"This cell is the headline because {why}; noisy, client-bound and "
+                    f"degraded results are never ranked.")
+        lines.append([Paragraph(*said)])
     if (text := notes.convergence(view)) is not None:
-        lines.append(f"- **Convergence**: {text}")
+        lines.append(f"**Convergence**: {text}")
     counts = dict.fromkeys(results.STATUS_ORDER, 0)
     for o in view.summaries.values():
         counts[o.verdict] = counts.get(o.verdict, 0) + 1
-    lines.append("- **Verdicts**: " + ", ".join(f"{n} {s}" for s, n in counts.items()) +
+    lines.append("**Verdicts**: " + ", ".join(f"{n} {s}" for s, n in counts.items()) +
                  " (server × cell results; see [the status matrix](#status-of-every-server-and-cell)).")
     if (big := c10k_cell(view)) is not None:
         outs = [o for s in view.servers if (o := view.outcome(s, big))]
         held = [o.server for o in outs if o.status == "ok"]
-        lines.append(f"- **{big.conns:,} connections**: {len(held)} of {len(outs)} servers "
+        lines.append(f"**{big.conns:,} connections**: {len(held)} of {len(outs)} servers "
                      f"held them all (see [{c10k_heading(big)}](#{anchor(c10k_heading(big))})).")
     if cells := scale_cells(view):
         groups = "; ".join(f"{conns:,}: {join(names)}" if conns else f"none: {join(names)}"
                            for conns, names in scale_groups(view, cells))
-        lines.append(f"- **Connections held** (the most with an echo on every one, of "
+        lines.append(f"**Connections held** (the most with an echo on every one, of "
                      f"{', '.join(f'{c.conns:,}' for c in cells)} at {cells[0].rate:,.0f} req/s): "
                      f"{groups} (see [{scale_heading(cells)}](#{anchor(scale_heading(cells))})).")
-    return lines
+    return BulletList(lines)
 
 
 def display_dir(path: Path) -> str:
@@ -412,51 +405,58 @@ def display_dir(path: Path) -> str:
         return str(path)
 
 
-def write(view: View, charts: list[Chart], focus: results.CellKey | None) -> Path:
+def report(view: View, charts: list[Chart], focus: results.CellKey | None) -> list[Block]:
+    """The whole report, as blocks, in the order report.md and report.html show it."""
     spread = ("the 95 % CI of the median where a cell has 6 repeats or more, else their min–max"
               if view.has_ratios else "their spread (min–max)")
-    md = [f"# Bench report: run `{view.run_id}`", "",
-          f"Every echo server of the lab measured on {view.machine_text} on {view.date}. Numbers "
-          f"are medians over the repeats with {spread}; redraw this report from the saved results "
-          f"with `make report RUN={display_dir(view.dir)}`. [report.html](report.html) is the "
-          f"same report with interactive charts, one file that works offline.", ""]
-    md += headline(view, focus) + [""]
+    intro = (f"Every echo server of the lab measured on {view.machine_text} on {view.date}. Numbers "
+             f"are medians over the repeats with {spread}; redraw this report from the saved "
+             f"results with `make report RUN={display_dir(view.dir)}`. ")
+    doc: list[Block] = [
+        Heading(1, f"Bench report: run `{view.run_id}`"),
+        Paragraph(intro + "[report.html](report.html) is the same report with interactive "
+                          "charts, one file that works offline.",
+                  in_html=intro + "This page is the same report with interactive charts, one "
+                                  "file that works offline."),
+        headline(view, focus)]
     big = c10k_cell(view)
     sweep = scale_cells(view)
-    md += ["## Contents", ""]
+    contents = []
     for c in charts:
-        md.append(f"- [{c.heading}](#{anchor(c.heading)})")
+        contents.append(f"[{c.heading}](#{anchor(c.heading)})")
         if c.key == "status" and big is not None:
-            md.append(f"- [{c10k_heading(big)}](#{anchor(c10k_heading(big))})")
+            contents.append(f"[{c10k_heading(big)}](#{anchor(c10k_heading(big))})")
         if c.key == "status" and sweep:
-            md.append(f"- [{scale_heading(sweep)}](#{anchor(scale_heading(sweep))})")
-    md += ["- [Client-bound cells](#client-bound-cells)", "- [Problems](#problems)",
-           "- [All results](#all-results)", "- [The run](#the-run)", ""]
+            contents.append(f"[{scale_heading(sweep)}](#{anchor(scale_heading(sweep))})")
+    contents += ["[Client-bound cells](#client-bound-cells)", "[Problems](#problems)",
+                 "[All results](#all-results)", "[The run](#the-run)"]
+    doc += [Heading(2, "Contents"), BulletList(contents)]
     for chart in charts:
-        md += [f"## {chart.heading}", ""]
-        if chart.path is None:
-            md += [f"No chart: {chart.skipped_because}", ""]
+        doc.append(Heading(2, chart.heading))
+        if chart.file is None:
+            doc.append(Paragraph(f"No chart: {chart.skipped_because}"))
             continue
-        md += [f"![{chart.heading}]({chart.path.relative_to(view.dir).as_posix()})", ""]
+        doc.append(Figure(chart.heading, f"charts/{chart.file}", chart))
         if chart.notes:
-            md += ["**What to notice.** " + " ".join(chart.notes), ""]
+            doc.append(Paragraph("**What to notice.** " + " ".join(chart.notes)))
         if chart.key == "status" and big is not None:
-            md += [f"## {c10k_heading(big)}", ""] + c10k_section(view, big) + [""]
+            doc += [Heading(2, c10k_heading(big)), *c10k_section(view, big)]
         if chart.key == "status" and sweep:
-            md += [f"## {scale_heading(sweep)}", ""] + scale_section(view, sweep) + [""]
-    md += ["## Client-bound cells", ""]
-    md += (notes.client_bound(view) or ["None: in every cell the server, not the load generator, "
-                                        "was the saturated side."]) + [""]
-    md += ["## Problems", ""] + (problems(view) or ["None: every cell measured cleanly."]) + [""]
-    md += ["## All results", "",
-           "One row per server and cell: medians over the measured repeats, with their spread "
-           "where they differ (CI: the 95 % confidence interval of the median). **verdict** is "
-           "ok, noisy, client-bound, degraded, failed or skipped; **repeats** counts the repeats "
-           "that measured something, of those run. Latency is the round trip, from send (closed "
-           "loop) or from the intended send time (open loop); a p99 resting on fewer than "
-           f"{results.TAIL_MIN_SAMPLES} requests says how many.", ""]
-    md += results_table(view) + [""]
-    md += ["## The run", ""] + metadata(view) + [""]
-    path = view.dir / "report.md"
-    path.write_text("\n".join(md))
-    return path
+            doc += [Heading(2, scale_heading(sweep)), *scale_section(view, sweep)]
+    doc += [Heading(2, "Client-bound cells"),
+            Paragraph(*(notes.client_bound(view) or ["None: in every cell the server, not the "
+                                                     "load generator, was the saturated side."])),
+            Heading(2, "Problems"),
+            *(problems(view) or [Paragraph("None: every cell measured cleanly.")]),
+            Heading(2, "All results"),
+            Paragraph("One row per server and cell: medians over the measured repeats, with their "
+                      "spread where they differ (CI: the 95 % confidence interval of the median). "
+                      "**verdict** is ok, noisy, client-bound, degraded, failed or skipped; "
+                      "**repeats** counts the repeats that measured something, of those run. "
+                      "Latency is the round trip, from send (closed loop) or from the intended "
+                      "send time (open loop); a p99 resting on fewer than "
+                      f"{results.TAIL_MIN_SAMPLES} requests says how many."),
+            results_table(view),
+            Heading(2, "The run"),
+            metadata(view)]
+    return doc
