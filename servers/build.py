@@ -101,7 +101,9 @@ def build(source: str | Path, *, flags: tuple[str, ...] = (), extra_sources=()) 
 
     C and Go: the executable. Erlang: the directory holding the .beam (run it with
     ``erl -noshell -pa DIR -s MODULE``). Node: the source itself, once node is found.
-    Raises Unavailable with the reason and the fix.
+    ``extra_sources``: the program's other files, compiled with it; a C header (.h) among them
+    is not compiled (the sources include it) but hashed, so that editing it builds again, as
+    ``flags`` are (a changed -D value builds again). Raises Unavailable with the reason and the fix.
     """
     source = Path(source)
     if not source.is_absolute():
@@ -143,7 +145,7 @@ def _compile(kind: str, program: str, sources: list[Path], out: Path, stem: str,
     env = dict(os.environ)
     if kind == "c":
         cmd = [program, "-O2", "-g", "-Wall", "-Wextra", "-std=gnu11", *flags,
-               "-o", str(out / stem), *map(str, sources), "-lm"]
+               "-o", str(out / stem), *(str(s) for s in sources if s.suffix != ".h"), "-lm"]
     elif kind == "go":
         # One file, standard library only: no module, no network (GOPROXY=off), caches kept in
         # the build directory so a read-only home does not matter.
