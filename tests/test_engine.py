@@ -17,8 +17,9 @@ import time
 
 import pytest
 
-from bench.load import c_engine
 from bench import hist, load
+from bench.load import c_engine, contract
+from servers import build
 from tests.test_load import EchoServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,6 +92,43 @@ def test_every_bucket_of_the_range_has_hdrhs_index_and_value():
     expected = [(item.value_iterated_to, item.count_at_value_iterated_to)
                 for item in reference.get_recorded_iterator()]
     assert recorded == expected and len(recorded) == len(lowest)
+
+
+# -- the contract: one source for both engines ------------------------------------------------------
+
+
+@needs_c
+def test_the_engines_own_formulas_give_contract_pys_figures():
+    """engine.c writes the stall limit and the open-loop schedule again, in C (its constants come
+    from contract.py as -D flags): on the same inputs, the same figures, to the nanosecond."""
+    stalls = [(16, 40_000, 2.0, None), (10_000, 40_000, 2.0, None), (100_000, 12_345, 1.5, None),
+              (10_000, 40_000, 2.0, 20_000.0), (10, 0, 2.0, None), (3, 7, 0.0, None)]
+    schedules = [(0, 1, 1.0), (3, 7, 1000.0), (99_999, 100_000, 10_000.0), (12, 64, 333.3),
+                 (5, 50, float(contract.MAX_RATE_PER_S)), (1, 3, 2e9 / 5)]  # the last: a tie
+    lines = [f"stall {o} {c} {w!r} {r or 0.0!r}" for o, c, w, r in stalls]
+    lines += [f"schedule {g} {total} {rate!r}" for g, total, rate in schedules]
+    done = subprocess.run([str(c_engine.binary()), "--contract-selftest"], text=True,
+                          input="\n".join(lines), capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    got = done.stdout.splitlines()
+    assert len(got) == len(lines)
+    assert [float(v) for v in got[:len(stalls)]] == [contract.stall_limit_s(*s) for s in stalls]
+    assert [tuple(map(int, v.split())) for v in got[len(stalls):]] == \
+        [contract.open_loop_schedule(g, total, rate, start_ns=0) for g, total, rate in schedules]
+
+
+@needs_c
+def test_a_constant_changed_in_contract_py_rebuilds_the_engine_with_it(monkeypatch, tmp_path):
+    """The engine's constants are contract.py's, passed as -D flags: the build cache hashes the
+    flags, so a changed value gives a new engine that uses it, with no edit to engine.c."""
+    before = c_engine.binary()
+    monkeypatch.setattr(build, "CACHE", tmp_path)  # the new build goes here, not the shared cache
+    monkeypatch.setattr(contract, "STALL_TIMEOUT_S", 2.5)
+    after = c_engine.binary()
+    assert after != before and after.is_relative_to(tmp_path)
+    done = subprocess.run([str(after), "--contract-selftest"], text=True, capture_output=True,
+                          input="stall 1 1000 1.0 0\n", timeout=60)
+    assert float(done.stdout) == 2.5 == contract.stall_limit_s(1, 1000, 1.0, None)
 
 
 # -- choosing the engine ---------------------------------------------------------------------------

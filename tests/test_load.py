@@ -22,8 +22,9 @@ import time
 import psutil
 import pytest
 
-from bench.load import c_engine as engine_module
 from bench import hist, load
+from bench.load import c_engine as engine_module
+from bench.load import contract, handshake
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -457,6 +458,15 @@ def test_stall_limit_grows_with_connections_by_littles_law():
     assert load.stall_limit_s(10, 0, 2.0, None) == load.STALL_TIMEOUT_S  # nothing completed
 
 
+def test_a_name_that_does_not_resolve_gives_connect_errors_not_an_exception(engine):
+    # .invalid never resolves (RFC 6761); the C engine used to end its handshake early here
+    result = load.run_load("nonexistent.invalid", 9000, conns=2, size=64, duration=1.0,
+                           warmup=0.0, engine=engine)
+    assert result["errors"]["connect"] == 2 and result["requests"] == 0
+    assert result["conns_established"] == 0 and "connect" in result["error_examples"]
+    assert "no connection could be established; nothing was measured" in result["warnings"]
+
+
 def test_a_server_that_hangs_up_gives_resets(engine):
     with EchoServer(hang_up_after=5) as server:
         result = run(server.port, conns=4, duration=1.0, warmup=0.0, engine=engine)
@@ -469,6 +479,76 @@ def test_bad_arguments_to_run_load_raise_value_error():
                 {"engine": "fortran"}):
         with pytest.raises(ValueError):
             load.run_load("127.0.0.1", 9, **{"conns": 1, "size": 1, "duration": 1.0, **bad})
+
+
+# -- the handshake: one driver for both engines ------------------------------------------------------
+
+
+class FakeWorker:
+    """A handshake.Worker with no process behind it: says what it is told, notes what it gets."""
+
+    def __init__(self, name: str, ready, result=None):
+        self.name, self._ready, self._result = name, ready, result
+        self.got: list = []  # ("start", start_ns) or "stop", in order
+
+    def ready(self, deadline: float) -> dict:
+        if isinstance(self._ready, Exception):
+            raise self._ready
+        return self._ready
+
+    def start(self, start_ns: int) -> None:
+        self.got.append(("start", start_ns))
+
+    def stop(self) -> None:
+        self.got.append("stop")
+
+    def result(self, deadline: float) -> dict:
+        if isinstance(self._result, Exception):
+            raise self._result
+        return self._result
+
+
+def test_the_handshake_starts_every_worker_at_one_time_and_announces_the_window_first():
+    calls = []
+    first = FakeWorker("w0", {"conns_established": 2, "connect_s": 0.25},
+                       contract.worker_result(conns_established=2))
+    second = FakeWorker("w1", {"conns_established": 1, "connect_s": 0.5},
+                        handshake.Lost("sent no complete result in time"))
+    results, start_ns, notes = handshake.drive(
+        [first, second], ready_by=time.monotonic() + 1, warmup=0.2, duration=1.0,
+        on_window=lambda a, b: calls.append((time.monotonic_ns(), a, b)))
+    assert first.got == second.got == [("start", start_ns)]  # one start time for all
+    ((called_ns, window_start_ns, window_end_ns),) = calls
+    assert called_ns < start_ns < window_start_ns == start_ns + 200_000_000
+    assert window_end_ns == window_start_ns + 1_000_000_000
+    # the worker without a result is named; the other's result is kept, with its connect time
+    assert [(r["conns_established"], r["connect_s"]) for r in results] == [(2, 0.25)]
+    assert notes == ["w1 sent no complete result in time; its connections are missing from the "
+                     "result"]
+
+
+def test_the_handshake_measures_nothing_when_a_worker_is_not_ready_and_says_who():
+    ready = FakeWorker("w0", {"conns_established": 2, "connect_s": 0.1},
+                       contract.worker_result(conns_established=2))
+    gone = FakeWorker("w1", handshake.Lost("exited (code 1) before it was ready"))
+    results, start_ns, notes = handshake.drive([ready, gone], ready_by=time.monotonic() + 1,
+                                               warmup=0.0, duration=1.0,
+                                               on_window=lambda *_: pytest.fail("no window"))
+    assert start_ns is None and ready.got == gone.got == ["stop"]
+    assert [r["conns_established"] for r in results] == [2]  # what the ready one reports
+    assert notes == ["a worker failed to get ready; nothing was measured",
+                     "w1 exited (code 1) before it was ready; its connections are missing from "
+                     "the result"]
+
+
+def test_a_worker_result_holds_what_the_summary_reads_and_nothing_else():
+    empty = contract.worker_result()  # a worker that measured nothing
+    summary = contract.summarize([empty], host="h", port=1, conns=1, size=8, rate=None,
+                                 duration=1.0, warmup=0.0, n_workers=1, cpus=None, cores=1,
+                                 loop_name="-", result_warnings=[], start_ns=None, engine="c")
+    assert summary["requests"] == 0 and summary["errors"] == dict.fromkeys(ERROR_KINDS, 0)
+    with pytest.raises(TypeError, match="latency_hist"):
+        contract.worker_result(latency_hist="")  # a misspelt field is an error, not a new key
 
 
 # -- (f) the command line --------------------------------------------------------------------------

@@ -1,22 +1,25 @@
-"""The C load engine: build it, run it, turn what it prints into bench.load's worker results.
+"""The C load engine: build it, run it, turn what it prints into worker results.
 
     python -m bench.load --engine c --target 127.0.0.1:9000 --conns 64
+    python -m bench.load.c_engine          # build it now (cached), print its path or why not
 
-bench/load/__init__.py holds the readable Python/uvloop engine and its design essay (closed and open loop,
-coordinated omission, error kinds); engine.c in this directory does the same in C, as one epoll
-loop per thread, each thread pinned to a CPU, so that the generator costs less CPU per request
-than any server it measures and is never the bottleneck. This module is the glue:
+python_engine.py holds the readable Python/uvloop engine and its design essay (closed and open
+loop, coordinated omission, error kinds); engine.c in this directory does the same in C, as one
+epoll loop per thread, each thread pinned to a CPU, so that the generator costs less CPU per
+request than any server it measures and is never the bottleneck. This module is the glue:
 
-- `available()` builds engine.c at first use with servers/build.py (cached by source hash) and
-  runs it once in a subprocess; a missing compiler or a crash is a reason, never an exception.
-- `run(...)` starts the engine, waits for "ready <established>", sends "start <ns>", calls the
-  runner's `on_window(window_start_ns, window_end_ns)` right then (as the Python engine does), and
-  reads the result lines. Latencies arrive as (value, count) pairs, one per non-zero bucket of the
-  engine's HdrHistogram port; they are recorded into `hdrh` histograms at the bucket's lowest
-  value, which lands in the same bucket, so merging, encoding and percentiles stay exactly those
-  of bench/hist.py.
-- The result is one "worker result" in the format bench.load's `_summarize` reads, so both engines
-  produce the same summary keys.
+- `available()` builds engine.c (and hdr.c, its HdrHistogram port) at first use with
+  servers/build.py, with contract.py's constants as -D flags, cached by the hash of the sources
+  and the flags; then runs it once in a subprocess: a missing compiler or a crash is a reason,
+  never an exception.
+- `run_load(...)` plans the run as contract.py says (threads for workers), starts the engine
+  process(es) and takes them through handshake.py's handshake: "ready <established>
+  <connect_s>" on its stdout, "start <ns>" (or "stop") on its stdin, then the result lines.
+  Latencies arrive as (value, count) pairs, one per non-zero bucket of the engine's histograms;
+  they are recorded into `hdrh` histograms at the bucket's lowest value, which lands in the same
+  bucket, so merging, encoding and percentiles stay exactly those of bench/hist.py.
+- `parse_result` makes each process's lines one worker result (contract.worker_result), so both
+  engines' summaries come from contract.summarize, with the same keys.
 
 Past CONNS_PER_SOURCE connections to a loopback server, the engine spreads its connections over
 several source addresses (127.0.0.1, 127.0.0.2, ...): one (source, destination) pair has only
@@ -29,16 +32,32 @@ import ipaddress
 import math
 import os
 import select
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from bench import hist
+from bench.load import handshake, limits
+from bench.load.contract import (
+    ERROR_KINDS,
+    FD_HEADROOM,
+    RAMP_PAUSE_S,
+    alt_slice,
+    c_defines,
+    connect_plan,
+    cpu_plan,
+    summarize,
+    worker_count,
+    worker_result,
+)
 from servers import build
 
-SOURCE = Path(__file__).resolve().with_name("engine.c")
-FLAGS = ("-pthread",)
+HERE = Path(__file__).resolve().parent
+SOURCE = HERE / "engine.c"
+EXTRA_SOURCES = (HERE / "hdr.c", HERE / "hdr.h")
 # Connections per loopback source address. One source has ~28,000 ephemeral ports toward one
 # server, but connect() gets slower as they fill: the kernel searches the range for a free port
 # (__inet_hash_connect). Measured on a 2-core VM: 15,000 connections to c-epoll took 11.3 s to
@@ -48,11 +67,8 @@ FLAGS = ("-pthread",)
 CONNS_PER_SOURCE = 5_000
 MAX_SOURCES = 254  # 127.0.0.1 .. 127.0.0.254
 SPAWN_BUDGET_S = 5.0  # to exec a C program; generous, for slow CI machines
-FD_HEADROOM = 64  # files an engine process needs besides its connections (engine.c: the same)
 MAX_PROCESSES = 64  # engine processes at most, when the fd limit splits the connections
 PROBE_TIMEOUT_S = 30.0
-
-ERROR_KINDS = ("connect", "reset", "mismatch", "unserved", "timeout")
 
 _availability: tuple[bool, str | None] | None = None
 
@@ -63,7 +79,7 @@ class EngineError(RuntimeError):
 
 def binary() -> Path:
     """The built engine; raises build.Unavailable with the reason and the fix."""
-    return build.build(SOURCE, flags=FLAGS)
+    return build.build(SOURCE, flags=("-pthread", *c_defines()), extra_sources=EXTRA_SOURCES)
 
 
 def available() -> tuple[bool, str | None]:
@@ -83,7 +99,7 @@ def available() -> tuple[bool, str | None]:
                 why = (f"exit {done.returncode}" if done.returncode >= 0
                        else f"killed by signal {-done.returncode}")
                 _availability = (False, f"the built engine does not run here ({why}); rebuild "
-                                        f"with `python -m servers.build {SOURCE.relative_to(build.ROOT)}`")
+                                        "with `python -m bench.load.c_engine`")
             else:
                 _availability = (True, None)
         except build.Unavailable as exc:
@@ -102,6 +118,82 @@ def sources_for(host: str, conns: int) -> int:
     if not loopback or conns <= CONNS_PER_SOURCE:
         return 1
     return min(MAX_SOURCES, math.ceil(conns / CONNS_PER_SOURCE))
+
+
+def processes_for(conns: int) -> int:
+    """How many engine processes `conns` connections need: RLIMIT_NOFILE is per process, and
+    an administrator may not let even root raise the hard limit (no CAP_SYS_RESOURCE, as in
+    many containers). Below the limit: one process, its workers threads."""
+    per_process = per_process_conns()
+    return max(1, math.ceil(conns / per_process)) if per_process else MAX_PROCESSES + 1
+
+
+def per_process_conns() -> int:
+    """Connections one engine process can hold under the hard fd limit (0: hardly any)."""
+    hard = limits.fd_hard_limit()
+    return 1 << 30 if hard is None else max(0, hard - FD_HEADROOM)
+
+
+def fd_shortfall(conns: int) -> str | None:
+    """Why the engine cannot open files for `conns` connections here (with the fix), or None.
+
+    Each engine process raises its soft limit to the hard one (and the hard one too where it
+    may); past the hard limit the connections are spread over several processes, at most
+    MAX_PROCESSES. The probe asks the engine itself about one process's share.
+    """
+    processes = processes_for(conns)
+    if processes > MAX_PROCESSES:
+        return limits.too_few_files(conns, math.ceil(conns / MAX_PROCESSES) + FD_HEADROOM,
+                                    per_process_conns() + FD_HEADROOM,
+                                    f"in each of {MAX_PROCESSES} engine processes")
+    try:
+        done = subprocess.run([str(binary()), "--probe-fds", str(math.ceil(conns / processes))],
+                              capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+    except (build.Unavailable, OSError, subprocess.TimeoutExpired):
+        return None  # the engine is unavailable: the caller falls back, and checks for Python
+    if done.returncode:
+        return done.stderr.strip() or f"the engine's fd probe failed (exit {done.returncode})"
+    return None
+
+
+# -- What the engine prints ------------------------------------------------------------------------
+
+
+def _histogram(fields: list[str]) -> str:
+    """Encode the engine's (value, count) pairs as an hdrh histogram."""
+    histogram = hist.new_histogram()
+    record_value = histogram.record_value
+    for i in range(0, len(fields) - 1, 2):
+        record_value(int(fields[i]), int(fields[i + 1]))
+    return hist.encode(histogram)
+
+
+def parse_result(lines: list[str]) -> dict:
+    """The engine's result lines -> a worker result (contract.worker_result), with the second
+    server's figures beside it under alt_* keys when it alternated (--alt)."""
+    result = worker_result()
+    for line in lines:
+        key, _, rest = line.partition(" ")
+        if key in ("conns_established", "conns_open_at_end", "offered", "latency_out_of_range",
+                   "alt_established", "alt_errors"):
+            result[key] = int(rest)
+        elif key == "active_ns":
+            result["active_ns"] = [int(v) for v in rest.split()]
+        elif key == "alt_latency":
+            result["alt_hist"] = _histogram(rest.split())
+        elif key in ("stall_limit_s", "cpu_user_s", "cpu_sys_s"):
+            result[key] = float(rest)
+        elif key == "error":
+            kind, _, count = rest.partition(" ")
+            result["errors"][kind] = int(count)
+        elif key == "example":
+            kind, _, text = rest.partition(" ")
+            result["error_examples"][kind] = text
+        elif key == "latency":
+            result["hist"] = _histogram(rest.split())
+        elif key == "send_lag":
+            result["send_lag_hist"] = _histogram(rest.split())
+    return result
 
 
 class _Lines:
@@ -131,228 +223,173 @@ class _Lines:
         return line.decode("utf-8", "replace")
 
 
-def _histogram(fields: list[str]) -> str:
-    """Encode the engine's (value, count) pairs as an hdrh histogram."""
-    histogram = hist.new_histogram()
-    record_value = histogram.record_value
-    for i in range(0, len(fields) - 1, 2):
-        record_value(int(fields[i]), int(fields[i + 1]))
-    return hist.encode(histogram)
+# -- Running it ------------------------------------------------------------------------------------
 
 
-def parse_result(lines: list[str]) -> dict:
-    """The engine's result lines -> a worker result as bench.load's _summarize reads it."""
-    result = {"conns_established": 0, "conns_open_at_end": 0, "stall_limit_s": 1.0,
-              "connect_s": 0.0,
-              "hist": hist.encode(hist.new_histogram()), "send_lag_hist": None,
-              "latency_out_of_range": 0, "offered": 0, "errors": dict.fromkeys(ERROR_KINDS, 0),
-              "error_examples": {}, "cpu_user_s": 0.0, "cpu_sys_s": 0.0, "warnings": []}
-    for line in lines:
-        key, _, rest = line.partition(" ")
-        if key in ("conns_established", "conns_open_at_end", "offered", "latency_out_of_range",
-                   "alt_established", "alt_errors"):
-            result[key] = int(rest)
-        elif key == "active_ns":
-            result["active_ns"] = [int(v) for v in rest.split()]
-        elif key == "alt_latency":
-            result["alt_hist"] = _histogram(rest.split())
-        elif key in ("stall_limit_s", "cpu_user_s", "cpu_sys_s"):
-            result[key] = float(rest)
-        elif key == "error":
-            kind, _, count = rest.partition(" ")
-            result["errors"][kind] = int(count)
-        elif key == "example":
-            kind, _, text = rest.partition(" ")
-            result["error_examples"][kind] = text
-        elif key == "latency":
-            result["hist"] = _histogram(rest.split())
-        elif key == "send_lag":
-            result["send_lag_hist"] = _histogram(rest.split())
-    return result
+class _EngineProcess:
+    """One engine process as the handshake sees it (a handshake.Worker): "ready" and the result
+    come on its stdout, "start" and "stop" go to its stdin. It stops by itself if this process
+    dies: its stdin reads EOF, and PR_SET_PDEATHSIG sends it SIGTERM."""
+
+    def __init__(self, argv: list[str], index: int, count: int, closed_loop: bool) -> None:
+        self.name = f"C engine process {index + 1} of {count}"
+        self.closed_loop = closed_loop
+        self.stderr = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=self.stderr)
+        self.lines = _Lines(self.process.stdout.fileno())
+
+    def ready(self, deadline: float) -> dict:
+        line = self.lines.next(deadline)
+        if line is not None and line.startswith("ready "):
+            _, established, connect_s = line.split()
+            return {"conns_established": int(established), "connect_s": float(connect_s)}
+        self.process.kill()
+        self.process.wait()
+        self.stderr.seek(0)
+        said = self.stderr.read().decode("utf-8", "replace").strip()
+        if self.process.returncode == 2 and said:
+            raise EngineError(said)  # it refused to start, e.g. too few file descriptors
+        why = ("was not ready in time" if self.process.returncode == -signal.SIGKILL
+               else f"exited (code {self.process.returncode}) before it was ready")
+        raise handshake.Lost(why + (f": {said}" if said else ""))
+
+    def start(self, start_ns: int) -> None:
+        self._write(f"start {start_ns}\n")
+
+    def stop(self) -> None:
+        self._write("stop\n")
+
+    def result(self, deadline: float) -> dict:
+        got: list[str] = []
+        while (line := self.lines.next(deadline)) is not None and line != "done":
+            got.append(line)
+        if line != "done":
+            raise handshake.Lost("exited before its result was complete" if self.lines.eof
+                                 else "sent no complete result in time")
+        result = parse_result(got)
+        if self.closed_loop:
+            result["send_lag_hist"] = None
+        return result
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass  # a "stop" still buffered for an engine that had exited: nobody to read it
+        self.process.stdout.close()
+        self.stderr.close()
+
+    def _write(self, text: str) -> None:
+        try:
+            self.process.stdin.write(text.encode())
+            self.process.stdin.flush()
+        except OSError:
+            pass  # it is gone already; its missing result says so
 
 
-def processes_for(conns: int) -> int:
-    """How many engine processes `conns` connections need: RLIMIT_NOFILE is per process, and
-    an administrator may not let even root raise the hard limit (no CAP_SYS_RESOURCE, as in
-    many containers). Below the limit: one process, its workers threads."""
-    per_process = per_process_conns()
-    return max(1, math.ceil(conns / per_process)) if per_process else MAX_PROCESSES + 1
+def run_load(host: str, port: int, *, conns, size, duration, warmup, rate, workers, cpus,
+             connect_timeout, ramp_batch, on_window, alt=None, slice_s=None) -> dict:
+    """bench.load.run_load with the C engine (which checked the arguments): the plan of
+    contract.py with threads for workers, the handshake of handshake.py, the summary of
+    contract.summarize.
 
-
-def per_process_conns() -> int:
-    """Connections one engine process can hold under the hard fd limit (0: hardly any)."""
-    try:
-        import resource
-    except ImportError:
-        return 1 << 30
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    if hard == resource.RLIM_INFINITY:
-        return 1 << 30
-    return max(0, hard - FD_HEADROOM)
-
-
-def fd_shortfall(conns: int) -> str | None:
-    """Why the engine cannot open files for `conns` connections here (with the fix), or None.
-
-    Each engine process raises its soft limit to the hard one (and the hard one too where it
-    may); past the hard limit the connections are spread over several processes, at most
-    MAX_PROCESSES. The probe asks the engine itself about one process's share.
-    """
-    processes = processes_for(conns)
-    if processes > MAX_PROCESSES:
-        hard = per_process_conns() + FD_HEADROOM
-        wanted = math.ceil(conns / MAX_PROCESSES) + FD_HEADROOM
-        return (f"{conns:,} connections need about {wanted:,} open files in each of "
-                f"{MAX_PROCESSES} engine processes, but the hard limit (ulimit -Hn) is {hard:,}: "
-                f"raise it, e.g. `ulimit -n {max(wanted, 20000)}` as root or in "
-                "/etc/security/limits.conf, then run again")
-    try:
-        done = subprocess.run([str(binary()), "--probe-fds", str(math.ceil(conns / processes))],
-                              capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
-    except (build.Unavailable, OSError, subprocess.TimeoutExpired):
-        return None  # the engine is unavailable: the caller falls back, and checks for Python
-    if done.returncode:
-        return done.stderr.strip() or f"the engine's fd probe failed (exit {done.returncode})"
-    return None
-
-
-def run(host: str, port: int, *, conns: int, size: int, duration: float, warmup: float,
-        rate: float | None, threads: int, cpus: list[int] | None, connect_timeout: float,
-        connect_budget_s: float, ramp_batch: int, ramp_pause_s: float,
-        start_delay_s: float, wrapup_budget_s: float,
-        on_window=None, alt: tuple[str, int] | None = None,
-        slice_s: float | None = None) -> tuple[list[dict], int | None, int]:
-    """Run the engine: (one worker result per engine process, start_ns or None if nothing was
-    measured, threads in all).
-
-    Usually one process with `threads` threads. Past the per-process fd limit, several processes
+    Usually one process with `workers` threads. Past the per-process fd limit, several processes
     (processes_for), connection g in process g % P, all started at the same time with the same
-    schedule, as if they were one. Every phase is bounded: exec + connect phase, then warm-up +
-    window + wrap-up; an engine that misses a deadline is killed and named in the warnings. No
-    engine outlives this call: all are killed on any exception here (Ctrl-C included), and each
-    stops by itself if this process dies (its stdin reads EOF; PR_SET_PDEATHSIG sends SIGTERM).
+    schedule, as if they were one. No engine outlives this call: all are killed on any exception
+    here (Ctrl-C included).
 
-    `alt` (host, port) and `slice_s`: a second server measured in the same window, in alternating
-    slices (engine.c's header says how); closed loop, one engine process.
+    `alt` (host, port): a second server measured in the same window, in alternating slices of
+    about `slice_s` (engine.c's header says how); closed loop, one engine process.
     """
+    pin, cpu_pool, result_warnings = cpu_plan(cpus)
+    threads = worker_count(conns, workers, cpus)
     n_procs = min(processes_for(conns * (2 if alt else 1)), conns)
-    if alt is not None and (n_procs > 1 or rate is not None or not slice_s or slice_s <= 0):
-        raise ValueError("an alternate server (alt) takes a slice, closed loop and connections "
-                         "that fit one engine process")
-    start_wait_s = SPAWN_BUDGET_S + connect_budget_s + 5.0
+    if alt is not None and (n_procs > 1 or rate is not None):
+        raise ValueError("an alternate server (alt) takes a closed loop and connections that fit "
+                         "one engine process")
+    slice_s = alt_slice(duration, slice_s) if alt is not None else None
+    _, connect_budget_s = connect_plan(conns, threads * n_procs, ramp_batch, connect_timeout)
+    ready_budget_s = SPAWN_BUDGET_S + connect_budget_s
     sources = sources_for(host, conns)
-    procs: list[subprocess.Popen] = []
-    stderrs = []
+    procs: list[_EngineProcess] = []
     total_threads = 0
     try:
         for p in range(n_procs):
             share = len(range(p, conns, n_procs))
             proc_threads = min(threads, share)
-            ramp = max(1, math.ceil(ramp_batch / (n_procs * proc_threads)))
+            ramp, _ = connect_plan(conns, n_procs * proc_threads, ramp_batch, connect_timeout)
             argv = [str(binary()), "--host", host, "--port", str(port), "--conns", str(share),
                     "--first", str(p), "--step", str(n_procs), "--total-conns", str(conns),
                     "--size", str(size), "--warmup", repr(float(warmup)),
                     "--duration", repr(float(duration)), "--threads", str(proc_threads),
                     "--connect-timeout", repr(float(connect_timeout)),
                     "--connect-budget", repr(float(connect_budget_s)),
-                    "--ramp-batch", str(ramp), "--ramp-pause", repr(float(ramp_pause_s)),
-                    "--start-wait", repr(float(start_wait_s)), "--sources", str(sources)]
+                    "--ramp-batch", str(ramp), "--ramp-pause", repr(float(RAMP_PAUSE_S)),
+                    "--start-wait", repr(ready_budget_s + handshake.START_WAIT_MARGIN_S),
+                    "--sources", str(sources)]
             if rate is not None:
                 argv += ["--rate", repr(float(rate))]
             if alt is not None:
                 argv += ["--alt", f"{alt[0]}:{alt[1]}", "--slice-ms", repr(slice_s * 1000)]
-            if cpus:
+            if pin:
                 # process p's threads continue the round of CPUs where process p - 1's ended
-                offset = (total_threads) % len(cpus)
-                argv += ["--cpus", ",".join(map(str, cpus[offset:] + cpus[:offset]))]
+                offset = total_threads % len(cpu_pool)
+                argv += ["--cpus", ",".join(map(str, cpu_pool[offset:] + cpu_pool[:offset]))]
             total_threads += proc_threads
-            stderrs.append(tempfile.TemporaryFile())
-            procs.append(subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=stderrs[-1]))
-        results, start_ns = _talk(procs, stderrs, warmup=warmup, duration=duration, rate=rate,
-                                  start_delay_s=start_delay_s, wrapup_budget_s=wrapup_budget_s,
-                                  ready_budget_s=SPAWN_BUDGET_S + connect_budget_s,
-                                  on_window=on_window)
-        return results, start_ns, total_threads
+            procs.append(_EngineProcess(argv, p, n_procs, closed_loop=rate is None))
+        results, start_ns, notes = handshake.drive(
+            procs, ready_by=time.monotonic() + ready_budget_s, warmup=warmup, duration=duration,
+            on_window=on_window)
+    except EngineError as exc:  # e.g. too few file descriptors: nothing was attempted
+        results, start_ns = [worker_result(errors={**dict.fromkeys(ERROR_KINDS, 0),
+                                                   "connect": conns})], None
+        notes = [str(exc), "no connection could be established; nothing was measured"]
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            proc.stdin.close()
-            proc.stdout.close()
-        for f in stderrs:
-            f.close()
+            proc.close()
+    summary = summarize(
+        results, host=host, port=port, conns=conns, size=size, rate=rate,
+        duration=duration if start_ns is not None else 0.0, warmup=warmup,
+        n_workers=total_threads, cpus=(cpu_pool if pin else None),
+        cores=min(total_threads, len(cpu_pool)), loop_name="epoll (C engine)",
+        result_warnings=result_warnings + notes, start_ns=start_ns, engine="c")
+    if alt is not None:
+        _alternated(summary, results, alt, slice_s, size)
+    return summary
 
 
-def _said(proc, stderr) -> str:
-    stderr.seek(0)
-    return stderr.read().decode("utf-8", "replace").strip()
+def _alternated(summary: dict, results: list[dict], alt: tuple[str, int], slice_s: float,
+                size: int) -> None:
+    """The target's rates over the time it was active; the alternate's figures in "alt"."""
+    active = [r.get("active_ns") or [0, 0] for r in results]
+    target_s, alt_s = (sum(a[k] for a in active) / 1e9 for k in (0, 1))
+    latency = hist.merge([r["alt_hist"] for r in results if r.get("alt_hist")])
+    alt_requests = latency.get_total_count()
+    requests = summary["requests"]
+    summary["rps"] = requests / target_s if target_s else 0.0
+    summary["bytes_per_s"] = summary["rps"] * size
+    summary["active_s"] = round(target_s, 6)
+    summary["slice_s"] = round(slice_s, 6)
+    if requests + alt_requests:
+        summary["client_cpu_us_per_request"] = round(
+            summary["client_cpu_s"] * 1e6 / (requests + alt_requests), 2)
+    summary["alt"] = {
+        "target": f"{alt[0]}:{alt[1]}",
+        "conns_established": sum(r.get("alt_established", 0) for r in results),
+        "requests": alt_requests, "active_s": round(alt_s, 6),
+        "rps": alt_requests / alt_s if alt_s else 0.0,
+        "errors": sum(r.get("alt_errors", 0) for r in results),
+        "latency_us": hist.summarize(latency), "hist": hist.encode(latency),
+    }
 
 
-def _talk(procs, stderrs, *, warmup, duration, rate, start_delay_s, wrapup_budget_s,
-          ready_budget_s, on_window) -> tuple[list[dict], int | None]:
-    lines = [_Lines(proc.stdout.fileno()) for proc in procs]
-    deadline = time.monotonic() + ready_budget_s
-    established, not_ready, connect_s = 0, [], 0.0
-    for i, (proc, reader) in enumerate(zip(procs, lines, strict=True)):
-        ready = reader.next(deadline)
-        if ready is not None and ready.startswith("ready "):
-            fields = ready.split()
-            established += int(fields[1])
-            connect_s = max(connect_s, float(fields[2]))
-            continue
-        proc.kill()
-        proc.wait()
-        said = _said(proc, stderrs[i])
-        if proc.returncode == 2 and said:
-            raise EngineError(said)
-        not_ready.append(f"C engine process {i + 1} of {len(procs)} "
-                         + (f"was not ready in {ready_budget_s:.0f} s" if proc.returncode == -9
-                            else f"exited (code {proc.returncode}) before it was ready")
-                         + (f": {said}" if said else ""))
-    live = [(proc, reader) for proc, reader in zip(procs, lines, strict=True)
-            if proc.poll() is None]
-    start_ns = None
-    if established and not not_ready:
-        start_ns = time.monotonic_ns() + int(start_delay_s * 1e9)
-        for proc, _ in live:
-            _write_quietly(proc, f"start {start_ns}\n")
-        if on_window is not None:
-            window_start_ns = start_ns + int(warmup * 1e9)
-            on_window(window_start_ns, window_start_ns + int(duration * 1e9))
-        deadline = time.monotonic() + start_delay_s + warmup + duration + wrapup_budget_s
-    else:
-        for proc, _ in live:
-            _write_quietly(proc, "stop\n")
-        deadline = time.monotonic() + wrapup_budget_s
-    results = []
-    for _proc, reader in live:
-        got: list[str] = []
-        while (line := reader.next(deadline)) is not None and line != "done":
-            got.append(line)
-        result = parse_result(got)
-        if line != "done":
-            result["warnings"].append("a C engine process sent no complete result in time; it "
-                                      "was killed and its connections are missing from the "
-                                      "result")
-        if rate is None:
-            result["send_lag_hist"] = None
-        result["connect_s"] = connect_s
-        results.append(result)
-    if not_ready:  # as the Python engine does for a worker lost before "ready"
-        lost = parse_result([])
-        lost["warnings"] = [*not_ready, "an engine process failed to get ready; nothing was "
-                                        "measured; its connections are missing from the result"]
-        if rate is None:
-            lost["send_lag_hist"] = None
-        results.append(lost)
-    return results, start_ns
-
-
-def _write_quietly(proc, text: str) -> None:
+if __name__ == "__main__":
     try:
-        proc.stdin.write(text.encode())
-        proc.stdin.flush()
-    except OSError:
-        pass  # it is gone already; its missing result says so
+        print(binary())
+    except build.Unavailable as exc:
+        print(f"unavailable: {exc}", file=sys.stderr)
+        sys.exit(1)

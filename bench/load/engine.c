@@ -1,15 +1,21 @@
 /* The C load engine behind `python -m bench.load --engine c`.
  *
- * It does what bench/load/__init__.py's Python engine does (read that file's essay first: closed and open
+ * It does what bench/load/python_engine.py does (read that file's essay first: closed and open
  * loop, coordinated omission, error kinds), at the cost of a C client, so that the generator is
  * never the bottleneck of what it measures. Shape, after wrk2: one epoll loop per thread, each
- * thread pinned to one CPU, one histogram per thread, merged at the end.
+ * thread pinned to one CPU, one histogram per thread (hdr.c), merged at the end.
+ *
+ * What the two engines share is written once, in bench/load/contract.py: the tunables
+ * (STALL_TIMEOUT_S, OFFSET_SPAN_BYTES, ...), the error kinds (E_CONNECT ... E_KINDS and their
+ * names) and the histogram's layout come from there as -D flags when c_engine.py builds this file,
+ * so they cannot drift. The two formulas written here again (stall_limit_s, the open-loop
+ * schedule) are checked against contract.py's by tests/test_engine.py (--contract-selftest).
  *
  * Past the per-process fd limit the wrapper starts several engines (--first, --step): connection
  * g of all goes to engine g % step, and they keep one schedule.
  *
  * It is not meant to be run by hand: bench/load/c_engine.py builds it (servers/build.py), starts
- * it, and speaks a line protocol with it:
+ * it, and speaks a line protocol with it (bench/load/handshake.py drives both engines through it):
  *
  *   engine -> wrapper (stdout)          wrapper -> engine (stdin)
  *   ready <established> <connect_s>      (connect_s: how long the ramp took)
@@ -33,6 +39,9 @@
  *
  *   engine --hist-selftest < values     records the values, prints the histogram (for the test
  *                                       that checks this port of HdrHistogram against hdrh)
+ *   engine --contract-selftest < lines  "stall OPEN COMPLETED WINDOW_S RATE" -> the stall limit,
+ *                                       "schedule G TOTAL RATE" -> first send offset, interval
+ *                                       (RATE 0: closed loop), for the test against contract.py
  *   engine --probe-fds N                exit 0 if N connections' worth of files can be opened
  */
 #define _GNU_SOURCE
@@ -64,105 +73,21 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Tunables: the same values, for the same reasons, as bench/load/__init__.py's. */
-#define STALL_TIMEOUT_S 1.0
-#define STALL_FAIR_SHARES 10
-#define OFFSET_SPAN_BYTES 4093
-#define MESSAGES_MAX 1021
-#define MESSAGE_MEMORY_BYTES (256 << 10)
-#define MIN_TICK_NS 100000
-#define FD_HEADROOM 64
+#include "hdr.h"
+
+/* contract.py's tunables and error kinds, as -D flags (c_defines); the histogram's in hdr.h. */
+#if !defined(STALL_TIMEOUT_S) || !defined(STALL_FAIR_SHARES) || !defined(OFFSET_SPAN_BYTES) \
+    || !defined(MESSAGES_PER_WORKER) || !defined(MESSAGE_MEMORY_BYTES) || !defined(MIN_TICK_NS) \
+    || !defined(FD_HEADROOM) || !defined(E_KINDS) || !defined(ERROR_KIND_NAMES)
+#error "built without bench/load/contract.py's -D flags: build with python -m bench.load.c_engine"
+#endif
+/* The engine's own. */
 #define READ_BUFFER_BYTES (256 << 10)
 #define MAX_EVENTS 512
 
-/* -- HdrHistogram's bucket indexing, ported from HdrHistogram_c (src/hdr_histogram.c) ---------
- *
- * The bench's histograms are 1 µs .. 60 s at 3 significant digits. hdr_calculate_bucket_config
- * gives, for those: sub_bucket_count_magnitude = ceil(log2(2 * 10^3)) = 11, so
- * sub_bucket_half_count_magnitude = 10, sub_bucket_count = 2048, sub_bucket_half_count = 1024,
- * unit_magnitude = floor(log2(1)) = 0, sub_bucket_mask = 2047; bucket_count = 16 (2047 << 15 is
- * the first trackable value >= 60,000,000), counts_len = (16 + 1) * 1024 = 17,408.
- * The Python `hdrh` package computes the same numbers from the same formulas; the engine hands
- * Python (value, count) pairs and Python records them into hdrh histograms.
- */
-#define HDR_SUB_BUCKET_HALF_COUNT_MAGNITUDE 10
-#define HDR_SUB_BUCKET_HALF_COUNT 1024
-#define HDR_SUB_BUCKET_MASK 2047
-#define HDR_UNIT_MAGNITUDE 0
-#define HDR_BUCKET_COUNT 16
-#define HDR_COUNTS_LEN ((HDR_BUCKET_COUNT + 1) * HDR_SUB_BUCKET_HALF_COUNT)
-#define LOWEST_US 1
-#define HIGHEST_US 60000000
-
-/* get_bucket_index(): the power of two that holds the value, counted from the first bucket. */
-static int32_t hdr_bucket_index(int64_t value) {
-    int32_t pow2ceiling = 64 - __builtin_clzll((uint64_t)(value | HDR_SUB_BUCKET_MASK));
-    return pow2ceiling - HDR_UNIT_MAGNITUDE - (HDR_SUB_BUCKET_HALF_COUNT_MAGNITUDE + 1);
-}
-
-/* get_sub_bucket_index(): the value's position inside its bucket. */
-static int32_t hdr_sub_bucket_index(int64_t value, int32_t bucket_index) {
-    return (int32_t)(value >> (bucket_index + HDR_UNIT_MAGNITUDE));
-}
-
-/* counts_index() via counts_index_for(): bucket (bucket_index + 1) starts at
- * (bucket_index + 1) << sub_bucket_half_count_magnitude, plus the offset in the bucket. */
-static int32_t hdr_counts_index(int64_t value) {
-    int32_t bucket_index = hdr_bucket_index(value);
-    int32_t sub_bucket_index = hdr_sub_bucket_index(value, bucket_index);
-    int32_t bucket_base_index = (bucket_index + 1) << HDR_SUB_BUCKET_HALF_COUNT_MAGNITUDE;
-    return bucket_base_index + (sub_bucket_index - HDR_SUB_BUCKET_HALF_COUNT);
-}
-
-/* value_from_array_index() (hdr_value_at_index in newer versions), then value_from_index(): the
- * lowest value that lands at `index`. Recording it into hdrh lands at the same index, so the
- * counts, hence every percentile, the mean and the max, come out as if the raw values had been
- * recorded there. */
-static int64_t hdr_value_at_index(int32_t index) {
-    int32_t bucket_index = (index >> HDR_SUB_BUCKET_HALF_COUNT_MAGNITUDE) - 1;
-    int32_t sub_bucket_index = (index & (HDR_SUB_BUCKET_HALF_COUNT - 1)) + HDR_SUB_BUCKET_HALF_COUNT;
-    if (bucket_index < 0) {
-        sub_bucket_index -= HDR_SUB_BUCKET_HALF_COUNT;
-        bucket_index = 0;
-    }
-    return (int64_t)sub_bucket_index << (bucket_index + HDR_UNIT_MAGNITUDE);
-}
-
-struct hist {
-    int64_t counts[HDR_COUNTS_LEN];
-    int64_t out_of_range; /* clamped into [LOWEST_US, HIGHEST_US], as bench/hist.py does */
-};
-
-/* hdr_record_value(), with bench/hist.py's LatencyCounter.flush() in front: values outside the
- * trackable range are never dropped, they are clamped and counted. */
-static inline void hist_record_us(struct hist *h, int64_t value_us) {
-    if (value_us > HIGHEST_US) {
-        value_us = HIGHEST_US;
-        h->out_of_range++;
-    } else if (value_us < LOWEST_US) {
-        value_us = LOWEST_US;
-        h->out_of_range++;
-    }
-    h->counts[hdr_counts_index(value_us)]++;
-}
-
-static void hist_add(struct hist *into, const struct hist *from) {
-    for (int i = 0; i < HDR_COUNTS_LEN; i++) into->counts[i] += from->counts[i];
-    into->out_of_range += from->out_of_range;
-}
-
-/* One line: NAME v1 c1 v2 c2 ... for the non-zero buckets, v = the bucket's lowest value. */
-static void hist_print(FILE *out, const char *name, const struct hist *h) {
-    fprintf(out, "%s", name);
-    for (int i = 0; i < HDR_COUNTS_LEN; i++)
-        if (h->counts[i]) fprintf(out, " %" PRId64 " %" PRId64, hdr_value_at_index(i), h->counts[i]);
-    fputc('\n', out);
-}
-
 /* -- State ------------------------------------------------------------------------------------ */
 
-enum { E_CONNECT, E_RESET, E_MISMATCH, E_UNSERVED, E_TIMEOUT, E_KINDS };
-static const char *ERROR_NAMES[E_KINDS] = {"connect", "reset", "mismatch", "unserved", "timeout"};
+static const char *ERROR_NAMES[E_KINDS] = {ERROR_KIND_NAMES}; /* E_CONNECT = 0, E_RESET, ... */
 
 static struct config {
     struct sockaddr_in target, alt; /* alt: the second server of --alt, if has_alt */
@@ -260,8 +185,9 @@ static void count_error(struct thread *t, int kind, const char *fmt, ...) {
 }
 
 /* -- The messages ------------------------------------------------------------------------------
- * As make_messages() in bench/load/__init__.py: random bytes, and messages cut from them at offsets that
- * differ from one message to the next, so a stale echo or another connection's bytes mismatch. */
+ * As make_messages() in bench/load/python_connection.py: random bytes, and messages cut from them
+ * at offsets that differ from one message to the next, so a stale echo or another connection's
+ * bytes mismatch. */
 
 static uint64_t splitmix64(uint64_t *state) {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
@@ -279,7 +205,7 @@ static void make_messages(struct thread *t) {
         memcpy(t->payload + i, &r, len - i < 8 ? len - i : 8);
     }
     uint32_t count = MESSAGE_MEMORY_BYTES / cfg.size;
-    t->noffsets = count < 16 ? 16 : count > MESSAGES_MAX ? MESSAGES_MAX : count;
+    t->noffsets = count < 16 ? 16 : count > MESSAGES_PER_WORKER ? MESSAGES_PER_WORKER : count;
     t->offsets = malloc(t->noffsets * sizeof *t->offsets);
     t->offsets[0] = splitmix64(&seed) % OFFSET_SPAN_BYTES;
     for (uint32_t i = 1; i < t->noffsets; i++)
@@ -410,10 +336,10 @@ static void on_readable(struct thread *t, struct conn *c) {
 }
 
 /* -- The open-loop ticker ----------------------------------------------------------------------
- * As _OpenLoopTicker in bench/load/__init__.py: the thread's connections share one interval and their
- * first sends lie within one interval, so in order of first send they come due in a fixed cyclic
- * order; walk it, fire what is due, sleep on the timerfd until the next one. Returns the next
- * due time, or INT64_MAX when nothing more is scheduled inside the window. */
+ * As OpenLoopTicker in bench/load/python_ticker.py: the thread's connections share one interval
+ * and their first sends lie within one interval, so in order of first send they come due in a
+ * fixed cyclic order; walk it, fire what is due, sleep on the timerfd until the next one. Returns
+ * the next due time, or INT64_MAX when nothing more is scheduled inside the window. */
 static int64_t tick(struct thread *t, int64_t now) {
     if (t->nconns == 0) return INT64_MAX;
     for (;;) {
@@ -561,16 +487,22 @@ static void connect_all(struct thread *t) {
 
 /* -- Phase 2: warm up, then measure --------------------------------------------------------- */
 
-static double stall_limit_s(int open_conns, int64_t completed, double window_s) {
-    if (cfg.rate != 0 || window_s <= 0 || !completed || !open_conns) return STALL_TIMEOUT_S;
+/* contract.stall_limit_s(): how long a request may wait before it counts as a timeout (rate 0:
+ * closed loop, where Little's law sets a floor). */
+static double stall_limit_s(long open_conns, int64_t completed, double window_s, double rate) {
+    if (rate != 0 || window_s <= 0 || !completed || !open_conns) return STALL_TIMEOUT_S;
     double fair_wait_s = open_conns / (completed / window_s); /* Little's law */
     return fmax(STALL_TIMEOUT_S, STALL_FAIR_SHARES * fair_wait_s);
 }
 
-static int64_t total_count(const struct hist *h) {
-    int64_t total = 0;
-    for (int i = 0; i < HDR_COUNTS_LEN; i++) total += h->counts[i];
-    return total;
+/* contract.open_loop_schedule(): connection g sends every total / rate seconds, starting g / rate
+ * seconds after the start, so all sends are evenly spaced 1 / rate. llrint rounds half to even,
+ * as Python's round() does. */
+static int64_t schedule_interval_ns(long total_conns, double rate) {
+    return llrint(total_conns * 1e9 / rate);
+}
+static int64_t schedule_offset_ns(uint32_t global_index, double rate) {
+    return llrint(global_index * 1e9 / rate);
 }
 
 /* --alt: whose slice `now` lies in, and when the next one starts. Slice k counts from the
@@ -614,11 +546,11 @@ static void run(struct thread *t, int64_t start) {
     t->window_start_ns = start + (int64_t)(cfg.warmup_s * 1e9);
     t->window_end_ns = t->window_start_ns + (int64_t)(cfg.duration_s * 1e9);
     if (cfg.rate != 0) {
-        /* open_loop_schedule() of bench/load/__init__.py: connection g sends every conns / rate seconds,
-         * starting g / rate seconds after the start, so all sends are evenly spaced 1 / rate. */
-        t->interval_ns = llround(cfg.total_conns * 1e9 / cfg.rate);
-        for (int i = 0; i < t->nconns; i++)
-            t->conns[i].first_send_ns = start + llround(t->conns[i].global_index * 1e9 / cfg.rate);
+        t->interval_ns = schedule_interval_ns(cfg.total_conns, cfg.rate);
+        for (int i = 0; i < t->nconns; i++) {
+            struct conn *c = &t->conns[i];
+            c->first_send_ns = start + schedule_offset_ns(c->global_index, cfg.rate);
+        }
     }
     sleep_until_ns(start);
     int64_t now = now_ns();
@@ -700,8 +632,8 @@ static void run(struct thread *t, int64_t start) {
     if (cfg.has_alt) account_active(t, end);
     for (int i = 0; i < t->nconns; i++)
         t->open_at_end += !t->conns[i].closed && !t->conns[i].target;
-    t->stall_limit_s = stall_limit_s(t->open_at_end, total_count(&t->latency),
-                                     (end - t->window_start_ns) / 1e9);
+    t->stall_limit_s = stall_limit_s(t->open_at_end, hist_total_count(&t->latency),
+                                     (end - t->window_start_ns) / 1e9, cfg.rate);
     int64_t stall_ns = (int64_t)(t->stall_limit_s * 1e9);
     for (int i = 0; i < t->nconns; i++) {
         struct conn *c = &t->conns[i];
@@ -876,6 +808,26 @@ static int hist_selftest(void) {
     return 0;
 }
 
+static int contract_selftest(void) {
+    char kind[16];
+    while (scanf("%15s", kind) == 1) {
+        long open_conns, total;
+        long long completed;
+        unsigned global_index;
+        double window_s, rate;
+        if (!strcmp(kind, "stall")
+                && scanf("%ld %lld %lf %lf", &open_conns, &completed, &window_s, &rate) == 4)
+            printf("%.17g\n", stall_limit_s(open_conns, completed, window_s, rate));
+        else if (!strcmp(kind, "schedule")
+                 && scanf("%u %ld %lf", &global_index, &total, &rate) == 3)
+            printf("%" PRId64 " %" PRId64 "\n", schedule_offset_ns(global_index, rate),
+                   schedule_interval_ns(total, rate));
+        else
+            return 2;
+    }
+    return 0;
+}
+
 static int usage(const char *why) {
     fprintf(stderr, "engine: %s\nusage: engine --host A --port P --conns N --size B --warmup S "
             "--duration S [--rate R] --threads T [--cpus 0,1] --connect-timeout S "
@@ -888,6 +840,7 @@ static int usage(const char *why) {
 
 int main(int argc, char **argv) {
     if (argc == 2 && !strcmp(argv[1], "--hist-selftest")) return hist_selftest();
+    if (argc == 2 && !strcmp(argv[1], "--contract-selftest")) return contract_selftest();
     char why[512];
     if (argc == 3 && !strcmp(argv[1], "--probe-fds")) {
         if (raise_fd_limit(atoi(argv[2]), why, sizeof why)) {
@@ -951,7 +904,7 @@ int main(int argc, char **argv) {
     struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *found;
     int gai = getaddrinfo(host, NULL, &hints, &found);
     if (gai != 0) {
-        printf("ready 0\nerror connect %d\nexample connect cannot resolve %s: %s\n", cfg.conns,
+        printf("ready 0 0\nerror connect %d\nexample connect cannot resolve %s: %s\n", cfg.conns,
                host, gai_strerror(gai));
         printf("conns_established 0\ndone\n");
         return 0;
