@@ -17,11 +17,12 @@ from bench.report import view
 
 SUMMARY_FIELDS = ("server", "family", "is_reference", "conns", "size_bytes", "rate",
                   "rate_fraction_of_peak", "cell", "status", "verdict", "repeats", "measured",
-                  "vs_ref", "vs_ref_ci95_low", "vs_ref_ci95_high", "converged", "cpu_vs_ref",
+                  "vs_ref", "vs_ref_ci95_low", "vs_ref_ci95_high", "vs_ref_n", "converged",
+                  "cpu_vs_ref",
                   "rps_median", "rps_low", "rps_high", "rps_ci95_low", "rps_ci95_high",
                   "p50_us", "p99_us", "p99_99_us", "server_cpu_us_per_request",
                   "ctx_switches_per_request", "mem_per_conn_bytes", "client_bound", "noisy",
-                  "reason")
+                  "noisy_repeats", "reason")
 
 
 def rows(v: view.View) -> list[dict]:
@@ -33,7 +34,7 @@ def rows(v: view.View) -> list[dict]:
             o = v.outcome(server, cell)
             if o is None:
                 continue
-            rps, ci = o.rps, o.vs_ref_ci95
+            rps, ci, ratio = o.rps, o.vs_ref_ci95, o.vs_ref_stat
 
             def med(key, o=o):
                 s = o.stat(key)
@@ -46,6 +47,7 @@ def rows(v: view.View) -> list[dict]:
                 "status": o.status, "verdict": o.verdict, "repeats": len(o.measurements),
                 "measured": len(o.measured), "vs_ref": o.vs_ref,
                 "vs_ref_ci95_low": ci[0] if ci else None, "vs_ref_ci95_high": ci[1] if ci else None,
+                "vs_ref_n": ratio.n if ratio else None,
                 "converged": o.converged if o.vs_ref is not None else None,
                 "cpu_vs_ref": o.cpu_vs_ref,
                 "rps_median": rps.median if rps else None, "rps_low": rps.low if rps else None,
@@ -58,7 +60,7 @@ def rows(v: view.View) -> list[dict]:
                 "server_cpu_us_per_request": med("server_cpu_us_per_request"),
                 "ctx_switches_per_request": med("ctx_per_request"),
                 "mem_per_conn_bytes": med("mem_per_conn_bytes"),
-                "client_bound": o.client_bound, "noisy": o.noisy,
+                "client_bound": o.client_bound, "noisy": o.noisy, "noisy_repeats": o.noisy_count,
                 "reason": "; ".join(o.reasons) or None,
             })
     return out

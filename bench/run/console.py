@@ -116,42 +116,48 @@ def _pct(ratio: float | None) -> str:
     return f"{ratio:.2f}×" if ratio is not None else "-"
 
 
-def _ci_text(s: results.CellSummary) -> str:
+def _ci_text(row: dict) -> str:
     """'±3.1 % ✓' (the CI of the median vs_ref, converged), '±12 %', or 'n=3' without a CI."""
-    st = s.vs_ref_stat
-    if st is None:
+    median, low, high = row["vs_ref"], row["vs_ref_ci95_low"], row["vs_ref_ci95_high"]
+    if median is None:
         return "-"
-    half = st.ci_half_width
-    if half is None:
-        return f"n={st.n}"
-    return f"±{half * 100:.1f} %" + (" ✓" if s.converged else "")
+    if low is None or not median:
+        return f"n={row['vs_ref_n']}"
+    half = max(median - low, high - median) / abs(median)
+    return f"±{half * 100:.1f} %" + (" ✓" if row["converged"] else "")
 
 
-def summary_rows(run: results.Run) -> dict[results.CellKey, list[tuple]]:
-    """Per cell, one row per server, best vs_ref (else req/s) first: the ratios to the reference
-    lead, the absolute figures follow."""
-    cells: dict[results.CellKey, list[results.CellSummary]] = {}
-    for s in run.summaries():
-        cells.setdefault(s.cell, []).append(s)
+def summary_rows(run: results.Run) -> dict[str, list[tuple]]:
+    """Per cell (its label), one row per server, best vs_ref (else req/s) first: the ratios to the
+    reference lead, the absolute figures follow. Built from the report's summary rows
+    (bench/report/summary.py, what summary.csv holds), so the console and the export agree."""
+    from bench.report import summary, view  # here: the report's view loads matplotlib's colours
+
+    v = view.of_run(run)
+    cells: dict[str, list[dict]] = {}
+    for row in summary.rows(v):
+        if row["server"] not in v.skipped_servers:  # said once, before the run, not per cell
+            cells.setdefault(row["cell"], []).append(row)
     out = {}
     for cell, group in cells.items():
-        group.sort(key=lambda s: (-(s.vs_ref or 0), -(s.rps.median if s.rps else -1)))
+        group.sort(key=lambda r: (-(r["vs_ref"] or 0),
+                                  -(r["rps_median"] if r["rps_median"] is not None else -1)))
         rows = []
-        for i, s in enumerate(group, 1):
-            name = s.server + (" (ref)" if s.is_reference else "")
-            if s.rps is None:
+        for i, r in enumerate(group, 1):
+            name = r["server"] + (" (ref)" if r["is_reference"] else "")
+            if r["rps_median"] is None:
                 rows.append((str(i), name, "-", "-", "-", "-", "-", "-", "-",
-                             f"{s.status}: {results_one_line(s.reasons[0]) if s.reasons else ''}"))
+                             f"{r['status']}: {results_one_line(r['reason'] or '')}"))
                 continue
-            flags = [s.verdict] if s.verdict != "ok" else []
-            if s.noisy and s.verdict != "noisy":
-                flags.append(f"noisy {s.noisy_count}/{len(s.measured)}")
-            cpu = s.cpu_us_per_request
-            p99 = s.p99_us
-            rows.append((str(i), name, _pct(s.vs_ref), _ci_text(s), _pct(s.cpu_vs_ref),
-                         f"{s.rps.median:,.0f}", f"±{s.rps.relative_width * 50:.1f}%",
-                         f"{p99.median / 1000:.2f}" if p99 else "-",
-                         f"{cpu.median:.1f}" if cpu else "-", ", ".join(flags)))
+            flags = [r["verdict"]] if r["verdict"] != "ok" else []
+            if r["noisy"] and r["verdict"] != "noisy":
+                flags.append(f"noisy {r['noisy_repeats']}/{r['measured']}")
+            cpu, p99 = r["server_cpu_us_per_request"], r["p99_us"]
+            spread = (r["rps_high"] - r["rps_low"]) / r["rps_median"] if r["rps_median"] else 0.0
+            rows.append((str(i), name, _pct(r["vs_ref"]), _ci_text(r), _pct(r["cpu_vs_ref"]),
+                         f"{r['rps_median']:,.0f}", f"±{spread * 50:.1f}%",
+                         f"{p99 / 1000:.2f}" if p99 is not None else "-",
+                         f"{cpu:.1f}" if cpu is not None else "-", ", ".join(flags)))
         out[cell] = rows
     return out
 
@@ -170,8 +176,8 @@ def print_summary(run_dir: Path) -> None:
     console = Console()
     if console.width < 120:  # not a terminal (a pipe, CI): wide enough for every column
         console = Console(width=120)
-    for cell, lines in summary_rows(run).items():
-        table = Table(title=cell.label, title_justify="left")
+    for cell, lines in (summary_rows(run) if run.measurements else {}).items():
+        table = Table(title=cell, title_justify="left")
         for h in SUMMARY_HEADER:
             table.add_column(h, justify="left" if h in ("server", "flags") else "right")
         for line in lines:
