@@ -1,5 +1,6 @@
 """The results model: one typed, versioned record per measurement, one fold of repeats, every
-derived metric computed here once. The runner writes it; the report, `bench compare` and the
+derived metric computed here once (or in bench/stats.py, whose names it re-exports). The runner
+writes it; the report, `bench compare` and the
 exports read it; nothing else re-derives a metric.
 
     from bench import results
@@ -23,56 +24,42 @@ API (kept stable; the report and compare build on it):
   ``CutLineWarning`` naming the line; any other bad line is a ``ResultsError`` naming the line.
 - ``write_records(run_dir, records)``: results.jsonl written atomically (temp file + rename), so a
   reader never sees half a rewrite. ``append_record(run_dir, record)``: one line, flushed.
+- ``record(server, cell, round_)``, ``skipped(record, reason)``, ``failed(record, reason)``,
+  ``fill_load(record, summary)``: the builders; every record of a run is made by them (the runner's,
+  and the skipped results the report shows for a server that was not run at all).
 - ``annotate(records)``: sets vs_ref, cpu_vs_ref, vs_ref_ci95 and converged on every record
   from the records themselves, each ratio paired with the reference's measurement of the same
   round (the runner calls it before each rewrite).
-- ``fold(measurements) -> list[CellSummary]``: the one fold of repeats.
-- ``median_ci95(values)``: the confidence interval of a median (see below).
-
-The one status order, mildest first (``STATUS_ORDER``):
-
-    ok < noisy < client-bound < degraded < failed < skipped
-
-A record's ``status`` stays one of ok, degraded, failed, skipped (what the server did); its
-``verdict`` adds what the bench can say about the figure: an ok measurement in a window flagged
-noisy is "noisy", one where the load generator saturated is "client-bound" (its req/s is a floor
-for the server). A cell's status and verdict are the worst of its measurements', except that
-skipped measurements count only when nothing in the cell was measured (a repeat the runner
-skipped after a failure leaves the cell failed; one skipped after good repeats leaves it ok).
-
-Confidence intervals. The 95 % interval of a median is distribution-free, from order statistics:
-for n sorted values, the interval [x_(j), x_(n+1-j)] with the largest j such that
-P(j <= B <= n-j) >= 0.95 for B ~ Binomial(n, 1/2) (the number of values below the true median).
-It needs n >= 6: with 5 values even [min, max] covers the median with only 93.75 %, so below 6
-values there is no 95 % interval (None) and the cell cannot be converged. vs_ref_ci95 is that
-interval over the server's vs_ref values in the cell; the reference's own median is treated as
-fixed (its spread is the reference's own row).
+- The statistics, from bench/stats.py: ``fold(measurements) -> list[CellSummary]`` (the one fold
+  of repeats), ``stat`` and ``Stat`` (a median with its range and 95 % CI), ``median_ci95``,
+  ``converged``, ``worst`` and ``STATUS_ORDER`` (the one status order, mildest first: ok < noisy
+  < client-bound < degraded < failed < skipped). bench/stats.py says how each is computed.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import statistics
 import tempfile
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
 
 from bench.report.fmt import fmt_rps, fmt_share, fmt_size
+
+# The fold and its statistics live in bench/stats.py; the model is read through this one module.
+from bench.stats import (  # noqa: F401
+    CI_MIN_N, STATUS_ORDER, TOLERANCE, CellSummary, Stat, converged, fold, median_ci95, stat,
+    worst)
+from bench.stats import number as _num
 
 SCHEMA_VERSION = 2
 REFERENCE = "c-epoll"  # the registry name of the C reference server (servers/c/echo_epoll.c)
 
 STATUSES = ("ok", "degraded", "failed", "skipped")  # what a record's status field may hold
-STATUS_ORDER = ("ok", "noisy", "client-bound", "degraded", "failed", "skipped")
-_RANK = {s: i for i, s in enumerate(STATUS_ORDER)}
-
-# A cell is converged when the 95 % CI of its median vs_ref lies within ±TOLERANCE of it.
-TOLERANCE = 0.05
-CI_MIN_N = 6  # the fewest values with a distribution-free 95 % CI of the median
 
 # A window is noisy when, during it, other processes used more than FOREIGN_NOISY_PCT % of all the
 # CPUs' time, or the hypervisor stole more than STEAL_NOISY_PCT % of it. On a 2-core machine 10 %
@@ -142,13 +129,6 @@ class CellKey:
 # -- One measurement -------------------------------------------------------------------------------
 
 
-def _num(value) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 @dataclass
 class Measurement:
     """One line of results.jsonl. Attributes for the fields everyone reads; the rest in ``extra``."""
@@ -187,12 +167,9 @@ class Measurement:
     target: dict | None = None
     extra: dict = field(default_factory=dict)
 
-    _FIELDS = ("server", "conns", "size_bytes", "status", "family", "lesson", "rate",
-               "rate_fraction_of_peak", "mode", "repeat", "reason", "rps", "requests",
-               "duration_s", "latency_us", "errors", "conns_established", "client_bound",
-               "server_cpu_us_per_request", "stderr_tail", "schema", "engine", "round",
-               "is_reference", "vs_ref", "cpu_vs_ref", "converged", "vs_ref_ci95", "noise",
-               "window_s", "target")
+    # The fields above but extra, in their order: the attributes a record is read into (set
+    # below the class, from the dataclass's own fields, so that they are listed once).
+    _FIELDS: ClassVar[tuple[str, ...]]
 
     @classmethod
     def from_dict(cls, d: dict) -> Measurement:
@@ -295,6 +272,9 @@ class Measurement:
         return max(0.0, float(established - lost))
 
 
+Measurement._FIELDS = tuple(f.name for f in fields(Measurement) if f.name != "extra")
+
+
 def check_record(d: object) -> str | None:
     """Why ``d`` is not a results record, or None."""
     if not isinstance(d, dict):
@@ -309,27 +289,7 @@ def check_record(d: object) -> str | None:
     return None
 
 
-# -- Figures computed from raw readings (the runner calls these; the report reads their output) ---
-
-
-def cpu_us_per_request(cpu_s: float, span_s: float, requests: int, duration_s: float) -> float | None:
-    """The CPU the sampled span cost, over the round trips completed in that span: the rate over
-    the load's window, scaled to the span (which brackets the window to within one reading)."""
-    if not requests or not duration_s or not span_s:
-        return None
-    return cpu_s * 1e6 / (requests / duration_s * span_s)
-
-
-def per_request(count: float, span_s: float, requests: int, duration_s: float) -> float | None:
-    if not requests or not duration_s or not span_s:
-        return None
-    return count / (requests / duration_s * span_s)
-
-
-def mem_per_conn(idle_bytes: float | None, busy_bytes: float | None, conns: int) -> float | None:
-    if idle_bytes is None or busy_bytes is None or conns < MEM_PER_CONN_MIN_CONNS:
-        return None
-    return (busy_bytes - idle_bytes) / conns
+# -- The record's noise field ----------------------------------------------------------------------
 
 
 def noise_verdict(steal_pct: float | None, foreign_cpu_pct: float | None) -> tuple[bool, str | None]:
@@ -366,21 +326,6 @@ def window_noise(w: dict, *, client_cpu_s: float | None, client_duration_s: floa
             "freq_mhz": freq_mhz, "governor": governor, "noisy": noisy, "why": why}
 
 
-def noise_summary(records: Iterable[dict], busy_at_start: dict | None) -> dict:
-    """meta.json's machine-noise summary over the run's windows."""
-    noises = [r["noise"] for r in records if isinstance(r.get("noise"), dict)]
-
-    def agg(key):
-        values = [n[key] for n in noises if _num(n.get(key)) is not None]
-        return ({"median": round(statistics.median(values), 2), "max": round(max(values), 2)}
-                if values else None)
-
-    return {"windows": len(noises), "noisy_windows": sum(1 for n in noises if n.get("noisy")),
-            "steal_pct": agg("steal_pct"), "foreign_cpu_pct": agg("foreign_cpu_pct"),
-            "loadavg_1m": agg("loadavg_1m"), "busy_at_start": busy_at_start,
-            "thresholds": {"foreign_cpu_pct": FOREIGN_NOISY_PCT, "steal_pct": STEAL_NOISY_PCT}}
-
-
 def tail_samples(requests: int | None, percentile: float) -> float | None:
     """How many requests lie beyond ``percentile`` (99.99 -> 0.01 % of them)."""
     if not requests:
@@ -388,176 +333,53 @@ def tail_samples(requests: int | None, percentile: float) -> float | None:
     return requests * (100.0 - percentile) / 100.0
 
 
-# -- Statistics ------------------------------------------------------------------------------------
+# -- Building a record -----------------------------------------------------------------------------
+
+# The noise of a measurement that never had a window (skipped, or the server did not start).
+NOT_MEASURED_NOISE = window_noise({}, client_cpu_s=None, client_duration_s=None, cpus=1,
+                                  loadavg_1m=None, freq_mhz=None, governor=None)
+
+# What a record keeps of the load generator's summary (bench.load's run_load): its figures; not
+# what the record says its own way (the target, the mode, the cell) nor the generator's plumbing
+# (its window on the clock, workers, CPUs).
+LOAD_FIELDS = ("rps", "bytes_per_s", "requests", "duration_s", "latency_us", "hist", "errors",
+               "conns_established", "client_cpu_s", "client_cpu_util", "client_cpu_us_per_request",
+               "offered_rps", "send_lag_us", "latency_out_of_range", "warnings", "error_examples",
+               "stall_limit_s", "warmup_s", "engine", "connect_s", "active_s", "slice_s")
 
 
-@dataclass
-class Stat:
-    """Median, range and the 95 % CI of the median of one figure over a cell's measurements."""
-
-    median: float
-    low: float
-    high: float
-    n: int
-    ci95: tuple[float, float] | None
-
-    @property
-    def relative_width(self) -> float:
-        return (self.high - self.low) / self.median if self.median else 0.0
-
-    @property
-    def ci_half_width(self) -> float | None:
-        """Half the CI as a share of the median (0.05 = ±5 %); None without a CI."""
-        if self.ci95 is None or not self.median:
-            return None
-        return max(self.median - self.ci95[0], self.ci95[1] - self.median) / abs(self.median)
+def record(server: str, cell: CellKey, round_: int | None, *, family: str | None = None,
+           lesson: str | None = None, rate: float | None = None, is_reference: bool = False,
+           **more) -> dict:
+    """The record of one measurement of `server` at `cell` in round `round_` (None: not in the
+    plan's rounds, as a server skipped as a whole), status ok until it is judged: what the
+    measurement adds comes in `more` and then as it goes (fill_load, the server's figures, the
+    verdict). `rate`: the open-loop rate of a cell given as a share of the peak, which the
+    runner works out per server; else the cell's own."""
+    return {"server": server, "family": family, "lesson": lesson, "conns": cell.conns,
+            "size_bytes": cell.size_bytes, "rate": cell.rate if rate is None else rate,
+            "rate_fraction_of_peak": cell.fraction, "mode": "open" if cell.is_open else "closed",
+            "repeat": round_ or 0, "status": "ok", "reason": None, "schema": SCHEMA_VERSION,
+            "round": round_, "is_reference": is_reference, "noise": dict(NOT_MEASURED_NOISE),
+            **more}
 
 
-def _binom_cdf(k: int, n: int) -> float:
-    """P(B <= k) for B ~ Binomial(n, 1/2)."""
-    return sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+def skipped(rec: dict, reason: str) -> dict:
+    """`rec`, skipped: nothing was measured, for `reason` (with the fix where there is one)."""
+    rec.update(status="skipped", reason=reason)
+    return rec
 
 
-def median_ci95(values: Iterable[float]) -> tuple[float, float] | None:
-    """Distribution-free 95 % CI of the median from order statistics (see the module docstring);
-    None with fewer than CI_MIN_N values."""
-    xs = sorted(values)
-    n = len(xs)
-    if n < CI_MIN_N:
-        return None
-    # The interval [x_(j), x_(n+1-j)] (1-based) misses the median when at most j-1 values lie
-    # below it or at most j-1 above: coverage 1 - 2 P(B <= j-1). Take the largest j with >= 95 %.
-    j = 1
-    while j + 1 <= n // 2 and 1 - 2 * _binom_cdf(j, n) >= 0.95:
-        j += 1
-    return xs[j - 1], xs[n - j]
+def failed(rec: dict, reason: str, **more) -> dict:
+    """`rec`, failed for `reason`, before a verdict could be reached (the server did not start,
+    the bench itself failed); `more`: what is known, e.g. stderr_tail."""
+    rec.update(status="failed", reason=reason, **more)
+    return rec
 
 
-def stat(values: Iterable[float | None]) -> Stat | None:
-    xs = [v for v in (_num(x) for x in values) if v is not None]
-    if not xs:
-        return None
-    return Stat(statistics.median(xs), min(xs), max(xs), len(xs), median_ci95(xs))
-
-
-def converged(ci: tuple[float, float] | list[float] | None, median: float | None,
-              tolerance: float = TOLERANCE) -> bool:
-    """The CI lies within ±tolerance of the median."""
-    if ci is None or not median:
-        return False
-    return ci[0] >= median * (1 - tolerance) and ci[1] <= median * (1 + tolerance)
-
-
-# -- The fold --------------------------------------------------------------------------------------
-
-
-def worst(statuses: Iterable[str]) -> str:
-    """The worst status in STATUS_ORDER; skipped only when everything was skipped."""
-    statuses = list(statuses)
-    measured = [s for s in statuses if s != "skipped"]
-    pool = measured or statuses
-    return max(pool, key=lambda s: _RANK.get(s, len(STATUS_ORDER))) if pool else "skipped"
-
-
-@dataclass
-class CellSummary:
-    """One server at one cell: its measurements folded (see the module docstring)."""
-
-    server: str
-    family: str | None
-    cell: CellKey
-    measurements: list[Measurement]
-
-    def __post_init__(self) -> None:
-        ms = self.measurements
-        self.measured = [m for m in ms if m.measured]
-        self.status = worst(m.status for m in ms)
-        self.verdict = worst(m.verdict for m in ms)
-        self.client_bound = any(m.client_bound for m in self.measured)
-        self.noisy = any(m.noisy for m in self.measured)
-        self.noisy_count = sum(1 for m in self.measured if m.noisy)
-        self.is_reference = any(m.is_reference for m in ms)
-        self.reasons = list(dict.fromkeys(m.reason for m in ms if m.reason))
-        tails = [m.stderr_tail for m in ms if m.stderr_tail]
-        self.stderr_tail = tails[0] if tails else None
-        self.target = next((m.target for m in ms if m.target), None)
-        self.engine = next((m.engine for m in ms if m.engine), None)
-        self.rounds = len(ms)
-        windows = [m.window_s for m in ms if m.window_s is not None]
-        self.window_s = max(windows) if windows else None
-
-    def stat(self, key) -> Stat | None:
-        """A figure over the measured repeats: a field name ('latency_us.p99' reaches in), a
-        Measurement property name, or a function of a Measurement."""
-        if callable(key):
-            get = key
-        elif isinstance(getattr(Measurement, key, None), property):
-            def get(m):
-                return getattr(m, key)
-        else:
-            def get(m):
-                return m.get(key)
-        return stat(get(m) for m in self.measured)
-
-    @property
-    def rps(self) -> Stat | None:
-        return self.stat("rps")
-
-    @property
-    def p99_us(self) -> Stat | None:
-        return self.stat("latency_us.p99")
-
-    @property
-    def cpu_us_per_request(self) -> Stat | None:
-        return self.stat("server_cpu_us_per_request")
-
-    @property
-    def ctx_per_request(self) -> Stat | None:
-        return self.stat("ctx_per_request")
-
-    @property
-    def mem_per_conn_bytes(self) -> Stat | None:
-        return self.stat("mem_per_conn_bytes")
-
-    @property
-    def vs_ref_stat(self) -> Stat | None:
-        return self.stat("vs_ref")
-
-    @property
-    def vs_ref(self) -> float | None:
-        s = self.vs_ref_stat
-        return s.median if s else None
-
-    @property
-    def vs_ref_ci95(self) -> tuple[float, float] | None:
-        s = self.vs_ref_stat
-        return s.ci95 if s else None
-
-    @property
-    def cpu_vs_ref(self) -> float | None:
-        s = self.stat("cpu_vs_ref")
-        return s.median if s else None
-
-    @property
-    def converged(self) -> bool:
-        s = self.vs_ref_stat
-        return bool(s and converged(s.ci95, s.median))
-
-    @property
-    def repeats_text(self) -> str:
-        """'2/3': measurements that measured something, of those run ('—' when none ran)."""
-        return "—" if self.status == "skipped" else f"{len(self.measured)}/{len(self.measurements)}"
-
-
-def fold(measurements: Iterable[Measurement]) -> list[CellSummary]:
-    """One CellSummary per (server, cell), in cell order, then in the order servers first appear."""
-    groups: dict[tuple[str, CellKey], list[Measurement]] = {}
-    for m in measurements:
-        groups.setdefault((m.server, m.cell), []).append(m)
-    servers = list(dict.fromkeys(server for server, _ in groups))
-    keys = sorted(groups, key=lambda k: (k[1].sort_key, servers.index(k[0])))
-    return [CellSummary(server, next((m.family for m in groups[(server, cell)] if m.family), None),
-                        cell, groups[(server, cell)]) for server, cell in keys]
+def fill_load(rec: dict, summary: dict) -> None:
+    """The load generator's figures (LOAD_FIELDS of its summary) into `rec`."""
+    rec.update((key, summary[key]) for key in LOAD_FIELDS if key in summary)
 
 
 # -- Ratios to the reference -----------------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""A window's figures into the record: what the load generator measured (its summary's fields),
-what the server's process tree cost in the window (bench/run/sample.py's readings: CPU per
-request, utilisation, context switches, processes, threads, fds, memory per connection), and the
-reference's figures from its slices of a window it shared (beside_ref)."""
+"""A window's figures into the record: what the server's process tree cost in the window
+(bench/run/sample.py's readings: CPU per request, utilisation, context switches, processes,
+threads, fds, memory per connection), and the reference's figures from its slices of a window it
+shared (beside_ref). The load generator's own figures go in through results.fill_load."""
 
 from __future__ import annotations
 
@@ -9,15 +9,6 @@ import os
 
 from bench import results
 from bench.run.verdict import client_bound
-
-
-def fill_load(record: dict, load: dict) -> None:
-    for key in ("rps", "bytes_per_s", "requests", "duration_s", "latency_us", "hist", "errors",
-                "conns_established", "client_cpu_s", "client_cpu_util", "client_cpu_us_per_request",
-                "offered_rps", "send_lag_us", "latency_out_of_range", "warnings", "error_examples",
-                "stall_limit_s", "warmup_s", "engine", "connect_s", "active_s", "slice_s"):
-        if key in load:
-            record[key] = load[key]
 
 
 def fill_server(record, load, w: dict, idle, cell, server_cpus, peaks: dict | None = None) -> None:
@@ -41,12 +32,12 @@ def fill_server(record, load, w: dict, idle, cell, server_cpus, peaks: dict | No
                                  if w["span_s"] else None)
     # Per request: the CPU the window cost, over the round trips the window completed, scaled to
     # the sampled span (which brackets the window to within one sampling interval).
-    cpu_us = results.cpu_us_per_request(w["cpu_s"], w["span_s"], requests, load.get("duration_s"))
+    cpu_us = cpu_us_per_request(w["cpu_s"], w["span_s"], requests, load.get("duration_s"))
     record["server_cpu_us_per_request"] = round(cpu_us, 2) if cpu_us is not None else None
     switches = w["ctx_voluntary"] + w["ctx_involuntary"]
     record["server_ctx_voluntary"] = w["ctx_voluntary"]
     record["server_ctx_involuntary"] = w["ctx_involuntary"]
-    ctx = results.per_request(switches, w["span_s"], requests, load.get("duration_s"))
+    ctx = per_request(switches, w["span_s"], requests, load.get("duration_s"))
     record["ctx_switches_per_request"] = round(ctx, 3) if ctx is not None else None
     record["server_processes"] = w["processes"]
     record["server_threads"] = w["threads"]
@@ -69,7 +60,7 @@ def fill_server(record, load, w: dict, idle, cell, server_cpus, peaks: dict | No
     established = load.get("conns_established") or cell.conns
     # With a handful of connections, the growth is lost in the interpreter's own noise (a few
     # hundred KiB either way): per-connection memory is reported from 10 connections up.
-    per_conn = results.mem_per_conn(idle_mem, busy_mem, established)
+    per_conn = mem_per_conn(idle_mem, busy_mem, established)
     record["server_mem_per_conn_bytes"] = round(per_conn, 1) if per_conn is not None else None
     client_util = load.get("client_cpu_util") or 0
     server_util = record["server_cpu_util"] or 0
@@ -80,8 +71,8 @@ def beside_figures(name: str, load: dict, ref_w: dict) -> dict:
     """The reference's figures from its slices of the window (bench.load's "alt"), for vs_ref:
     its rate over the time it was active, its CPU per request, its errors (any: no pairing)."""
     alt = load["alt"]
-    cpu_us = (results.cpu_us_per_request(ref_w["cpu_s"], ref_w["span_s"], alt["requests"],
-                                         load.get("duration_s")) if ref_w else None)
+    cpu_us = (cpu_us_per_request(ref_w["cpu_s"], ref_w["span_s"], alt["requests"],
+                                 load.get("duration_s")) if ref_w else None)
     return {"server": name, "rps": round(alt["rps"], 1), "requests": alt["requests"],
             "active_s": alt["active_s"], "slice_s": load.get("slice_s"), "errors": alt["errors"],
             "conns_established": alt["conns_established"],
@@ -90,3 +81,24 @@ def beside_figures(name: str, load: dict, ref_w: dict) -> dict:
             "server_cpu_us_per_request": round(cpu_us, 2) if cpu_us is not None else None,
             "ok": alt["errors"] == 0 and alt["requests"] > 0}
 
+
+def cpu_us_per_request(cpu_s: float, span_s: float, requests: int, duration_s: float) -> float | None:
+    """The CPU the sampled span cost, over the round trips completed in that span: the rate over
+    the load's window, scaled to the span (which brackets the window to within one reading)."""
+    if not requests or not duration_s or not span_s:
+        return None
+    return cpu_s * 1e6 / (requests / duration_s * span_s)
+
+
+def per_request(count: float, span_s: float, requests: int, duration_s: float) -> float | None:
+    """A count over the sampled span (context switches), per round trip, as cpu_us_per_request."""
+    if not requests or not duration_s or not span_s:
+        return None
+    return count / (requests / duration_s * span_s)
+
+
+def mem_per_conn(idle_bytes: float | None, busy_bytes: float | None, conns: int) -> float | None:
+    """Growth over the idle size per connection; None below MEM_PER_CONN_MIN_CONNS connections."""
+    if idle_bytes is None or busy_bytes is None or conns < results.MEM_PER_CONN_MIN_CONNS:
+        return None
+    return (busy_bytes - idle_bytes) / conns

@@ -23,7 +23,7 @@ from bench import results
 from bench.results import CellKey
 from bench.load import run_load
 from bench.run import noise, sample
-from bench.run.figures import beside_figures, fill_load, fill_server
+from bench.run.figures import beside_figures, fill_server
 from bench.run.guard import Guard, preflight
 from bench.run.profiles import Profile, warmup_for
 from bench.run.subject import Subject, start
@@ -40,11 +40,6 @@ CONNECT_TIMEOUT_S = 10.0
 SETTLE_SPAN_S = 0.05
 SETTLE_CPU_SHARE = 0.05
 SETTLE_MAX_S = 20.0
-
-
-# The noise of a measurement that never had a window (skipped, or the server did not start).
-NOT_MEASURED_NOISE = results.window_noise({}, client_cpu_s=None, client_duration_s=None, cpus=1,
-                                          loadavg_1m=None, freq_mhz=None, governor=None)
 
 
 def beside_possible(subject: Subject, cell: CellKey, rate: float | None,
@@ -74,35 +69,25 @@ def measure(entry: servers.Server | Subject, cell: CellKey, repeat: int, profile
         beside = None
     if beside is not None:
         window_s *= 2
-    record: dict = {
-        "server": subject.name, "family": subject.family, "lesson": subject.lesson,
-        "conns": cell.conns, "size_bytes": cell.size_bytes, "rate": rate,
-        "rate_fraction_of_peak": cell.fraction,
-        "mode": "open" if cell.is_open else "closed", "repeat": repeat,
-        "status": "ok", "reason": None, "stderr_tail": None,
-        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "schema": results.SCHEMA_VERSION, "round": repeat, "is_reference": subject.is_reference,
-        "window_s": window_s, "target": subject.target(),
-        "noise": dict(NOT_MEASURED_NOISE),  # replaced by the window's figures once there is a window
-    }
+    record = results.record(
+        subject.name, cell, repeat, family=subject.family, lesson=subject.lesson, rate=rate,
+        is_reference=subject.is_reference, stderr_tail=None,
+        started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), window_s=window_s,
+        target=subject.target())  # its noise: none measured, until there is a window
     if subject.serial and cell.conns > 1:
-        record.update(status="skipped", reason="serial server: serves one client at a time, so "
-                      "more connections only queue (see its 1-connection cell, and lesson 07)")
-        return record
+        return results.skipped(record, "serial server: serves one client at a time, so more "
+                               "connections only queue (see its 1-connection cell, and lesson 07)")
     if (why := preflight(cell, client_cpus)) is not None:
-        record.update(status="skipped", reason=why)
-        return record
+        return results.skipped(record, why)
     if cell.is_open and not rate:
-        record.update(status="skipped", reason="no peak to take a share of: no closed-loop "
-                      "cell of this server at this message size was measured ok before this one")
-        return record
+        return results.skipped(record, "no peak to take a share of: no closed-loop cell of this "
+                               "server at this message size was measured ok before this one")
     t0 = time.monotonic()
     try:
         server, port = start(subject, server_cpus)
     except launch.StartError as exc:
-        record.update(status="failed", reason=f"did not start: {exc.reason}", stderr_tail=exc.stderr,
-                      elapsed_s=round(time.monotonic() - t0, 2))
-        return record
+        return results.failed(record, f"did not start: {exc.reason}", stderr_tail=exc.stderr,
+                              elapsed_s=round(time.monotonic() - t0, 2))
     if port is not None:
         record["target"] = subject.target(port)
     attached = getattr(server, "attached", False)
@@ -153,14 +138,13 @@ def measure(entry: servers.Server | Subject, cell: CellKey, repeat: int, profile
             record["stderr_tail"] = server.stderr_tail(2000) or None  # before kill() deletes it
     except Exception as exc:  # a bug in the bench itself must not lose the other measurements
         server.kill()
-        record.update(status="failed", reason=f"bench error: {type(exc).__name__}: {exc}")
-        return record
+        return results.failed(record, f"bench error: {type(exc).__name__}: {exc}")
     finally:
         server.kill()  # also on a signal (Interrupted): the whole process group goes
         if ref_server is not None:
             ref_server.kill()
 
-    fill_load(record, load)
+    results.fill_load(record, load)
     w = sampler.window()
     fill_server(record, load, w, idle, cell, server_cpus, sampler.peaks())
     ref_w = ref_sampler.window() if ref_sampler is not None else {}

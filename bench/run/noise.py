@@ -19,10 +19,13 @@ The figures per window, and whether a window was noisy, are computed in bench/re
 from __future__ import annotations
 
 import os
+import statistics
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bench import results
+from bench.stats import number
 from servers import launch
 
 
@@ -100,3 +103,19 @@ def busy_at_start(sample_s: float = 0.5, top: int = 3) -> dict:
     return {"foreign_cpu_pct": round(total, 1), "cpus": cpus,
             "top": [[name, round(pct / cpus, 1)] for name, pct in ranked],  # % of all CPUs
             "busy": total > results.BUSY_AT_START_PCT}
+
+
+def noise_summary(records: Iterable[dict], busy_at_start: dict | None) -> dict:
+    """meta.json's machine-noise summary over the run's windows."""
+    noises = [r["noise"] for r in records if isinstance(r.get("noise"), dict)]
+
+    def agg(key):
+        values = [n[key] for n in noises if number(n.get(key)) is not None]
+        return ({"median": round(statistics.median(values), 2), "max": round(max(values), 2)}
+                if values else None)
+
+    return {"windows": len(noises), "noisy_windows": sum(1 for n in noises if n.get("noisy")),
+            "steal_pct": agg("steal_pct"), "foreign_cpu_pct": agg("foreign_cpu_pct"),
+            "loadavg_1m": agg("loadavg_1m"), "busy_at_start": busy_at_start,
+            "thresholds": {"foreign_cpu_pct": results.FOREIGN_NOISY_PCT,
+                           "steal_pct": results.STEAL_NOISY_PCT}}

@@ -32,7 +32,7 @@ from bench.results import CellKey
 from bench.run import console, machine, noise
 from bench.run.interrupts import Interrupted
 from bench.run.guard import SERVER_FD_HEADROOM
-from bench.run.measure import NOT_MEASURED_NOISE, measure
+from bench.run.measure import measure
 from bench.run.profiles import Profile, warmup_for
 from bench.run.subject import Subject
 from bench.run.verdict import MAX_WINDOW_S, starved, window_needed_s, window_note
@@ -317,17 +317,11 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
             "noise": {"busy_at_start": busy if busy["busy"] else None},
             "interrupted": None,
         }
-        for name, why in skipped.items():
+        for name, why in skipped.items():  # a server not run at all: skipped in every cell
             entry = servers.BY_NAME.get(name)
-            for cell in profile.cells:
-                records.append({
-                    "server": name, "family": entry.family if entry else None,
-                    "lesson": entry.lesson if entry else None,
-                    "conns": cell.conns, "size_bytes": cell.size_bytes, "rate": cell.rate,
-                    "rate_fraction_of_peak": cell.fraction,
-                    "mode": "open" if cell.is_open else "closed", "repeat": 0,
-                    "status": "skipped", "reason": why, "schema": results.SCHEMA_VERSION,
-                    "noise": dict(NOT_MEASURED_NOISE)})
+            records += [results.skipped(results.record(
+                name, cell, None, family=entry.family if entry else None,
+                lesson=entry.lesson if entry else None), why) for cell in profile.cells]
         results.write_records(run_dir, records)
     results.write_meta(run_dir, meta)
     if client_cpus:
@@ -364,7 +358,7 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
         default, why = load_gen.default_engine()  # why: the reason it is not the C engine
         meta["engine"] = {"default": default, "reason": why,
                           "used": sorted({r["engine"] for r in runner.records if r.get("engine")})}
-        summary = results.noise_summary(runner.records, meta.get("noise", {}).get("busy_at_start"))
+        summary = noise.noise_summary(runner.records, meta.get("noise", {}).get("busy_at_start"))
         meta["noise"] = {**meta.get("noise", {}), **summary}
         meta["duration_s"] = round((meta.get("duration_s") or 0) + time.monotonic() - t0, 1)
         results.write_meta(run_dir, meta)
