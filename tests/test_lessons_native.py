@@ -94,6 +94,33 @@ def test_prio_inherit_reports_its_protocol_or_why_not():
     assert json.loads(done.stdout)["protocol"] == "inherit"
 
 
+DEADLINE = "lessons/native/deadline.c"
+
+
+@pytest.mark.parametrize("cmd", [[], ["sometimes", "2000", "10000", "1000", "5"],
+                                 ["deadline", "2000", "500", "100", "5"], ["deadline", "100", "10000", "200", "5"],
+                                 ["other", "2000", "10000", "1000", "0"]])
+def test_deadline_rejects_bad_arguments(cmd):
+    done = subprocess.run([_built(DEADLINE, flags=("-pthread",)), *cmd], capture_output=True, text=True,
+                          timeout=TIMEOUT_S)
+    assert done.returncode == 2 and done.stderr.startswith(("usage", "deadline:")), done.stderr
+
+
+@pytest.mark.parametrize("policy", ["other", "deadline"])
+def test_deadline_reports_every_job_or_why_not(policy):
+    """Three 1 ms periods next to the real-time hogs (3 ms of them): every job is reported, or, without
+    CAP_SYS_NICE or under a narrowed CPU mask, the refusal is said as JSON."""
+    done = subprocess.run([_built(DEADLINE, flags=("-pthread",)), policy, "500", "1000", "200", "3"],
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    if done.returncode == 3:
+        assert "error" in json.loads(done.stdout)
+        return
+    assert done.returncode == 0, done.stderr
+    r = json.loads(done.stdout)
+    assert r["policy"] == policy and r["jobs"] == 3 and len(r["series"]) == 3 and 0 <= r["missed"] <= 3
+    assert r["hogs"] >= 1 and all(response > 0 for _, response in r["series"])
+
+
 @pytest.mark.parametrize("cmd", [["1"], ["x", "1", "1"], ["0", "1", "1"]])
 def test_go_programs_reject_bad_arguments(cmd):
     for source in ("lessons/native/mn_go.go", "lessons/native/preempt_go.go"):
