@@ -155,7 +155,7 @@ def priorities(lesson: Lesson, cpu: int | None) -> None:
             lesson.skip(label, str(exc))
     jobs = 10 if lesson.quick else 20
     lesson.section(f"SCHED_DEADLINE (lessons/native/deadline.c): a job needs {DEADLINE_WORK_US / 1000:g} ms of "
-                   f"CPU every {DEADLINE_PERIOD_US / 1000:g} ms, {jobs} times, while a SCHED_FIFO hog spins "
+                   f"CPU every {DEADLINE_PERIOD_US / 1000:g} ms for {jobs} periods, while a SCHED_FIFO hog spins "
                    "on every CPU")
     deadline = {}
     for policy, name in (("other", "ordinary job"), ("deadline", "SCHED_DEADLINE job")):
