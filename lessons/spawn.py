@@ -4,13 +4,18 @@
     fork_exec_wait(program)    fork(); the child execs `program`; the parent waits
     posix_spawn_wait(program)  posix_spawn(3) (glibc: clone3/clone with CLONE_VM | CLONE_VFORK)
     median_us(action, n)       the median wall time of n calls of action(), in µs
+    ballast(mib, huge=False)   a parent's extra memory, populated, in 4 KiB or 2 MiB pages
+    thp_mode()                 transparent huge pages: "always", "madvise", "never" (or None)
 
 POSIX: they run on any Unix with fork; what they cost is the lessons' measurement (03, 04, 06).
+ballast's page sizes are Linux's (madvise(2) MADV_HUGEPAGE, MADV_NOHUGEPAGE).
 """
 
 from __future__ import annotations
 
+import mmap
 import os
+import re
 import statistics
 import time
 
@@ -52,3 +57,37 @@ def median_us(action, repeats: int) -> float:
         action()
         times.append((time.perf_counter() - t0) * 1e6)
     return statistics.median(times)
+
+
+# -- a parent of a given size ---------------------------------------------------------------------------
+
+THP_ENABLED = "/sys/kernel/mm/transparent_hugepage/enabled"
+
+
+def thp_mode() -> str | None:
+    """Transparent huge pages: "always", "madvise" or "never" (the bracketed word of
+    /sys/kernel/mm/transparent_hugepage/enabled), or None where the kernel has no THP."""
+    try:
+        with open(THP_ENABLED) as f:
+            text = f.read()
+    except OSError:
+        return None
+    chosen = re.search(r"\[(\w+)\]", text)
+    return chosen[1] if chosen else None
+
+
+def ballast(mib: int, huge: bool = False) -> mmap.mmap | None:
+    """`mib` MiB of anonymous memory, every page of it written (populated), in 4 KiB pages
+    (madvise MADV_NOHUGEPAGE, whatever the THP mode) or, with `huge`, in 2 MiB transparent huge
+    pages where the kernel can give them (MADV_HUGEPAGE: THP mode "always" or "madvise"; how much
+    it got shows in smaps_rollup's AnonHugePages). None for 0 MiB. close() it to free it."""
+    if mib == 0:
+        return None
+    size = mib << 20
+    memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    advice = getattr(mmap, "MADV_HUGEPAGE" if huge else "MADV_NOHUGEPAGE", None)  # Linux only
+    if advice is not None:
+        memory.madvise(advice)  # before the first touch: it decides the page size of each fault
+    for offset in range(0, size, mmap.PAGESIZE):
+        memory[offset] = 1  # the write fault allocates the page (or the whole huge page)
+    return memory
