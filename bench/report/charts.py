@@ -78,8 +78,11 @@ def _figure(view: View, title: str, *, ncols: int = 1, height_in: float = FIG_HE
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    """The PNG and the SVG beside it. The SVG without a date and with ids from a fixed salt
+    (matplotlib draws them at random): redrawn from the same run, every file is byte-identical."""
     fig.savefig(path, dpi=DPI, facecolor="white")
-    fig.savefig(path.with_suffix(".svg"), facecolor="white")
+    with matplotlib.rc_context({"svg.hashsalt": "bench-report"}):
+        fig.savefig(path.with_suffix(".svg"), facecolor="white", metadata={"Date": None})
     return path
 
 
