@@ -1,7 +1,6 @@
 """The C load engine: build it, run it, turn what it prints into worker results.
 
     python -m bench.load --engine c --target 127.0.0.1:9000 --conns 64
-    python -m bench.load.c_engine          # build it now (cached), print its path or why not
 
 python_engine.py holds the readable Python/uvloop engine and its design essay (closed and open
 loop, coordinated omission, error kinds); engine.c in this directory does the same in C, as one
@@ -34,7 +33,6 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -98,8 +96,9 @@ def available() -> tuple[bool, str | None]:
             if done.returncode != 0 or "latency 1 1 2 1 3 1" not in done.stdout:
                 why = (f"exit {done.returncode}" if done.returncode >= 0
                        else f"killed by signal {-done.returncode}")
-                _availability = (False, f"the built engine does not run here ({why}); rebuild "
-                                        "with `python -m bench.load.c_engine`")
+                _availability = (False, f"the built engine does not run here ({why}): check "
+                                        f"the C compiler (CC), then remove {path.parent} to "
+                                        "build it again")
             else:
                 _availability = (True, None)
         except build.Unavailable as exc:
@@ -385,11 +384,3 @@ def _alternated(summary: dict, results: list[dict], alt: tuple[str, int], slice_
         "errors": sum(r.get("alt_errors", 0) for r in results),
         "latency_us": hist.summarize(latency), "hist": hist.encode(latency),
     }
-
-
-if __name__ == "__main__":
-    try:
-        print(binary())
-    except build.Unavailable as exc:
-        print(f"unavailable: {exc}", file=sys.stderr)
-        sys.exit(1)

@@ -79,7 +79,7 @@
 #if !defined(STALL_TIMEOUT_S) || !defined(STALL_FAIR_SHARES) || !defined(OFFSET_SPAN_BYTES) \
     || !defined(MESSAGES_PER_WORKER) || !defined(MESSAGE_MEMORY_BYTES) || !defined(MIN_TICK_NS) \
     || !defined(FD_HEADROOM) || !defined(E_KINDS) || !defined(ERROR_KIND_NAMES)
-#error "built without bench/load/contract.py's -D flags: build with python -m bench.load.c_engine"
+#error "built without bench/load/contract.py's -D flags, which c_engine.py's binary() passes"
 #endif
 /* The engine's own. */
 #define READ_BUFFER_BYTES (256 << 10)

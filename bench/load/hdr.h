@@ -24,7 +24,7 @@
 #if !defined(HDR_BUCKET_COUNT) || !defined(HDR_SUB_BUCKET_HALF_COUNT_MAGNITUDE) \
     || !defined(HDR_SUB_BUCKET_HALF_COUNT) || !defined(HDR_SUB_BUCKET_MASK) \
     || !defined(HDR_UNIT_MAGNITUDE) || !defined(HDR_LOWEST_US) || !defined(HDR_HIGHEST_US)
-#error "built without bench/load/contract.py's -D flags: build with python -m bench.load.c_engine"
+#error "built without bench/load/contract.py's -D flags, which c_engine.py's binary() passes"
 #endif
 
 #define HDR_COUNTS_LEN ((HDR_BUCKET_COUNT + 1) * HDR_SUB_BUCKET_HALF_COUNT)
