@@ -12,6 +12,9 @@ N      ?=
 RUN    ?=
 A      ?=
 B      ?=
+# make serve / servers: judge and run under another interpreter (3.13, python3.12, a path); its
+# venv (.venv-3.13) is built at first use by servers/interpreters.py
+INTERPRETER ?=
 # make bench / bench-full: which servers and cells (comma-separated), passed to python -m bench run
 SERVERS ?=
 CONNS   ?=
@@ -60,16 +63,16 @@ compare: $(STAMP) ## what changed between runs: make compare A=docs/results/quic
 	@test -n "$(A)" -a -n "$(B)" || { echo "make compare needs A=<baseline run dir> B=<run dir>, e.g. A=docs/results/quick B=results/<run>; runs here:"; ls -d results/*/ 2>/dev/null | sed 's/^/  /'; exit 2; }
 	$(PY) -m bench compare $(A) $(B) $(ARGS)
 
-serve: $(STAMP) ## start one server: make serve SERVER=epoll [PORT=8000] [ARGS="--work-us 100"]
+serve: $(STAMP) ## start one server: make serve SERVER=epoll [PORT=8000] [INTERPRETER=3.13] [ARGS=...]
 	@test -n "$(SERVER)" || { echo "make serve needs SERVER=NAME; one of:"; $(PY) -m servers --names | sed 's/^/  /'; exit 2; }
-	@exec $(PY) -m servers serve $(SERVER) $(if $(PORT),--port $(PORT)) $(ARGS)
+	@exec $(PY) -m servers $(if $(INTERPRETER),--python $(INTERPRETER)) serve $(SERVER) $(if $(PORT),--port $(PORT)) $(ARGS)
 
 talk: $(STAMP) ## type to a running server, see its echo (nc without nc): make talk PORT=8000
 	@test -n "$(PORT)" || { echo "make talk needs PORT=N, the port a server printed (make serve SERVER=epoll PORT=8000)"; exit 2; }
 	@exec $(PY) -m servers talk $(PORT)
 
-servers: $(STAMP) ## list every server, its model, lesson and whether it runs here
-	@$(PY) -m servers
+servers: $(STAMP) ## list every server, its model, lesson and whether it runs here [INTERPRETER=3.13]
+	@$(PY) -m servers $(if $(INTERPRETER),--python $(INTERPRETER))
 
 lesson: $(STAMP) ## run one lesson's script: make lesson N=01 [ARGS=--quick]
 	@test -n "$(N)" || { echo "make lesson needs N=NN; lessons:"; ls lessons/[0-9]*.py | sed 's|lessons/||; s|\.py||; s/^/  /'; exit 2; }
@@ -96,6 +99,6 @@ docs: $(STAMP) ## regenerate the generated parts of README.md and docs/ (cog) an
 	$(PY) -m lessons.figures >/dev/null
 	$(PY) -m cogapp -r -I . README.md $(wildcard docs/*.md)
 
-clean: ## remove .venv, caches, built native programs (build/) and results/
-	rm -rf $(VENV) results build .benchmarks .pytest_cache .ruff_cache *.egg-info
+clean: ## remove .venv, the interpreters' .venv-*, caches, built native programs (build/) and results/
+	rm -rf $(VENV) .venv-* results build .benchmarks .pytest_cache .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -4,7 +4,13 @@ Tests, the bench and the docs all read this one list. Adding a server is adding 
 ``servers/`` and a line in ``SERVERS``; the conformance suite then checks it with no other change.
 
 ``python -m servers`` prints the list as a table; ``python -m servers --json`` prints it as JSON so
-any tool, ours or not, can start every server from it alone (``argv`` follows the Python executable).
+any tool, ours or not, can start every server from it alone (``argv`` follows the Python executable,
+``python`` names the one it was judged for).
+
+Availability is judged for one interpreter: the one running, by default, or any other
+(``entry.availability(python="3.13")``, ``python -m servers --python 3.13``; servers/interpreters.py
+finds it and builds its venv). ``entry.under(python)`` is the entry bound to an interpreter: the
+harness (servers/launch.py) starts it with that interpreter's python.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import importlib.util
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # Families, in the order the lessons meet them.
 FAMILIES = ("blocking", "multi-process", "multiplexed", "async", "fibers")
@@ -44,24 +50,26 @@ except Exception as exc:
     why_not = f"probe failed: {type(exc).__name__}: {exc}"
 print("\\n" + json.dumps(why_not or None), flush=True)
 """
-_probe_answers: dict[str, str | None] = {}
+_probe_answers: dict[tuple[str, str], str | None] = {}
 
 
-def run_probe(probe: str) -> str | None:
-    """Run ``module:function`` in a child interpreter: None if usable here, else why not."""
-    if probe not in _probe_answers:
-        _probe_answers[probe] = _run_probe(probe)
-    return _probe_answers[probe]
+def run_probe(probe: str, python: str | None = None) -> str | None:
+    """Run ``module:function`` in a child of ``python`` (default: this interpreter): None if
+    usable here, else why not."""
+    python = python or sys.executable
+    if (probe, python) not in _probe_answers:
+        _probe_answers[(probe, python)] = _run_probe(probe, python)
+    return _probe_answers[(probe, python)]
 
 
-def _run_probe(probe: str) -> str | None:
+def _run_probe(probe: str, python: str) -> str | None:
     import json
     import subprocess
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     try:
-        done = subprocess.run([sys.executable, "-c", _PROBE_CHILD, probe], capture_output=True,
+        done = subprocess.run([python, "-c", _PROBE_CHILD, probe], capture_output=True,
                               text=True, timeout=PROBE_TIMEOUT_S, cwd=root, env=env,
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
@@ -99,6 +107,27 @@ class Server:
     # A server written in another language: its one source file (servers/go/echo.go), which
     # servers.native builds at first use (servers/build.py) and execs; module is servers.native.
     source: str | None = None
+    # The interpreter this entry is bound to (under()): a python executable, or a spec such as
+    # "3.13" (servers/interpreters.py). None: the interpreter running this code.
+    python: str | None = None
+
+    def under(self, python) -> Server:
+        """This entry bound to ``python`` (a spec, a path or an interpreters.Interpreter): its
+        availability is judged there, and servers.launch starts it with that python."""
+        from servers import interpreters
+        executable = python.python if isinstance(python, interpreters.Interpreter) else python
+        return replace(self, python=executable)
+
+    @property
+    def command(self) -> list[str]:
+        """The whole command that starts it: its interpreter's python, then argv."""
+        return [self.interpreter().python if self.python else sys.executable, *self.argv]
+
+    def interpreter(self, python=None):
+        """The interpreters.Interpreter this entry is judged for and runs under (``python``,
+        else its own, else the current one); raises interpreters.Unavailable."""
+        from servers import interpreters
+        return interpreters.resolve(python if python is not None else self.python)
 
     @property
     def argv(self) -> list[str]:
@@ -115,29 +144,53 @@ class Server:
         from servers.build import KIND_BY_SUFFIX
         return KIND_BY_SUFFIX[os.path.splitext(self.source)[1]]
 
-    def availability(self) -> tuple[bool, str]:
-        """(available, reason): whether this machine can run the model, and if not, why."""
+    def availability(self, python=None) -> tuple[bool, str]:
+        """(available, reason): whether this machine can run the model under ``python`` (a
+        spec such as "3.13", a path, an interpreters.Interpreter; default: the entry's own, else
+        the interpreter running this), and if not, why and the command that fixes it."""
         if self.linux_only and not sys.platform.startswith("linux"):
             return False, f"Linux-only (this is {sys.platform})"
+        python = python if python is not None else self.python
+        if python is not None and not self.source:  # a native server runs the same anywhere
+            from servers import interpreters
+            try:
+                interp = interpreters.resolve(python)
+            except interpreters.Unavailable as exc:
+                return False, str(exc)
+            if interp is not interpreters.current():
+                for mod in self.requires:
+                    if (why_not := interp.why_missing(mod)) is not None:
+                        return False, why_not
+                why_not = run_probe(self.probe, interp.python) if self.probe else None
+                return (False, why_not) if why_not else (True, "")
+        # the interpreter running this code
         for mod in self.requires:
             if importlib.util.find_spec(mod) is None:  # finds the package, runs none of it
                 return False, f"needs the {mod!r} package: make install (or pip install {mod})"
-        if self.probe:
-            why_not = run_probe(self.probe)
-            if why_not:
-                return False, why_not
-        return True, ""
+        why_not = run_probe(self.probe) if self.probe else None
+        return (False, why_not) if why_not else (True, "")
 
     @property
     def available(self) -> bool:
         return self.availability()[0]
 
-    def as_dict(self) -> dict:
-        ok, reason = self.availability()
+    def as_dict(self, python=None) -> dict:
+        """The JSON object of ``python -m servers --json``, judged under ``python``."""
+        ok, reason = self.availability(python)
+        from servers import interpreters
+        try:
+            interp = self.interpreter(python)
+            executable, judged = interp.python, {
+                key: interp.as_dict()[key] for key in
+                ("version", "label", "implementation", "gil_disabled_build", "gil_enabled")}
+        except interpreters.Unavailable:
+            executable, judged = python if isinstance(python, str) else None, None
         return {
             "name": self.name,
             "module": self.module,
             "argv": self.argv,
+            "python": executable,  # start it with [python, *argv]
+            "interpreter": judged,  # what `available` was judged for
             "family": self.family,
             "lesson": self.lesson,
             "model": self.model,
@@ -169,6 +222,12 @@ SERVERS: tuple[Server, ...] = (
     Server("prefork", "servers.prefork", "multi-process", "04",
            "--workers processes forked up front, each blocking in accept, a thread per connection",
            workers=True),
+    Server("subinterpreters", "servers.subinterpreters", "multi-process", "05",
+           "one process, --workers interpreters each with its own GIL (PEP 684) running epoll's "
+           "loop in a thread; the main interpreter accepts and hands each fd over a pipe",
+           workers=True, linux_only=True, probe="servers.subinterpreters:probe",
+           notes="Python 3.12+ (concurrent.interpreters, or backports.interpreters on 3.12/3.13); "
+                 "one process, so not a process per worker, yet parallel like prefork"),
     # -- multiplexed: one thread waits on many sockets at once (lesson 08) ---------------------
     Server("select", "servers.select_server", "multiplexed", "08",
            "one thread, non-blocking sockets, select() over the whole fd set each turn",

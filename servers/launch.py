@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from servers import Server
+from servers import Server, interpreters
 
 READY_RE = re.compile(r"^serving (?P<name>\S+) on \[?(?P<host>[^\]\s]+?)\]?:(?P<port>\d+) \(pid (?P<pid>\d+)")
 READY_TIMEOUT_S = 15.0
@@ -210,12 +210,16 @@ def start(
 ) -> RunningServer:
     """Start ``server`` (a registry entry, or an argv after the Python executable) on a free
     loopback port unless ``extra_args`` says otherwise; return once it printed its readiness line.
+    A registry entry runs under its own interpreter (``entry.under("3.13")``), else this one.
 
     ``cpus`` pins it (Linux); ``nofile`` sets its soft and hard fd limit before it starts.
     Raises StartError with the server's stderr if it exits or stays silent.
     """
-    argv = list(server.argv) if isinstance(server, Server) else list(server)
-    name = server.name if isinstance(server, Server) else " ".join(argv)
+    try:
+        command = server.command if isinstance(server, Server) else [sys.executable, *server]
+    except interpreters.Unavailable as exc:  # bound to an interpreter that is not here
+        raise StartError(str(exc)) from None
+    name = server.name if isinstance(server, Server) else " ".join(server)
     if not any(a == "--port" or a.startswith("--port=") for a in extra_args):
         extra_args = [*extra_args, "--port", "0"]
     stderr_file = tempfile.NamedTemporaryFile(prefix="lab-server-", suffix=".stderr", delete=False)
@@ -223,7 +227,7 @@ def start(
     run_env.setdefault("PYTHONUNBUFFERED", "1")
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, *argv, *extra_args],
+        [*command, *extra_args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=stderr_file,

@@ -279,7 +279,7 @@ def test_signal_with_clients_connected_exits_0_within_2s(entry, sig):
 @pytest.mark.parametrize("bad", [["--port", "x"], ["--port", "70000"], ["--no-such-option"],
                                  ["--work-us", "-5"]], ids=["port-x", "port-70000", "unknown", "work-neg"])
 def test_bad_options_exit_2_without_traceback(entry, bad):
-    result = subprocess.run([sys.executable, *entry.argv, *bad], capture_output=True, text=True,
+    result = subprocess.run([*entry.command, *bad], capture_output=True, text=True,
                             timeout=30, stdin=subprocess.DEVNULL, start_new_session=True)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
@@ -289,7 +289,7 @@ def test_bad_options_exit_2_without_traceback(entry, bad):
 
 
 def test_port_in_use_is_a_one_line_error(server, entry):
-    result = subprocess.run([sys.executable, *entry.argv, "--port", str(server.port)],
+    result = subprocess.run([*entry.command, "--port", str(server.port)],
                             capture_output=True, text=True, timeout=30,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     assert result.returncode not in (0, None)

@@ -145,3 +145,17 @@ def test_the_listing_piped_is_a_line_per_server_and_a_closed_pipe_is_no_error():
     proc.stdout.close()
     stderr = proc.stderr.read()
     assert proc.wait(timeout=60) == 0 and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+def test_the_listing_at_an_80_column_terminal_fits_and_gives_every_reason():
+    from tests.terminal import at_terminal, visible_width
+    code, out = at_terminal([sys.executable, "-m", "servers"], columns=80)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert not [line for line in lines if visible_width(line) > 80], out
+    starts = [line.split()[0] for line in lines if line and not line.startswith(" ")]
+    for s in servers.SERVERS:
+        assert s.name in starts, s.name
+        ok, reason = s.availability()
+        if not ok:  # the reason, whole, wrapped beneath its server
+            assert " ".join(reason.split()) in " ".join(out.split()), s.name
