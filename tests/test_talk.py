@@ -104,3 +104,15 @@ def test_at_a_terminal_it_echoes_each_line_and_ctrl_c_leaves_cleanly(epoll):
         except (ProcessLookupError, ChildProcessError):
             pass
         os.close(fd)
+
+
+def test_ctrl_c_in_make_talk_ends_quietly(epoll):
+    """Under make, the client takes the terminal's foreground, so Ctrl-C reaches it and not make:
+    make exits 0 with no 'make: *** [talk] Error 130' (nor 'Interrupt')."""
+    from tests.terminal import at_terminal
+    code, out = at_terminal(["make", "--no-print-directory", "-o", ".venv/.installed", "talk",
+                             f"PORT={epoll.address[1]}"], type_after=b"Ctrl-C to quit",
+                            keys=b"\x03", timeout_s=30)
+    assert "Ctrl-C to quit" in out, out
+    assert code == 0, out
+    assert "***" not in out and "Error" not in out and "Traceback" not in out, out
