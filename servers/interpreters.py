@@ -44,6 +44,7 @@ for pip. Its text says what is missing and the command that fixes it.
 
     python -m servers.interpreters 3.13 python3.12     build what is missing, print what each is
     python -m servers.interpreters --json 3.13
+    python -m servers.interpreters --at-least 3.12     the newest 3.12+ here (what the suite uses)
 """
 
 from __future__ import annotations
@@ -560,13 +561,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="3.13, 3.14t, python3.12, pypy3, or a path (default: the current one)")
     parser.add_argument("--json", action="store_true", help="one JSON object per interpreter")
     parser.add_argument("--no-build", action="store_true", help="use existing venvs only")
+    parser.add_argument("--at-least", metavar="X.Y",
+                        help="instead of SPECs: the newest CPython X.Y or later here (what the "
+                             "test suite runs the subinterpreters server under)")
     args = parser.parse_args(argv)
+    if args.at_least and args.specs:
+        parser.error("give SPECs or --at-least, not both")
+    if args.at_least and not re.fullmatch(r"\d+\.\d+", args.at_least):
+        parser.error(f"--at-least {args.at_least}: give a version such as 3.12")
     status = 0
     for spec in args.specs or [None]:
+        label = f"{args.at_least}+" if args.at_least else spec or "current"
         try:
-            interp = get(spec, build=not args.no_build)
+            if args.at_least:
+                interp = newest(tuple(map(int, args.at_least.split("."))),
+                                build=not args.no_build)
+            else:
+                interp = get(spec, build=not args.no_build)
         except Unavailable as exc:
-            print(f"{spec}: unavailable: {exc}", file=sys.stderr)
+            print(f"{label}: unavailable: {exc}", file=sys.stderr)
             status = 1
             continue
         if args.json:
@@ -575,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         gil = "GIL disabled" if not interp.gil_enabled else (
             "GIL enabled" + (f" (by {', '.join(interp.gil_enabled_by)})"
                              if interp.gil_enabled_by else ""))
-        print(f"{spec or 'current'}: {interp.implementation} {interp.label}, {gil}")
+        print(f"{label}: {interp.implementation} {interp.label}, {gil}")
         print(f"  python: {interp.python}")
         missing = [name for name, version in interp.packages.items() if version is None]
         present = [f"{name} {version}" for name, version in interp.packages.items() if version]

@@ -1,4 +1,4 @@
-"""The lab's servers written outside Python (C, Go, Node, Erlang): build at first use, then exec.
+"""The lab's servers written outside Python (C, Go, Node, Erlang, Java): build at first use, then exec.
 
     python -m servers.native NAME [server options]     e.g.  python -m servers.native go --procs 2
 
@@ -30,6 +30,9 @@ from servers import build
 # The Erlang runtime, told to sleep when idle: by default BEAM's schedulers spin a little before
 # they sleep (busy wait, +sbwt), which shows as CPU use on an idle server.
 ERL_FLAGS = ("-noshell", "-noinput", "+sbwt", "none", "+sbwtdcpu", "none", "+sbwtdio", "none")
+# The JVM with the serial collector: no GC worker threads beside the carriers (G1 starts several),
+# for a heap that an echo server keeps small.
+JAVA_FLAGS = ("-XX:+UseSerialGC",)
 
 
 def command(name: str, options: list[str]) -> list[str]:
@@ -44,6 +47,9 @@ def command(name: str, options: list[str]) -> list[str]:
         return [str(artefact), *options]
     if kind == "node":
         return [build.tool("node"), str(artefact), *options]
+    if kind == "java":
+        main_class = os.path.splitext(os.path.basename(entry.source))[0]
+        return [build.java_runtime(), *JAVA_FLAGS, "-cp", str(artefact), main_class, *options]
     erl = shutil.which("erl")
     if not erl:
         raise build.Unavailable("no Erlang runtime (erl) on PATH: apt-get install erlang-base")
@@ -76,6 +82,10 @@ def probe_node() -> str | None:
 
 def probe_erlang() -> str | None:
     return why_not("erlang")
+
+
+def probe_java() -> str | None:
+    return why_not("java")
 
 
 def main(argv: list[str]) -> None:

