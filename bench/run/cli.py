@@ -152,8 +152,8 @@ def _own_servers(parser, args) -> list[Subject]:
 
 
 def write_report(run_dir: Path) -> Path | None:
-    """report.md through the report builder; for an interrupted run, marked as such even if the
-    builder does not say it, and a short one of our own if the builder fails."""
+    """report.md and report.html through the report builder (which marks an interrupted run at
+    the top of both, from meta.json); a short report.md of our own if the builder fails."""
     meta = results.read_run(run_dir).meta
     stop = meta.get("interrupted")
     mark = (f"interrupted: {stop['measured']} of {stop['planned']} measurements "
@@ -171,8 +171,6 @@ def write_report(run_dir: Path) -> Path | None:
                         f"failed ({type(exc).__name__}: {exc}); the measurements are in "
                         f"results.jsonl.\n")
         return path
-    if mark and "interrupted" not in path.read_text():
-        path.write_text(f"**{mark}**\n\n" + path.read_text())
     return path
 
 
