@@ -150,28 +150,23 @@ def _own_servers(parser, args) -> list[Subject]:
     return subjects
 
 
-
-def write_report(run_dir: Path) -> Path | None:
-    """report.md and report.html through the report builder (which marks an interrupted run at
-    the top of both, from meta.json); a short report.md of our own if the builder fails."""
-    meta = results.read_run(run_dir).meta
-    stop = meta.get("interrupted")
-    mark = (f"interrupted: {stop['measured']} of {stop['planned']} measurements "
-            f"({stop['signal']}); `python -m bench run --resume {run_dir}` measures the rest"
-            if stop else None)
-    path = run_dir / "report.md"
+def write_report(run: results.Run) -> Path | None:
+    """report.md, report.html and the charts through the report builder, from the run in memory
+    (the report says itself when the run was interrupted); if the builder fails on an
+    interrupted run, a short report.md of our own says so, and how to resume."""
     try:
         from bench.report import build as report
-        path = Path(report.build_report(run_dir))
+        return Path(report.build_report(run))
     except Exception as exc:  # the report must not turn a finished run into a crash
         print(f"(the report builder failed: {type(exc).__name__}: {exc})", file=sys.stderr)
-        if not stop:
+        if not (stop := run.interrupted):
             return None
-        path.write_text(f"# Bench run {run_dir.name}\n\n**{mark}**\n\nThe report builder "
-                        f"failed ({type(exc).__name__}: {exc}); the measurements are in "
-                        f"results.jsonl.\n")
+        path = run.dir / "report.md"
+        path.write_text(f"# Bench run {run.dir.name}\n\n**interrupted: {stop['measured']} of "
+                        f"{stop['planned']} measurements ({stop['signal']}); `python -m bench run "
+                        f"--resume {run.dir}` measures the rest**\n\nThe report builder failed "
+                        f"({type(exc).__name__}: {exc}); the measurements are in results.jsonl.\n")
         return path
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,18 +251,19 @@ def _main(argv: list[str] | None) -> int:
 
 def _run_and_report(args, profile, subjects, skipped, reference, ref_state, *, resume,
                     seed) -> int:
-    run_dir, code = run(profile, [s.name for s in subjects], skipped, args.out, seed=seed,
-                        progress=not args.no_progress, subjects=subjects, reference=reference,
-                        reference_state=ref_state, resume=resume)
+    measured, code = run(profile, [s.name for s in subjects], skipped, args.out, seed=seed,
+                         progress=not args.no_progress, subjects=subjects, reference=reference,
+                         reference_state=ref_state, resume=resume)
+    run_dir = measured.dir
     # A stopped run writes its summary and report undisturbed (the handler ignores a second
     # signal); a finished one stops at a signal here too, quietly: its measurements are saved.
     try:
         try:
-            print_summary(run_dir)
+            print_summary(measured)
         except Exception as exc:  # an interrupted run may have nothing to summarise
             print(f"(no summary: {type(exc).__name__}: {exc})")
         if not args.no_report or code:
-            path = write_report(run_dir)
+            path = write_report(measured)
             if path:
                 print(f"report: {path}")
     except Interrupted as late:
@@ -275,7 +271,7 @@ def _run_and_report(args, profile, subjects, skipped, reference, ref_state, *, r
               f"measurements are saved (make report RUN={run_dir})")
         code = 128 + late.signum
     print(f"results: {run_dir}")
-    if hint := compare_hint(profile.name, Path(run_dir)):
+    if hint := compare_hint(profile.name, run_dir):
         print(hint)
     return code
 

@@ -171,8 +171,9 @@ SUMMARY_HEADER = ("#", "server", "vs ref", "CI95", "CPU vs ref", "req/s", "sprea
                   "CPU µs/req", "flags")
 
 
-def print_summary(run_dir: Path) -> None:
-    run = results.read_run(run_dir)
+def print_summary(run: results.Run) -> None:
+    """The end-of-run summary of `run` (the runner's, in memory): a table per cell, the noise,
+    the legend."""
     console = Console()
     if console.width < 120:  # not a terminal (a pipe, CI): wide enough for every column
         console = Console(width=120)

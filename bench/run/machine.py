@@ -107,7 +107,6 @@ def limits() -> dict:
             "somaxconn": int(somaxconn) if somaxconn else None}
 
 
-
 def io_uring_state() -> dict:
     entry = servers.BY_NAME.get("io_uring")
     if entry is None:

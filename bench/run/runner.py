@@ -277,9 +277,10 @@ class Runner:
 def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Path,
         seed: int = 0, progress: bool = True, *, subjects: list[Subject] | None = None,
         reference: Subject | None = None, reference_state: dict | None = None,
-        resume: Path | None = None) -> tuple[Path, int]:
-    """Measure the plan; returns (the run directory, the exit code: 0, or 128 + the signal that
-    stopped it). With `resume`, measures what that run's plan still lacks."""
+        resume: Path | None = None) -> tuple[results.Run, int]:
+    """Measure the plan; returns (the run as written: its directory, meta and records, for the
+    summary and the report to use without reading it back; the exit code: 0, or 128 + the
+    signal that stopped it). With `resume`, measures what that run's plan still lacks."""
     server_cpus, client_cpus, pin_note = machine.split_cpus()
     subjects = subjects if subjects is not None else [Subject.registry(servers.get(n)) for n in names]
     busy = noise.busy_at_start()
@@ -362,4 +363,4 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
         meta["noise"] = {**meta.get("noise", {}), **summary}
         meta["duration_s"] = round((meta.get("duration_s") or 0) + time.monotonic() - t0, 1)
         results.write_meta(run_dir, meta)
-    return run_dir, code
+    return results.Run(run_dir, meta, [results.Measurement.from_dict(r) for r in runner.records]), code

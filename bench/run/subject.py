@@ -102,7 +102,6 @@ def start(subject: Subject, server_cpus: list[int] | None):
     return launch.start(subject.entry, cpus=server_cpus), None
 
 
-
 def reference_subject(enabled: bool) -> tuple[Subject | None, dict]:
     """The C reference and meta.json's entry for it: available, or why not with the fix."""
     name = results.REFERENCE

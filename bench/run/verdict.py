@@ -111,7 +111,6 @@ def server_said(stderr: str | None, limit: int = 2) -> list[str]:
     return said[:limit]
 
 
-
 # A verdict that a model does not hold N connections must be the model's, not the window's: the
 # window has to be long enough to serve every connection WINDOW_SERVES times at the server's own
 # measured CPU cost per request. If it was not, the cell is measured again with a window that is,
