@@ -33,18 +33,15 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
 
-import servers
-import servers.launch
-from lessons import procfs, states, trace
+from lessons import cpus, loadgen, procfs, states, trace
 from lessons.common import Claim, Lesson, linux_only, parse_args
 from lessons.spinners import run_together, spin
-from lessons.spawn import fork_exec_wait, fork_exit_wait, median_us, posix_spawn_wait
+from lessons.spawn import ballast, fork_exec_wait, fork_exit_wait, median_us, posix_spawn_wait
 
 MiB = 1024 * 1024
 
@@ -65,10 +62,6 @@ print("ready", flush=True)
 time.sleep(60)
 """
 
-# glibc reserves each extra malloc arena as one 64 MiB region (HEAP_MAX_SIZE, 2 x the largest mmap
-# threshold on 64-bit), aligned to its size, and makes only the part in use readable and writable.
-ARENA_BYTES = 64 * MiB
-
 STATUS_LABELS = ("state (status State)", "its parent is this lesson (status PPid)",
                  "threads (status Threads)", "virtual memory (status VmSize)",
                  "resident memory (status VmRSS)", "anonymous resident (status RssAnon)",
@@ -88,51 +81,6 @@ def _mib(text: str) -> float:
     return procfs.kib(text) / 1024
 
 
-def address_space(pid: int) -> dict[str, float]:
-    """What the address space (VmSize) is made of, from /proc/PID/maps, in MiB: malloc arenas,
-    thread stacks, the untouched mapping, mapped files and the rest (heap, Python's own memory)."""
-    stack_bytes = resource_stack_bytes()
-    regions = procfs.maps(pid)
-    parts = dict.fromkeys(("malloc arenas", "thread stacks", "untouched mapping", "files", "rest"), 0)
-    arenas = 0
-    i = 0
-    while i < len(regions):
-        start, end, perms, path = regions[i]
-        size = end - start
-        if not path and start % ARENA_BYTES == 0:  # an arena: its regions, contiguous, add to 64 MiB
-            j, total = i, 0
-            while j < len(regions) and not regions[j][3] and total < ARENA_BYTES and (
-                    j == i or regions[j][0] == regions[j - 1][1]):
-                total += regions[j][1] - regions[j][0]
-                j += 1
-            if total == ARENA_BYTES:
-                parts["malloc arenas"] += total
-                arenas += 1
-                i = j
-                continue
-        if path == "/dev/zero (deleted)" or path.startswith("/dev/zero"):
-            parts["untouched mapping"] += size  # mmap.mmap(-1, ...): shared anonymous memory
-        elif path.startswith("/"):
-            parts["files"] += size
-        elif not path and perms.startswith("rw") and size == stack_bytes:
-            parts["thread stacks"] += size  # glibc's default thread stack: RLIMIT_STACK
-        elif not path and perms == "---p" and size == 4096 and i + 1 < len(regions) and (
-                regions[i + 1][1] - regions[i + 1][0] == stack_bytes):
-            parts["thread stacks"] += size  # the guard page below a thread stack
-        else:
-            parts["rest"] += size
-        i += 1
-    out = {name: size / MiB for name, size in parts.items()}
-    out["arena count"] = arenas
-    return out
-
-
-def resource_stack_bytes() -> int:
-    import resource
-    soft, _ = resource.getrlimit(resource.RLIMIT_STACK)
-    return soft if soft != resource.RLIM_INFINITY else 2 * MiB  # glibc's default when unlimited
-
-
 def live_process(lesson: Lesson, why_not: str | None) -> list[str]:
     """Section 1: a child we started, read from /proc while it sleeps. Returns its notices."""
     lesson.section("a live child process, read from /proc/PID/status and /proc/PID/stat")
@@ -146,7 +94,7 @@ def live_process(lesson: Lesson, why_not: str | None) -> list[str]:
         child.stdout.readline()  # "ready": its memory and threads are in place
         time.sleep(0.05)  # let it fall asleep
         status, stat = procfs.status(child.pid), procfs.stat(child.pid)
-        sched, space = procfs.sched(child.pid), address_space(child.pid)
+        sched, space = procfs.sched(child.pid), procfs.vmsize_parts(child.pid)
         tasks = len(os.listdir(f"/proc/{child.pid}/task"))
         fds = len(os.listdir(f"/proc/{child.pid}/fd"))
         read_at_s = procfs.uptime_s()
@@ -208,7 +156,9 @@ NICE_LABELS = ("cpu share of the pair, nice 0 spinner", "predicted by the weight
                f"load weight of the nice {NICED} spinner (se.load.weight)")
 RT_LABELS = ("cpu share, SCHED_FIFO spinner", "cpu share, SCHED_OTHER spinner beside it",
              "cpu share, SCHED_RR spinner A", "cpu share, SCHED_RR spinner B",
-             "time slice, SCHED_RR (cpu time / times scheduled)", "SCHED_RR quantum (sched_rr_get_interval)")
+             "time slice, SCHED_RR (cpu time / times scheduled)", "SCHED_RR quantum (sched_rr_get_interval)",
+             "SCHED_RR turn, the spinners' own clocks (median)", "SCHED_RR turns cut short (under 90 % of the quantum)",
+             "real-time share per period (sched_rt_runtime_us / sched_rt_period_us)")
 
 
 def kernel_scheduler() -> tuple[str, str]:
@@ -303,7 +253,8 @@ def scheduler(lesson: Lesson, why_not: str | None, quick: bool) -> list[str]:
                 set_policy(os.SCHED_RR, 1)(pid)
                 quantum_ms.append(os.sched_rr_get_interval(pid) * 1000)
 
-            rr = share_one_cpu(cpu, {"A": round_robin, "B": round_robin}, spin_s / 2)
+            rr = share_one_cpu(cpu, {"A": round_robin, "B": round_robin},  # full: 2 s, two throttled periods
+                               spin_s / 2 if quick else spin_s)
         except PermissionError as e:
             rt_why = (f"not permitted ({e.strerror}): a real-time policy needs CAP_SYS_NICE or an "
                       "RLIMIT_RTPRIO above 0 (ulimit -r)")
@@ -312,12 +263,20 @@ def scheduler(lesson: Lesson, why_not: str | None, quick: bool) -> list[str]:
             lesson.skip(label, rt_why)
         return notices
     turn_ms = statistics.fmean([rr["A"]["ms_per_slice"], rr["B"]["ms_per_slice"]])
+    turns = [ns / 1e6 for name in "AB" for ns in rr[name]["seen"]["runs_ns"]]
+    own_ms = statistics.median(turns) if turns else float("nan")
+    rt_period = procfs.read("/proc/sys/kernel/sched_rt_period_us")
+    allowed_pct = 100 * int(rt_runtime) / int(rt_period) if rt_runtime and rt_period else float("nan")
+    pair_pct = rr["A"]["cpu_share_pct"] + rr["B"]["cpu_share_pct"]
     lesson.measure(RT_LABELS[0], fifo["fifo"]["cpu_share_pct"], "%")
     lesson.measure(RT_LABELS[1], fifo["other"]["cpu_share_pct"], "%")
     lesson.measure(RT_LABELS[2], rr["A"]["cpu_share_pct"], "%")
     lesson.measure(RT_LABELS[3], rr["B"]["cpu_share_pct"], "%")
     lesson.measure(RT_LABELS[4], turn_ms, "ms")
     lesson.measure(RT_LABELS[5], quantum_ms[0], "ms")
+    lesson.measure(RT_LABELS[6], own_ms, "ms")
+    lesson.measure(RT_LABELS[7], sum(1 for t in turns if t < 0.9 * quantum_ms[0]), f"of {len(turns)}")
+    lesson.measure(RT_LABELS[8], allowed_pct, "%")
     lesson.series("rt_share_pct", {"SCHED_FIFO": fifo["fifo"]["cpu_share_pct"],
                                    "SCHED_OTHER beside it": fifo["other"]["cpu_share_pct"]})
     notices.append(f"a SCHED_FIFO spinner took {fifo['fifo']['cpu_share_pct']:.0f}% of its CPU and left the "
@@ -325,36 +284,62 @@ def scheduler(lesson: Lesson, why_not: str | None, quick: bool) -> list[str]:
                    "until it blocks or a higher priority wakes; what keeps a little back for ordinary "
                    "tasks is real-time throttling (sched_rt_runtime_us per sched_rt_period_us) and, "
                    "since Linux 6.12, the fair server, a deadline reservation for them")
-    notices.append(f"two SCHED_RR spinners of equal priority took turns of {turn_ms:.0f} ms each, "
-                   "the round-robin quantum, against the few ms of the fair scheduler (lesson 01)")
+    notices.append(f"two SCHED_RR spinners of equal priority took turns of {own_ms:.0f} ms by their own "
+                   f"clocks, the round-robin quantum ({quantum_ms[0]:.0f} ms), against the few ms of the fair "
+                   f"scheduler (lesson 01); schedstat's average turn, {turn_ms:.0f} ms, is shorter because the "
+                   f"pair got {pair_pct:.1f}% of the CPU, not 100%: real-time tasks may use "
+                   f"{allowed_pct:.0f}% of each period, and the pause for ordinary tasks cuts a turn in two")
     return notices
 
 
-# -- 3. the D state ------------------------------------------------------------------------------------
+# -- 3. the D and T states -------------------------------------------------------------------------------
 
-def d_state(lesson: Lesson, why_not: str | None, true: str) -> list[str]:
-    """Section 3: the parent of a vfork, held while its child cannot exec."""
+D_LABELS = ("state of the waiting parent (stat field 3)", "where it waits in the kernel (wchan)")
+T_LABELS = ("a job sent SIGTSTP (Ctrl-Z): waitpid(WUNTRACED) saw", "the job's state while stopped",
+            "cpu time the stopped job got in 0.3 s", "after SIGCONT (fg or bg): waitpid(WCONTINUED) saw",
+            "the job's state after SIGCONT", "a background job reading its terminal")
+
+
+def d_and_t_states(lesson: Lesson, why_not: str | None, true: str) -> list[str]:
+    """Section 3: the parent of a vfork, held while its child cannot exec; a job stopped and
+    continued as a shell does it; a background job stopped for reading its terminal."""
     lesson.section("the D state: a vfork parent waiting for its child to exec")
-    d_labels = ("state of the waiting parent (stat field 3)", "where it waits in the kernel (wchan)")
+    notices = []
     if why_not:
-        for label in d_labels:
+        for label in D_LABELS:
             lesson.skip(label, why_not)
-        return []
-    with states.disk_sleep(true) as pid:
-        seen, where = procfs.state(pid), states.wchan(pid)
-    letter = seen.split()[0] if seen else None
-    lesson.measure(d_labels[0], letter or "not seen in D")
-    if where:
-        lesson.measure(d_labels[1], where)
     else:
-        lesson.skip(d_labels[1], "/proc/PID/wchan reads 0 here (restricted to root, or the state "
-                    "was not seen)")
-    if letter != "D":
-        return []
-    return ["the Python child waiting in posix_spawn was in state D"
-            + (f" at {where}" if where else "")
-            + ": a vfork parent sleeps uninterruptibly (killable only) until its child execs or "
-            "exits; a D task counts in the load average though it uses no CPU"]
+        with states.disk_sleep(true) as pid:
+            seen, where = procfs.state(pid), states.wchan(pid)
+        letter = seen.split()[0] if seen else None
+        lesson.measure(D_LABELS[0], letter or "not seen in D")
+        if where:
+            lesson.measure(D_LABELS[1], where)
+        else:
+            lesson.skip(D_LABELS[1], "/proc/PID/wchan reads 0 here (restricted to root, or the state "
+                        "was not seen)")
+        if letter == "D":
+            notices.append("the Python child waiting in posix_spawn was in state D" + (f" at {where}" if where else "")
+                           + ": a vfork parent sleeps uninterruptibly (killable only) until its child execs or "
+                           "exits; a D task counts in the load average though it uses no CPU")
+
+    lesson.section("the T state and job control: a job stopped and continued, a background read")
+    if why_not:
+        for label in T_LABELS:
+            lesson.skip(label, why_not)
+        return notices
+    job = states.job_stopped_and_continued(0.3)
+    for label, key in zip(T_LABELS, ("stop", "state", "ran_ms_stopped", "continue", "state_after"), strict=False):
+        lesson.measure(label, job[key], "ms" if key == "ran_ms_stopped" else "")
+    background = states.background_read()
+    if "error" in background:
+        lesson.skip(T_LABELS[5], f"no pseudo-terminal session here ({background['error']})")
+    else:
+        lesson.measure(T_LABELS[5], f"{background['job']}, state {background['state']}")
+    notices.append(f"Ctrl-Z's SIGTSTP left the job {job['state']}: it got {job['ran_ms_stopped']:.1f} ms of "
+                   "CPU in 0.3 s, and ran again after SIGCONT; the shell learns both from waitpid "
+                   "(WUNTRACED, WCONTINUED)")
+    return notices
 
 
 # -- 4. namespaces and cgroups ---------------------------------------------------------------------------
@@ -486,10 +471,12 @@ def creation(lesson: Lesson, quick: bool, true: str) -> list[str]:
         except trace.StraceUnavailable as e:
             lesson.skip(label, str(e))
 
-    ballast = b"\x01" * (512 * MiB)  # the parent now has 512 MiB more resident memory
-    timed("fork + exec true + wait, parent +512 MiB", lambda: fork_exec_wait(true), repeats // 2)
-    timed("posix_spawn true + wait, parent +512 MiB", lambda: posix_spawn_wait(true), repeats // 2)
-    del ballast
+    memory = ballast(512)  # the parent now has 512 MiB more populated, in 4 KiB pages (lesson 03)
+    try:
+        timed("fork + exec true + wait, parent +512 MiB", lambda: fork_exec_wait(true), repeats // 2)
+        timed("posix_spawn true + wait, parent +512 MiB", lambda: posix_spawn_wait(true), repeats // 2)
+    finally:
+        memory.close()
     lesson.series("creation_us", {label: (value * 1000 if label.startswith("multiprocessing") else value)
                                   for label, value in cost.items()})
 
@@ -510,70 +497,30 @@ def creation(lesson: Lesson, quick: bool, true: str) -> list[str]:
 
 # -- 6. the fork and prefork servers -------------------------------------------------------------------------
 
-LOAD_CONNS = 32
-LOAD_SIZE_BYTES = 64
-
-
-def connection_per_request(address, seconds: float, max_requests: int) -> tuple[float, float]:
-    """connect, send 64 bytes, read the echo, close; again and again for `seconds` (at most
-    `max_requests` times). Returns (connections per second, median µs per connection)."""
-    payload = b"x" * LOAD_SIZE_BYTES
-    times = []
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end and len(times) < max_requests:
-        t0 = time.perf_counter()
-        with socket.create_connection(address, timeout=5) as sock:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.sendall(payload)
-            received = 0
-            while received < len(payload):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError("the server closed the connection before echoing")
-                received += len(chunk)
-        times.append((time.perf_counter() - t0) * 1e6)
-    return len(times) / sum(times) * 1e6, statistics.median(times)
-
-
-def measure_server(name: str, seconds: float, server_cpus, client_cpus, max_requests: int) -> dict:
-    from bench.load import run_load  # imported here: multiprocessing's spawn children re-import
-    # this module, and need not pay for the load generator's imports
-
-    server = servers.launch.start(servers.get(name), cpus=server_cpus)
-    try:
-        load = run_load(server.host, server.port, conns=LOAD_CONNS, size=LOAD_SIZE_BYTES,
-                        duration=seconds, warmup=min(1.0, seconds / 2), cpus=client_cpus)
-        per_s, median = connection_per_request(server.address, seconds, max_requests)
-        return {"rps": load["rps"], "p99_us": load["latency_us"]["p99"], "errors": sum(load["errors"].values()),
-                "conn_per_s": per_s, "conn_us": median}
-    finally:
-        server.stop()
-
 
 def fork_vs_prefork(lesson: Lesson, quick: bool) -> list[str]:
     """Section 6: both servers under long-lived connections, then a connection per request."""
-    seconds = 1.5 if quick else 4.0
+    seconds = 1.0 if quick else 4.0
     max_requests = 3_000 if quick else 10_000  # each leaves a socket in TIME_WAIT for 60 s
     allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    if allowed and len(allowed) >= 4:
-        server_cpus, client_cpus = allowed[:len(allowed) // 2], allowed[len(allowed) // 2:]
-    else:
-        server_cpus = client_cpus = None
-    lesson.section(f"fork vs prefork: {LOAD_CONNS} long-lived connections ({LOAD_SIZE_BYTES} B messages, "
+    halves = cpus.split_by_core(cpus.topology(allowed)) if allowed else (None, None)
+    lesson.section(f"fork vs prefork: {loadgen.LOAD_CONNS} long-lived connections ({loadgen.LOAD_SIZE_BYTES} B messages, "
                    f"{seconds:g} s), then a new connection per request ({seconds:g} s, one client)")
     results = {}
     for name in ("fork", "prefork"):
         labels = (f"{name} server, requests per second", f"{name} server, p99 latency",
                   f"{name} server, connections per second (one per request)",
                   f"{name} server, connect + echo + close")
-        ok, reason = servers.get(name).availability()
-        if not ok:
+        reason = loadgen.unavailable(name)
+        if reason:
             for label in labels:
                 lesson.skip(label, reason)
             continue
-        r = results[name] = measure_server(name, seconds, server_cpus, client_cpus, max_requests)
+        r = results[name] = loadgen.loaded(name, cpus=halves, seconds=seconds, then=lambda server: (
+            loadgen.connection_per_request(server.address, seconds, max_requests)))
+        r["conn_per_s"], r["conn_us"] = r["then"]
         lesson.measure(labels[0], r["rps"], "req/s")
-        lesson.measure(labels[1], r["p99_us"], "µs")
+        lesson.measure(labels[1], r["latency_us"]["p99"], "µs")
         lesson.measure(labels[2], r["conn_per_s"], "conn/s")
         lesson.measure(labels[3], r["conn_us"], "µs")
     if len(results) < 2:
@@ -663,10 +610,63 @@ CLAIMS = [
           lambda m: m["cpu share, SCHED_FIFO spinner"] > 80
           and m["cpu share, SCHED_OTHER spinner beside it"] < 10,
           "FIFO over 80 %, the SCHED_OTHER one beside it under 10 %"),
-    Claim("turns of about the round-robin quantum",
-          lambda m: 0.5 < m["time slice, SCHED_RR (cpu time / times scheduled)"]
-          / m["SCHED_RR quantum (sched_rr_get_interval)"] < 1.2,
-          "RR slices within 50-120 % of sched_rr_get_interval"),
+    Claim("alternated in turns of the\n  round-robin quantum by their own clocks",
+          lambda m: abs(m["SCHED_RR turn, the spinners' own clocks (median)"]
+                        / m["SCHED_RR quantum (sched_rr_get_interval)"] - 1) < 0.1,
+          "the median RR turn by the spinners' clocks within 10 % of sched_rr_get_interval"),
+    Claim("The kernel's own average, CPU time divided by times scheduled, comes out shorter\n  than the quantum",
+          lambda m: m["time slice, SCHED_RR (cpu time / times scheduled)"]
+          < m["SCHED_RR quantum (sched_rr_get_interval)"]
+          and m["SCHED_RR turns cut short (under 90 % of the quantum)"] > 0,
+          "schedstat's average RR turn below the quantum, and some turns cut short"),
+    Claim("Together the pair got less than the whole CPU, close to that share",
+          lambda m: m["real-time share per period (sched_rt_runtime_us / sched_rt_period_us)"] - 2
+          < m["cpu share, SCHED_RR spinner A"] + m["cpu share, SCHED_RR spinner B"] < 99,
+          "the two RR spinners' shares add up to under 99 % and over the real-time share minus 2 points "
+          "(a 2 s window holds one or two of the pauses)"),
+    Claim("was in state `T` and got no CPU at all until\n  `SIGCONT`",
+          lambda m: m["the job's state while stopped"].startswith("T")
+          and m["cpu time the stopped job got in 0.3 s"] == 0
+          and m["a job sent SIGTSTP (Ctrl-Z): waitpid(WUNTRACED) saw"] == "stopped by SIGTSTP"
+          and m["after SIGCONT (fg or bg): waitpid(WCONTINUED) saw"].startswith("continued")
+          and m["the job's state after SIGCONT"].startswith("R"),
+          "stopped (T) by SIGTSTP with 0 ms of CPU, then continued and running"),
+    Claim.unmeasured("Two files hold most of what tools show", "where ps and top read (procps' sources), not a figure"),
+    Claim.unmeasured("the same and more as one line of numbers", "a description of the fields (proc(5)), not a figure"),
+    Claim.unmeasured("the memory and more (a thread, lesson 06)", "what clone's flags share (clone(2)), not a figure"),
+    Claim.unmeasured("as most distributions' were", "kernel configuration history (CONFIG_SCHED_DEBUG, removed in 6.15)"),
+    Claim("share the CPU in proportion to their *weights*",
+          lambda m: abs(m["cpu share of the pair, nice 0 spinner"] - m["predicted by the weights (1024 : 335)"]) < 8,
+          "the nice 0 spinner's share within 8 points of the weights' 75 %"),
+    Claim("nice 5 weighs 335",
+          lambda m: m[f"load weight of the nice {NICED} spinner (se.load.weight)"] == NICE_WEIGHT[NICED],
+          "the nice 5 spinner's se.load.weight is the table's 335"),
+    Claim.unmeasured("running the task with the least *virtual runtime*",
+                     "how CFS and EEVDF choose (Documentation/scheduler/sched-eevdf.rst), not measured here"),
+    Claim("100 ms by default",
+          lambda m: m["SCHED_RR quantum (sched_rr_get_interval)"] == 100,
+          "sched_rr_get_interval gave the default 100 ms"),
+    Claim.unmeasured("get halves that share no core",
+                     "how the lesson places them (lessons/cpus.py, split_by_core), tested on fake /sys trees"),
+    Claim("while posix_spawn stays flat",
+          lambda m: m["posix_spawn true + wait, parent +512 MiB"] - m["posix_spawn true + wait"]
+          < 0.1 * (m["fork + exec true + wait, parent +512 MiB"] - m["fork + exec true + wait"]),
+          "512 MiB more in the parent adds under a tenth as much to posix_spawn as to fork + exec"),
+    Claim("a few threads add a multiple of 64 MiB to `VmSize` while adding almost nothing to `VmRSS`",
+          lambda m: m["malloc arenas reserved (64 MiB each)"] >= 1
+          and m["VmSize part: malloc arenas"] == 64 * m["malloc arenas reserved (64 MiB each)"]
+          and m["resident memory (status VmRSS)"] < m["VmSize part: malloc arenas"],
+          "at least one 64 MiB arena reserved, and all of VmRSS smaller than the arenas' reservation"),
+    Claim("it gives it a smaller share",
+          lambda m: 50 < m["cpu share of the pair, nice 0 spinner"] < 95,
+          "the nice 5 spinner got between 5 % and 50 % of the pair's time"),
+    Claim.unmeasured("512 times fewer entries", "arithmetic: 2 MiB / 4 KiB; lesson 03 measures the fork"),
+    Claim.unmeasured("against a few workers with several threads each",
+                     "the servers' configuration (servers/prefork.py's --workers, a thread per connection)"),
+    Claim.unmeasured("&` twice, renice one", "an instruction (start the spinner twice), not a comparison"),
+    Claim("was stopped by `SIGTTIN` before it could read a byte",
+          lambda m: m["a background job reading its terminal"].startswith("stopped by SIGTTIN"),
+          "the background reader was stopped by SIGTTIN"),
     Claim("With `fork` the lambda ran; with `spawn` and `forkserver` starting it failed",
           lambda m: m["a lambda as the target, fork"] == "ran"
           and m["a lambda as the target, spawn"].startswith("failed")
@@ -685,7 +685,7 @@ def main() -> int:
     true = shutil.which("true") or "/bin/true"
     notices = [*live_process(lesson, why_not),
                *scheduler(lesson, why_not, lesson.quick),
-               *d_state(lesson, why_not, true),
+               *d_and_t_states(lesson, why_not, true),
                *containment(lesson, why_not),
                *creation(lesson, lesson.quick, true),
                *fork_vs_prefork(lesson, lesson.quick)]

@@ -11,6 +11,7 @@ number or "self"; ``tid`` picks one thread's file under /proc/PID/task/TID/.
     sched(pid)         /proc/PID/sched, the scheduler's bookkeeping -> {name: value} ({} if absent)
     smaps_rollup(pid)  RSS, PSS and USS in KiB, from /proc/PID/smaps_rollup (Linux 4.14+)
     maps(pid)          /proc/PID/maps as (start, end, permissions, path) per mapping
+    vmsize_parts(pid)  its address space (VmSize) by what reserved it: arenas, stacks, files...
     children(pid)      the PIDs of a process's children (/proc/PID/task/PID/children)
     uptime_s()         seconds since boot (/proc/uptime)
     namespaces(pid)    its namespace kinds, and which it shares with PID 1 (/proc/PID/ns)
@@ -131,6 +132,58 @@ def children(pid) -> list[int]:
 def uptime_s() -> float:
     with open("/proc/uptime") as f:
         return float(f.read().split()[0])
+
+
+# -- what VmSize is made of -----------------------------------------------------------------------------
+
+# glibc reserves each extra malloc arena as one 64 MiB region (HEAP_MAX_SIZE, 2 x the largest mmap
+# threshold on 64-bit), aligned to its size, and makes only the part in use readable and writable.
+ARENA_BYTES = 64 << 20
+
+
+def vmsize_parts(pid="self") -> dict[str, float]:
+    """What the address space (VmSize) is made of, from /proc/PID/maps, in MiB: malloc arenas,
+    thread stacks, the untouched mapping, mapped files and the rest (heap, Python's own memory)."""
+    stack_bytes = resource_stack_bytes()
+    regions = maps(pid)
+    parts = dict.fromkeys(("malloc arenas", "thread stacks", "untouched mapping", "files", "rest"), 0)
+    arenas = 0
+    i = 0
+    while i < len(regions):
+        start, end, perms, path = regions[i]
+        size = end - start
+        if not path and start % ARENA_BYTES == 0:  # an arena: its regions, contiguous, add to 64 MiB
+            j, total = i, 0
+            while j < len(regions) and not regions[j][3] and total < ARENA_BYTES and (
+                    j == i or regions[j][0] == regions[j - 1][1]):
+                total += regions[j][1] - regions[j][0]
+                j += 1
+            if total == ARENA_BYTES:
+                parts["malloc arenas"] += total
+                arenas += 1
+                i = j
+                continue
+        if path == "/dev/zero (deleted)" or path.startswith("/dev/zero"):
+            parts["untouched mapping"] += size  # mmap.mmap(-1, ...): shared anonymous memory
+        elif path.startswith("/"):
+            parts["files"] += size
+        elif not path and perms.startswith("rw") and size == stack_bytes:
+            parts["thread stacks"] += size  # glibc's default thread stack: RLIMIT_STACK
+        elif not path and perms == "---p" and size == 4096 and i + 1 < len(regions) and (
+                regions[i + 1][1] - regions[i + 1][0] == stack_bytes):
+            parts["thread stacks"] += size  # the guard page below a thread stack
+        else:
+            parts["rest"] += size
+        i += 1
+    out = {name: size / (1 << 20) for name, size in parts.items()}
+    out["arena count"] = arenas
+    return out
+
+
+def resource_stack_bytes() -> int:
+    import resource
+    soft, _ = resource.getrlimit(resource.RLIMIT_STACK)
+    return soft if soft != resource.RLIM_INFINITY else 2 << 20  # glibc's default when unlimited
 
 
 # -- namespaces and cgroups ---------------------------------------------------------------------------

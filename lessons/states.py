@@ -9,6 +9,9 @@
     stopped()       T   stopped by SIGSTOP; waitpid(WUNTRACED) reports it
     (Z, a zombie: lesson 03's watch_a_zombie, a child that exited and was not waited for)
 
+    job_stopped_and_continued()  T by job control: SIGTSTP to a job's process group, then SIGCONT
+    background_read()            T by SIGTTIN: a background job reads its (pseudo-)terminal
+
 Each yields the PID once the state is reached (or after STATE_TIMEOUT_S, reading whatever it is)
 and ends the child on leaving, whatever happened: every child is killed and reaped. Lessons 03
 (the process state model) and 04 (the D state, the T state and job control) use them.
@@ -146,3 +149,101 @@ def disk_sleep(true: str) -> Iterator[int]:
                 for kid in kids:
                     os.kill(kid, signal.SIGKILL)  # its signals are blocked: only SIGKILL ends it
                 child.wait()
+
+
+# -- T by job control: what a shell does with Ctrl-Z, fg and bg -----------------------------------------
+
+
+def _how(status: int) -> str:
+    """waitpid's status in words, as a shell reads it."""
+    if os.WIFSTOPPED(status):
+        return f"stopped by {signal.Signals(os.WSTOPSIG(status)).name}"
+    if os.WIFCONTINUED(status):
+        return "continued (SIGCONT)"
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited {os.WEXITSTATUS(status)}"
+
+
+def job_stopped_and_continued(stopped_s: float = 0.3) -> dict:
+    """A spinning job in a process group of its own, as a shell starts one: SIGTSTP to the group
+    (what the terminal sends on Ctrl-Z), then SIGCONT (fg, bg). What waitpid reported each time,
+    the state, and the CPU time the job got while stopped."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setpgid(0, 0)  # a job: its own process group
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.alarm(int(LIFETIME_S))
+            _spin()
+        finally:
+            os._exit(0)
+    seen = {}
+    try:
+        try:
+            os.setpgid(pid, pid)  # the shell does it too, whichever of the two runs first
+        except OSError:
+            pass
+        wait_for_state(pid, "R")
+        os.killpg(pid, signal.SIGTSTP)
+        seen["stop"] = _how(os.waitpid(pid, os.WUNTRACED)[1])
+        seen["state"] = procfs.state(pid)
+        ran_before = procfs.schedstat(pid)[0]
+        time.sleep(stopped_s)
+        seen["ran_ms_stopped"] = (procfs.schedstat(pid)[0] - ran_before) / 1e6
+        os.killpg(pid, signal.SIGCONT)
+        seen["continue"] = _how(os.waitpid(pid, os.WCONTINUED)[1])
+        seen["state_after"] = wait_for_state(pid, "R")
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    return seen
+
+
+def background_read() -> dict:
+    """A session on a pseudo-terminal of its own, as a terminal emulator gives a shell: the "shell"
+    (a child that calls setsid and takes the terminal) starts a job in another process group, the
+    background, and the job reads the terminal. The kernel stops it with SIGTTIN. Returns what the
+    shell's waitpid reported and the job's state, or {"error": why}."""
+    import fcntl
+    import json
+    import termios
+
+    report_r, report_w = os.pipe()
+    shell = os.fork()
+    if shell == 0:
+        try:
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.alarm(int(STATE_TIMEOUT_S) + 5)
+            os.close(report_r)
+            os.setsid()  # a new session, with no controlling terminal yet
+            master, terminal = os.openpty()
+            fcntl.ioctl(terminal, termios.TIOCSCTTY, 0)  # now this session's terminal; we are in front
+            job = os.fork()
+            if job == 0:
+                os.setpgid(0, 0)  # a process group of its own, not the terminal's foreground one
+                os.read(terminal, 1)  # a background read: SIGTTIN stops us here
+                os._exit(0)
+            os.setpgid(job, job)
+            seen = {"job": _how(os.waitpid(job, os.WUNTRACED)[1]), "state": procfs.state(job)}
+            os.write(report_w, json.dumps(seen).encode())
+            os.kill(job, signal.SIGKILL)
+            os.waitpid(job, 0)
+        except BaseException as e:  # noqa: BLE001  (said to the parent, never raised in a fork)
+            os.write(report_w, json.dumps({"error": f"{type(e).__name__}: {e}"}).encode())
+        finally:
+            os._exit(0)
+    os.close(report_w)
+    try:
+        data = b""
+        deadline = time.monotonic() + STATE_TIMEOUT_S
+        while time.monotonic() < deadline and (chunk := os.read(report_r, 4096)):
+            data += chunk
+        return json.loads(data) if data else {"error": "the shell said nothing"}
+    finally:
+        os.close(report_r)
+        try:
+            os.kill(shell, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(shell, 0)
