@@ -114,6 +114,90 @@ def test_results_table_has_a_row_per_server_and_cell(built):
     assert any("client-bound" in row and "`uvloop`" in row for row in rows)
 
 
+
+def test_report_md_and_html_are_the_same_blocks(built):
+    """report.html is rendered from the blocks report.md is written from: the same headings in
+    the same order, the same table rows, a chart for every image, the same server stderr (with
+    its indentation: tracebacks)."""
+    text, page = built.read_text(), built.with_suffix(".html").read_text()
+    body = page.split("<body>", 1)[1]
+    md_headings = re.findall(r"^#{1,3} (.*)$", text, re.M)
+    html_headings = [re.sub(r"<[^>]+>", "", h) for h in
+                     re.findall(r"<h[1-3] id=\"[^\"]*\">(.*?)</h[1-3]>", body)]
+    assert html_headings == [h.replace("`", "") for h in md_headings]
+    md_rows = [line for line in text.splitlines() if line.startswith("| ")]  # not |---|
+    assert body.count("<tr>") == len(md_rows) > 30
+    assert len(re.findall(r'<div class="(?:chart|svgchart)" data-chart=', body)) >= \
+        len(chart_links(text))
+    assert "This page is the same report" in body and "[report.html](report.html)" in text
+    assert '  File "/home/ada/lab/servers/fork.py", line 61, in serve' in text
+    assert "  File &quot;/home/ada/lab/servers/fork.py&quot;, line 61, in serve" in body
+
+
+def test_a_redraw_is_byte_identical_and_a_run_in_memory_draws_the_same(built):
+    """Every file of a report redrawn from the same run is byte-identical (the SVGs carry no date
+    and no random ids), whether the builder reads the directory or is handed the run in memory
+    (as the runner does)."""
+    run_dir = built.parent
+    files = sorted(p for p in run_dir.rglob("*") if p.is_file() and p.suffix != ".jsonl")
+    before = {p: p.read_bytes() for p in files}
+    report.build_report(results.read_run(run_dir))
+    assert sorted(p for p in run_dir.rglob("*") if p.is_file() and p.suffix != ".jsonl") == files
+    assert [p.name for p in files if p.read_bytes() != before[p]] == []
+
+
+def test_blocks_render_to_markdown_and_html():
+    doc = [blocks.Heading(2, "Problems"),
+           blocks.Paragraph("a **bold** `x<y` line", "and its second line"),
+           blocks.BulletList(["one | two", [blocks.Paragraph("three"), blocks.Details(
+               "stderr", [blocks.Code("Traceback\n  File x\n\n```")])], "four"]),
+           blocks.Table(["server", "req/s"], [["`a|b`", "1,000"]], right={"req/s"})]
+    assert blocks.to_markdown(doc) == (
+        "## Problems\n\na **bold** `x<y` line\nand its second line\n\n- one | two\n- three\n\n"
+        "  <details><summary>stderr</summary>\n\n  ```text\n  Traceback\n    File x\n  \n"
+        "  ` ` `\n  ```\n\n  </details>\n\n- four\n\n| server | req/s |\n|---|---:|\n"
+        "| `a\\|b` | 1,000 |\n")
+    assert blocks.to_html(doc) == (
+        '<h2 id="problems">Problems</h2>\n<p>a <strong>bold</strong> <code>x&lt;y</code> line '
+        "and its second line</p>\n<ul><li><p>one | two</p></li><li><p>three</p>\n<details>"
+        "<summary>stderr</summary>\n<pre><code>Traceback\n  File x\n\n```</code></pre>\n"
+        "</details></li><li><p>four</p></li></ul>\n<div class=tablewrap><table><thead><tr>"
+        "<th>server</th><th>req/s</th></tr></thead><tbody><tr><td><code>a|b</code></td>"
+        "<td class=r>1,000</td></tr></tbody></table></div>")
+
+
+def test_one_formatter_per_kind_of_figure():
+    assert [fmt.fmt_us(v) for v in (310, 1250, 48_000, 2_100_000, 75e6)] == \
+        ["310 µs", "1.25 ms", "48 ms", "2.1 s", "1 min 15 s"]
+    assert fmt.fmt_duration(3725) == "1 h 02 min" and fmt.fmt_duration(45.24) == "45.2 s"
+    assert [fmt.fmt_duration(v, "ns", zeros=True) for v in (57, 3200, 22e6)] == \
+        ["57.0 ns", "3.20 µs", "22.0 ms"]  # trailing zeros kept: a column lines up
+    assert fmt.fmt_bytes(3174) == "3.1 KiB" and fmt.fmt_bytes(3174, zeros=True) == "3.10 KiB"
+    assert fmt.fmt_bytes(187, zeros=True) == "187 B"
+    assert results.CellKey(100, KIB, None, 0.5).label == "100 conns × 1 KiB at 50 % of peak"
+    assert results.CellKey(1, 1 << 20, 12_345.0).label == "1 conn × 1 MiB at 12,300 req/s"
+
+
+def test_the_console_tables_are_the_exports_rows(schema2):
+    """bench run's closing tables are built from summary.csv's rows, not from a fold of their
+    own: the same req/s, and the figures only the console shows (rounds behind a ratio) come
+    from the export too."""
+    import csv
+
+    from bench.run.console import summary_rows
+
+    with open(schema2.parent / "summary.csv", newline="") as f:
+        export = {(r["server"], r["cell"]): r for r in csv.DictReader(f)}
+    tables = summary_rows(results.read_run(schema2.parent))
+    assert set(tables) == {r["cell"] for r in export.values() if r["server"] != "io_uring"}
+    for cell, rows in tables.items():
+        for row in rows:
+            server = row[1].removesuffix(" (ref)")
+            rps = export[(server, cell)]["rps_median"]
+            assert row[5] == (f"{float(rps):,.0f}" if rps else "-"), (server, cell)
+    threads = next(r for r in tables["16 conns × 1 KiB"] if r[1] == "threads")
+    assert threads[3] == f"n={export[('threads', '16 conns × 1 KiB')]['vs_ref_n']}" == "n=2"
+
 def test_only_clean_results_may_lead():
     """view.clean: a result is ranked only when its fold (results.fold) says ok: not noisy,
     client-bound or degraded."""
