@@ -339,15 +339,6 @@ def tail_samples(requests: int | None, percentile: float) -> float | None:
 NOT_MEASURED_NOISE = window_noise({}, client_cpu_s=None, client_duration_s=None, cpus=1,
                                   loadavg_1m=None, freq_mhz=None, governor=None)
 
-# What a record keeps of the load generator's summary (bench.load's run_load): its figures; not
-# what the record says its own way (the target, the mode, the cell) nor the generator's plumbing
-# (its window on the clock, workers, CPUs).
-LOAD_FIELDS = ("rps", "bytes_per_s", "requests", "duration_s", "latency_us", "hist", "errors",
-               "conns_established", "client_cpu_s", "client_cpu_util", "client_cpu_us_per_request",
-               "offered_rps", "send_lag_us", "latency_out_of_range", "warnings", "error_examples",
-               "stall_limit_s", "warmup_s", "engine", "connect_s", "active_s", "slice_s")
-
-
 def record(server: str, cell: CellKey, round_: int | None, *, family: str | None = None,
            lesson: str | None = None, rate: float | None = None, is_reference: bool = False,
            **more) -> dict:
@@ -378,8 +369,11 @@ def failed(rec: dict, reason: str, **more) -> dict:
 
 
 def fill_load(rec: dict, summary: dict) -> None:
-    """The load generator's figures (LOAD_FIELDS of its summary) into `rec`."""
-    rec.update((key, summary[key]) for key in LOAD_FIELDS if key in summary)
+    """The load generator's figures into `rec`: the fields of its summary that the load engines'
+    contract names for a record (bench/load/contract.py's RECORD_FIELDS)."""
+    from bench.load.contract import RECORD_FIELDS  # here: bench.load is the runner's to import
+
+    rec.update((key, summary[key]) for key in RECORD_FIELDS if key in summary)
 
 
 # -- Ratios to the reference -----------------------------------------------------------------------

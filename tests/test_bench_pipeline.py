@@ -461,3 +461,22 @@ def test_a_run_names_the_command_that_compares_it_with_the_recorded_run(tmp_path
     assert cli.compare_hint("full", tmp_path / "x").endswith(f"A=docs/results/full B={tmp_path / 'x'}")
     assert cli.compare_hint("smoke", tmp_path / "x") is None  # nothing recorded to compare with
     assert cli.compare_hint("quick", ROOT / "docs" / "results" / "quick") is None
+
+
+def test_a_record_keeps_fields_the_load_summary_has():
+    """results.fill_load copies the summary's fields named by the engines' contract
+    (RECORD_FIELDS): each must be one summarize() writes (open loop, so the schedule's too), or
+    one of the two an alternating run adds, so a renamed summary field fails here instead of
+    silently leaving every record without it."""
+    from bench import hist
+    from bench.load import contract
+
+    empty = hist.encode(hist.new_histogram())
+    summary = contract.summarize(
+        [contract.worker_result(send_lag_hist=empty)], host="127.0.0.1", port=1, conns=1,
+        size=1024, rate=100.0, duration=1.0, warmup=0.1, n_workers=1, cpus=None, cores=1,
+        loop_name="test", result_warnings=[], start_ns=0, engine="python")
+    assert set(contract.RECORD_FIELDS) - set(summary) == {"active_s", "slice_s"}
+    record = results.record("x", results.CellKey(1, 1024, 100.0), 0)
+    results.fill_load(record, summary)
+    assert all(record[k] == summary[k] for k in contract.RECORD_FIELDS if k in summary)

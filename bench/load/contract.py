@@ -12,7 +12,8 @@ from either engine's worker results.
 - The plan of a run, whichever engine runs it: how many workers, on which CPUs, how many
   connections each opens per batch and how long the connect phase may take.
 - A worker's result (what each worker process, or each C engine process, hands back at the end)
-  and `summarize`, which merges them into the summary `run_load` returns.
+  and `summarize`, which merges them into the summary `run_load` returns; RECORD_FIELDS, what
+  of a summary a `bench run` record keeps.
 """
 
 from __future__ import annotations
@@ -172,6 +173,17 @@ def worker_result(**measured) -> dict:
         raise TypeError(f"not fields of a worker result: {', '.join(sorted(unknown))}")
     result.update(measured)
     return result
+
+
+# The fields of a summary that a bench record keeps (bench/results.py's fill_load copies them into
+# each measurement of `bench run`): the figures. Not the target, mode and cell, which the record
+# says its own way, nor the run's plumbing (its window on the clock, workers, CPUs, loop); the
+# last two are set beside the alternate's figures when a run alternates (c_engine.py).
+RECORD_FIELDS = ("rps", "bytes_per_s", "requests", "duration_s", "latency_us", "hist", "errors",
+                 "conns_established", "client_cpu_s", "client_cpu_util",
+                 "client_cpu_us_per_request", "offered_rps", "send_lag_us", "latency_out_of_range",
+                 "warnings", "error_examples", "stall_limit_s", "warmup_s", "engine", "connect_s",
+                 "active_s", "slice_s")
 
 
 def summarize(results: list[dict], *, host, port, conns, size, rate, duration, warmup, n_workers,
