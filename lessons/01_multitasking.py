@@ -4,7 +4,8 @@ What it shows: a CPU core runs one task at a time. When two CPU-bound processes 
 same core, the kernel's scheduler (CFS, and EEVDF since Linux 6.6) time-slices them: each runs for a
 slice, is preempted (an involuntary context switch), waits in the run queue while the other runs,
 and gets the core back. A process that sleeps gives the core up by itself (a voluntary context
-switch) and is woken when its timer fires.
+switch) and is woken when its timer fires. Unpinned, the same spinners do not stay together: the
+scheduler's load balancer moves them to CPUs of their own.
 
 The OS mechanism, and where to see it from outside the process:
 - /proc/PID/status: voluntary_ctxt_switches (the task blocked or slept) and
@@ -12,7 +13,9 @@ The OS mechanism, and where to see it from outside the process:
 - /proc/PID/schedstat: time on the CPU, time waiting in the run queue (both in ns) and how many
   times the task was put on a CPU, kernel Documentation/scheduler/sched-stats.rst;
 - /proc/PID/sched: the scheduler's own view; `se.slice` is the slice EEVDF asks for (Linux 6.6+);
-- sched_setaffinity(2) to pin both processes to one CPU, so they must share it.
+- sched_setaffinity(2) to pin both processes to one CPU, so they must share it; then to lift the pin
+  and watch the load balancer spread them (stat field 39, the CPU each last ran on; se.nr_migrations
+  in /proc/PID/sched).
 
 The time slice is observed two ways: (1) each spinner reads its own monotonic clock in a tight
 loop; a jump longer than GAP_NS means it was off the CPU, so the stretches between jumps are its
@@ -29,6 +32,7 @@ from __future__ import annotations
 import os
 import statistics
 import sys
+import time
 
 from lessons import procfs
 from lessons.common import Claim, Lesson, linux_only, parse_args
@@ -36,6 +40,7 @@ from lessons.spinners import MAX_SPANS, SLEEP_S, run_together, sleep_often, spin
 
 TIMELINE_SKIP_MS = 200  # the picture's window starts this long after both spinners run ...
 TIMELINE_MS = 60  # ... and is this long: a dozen slices each
+MAX_BALANCED = 8  # spinners in the load-balancing part: one per CPU, up to this many
 
 
 def base_slice_ms(pid: int) -> float | None:
@@ -56,10 +61,48 @@ def timeline(spans_a: list, spans_b: list) -> dict:
     return out
 
 
+# -- Unpinned: the load balancer ----------------------------------------------------------------------
+
+
+def lift_the_pin(allowed: list[int]):
+    """A watch for run_together: half the window pinned together, then every spinner may run on any
+    of `allowed`; sample where each runs until each has a CPU of its own, then measure the rest."""
+    def watch(pids: dict, seconds: float) -> dict:
+        half = seconds / 2
+        ran = {name: procfs.schedstat(pid)[0] for name, pid in pids.items()}
+        t0 = time.monotonic_ns()
+        time.sleep(half)
+        t1 = time.monotonic_ns()
+        pinned = [100 * (procfs.schedstat(pid)[0] - ran[name]) / (t1 - t0) for name, pid in pids.items()]
+        for pid in pids.values():
+            os.sched_setaffinity(pid, allowed)  # nothing moves them yet: their CPU is still allowed
+        spread_ms, end = None, t1 + int(half * 1e9)
+        while spread_ms is None and time.monotonic_ns() < end:
+            where = {int(procfs.stat(pid)[39]) for pid in pids.values()}  # field 39: the CPU it is on
+            if len(where) == len(pids):
+                spread_ms = (time.monotonic_ns() - t1) / 1e6
+            else:
+                time.sleep(0.0005)
+        t2 = time.monotonic_ns()
+        ran = {name: procfs.schedstat(pid)[0] for name, pid in pids.items()}
+        moved = {name: int(procfs.sched(pid).get("se.nr_migrations", 0)) for name, pid in pids.items()}
+        time.sleep(max(0.0, (end - time.monotonic_ns()) / 1e9))
+        t3 = time.monotonic_ns()
+        spread = [100 * (procfs.schedstat(pid)[0] - ran[name]) / (t3 - t2) for name, pid in pids.items()]
+        migrations = [int(procfs.sched(pid).get("se.nr_migrations", 0)) - moved[name] for name, pid in pids.items()]
+        return {"pinned_pct": statistics.fmean(pinned), "spread_ms": spread_ms,
+                "spread_pct": statistics.fmean(spread) if spread_ms is not None else None,
+                "migrations": statistics.fmean(migrations), "after_s": (t3 - t2) / 1e9}
+    return watch
+
+
 # How far a reader's figure may be from the recorded one before it is named (lessons.common):
 # a lone spinner's preemptions count whatever else the reader's machine runs; se.slice is set by the
 # kernel version (and sysctl), not measured.
-TOLERANCE = {"involuntary switches per second, spinner alone": None, "base slice requested (se.slice)": None}
+TOLERANCE = {"involuntary switches per second, spinner alone": None, "base slice requested (se.slice)": None,
+             "load balancing: time until each ran on a CPU of its own": None,
+             "load balancing: spinners started together on one CPU": None,
+             "timer tick (1 / CONFIG_HZ)": None}
 
 
 # -- Pictures, from the recorded run (lessons/figures.py) ---------------------------------------------
@@ -121,6 +164,50 @@ CLAIMS = [
           and 0.5 < m["voluntary switches per second, sleeper"] * SLEEP_S < 1.05
           and m["cpu share, sleeper"] < 10,
           "voluntary > 10x involuntary, 50-105 % of one per 1 ms sleep, under 10 % CPU"),
+    Claim("the observed\n  slice lies between the two, at least `se.slice` and at most one tick more",
+          lambda m: 0.9 * m["base slice requested (se.slice)"] <= m["time slice, spinner's own clock (median stretch)"]
+          <= 1.1 * (m["base slice requested (se.slice)"] + m["timer tick (1 / CONFIG_HZ)"]),
+          "se.slice <= the observed slice <= se.slice + one tick (10 % margins)"),
+    Claim("Pinned together, the spinners split one CPU",
+          lambda m: abs(m["load balancing: cpu share each, pinned together"]
+                        - 100 / m["load balancing: spinners started together on one CPU"]) < 10,
+          "each pinned spinner got within 10 points of 100 % / their number"),
+    Claim("gave each a CPU of its own within a fraction of the window, and each then got close to a\n  whole CPU",
+          lambda m: m["load balancing: time until each ran on a CPU of its own"] < 1000
+          and m["load balancing: cpu share each, once apart"] > 75,
+          "apart within 1 s of the 2 s left, then over 75 % of a CPU each"),
+    Claim("the migrations after that\n  are few",
+          lambda m: m["load balancing: migrations per spinner, once apart"] < 5,
+          "under 5 migrations per spinner once they were apart"),
+    Claim("nearly every time the sleeper woke up it took the\n  CPU from the spinner at once",
+          lambda m: m["involuntary switches per second, spinner"] > 0.8 * m["voluntary switches per second, sleeper"],
+          "the spinner's involuntary switches over 80 % of the sleeper's voluntary ones"),
+    Claim("(a few milliseconds at most)", lambda m: m["base slice requested (se.slice)"] < 5,
+          "se.slice under 5 ms"),
+    Claim("So the slice you observe depends on the\ntick as much as on the scheduler's request",
+          lambda m: 0.9 * m["base slice requested (se.slice)"] <= m["time slice, spinner's own clock (median stretch)"]
+          <= 1.1 * (m["base slice requested (se.slice)"] + m["timer tick (1 / CONFIG_HZ)"]),
+          "se.slice <= the observed slice <= se.slice + one tick (10 % margins)"),
+    Claim("alternating runs of about one tick",
+          lambda m: abs(m["time slice, spinner's own clock (median stretch)"] / m["timer tick (1 / CONFIG_HZ)"] - 1) < 0.1,
+          "the median run within 10 % of one tick"),
+    Claim.unmeasured("a task that deserves the CPU more has woken up",
+                     "the two reasons for a preemption (sched(7)); the sleeper's wake-up preemption is checked below"),
+    Claim.unmeasured("`se.slice` itself grows with the number of\nCPUs",
+                     "the kernel's scaling of the base slice (kernel/sched/fair.c, SCHED_TUNABLESCALING_LOG); "
+                     "a run sees one CPU count"),
+    Claim.unmeasured("every few\nmilliseconds, less often across sockets",
+                     "the balancer's intervals by domain (Documentation/scheduler/sched-domains.rst); the time "
+                     "to spread is measured below"),
+    Claim.unmeasured("Reading the monotonic\nclock in a tight loop takes well under a microsecond",
+                     "the reason for the lesson's threshold (GAP_NS, 250 µs): a clock read against a time slice"),
+    Claim.unmeasured("half the window pinned together", "how the lesson splits its window, not a figure"),
+    Claim.unmeasured("the other half of\n  the story", "a figure of speech, not a figure"),
+    Claim.unmeasured("The nice-10 spinner gets about a tenth of the core",
+                     "the kernel's weight table (1024 : 110, 9.7 %) for the reader's own exercise; lesson 04 "
+                     "measures nice 5 against its weight"),
+    Claim.unmeasured("on a running process, twice", "an instruction (read it twice), not a comparison"),
+    Claim.unmeasured("a few times (`PSR` is the CPU each is on)", "an instruction (run it a few times), not a comparison"),
 ]
 
 
@@ -135,7 +222,12 @@ LABELS = (
     "time slice, schedstat (cpu time / times scheduled)", "base slice requested (se.slice)",
     "cpu share, sleeper", "voluntary switches per second, sleeper",
     "involuntary switches per second, sleeper", "voluntary switches per second, spinner",
-    "involuntary switches per second, spinner",
+    "involuntary switches per second, spinner", "timer tick (1 / CONFIG_HZ)",
+    *(BALANCE_LABELS := ("load balancing: spinners started together on one CPU",
+                         "load balancing: cpu share each, pinned together",
+                         "load balancing: time until each ran on a CPU of its own",
+                         "load balancing: cpu share each, once apart",
+                         "load balancing: migrations per spinner, once apart")),
 )
 
 
@@ -185,6 +277,12 @@ def main() -> int:
                     "before the EEVDF scheduler)")
     else:
         lesson.measure("base slice requested (se.slice)", requested_ms, "ms")
+    hz = procfs.config_hz()
+    if hz is None:
+        lesson.skip("timer tick (1 / CONFIG_HZ)", "neither /proc/config.gz nor /boot/config-$(uname -r) is "
+                    "readable: `grep 'CONFIG_HZ=' /boot/config-$(uname -r)` where the distribution installed it")
+    else:
+        lesson.measure("timer tick (1 / CONFIG_HZ)", 1000 / hz, "ms")
 
     lesson.section(f"a sleeper (sleeps {SLEEP_S * 1e3:g} ms at a time) and a spinner on CPU {cpu}")
     mixed = run_together({"sleeper": sleep_often, "spinner": spin}, seconds, {cpu})
@@ -194,6 +292,28 @@ def main() -> int:
     lesson.measure("involuntary switches per second, sleeper", sleeper["involuntary_per_s"], "/s")
     lesson.measure("voluntary switches per second, spinner", spinner["voluntary_per_s"], "/s")
     lesson.measure("involuntary switches per second, spinner", spinner["involuntary_per_s"], "/s")
+
+    allowed = sorted(os.sched_getaffinity(0))
+    n = min(len(allowed), MAX_BALANCED)
+    lesson.section(f"unpinned: {n} spinners start together on CPU {cpu}, then may run on any of "
+                   f"CPUs {allowed[0]}-{allowed[-1]} ({seconds:g} s)")
+    balanced = None
+    if n < 2:
+        for label in BALANCE_LABELS:
+            lesson.skip(label, "this process may use one CPU only: there is nowhere to balance to "
+                        "(taskset -c 0,1 or a machine with two CPUs)")
+    else:
+        works = {f"spinner {i + 1}": spin for i in range(n)}
+        balanced = run_together(works, seconds, {cpu}, watch=lift_the_pin(allowed))[None]
+        lesson.measure(BALANCE_LABELS[0], n)
+        lesson.measure(BALANCE_LABELS[1], balanced["pinned_pct"], "%")
+        if balanced["spread_ms"] is None:
+            for label in BALANCE_LABELS[2:]:
+                lesson.skip(label, f"they did not get a CPU each within {seconds / 2:g} s (a busy machine)")
+        else:
+            lesson.measure(BALANCE_LABELS[2], balanced["spread_ms"], "ms")
+            lesson.measure(BALANCE_LABELS[3], balanced["spread_pct"], "%")
+            lesson.measure(BALANCE_LABELS[4], balanced["migrations"])
 
     if alone["cpu_share_pct"] < 90:
         lesson.notice(f"the spinner alone got only {alone['cpu_share_pct']:.0f}% of CPU {cpu}: other programs "
@@ -209,15 +329,24 @@ def main() -> int:
                   f"{stat_ms:.2g} ms by the kernel's schedstat, then waited {gap_ms:.2g} ms"
                   + (f"; the scheduler asks for {requested_ms:.2g} ms slices (se.slice)"
                      if requested_ms else ""))
+    tick = f"{1000 / hz:g} ms with CONFIG_HZ = {hz}" if hz else "1 to 10 ms, CONFIG_HZ"
     if requested_ms and own_ms > 1.5 * requested_ms:
         lesson.notice(f"slices ran {own_ms / requested_ms:.1f}x longer than se.slice: without high-"
                       "resolution preemption ticks the kernel checks for an expired slice at the "
-                      "timer tick (every 1 to 10 ms, CONFIG_HZ), so a slice ends at the first tick "
-                      "after it is used up")
+                      f"timer tick (every {tick}), so a slice ends at the first tick after it is used up")
+    elif requested_ms:
+        lesson.notice(f"slices ended within {own_ms / requested_ms:.1f}x of se.slice: the tick (every {tick}) "
+                      "comes often enough here that a used-up slice ends about on time")
+    if balanced and balanced["spread_ms"] is not None:
+        lesson.notice(f"pinned together, {n} spinners got {balanced['pinned_pct']:.0f}% each; once they "
+                      f"might move, the load balancer gave each a CPU of its own within "
+                      f"{balanced['spread_ms']:,.0f} ms, and then left them there ({balanced['migrations']:.1f} "
+                      f"migrations each in {balanced['after_s']:.1f} s), each at {balanced['spread_pct']:.0f}%")
     lesson.notice(f"the sleeper gave up the CPU by itself {sleeper['voluntary_per_s']:,.0f} times a "
                   f"second using {sleeper['cpu_share_pct']:.1f}% of it; the spinner beside it was "
                   f"preempted {spinner['involuntary_per_s']:,.0f} times a second"
-                  + (": nearly every time the sleeper woke up, it took the CPU from the spinner"
+                  + (": nearly every time the sleeper woke up, it took the CPU from the spinner at once "
+                     "(wakeup preemption)"
                      if spinner["involuntary_per_s"] > 0.5 * sleeper["voluntary_per_s"] else
                      ": most of the sleeper's wake-ups waited for the spinner's slice to end"))
     return lesson.finish()

@@ -17,6 +17,7 @@ number or "self"; ``tid`` picks one thread's file under /proc/PID/task/TID/.
     namespaces(pid)    its namespace kinds, and which it shares with PID 1 (/proc/PID/ns)
     cgroup(pid)        its cgroup, the version, its CPU and memory limits (/proc/PID/cgroup, /sys)
     read(path)         any /proc or /sys file's text, or None where it cannot be read
+    config_hz()        CONFIG_HZ, the timer tick's rate, from the kernel's config where readable
 
 Linux-only: a caller checks ``lessons.common.linux_only`` first and skips with its reason.
 """
@@ -232,3 +233,24 @@ def read(path) -> str | None:
         return Path(path).read_text().strip()
     except OSError:
         return None
+
+
+def kernel_config(option: str) -> str | None:
+    """A kernel build option (CONFIG_HZ...) from the kernel's own config, where the kernel exposes
+    it (/proc/config.gz) or the distribution installed it (/boot/config-RELEASE); None elsewhere."""
+    import gzip
+    for path in ("/proc/config.gz", f"/boot/config-{os.uname().release}"):
+        try:
+            with (gzip.open(path, "rt") if path.endswith(".gz") else open(path)) as f:
+                for line in f:
+                    if line.startswith(option + "="):
+                        return line.split("=", 1)[1].strip()
+        except OSError:
+            continue
+    return None
+
+
+def config_hz() -> int | None:
+    """CONFIG_HZ: how many timer ticks a second (100, 250, 300 or 1000), where it can be read."""
+    value = kernel_config("CONFIG_HZ")
+    return int(value) if value and value.isdigit() else None

@@ -74,6 +74,7 @@ def test_claim_is_in_its_page_and_holds_on_the_recorded_run(name, i, claim: Clai
 # The pages whose every comparative sentence is tied to a claim. Each engineer adds a page here when
 # its sentences are covered; at the end of the round it is every page.
 CHECKED_PAGES = [  # one a line, in order: each engineer adds theirs
+    "01",
     "03",
     "04",
     "08",
