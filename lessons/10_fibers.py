@@ -15,16 +15,16 @@ What it shows, on this machine:
    (USS, from /proc/PID/smaps_rollup) is divided by the count. For threads also the address space
    reserved (VmSize: the stack) and the kernel stacks (KernelStack in /proc/meminfo, memory no
    user-space counter shows). Each kind is measured in a fresh interpreter, so memory freed by
-   an earlier kind cannot be reused and hide a cost.
-
+   an earlier kind cannot be reused and hide a cost (lessons/_10_memory.py).
 3. The cost of creating one: start a unit and run it to its first wait (a generator to its yield,
    a greenlet to its first switch back, an asyncio task to its await, a thread to its blocking
    wait, a forked child to its read()).
-4. The same three costs for the M:N runtimes, measured by two small programs built at first use by
-   servers/build.py: a goroutine (lessons/native/mn_go.go) and an Erlang process
-   (lessons/native/mn_erlang.erl), with one scheduler thread each (GOMAXPROCS=1, erl +S 1), and
-   how many OS threads carry 10,000 (quick) or 100,000 of them parked. Skipped, with the package
-   to install, where go or erl is missing.
+4. The same three costs for the M:N runtimes, measured by small programs built at first use by
+   servers/build.py: a goroutine (lessons/native/mn_go.go), an Erlang process
+   (lessons/native/mn_erlang.erl) and a Java virtual thread (lessons/native/mn_java.java, Java
+   21+), with one scheduler thread each (GOMAXPROCS=1, erl +S 1, one carrier), and how many OS
+   threads carry 10,000 (quick) or 100,000 of them parked. Skipped, with what to install, where
+   go, erl or a Java 21+ runtime is missing.
 5. A stackful switch in C with nothing else in the way (lessons/native/cswitch.c): swapcontext(3),
    and a bare register swap in assembly (x86-64 only).
 
@@ -36,9 +36,7 @@ Linux-only parts: pinning (sched_setaffinity), /proc memory counters.
 
 from __future__ import annotations
 
-import gc
 import json
-import multiprocessing
 import os
 import shutil
 import statistics
@@ -47,14 +45,13 @@ import sys
 import threading
 import time
 
+from lessons._10_memory import MEMORY_KINDS, hold_in_child
 from lessons.common import Claim, Lesson, linux_only, parse_args
 from servers import build
 
 SWITCH_KINDS = ("generator", "greenlet", "asyncio task", "trio task", "gevent greenlet", "thread",
                 "process")
 CREATE_KINDS = ("generator", "greenlet", "asyncio task", "thread", "process (fork)")
-MEMORY_KINDS = ("generator", "asyncio task", "trio task", "gevent greenlet", "thread",
-                "process (fork)", "process (new interpreter)")
 
 
 # -- 1. switch cost: ping-pongs ---------------------------------------------------------------------
@@ -296,12 +293,20 @@ def c_switch(round_trips: int, repeats: int) -> dict:
     return json.loads(done.stdout)
 
 
+MN_RUNTIMES = (("go", "goroutine"), ("erlang", "Erlang process"), ("java", "Java virtual thread"))
+
+
 def mn_runtime(kind: str, count: int, round_trips: int, repeats: int) -> dict:
-    """Run lessons/native/mn_go.go or mn_erlang.erl (built by servers/build.py) with one scheduler
-    thread (GOMAXPROCS=1, erl +S 1); returns its JSON. Raises build.Unavailable with the fix."""
+    """Run lessons/native/mn_go.go, mn_erlang.erl or mn_java.java (built by servers/build.py) with
+    one scheduler thread (GOMAXPROCS=1, erl +S 1, one carrier); returns its JSON. Raises
+    build.Unavailable with the fix."""
     args = [str(count), str(round_trips), str(repeats)]
     if kind == "go":
         cmd = [str(build.build("lessons/native/mn_go.go")), *args]
+    elif kind == "java":
+        classes = build.build("lessons/native/mn_java.java")
+        cmd = [build.java_runtime(), "-XX:+UseSerialGC", "-Djdk.virtualThreadScheduler.parallelism=1",
+               "-cp", str(classes), "mn_java", *args]
     else:
         beam_dir = build.build("lessons/native/mn_erlang.erl")
         erl = shutil.which("erl")
@@ -316,188 +321,6 @@ def mn_runtime(kind: str, count: int, round_trips: int, repeats: int) -> dict:
         raise build.Unavailable(f"{kind} exited {done.returncode}: "
                                 f"{(done.stderr or done.stdout).strip()[-300:]}")
     return json.loads(done.stdout)
-
-
-# -- 2. memory per unit, measured in a fresh interpreter -------------------------------------------
-
-
-def private_kib(pid: int | str = "self") -> int:
-    """USS: resident memory no other process shares (Private_Clean + Private_Dirty), in KiB."""
-    total = 0
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                total += int(line.split()[1])
-    return total
-
-
-def status_kib(field: str, path: str = "/proc/self/status") -> int:
-    with open(path) as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise LookupError(field)
-
-
-def hold(kind: str, count: int, conn) -> None:
-    """Run in a spawned child: park ``count`` units of ``kind``, report memory growth per unit."""
-    try:
-        conn.send(_hold(kind, count))
-    except Exception as exc:  # report, do not hang the parent
-        conn.send({"error": f"{type(exc).__name__}: {exc}"})
-    finally:
-        conn.close()
-
-
-def _hold(kind: str, count: int) -> dict:
-    import asyncio  # imported before the baseline, so that importing is not counted
-
-    import gevent
-    import gevent.event
-
-    def snapshot():
-        gc.collect()
-        return {"uss": private_kib(), "vm": status_kib("VmSize"),
-                "kstack": status_kib("KernelStack", "/proc/meminfo")}
-
-    result: dict = {}
-
-    if kind == "generator":
-        def parked(i):
-            local = i  # a connection's state would live here, in the frame
-            yield
-            return local
-
-        base = snapshot()
-        units = [parked(i) for i in range(count)]
-        for g in units:
-            next(g)  # run to the yield: suspended, its frame on the heap
-        after = snapshot()
-        for g in units:
-            g.close()
-
-    elif kind == "asyncio task":
-        async def main():
-            event = asyncio.Event()
-
-            async def parked():
-                await event.wait()
-
-            await asyncio.sleep(0)
-            base = snapshot()
-            tasks = [asyncio.create_task(parked()) for _ in range(count)]
-            await asyncio.sleep(0)  # every task runs to its await and parks
-            after = snapshot()
-            event.set()
-            await asyncio.gather(*tasks)
-            return base, after
-
-        base, after = asyncio.run(main())
-
-    elif kind == "trio task":
-        import trio
-        import trio.testing
-
-        async def main():
-            event = trio.Event()
-            await trio.sleep(0)
-            async with trio.open_nursery() as nursery:
-                base = snapshot()
-                for _ in range(count):
-                    nursery.start_soon(event.wait)
-                await trio.testing.wait_all_tasks_blocked()  # every task parked in wait()
-                after = snapshot()
-                event.set()
-            return base, after
-
-        base, after = trio.run(main)
-
-    elif kind == "gevent greenlet":
-        event = gevent.event.Event()
-        gevent.sleep(0)
-        base = snapshot()
-        units = [gevent.spawn(event.wait) for _ in range(count)]
-        gevent.sleep(0)  # the hub runs every greenlet to its wait
-        after = snapshot()
-        event.set()
-        gevent.joinall(units)
-
-    elif kind == "thread":
-        release = threading.Event()
-        base = snapshot()
-        units = []
-        for _ in range(count):
-            t = threading.Thread(target=release.wait, daemon=True)
-            t.start()
-            units.append(t)
-        after = snapshot()
-        result["vm_kib"] = (after["vm"] - base["vm"]) / count
-        result["kstack_kib"] = (after["kstack"] - base["kstack"]) / count
-        release.set()
-        for t in units:
-            t.join()
-
-    elif kind == "process (fork)":
-        rfd, wfd = os.pipe()
-        base = snapshot()
-        pids = []
-        for _ in range(count):
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    os.close(wfd)  # only the parent holds the write end: its close (or death) is EOF
-                    os.read(rfd, 1)  # parked until then
-                finally:
-                    os._exit(0)
-            pids.append(pid)
-        time.sleep(0.3)  # let every child reach its read()
-        after = snapshot()
-        result["uss_kib"] = sum(private_kib(p) for p in pids) / count
-        result["kstack_kib"] = (after["kstack"] - base["kstack"]) / count
-        os.close(wfd)
-        for pid in pids:
-            os.waitpid(pid, 0)
-        os.close(rfd)
-        return result
-
-    elif kind == "process (new interpreter)":
-        base = snapshot()
-        procs = [subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
-                                  stdin=subprocess.PIPE) for _ in range(count)]
-        time.sleep(0.5 + 0.02 * count)  # let every interpreter start and park in read()
-        after = snapshot()
-        result["uss_kib"] = sum(private_kib(p.pid) for p in procs) / count
-        result["kstack_kib"] = (after["kstack"] - base["kstack"]) / count
-        for p in procs:
-            p.stdin.close()
-            p.wait(10)
-        return result
-
-    else:
-        raise ValueError(kind)
-
-    result["uss_kib"] = (after["uss"] - base["uss"]) / count
-    return result
-
-
-def hold_in_child(kind: str, count: int, timeout_s: float = 60.0) -> dict:
-    ctx = multiprocessing.get_context("spawn")
-    parent_end, child_end = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=hold, args=(kind, count, child_end), daemon=True)
-    proc.start()
-    child_end.close()
-    try:
-        if not parent_end.poll(timeout_s):
-            return {"error": f"no answer within {timeout_s:.0f} s"}
-        return parent_end.recv()
-    except EOFError:
-        return {"error": "the child died without an answer"}
-    finally:
-        proc.join(10)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-        parent_end.close()
 
 
 # -- the picture, drawn from a recorded run ----------------------------------------------------------
@@ -548,6 +371,7 @@ PICTURES = {"costs": draw_costs}
 TOLERANCE = {
     "M:N units parked at once": None,  # 10,000 in --quick, 100,000 in a full run
     "OS threads under the parked Erlang processes": None,  # the BEAM starts threads per core
+    "OS threads under the parked Java virtual threads": None,  # so does the JVM (GC, JIT)
     "kernel stack per process": None,  # KernelStack in /proc/meminfo is machine-wide: others move it
 }
 
@@ -578,6 +402,17 @@ CLAIMS = [
           and m["switch: gevent greenlet"] > m["switch: greenlet"],
           "a hop through asyncio/trio costs more than a generator switch, through gevent's hub more "
           "than a bare greenlet switch"),
+    Claim("allocates a G with a 2 KiB stack",
+          lambda m: 1.5 <= m["goroutine stack (runtime.MemStats)"] <= 3,
+          "runtime.MemStats gives a parked goroutine's stack as 1.5 to 3 KiB"),
+    Claim("What the loop buys is not a cheaper switch",
+          lambda m: all(0.1 <= m[f"switch: {k}"] / m["switch: thread"] <= 10
+                        for k in ("asyncio task", "trio task", "gevent greenlet")),
+          "asyncio, trio and gevent hops are within 10x of a thread switch"),
+    Claim.unmeasured("steals half of another P's",
+                     "runqsteal in Go's runtime/proc.go and Vyukov's scheduler design doc"),
+    Claim.unmeasured("a budget of about 4,000 function calls",
+                     "CONTEXT_REDS (4,000) in erts/emulator/beam/erl_vm.h"),
     Claim("a hop through a Python scheduler lands in the same range",
           lambda m: all(0.1 <= m[f"switch: {k}"] / m["switch: thread"] <= 10
                         for k in ("asyncio task", "trio task", "gevent greenlet")),
@@ -587,9 +422,9 @@ CLAIMS = [
     Claim("an asyncio or trio task a kilobyte or two",
           lambda m: all(0.5 <= m[f"memory per {k}"] <= 3 for k in ("asyncio task", "trio task")),
           "an asyncio or trio task takes 0.5 to 3 KiB"),
-    Claim("a goroutine or an Erlang process two or three kilobytes",
-          lambda m: all(1.5 <= m[f"memory per {k}"] <= 4 for k in ("goroutine", "Erlang process")),
-          "a goroutine and an Erlang process take 1.5 to 4 KiB"),
+    Claim("a goroutine, an Erlang process or a Java virtual thread two or three kilobytes",
+          lambda m: all(1.5 <= m[f"memory per {u}"] <= 4 for _, u in MN_RUNTIMES),
+          "a goroutine, an Erlang process and a Java virtual thread take 1.5 to 4 KiB"),
     Claim("a gevent greenlet several kilobytes",
           lambda m: 3 <= m["memory per gevent greenlet"] <= 20, "a gevent greenlet takes 3 to 20 KiB"),
     Claim("a thread tens of kilobytes with its kernel stack",
@@ -603,96 +438,94 @@ CLAIMS = [
           lambda m: min(m["memory per gevent greenlet"], m["memory per goroutine"])
           > 4 * m["memory per generator"],
           "a stackful unit (greenlet, goroutine) takes over 4x a generator's memory"),
-    Claim("A goroutine and an Erlang process cost what a fiber does, not what a thread does",
-          lambda m: all(3 * m[f"create: {k}"] < m["create: thread"]
-                        and 3 * m[f"memory per {k}"] < _kib_with_kstack(m, "thread")
-                        and 3 * m[f"switch: {k}"] < m["switch: thread"]
-                        for k in ("goroutine", "Erlang process")),
-          "goroutines and Erlang processes cost under a third of a thread to create, switch and keep"),
+    Claim("A goroutine, an Erlang process and a Java virtual\n  thread cost what a fiber does, not what a thread does",
+          lambda m: all(3 * m[f"create: {u}"] < m["create: thread"]
+                        and 3 * m[f"memory per {u}"] < _kib_with_kstack(m, "thread")
+                        and 3 * m[f"switch: {u}"] < m["switch: thread"]
+                        for _, u in MN_RUNTIMES),
+          "goroutines, Erlang processes and Java virtual threads cost under a third of a thread to create, "
+          "switch and keep"),
 ]
 
 
-def main() -> int:
-    args = parse_args(__doc__)
-    lesson = Lesson("10", "Fibers", args)
-    quick = lesson.quick
-    round_trips = {"generator": 100_000, "greenlet": 100_000, "asyncio task": 10_000,
-                   "trio task": 10_000, "gevent greenlet": 20_000, "thread": 5_000, "process": 5_000}
-    if quick:
-        round_trips = {k: v // 4 for k, v in round_trips.items()}
-    repeats = 3 if quick else 5
-    counts = {"generator": 10_000, "asyncio task": 10_000, "trio task": 10_000, "gevent greenlet": 10_000,
-              "thread": 2_000 if quick else 10_000, "process (fork)": 20 if quick else 50,
-              "process (new interpreter)": 10 if quick else 20}
+# -- The lesson's sections, each printing what it measured and what to notice ----------------------
 
-    # Pin to one CPU: threads and processes then switch through one run queue. The fibers never
-    # leave this thread, so pinning changes nothing for them.
-    pinned = None
-    if hasattr(os, "sched_setaffinity"):
-        original = os.sched_getaffinity(0)
-        pinned = min(original)
-        os.sched_setaffinity(0, {pinned})
-    create_counts = {"generator": 10_000, "greenlet": 10_000, "asyncio task": 10_000,
-                     "thread": 500 if quick else 2_000, "process (fork)": 20 if quick else 50}
-    mn_count = 10_000 if quick else 100_000
-    switch: dict[str, float] = {}
-    created: dict[str, float] = {}
-    mn: dict[str, dict] = {}
-    cswitch: dict = {}
-    try:
-        lesson.section("one switch, from a ping-pong (a round trip is two switches)"
-                       + (f"; pinned to CPU {pinned}" if pinned is not None else ""))
-        for kind in SWITCH_KINDS:
-            switch[kind] = lesson.measure(f"switch: {kind}", switch_ns(kind, round_trips[kind], repeats), "ns")
 
-        lesson.section("create one unit and run it to its first wait (median per unit; "
-                       + ", ".join(f"{create_counts[k]:,} of {k}" for k in CREATE_KINDS) + ")")
-        for kind in CREATE_KINDS:
-            created[kind] = lesson.measure(f"create: {kind}", create_ns(kind, create_counts[kind], repeats), "ns")
+def switch_costs(lesson: Lesson, round_trips: dict, repeats: int, pinned: int | None) -> dict[str, float]:
+    lesson.section("one switch, from a ping-pong (a round trip is two switches)"
+                   + (f"; pinned to CPU {pinned}" if pinned is not None else ""))
+    switch = {kind: lesson.measure(f"switch: {kind}", switch_ns(kind, round_trips[kind], repeats), "ns")
+              for kind in SWITCH_KINDS}
+    fastest = min(switch, key=switch.get)
+    lesson.notice(f"a {fastest} switch took {switch[fastest]:,.0f} ns, a thread switch "
+                  f"{switch['thread']:,.0f} ns ({switch['thread'] / switch[fastest]:,.0f}x), a "
+                  f"process switch {switch['process']:,.0f} ns: user-space switches skip the kernel")
+    lesson.notice(f"stackful greenlet {switch['greenlet']:,.0f} ns vs stackless generator "
+                  f"{switch['generator']:,.0f} ns; a hop through a loop adds the scheduler: asyncio "
+                  f"{switch['asyncio task']:,.0f} ns, trio {switch['trio task']:,.0f} ns, gevent "
+                  f"{switch['gevent greenlet']:,.0f} ns")
+    return switch
 
-        # Go and Erlang run many units on few threads (M:N); measured with one scheduler thread, on
-        # the same pinned CPU, so the switch compares with the fibers' and the create with the rest.
-        lesson.section(f"M:N runtimes, one scheduler thread (GOMAXPROCS=1, erl +S 1): {mn_count:,} "
-                       "parked at once, the same ping-pong")
-        lesson.measure("M:N units parked at once", mn_count, "")
-        for kind, unit in (("go", "goroutine"), ("erlang", "Erlang process")):
-            labels = (f"create: {unit}", f"switch: {unit}", f"memory per {unit}",
-                      f"OS threads under the parked {unit}{'es' if unit.endswith('process') else 's'}",
-                      "goroutine stack (runtime.MemStats)" if kind == "go"
-                      else "Erlang process (erlang:memory(processes))")
-            try:
-                r = mn_runtime(kind, mn_count, round_trips["generator"], repeats)
-            except build.Unavailable as exc:
-                for label in labels:
-                    lesson.skip(label, str(exc))
-                continue
-            mn[kind] = r
-            lesson.measure(labels[0], r["create_ns"], "ns")
-            lesson.measure(labels[1], r["switch_ns"], "ns")
-            lesson.measure(labels[2], r["mem_bytes"] / 1024, "KiB")
-            lesson.measure(labels[3], r["os_threads"], "")
-            lesson.measure(labels[4], r["stack_bytes" if kind == "go" else "proc_bytes"] / 1024, "KiB")
 
-        # The stackful switch with nothing else in the way: C, one fiber and main, no scheduler.
-        lesson.section("a stackful switch in C (lessons/native/cswitch.c): swapcontext(3), and a "
-                       "register swap in a few lines of assembly")
-        labels = ("switch: C fiber, swapcontext", "switch: C fiber, register swap")
+def create_costs(lesson: Lesson, quick: bool, repeats: int) -> dict[str, float]:
+    counts = {"generator": 10_000, "greenlet": 10_000, "asyncio task": 10_000,
+              "thread": 500 if quick else 2_000, "process (fork)": 20 if quick else 50}
+    lesson.section("create one unit and run it to its first wait (median per unit; "
+                   + ", ".join(f"{counts[k]:,} of {k}" for k in CREATE_KINDS) + ")")
+    return {kind: lesson.measure(f"create: {kind}", create_ns(kind, counts[kind], repeats), "ns")
+            for kind in CREATE_KINDS}
+
+
+def mn_runtimes(lesson: Lesson, count: int, round_trips: int, repeats: int) -> dict[str, dict]:
+    """Go, Erlang and Java run many units on few threads (M:N); each measured with one scheduler
+    thread, on the lesson's pinned CPU, so the switch compares with the fibers' and the create
+    with the rest."""
+    lesson.section(f"M:N runtimes, one scheduler thread (GOMAXPROCS=1, erl +S 1, one carrier): {count:,} "
+                   "parked at once, the same ping-pong")
+    lesson.measure("M:N units parked at once", count, "")
+    mn = {}
+    for kind, unit in MN_RUNTIMES:
+        own = {"go": ("goroutine stack (runtime.MemStats)", "stack_bytes"),
+               "erlang": ("Erlang process (erlang:memory(processes))", "proc_bytes"),
+               "java": ("Java virtual thread (heap in use after a full GC)", "heap_bytes")}[kind]
+        labels = (f"create: {unit}", f"switch: {unit}", f"memory per {unit}",
+                  f"OS threads under the parked {unit}{'es' if unit.endswith('process') else 's'}", own[0])
         try:
-            c = c_switch(round_trips["generator"] * 4, repeats)
+            r = mn[kind] = mn_runtime(kind, count, round_trips, repeats)
         except build.Unavailable as exc:
             for label in labels:
                 lesson.skip(label, str(exc))
-        else:
-            cswitch.update(c)
-            lesson.measure(labels[0], c["swapcontext_ns"], "ns")
-            if c["register_swap_ns"] is None:
-                lesson.skip(labels[1], f"the assembly is written for x86-64; this is {c['arch']}")
-            else:
-                lesson.measure(labels[1], c["register_swap_ns"], "ns")
-    finally:
-        if pinned is not None:
-            os.sched_setaffinity(0, original)
+            continue
+        for label, value, unit_name in zip(labels, (r["create_ns"], r["switch_ns"], r["mem_bytes"] / 1024,
+                                                    r["os_threads"], r[own[1]] / 1024),
+                                           ("ns", "ns", "KiB", "", "KiB"), strict=True):
+            lesson.measure(label, value, unit_name)
+    return mn
 
+
+def c_switches(lesson: Lesson, round_trips: int, repeats: int) -> dict:
+    """The stackful switch with nothing else in the way: C, one fiber and main, no scheduler."""
+    lesson.section("a stackful switch in C (lessons/native/cswitch.c): swapcontext(3), and a "
+                   "register swap in a few lines of assembly")
+    labels = ("switch: C fiber, swapcontext", "switch: C fiber, register swap")
+    try:
+        c = c_switch(round_trips, repeats)
+    except build.Unavailable as exc:
+        for label in labels:
+            lesson.skip(label, str(exc))
+        return {}
+    lesson.measure(labels[0], c["swapcontext_ns"], "ns")
+    if c["register_swap_ns"] is None:
+        lesson.skip(labels[1], f"the assembly is written for x86-64; this is {c['arch']}")
+    else:
+        lesson.measure(labels[1], c["register_swap_ns"], "ns")
+    return c
+
+
+def memory_costs(lesson: Lesson, quick: bool) -> dict[str, dict]:
+    counts = {"generator": 10_000, "asyncio task": 10_000, "trio task": 10_000, "gevent greenlet": 10_000,
+              "thread": 2_000 if quick else 10_000, "process (fork)": 20 if quick else 50,
+              "process (new interpreter)": 10 if quick else 20}
     lesson.section(f"memory per unit, each kind parked in a fresh interpreter ({counts['generator']:,} "
                    f"of each fiber, {counts['thread']:,} threads, {counts['process (fork)']} forked "
                    f"processes, {counts['process (new interpreter)']} new interpreters)")
@@ -702,11 +535,7 @@ def main() -> int:
         label = f"memory per {kind}"
         extra = {"thread": ("address space per thread", "kernel stack per thread"),
                  "process (fork)": ("kernel stack per process",)}.get(kind, ())
-        if why_not:
-            for lab in (label, *extra):
-                lesson.skip(lab, why_not)
-            continue
-        r = hold_in_child(kind, counts[kind])
+        r = {"error": why_not} if why_not else hold_in_child(kind, counts[kind])
         if "error" in r:
             for lab in (label, *extra):
                 lesson.skip(lab, r["error"])
@@ -718,17 +547,6 @@ def main() -> int:
             lesson.measure("kernel stack per thread", r["kstack_kib"], "KiB")
         if kind == "process (fork)":
             lesson.measure("kernel stack per process", r["kstack_kib"], "KiB")
-
-    # -- what to notice, computed from the numbers above
-    if switch:
-        fastest = min(switch, key=switch.get)
-        lesson.notice(f"a {fastest} switch took {switch[fastest]:,.0f} ns, a thread switch "
-                      f"{switch['thread']:,.0f} ns ({switch['thread'] / switch[fastest]:,.0f}x), a "
-                      f"process switch {switch['process']:,.0f} ns: user-space switches skip the kernel")
-        lesson.notice(f"stackful greenlet {switch['greenlet']:,.0f} ns vs stackless generator "
-                      f"{switch['generator']:,.0f} ns; a hop through a loop adds the scheduler: asyncio "
-                      f"{switch['asyncio task']:,.0f} ns, trio {switch['trio task']:,.0f} ns, gevent "
-                      f"{switch['gevent greenlet']:,.0f} ns")
     if "thread" in memory and "generator" in memory:
         t = memory["thread"]
         lesson.notice(f"a parked thread cost {t['uss_kib']:.0f} KiB of private memory, plus "
@@ -740,28 +558,24 @@ def main() -> int:
     if fibers and procs:
         lesson.notice("per unit: " + ", ".join(f"{k} {memory[k]['uss_kib']:,.1f} KiB"
                                                for k in (*fibers, "thread", *procs) if k in memory))
-    for kind, unit in (("go", "goroutine"), ("erlang", "Erlang process")):
-        if kind in mn and "thread" in switch and "thread" in memory:
-            r = mn[kind]
-            lesson.notice(f"{'an' if unit[0] in 'AEIOU' else 'a'} {unit}: created in {r['create_ns']:,.0f} ns, switched in {r['switch_ns']:,.0f} ns "
-                          f"(a thread: {created.get('thread', float('nan')):,.0f} and {switch['thread']:,.0f} ns), "
-                          f"{r['mem_bytes'] / 1024:.1f} KiB each (a thread: {memory['thread']['uss_kib']:.1f} KiB "
-                          f"+ {memory['thread']['kstack_kib']:.0f} KiB kernel stack); {mn_count:,} of them on "
-                          f"{r['os_threads']} OS threads")
-    # What the picture draws: one row per unit, its switch (ns) and its memory (bytes) where measured.
-    units = [("generator", "generator", "generator"), ("greenlet", "greenlet", "gevent greenlet"),
-             ("asyncio task", "asyncio task", "asyncio task"), ("trio task", "trio task", "trio task"),
-             ("goroutine", None, None), ("Erlang process", None, None),
-             ("C fiber, register swap", None, None), ("C fiber, swapcontext", None, None),
-             ("thread", "thread", "thread"), ("process", "process", "process (fork)")]
+    return memory
+
+
+def units_series(switch: dict, memory: dict, mn: dict, cswitch: dict) -> list[dict]:
+    """What the picture draws: one row per unit, its switch (ns) and its memory (bytes) where measured."""
     rows = []
-    for unit, switch_kind, memory_kind in units:
+    for unit, switch_kind, memory_kind in (
+            ("generator", "generator", "generator"), ("greenlet", "greenlet", "gevent greenlet"),
+            ("asyncio task", "asyncio task", "asyncio task"), ("trio task", "trio task", "trio task"),
+            ("goroutine", None, None), ("Erlang process", None, None), ("Java virtual thread", None, None),
+            ("C fiber, register swap", None, None), ("C fiber, swapcontext", None, None),
+            ("thread", "thread", "thread"), ("process", "process", "process (fork)")):
         if unit.startswith("C fiber"):
             key = "register_swap_ns" if "register" in unit else "swapcontext_ns"
             if cswitch.get(key):
                 rows.append({"unit": unit, "family": "C fiber", "switch_ns": cswitch[key]})
             continue
-        mn_kind = {"goroutine": "go", "Erlang process": "erlang"}.get(unit)
+        mn_kind = {u: k for k, u in MN_RUNTIMES}.get(unit)
         if mn_kind:
             if mn_kind in mn:
                 rows.append({"unit": unit, "family": "M:N runtime", "switch_ns": mn[mn_kind]["switch_ns"],
@@ -773,7 +587,46 @@ def main() -> int:
             m = memory[memory_kind]
             row["memory_bytes"] = (m["uss_kib"] + m.get("kstack_kib", 0)) * 1024  # with its kernel stack
         rows.append(row)
-    lesson.series("units", rows)
+    return rows
+
+
+def main() -> int:
+    args = parse_args(__doc__)
+    lesson = Lesson("10", "Fibers", args)
+    quick = lesson.quick
+    round_trips = {"generator": 100_000, "greenlet": 100_000, "asyncio task": 10_000,
+                   "trio task": 10_000, "gevent greenlet": 20_000, "thread": 5_000, "process": 5_000}
+    if quick:
+        round_trips = {k: v // 4 for k, v in round_trips.items()}
+    repeats = 3 if quick else 5
+
+    # Pin to one CPU: threads and processes then switch through one run queue, and the M:N
+    # runtimes' one scheduler thread runs there too. The fibers never leave this thread, so
+    # pinning changes nothing for them.
+    pinned = original = None
+    if hasattr(os, "sched_setaffinity"):
+        original = os.sched_getaffinity(0)
+        pinned = min(original)
+        os.sched_setaffinity(0, {pinned})
+    try:
+        switch = switch_costs(lesson, round_trips, repeats, pinned)
+        created = create_costs(lesson, quick, repeats)
+        mn = mn_runtimes(lesson, 10_000 if quick else 100_000, round_trips["generator"], repeats)
+        cswitch = c_switches(lesson, round_trips["generator"] * 4, repeats)
+    finally:
+        if pinned is not None:
+            os.sched_setaffinity(0, original)
+    memory = memory_costs(lesson, quick)
+
+    for kind, unit in MN_RUNTIMES:
+        if kind in mn and "thread" in memory:
+            r = mn[kind]
+            lesson.notice(f"{'an' if unit[0] in 'AEIOU' else 'a'} {unit}: created in {r['create_ns']:,.0f} ns, "
+                          f"switched in {r['switch_ns']:,.0f} ns (a thread: {created['thread']:,.0f} and "
+                          f"{switch['thread']:,.0f} ns), {r['mem_bytes'] / 1024:.1f} KiB each (a thread: "
+                          f"{memory['thread']['uss_kib']:.1f} KiB + {memory['thread']['kstack_kib']:.0f} KiB "
+                          f"kernel stack); {r['count']:,} of them on {r['os_threads']} OS threads")
+    lesson.series("units", units_series(switch, memory, mn, cswitch))
     return lesson.finish()
 
 

@@ -54,6 +54,28 @@ def test_mn_erlang_carries_many_processes_on_few_threads():
     assert r["proc_bytes"] > 0 and r["create_ns"] > 0 and r["switch_ns"] > 0
 
 
+def _java(*args: str) -> list[str]:
+    classes = _built("lessons/native/mn_java.java")
+    try:
+        java = build.java_runtime()
+    except build.Unavailable as exc:
+        pytest.skip(str(exc))
+    return [java, "-XX:+UseSerialGC", "-Djdk.virtualThreadScheduler.parallelism=1", "-cp", classes, "mn_java", *args]
+
+
+def test_mn_java_carries_many_virtual_threads_on_few_threads():
+    r = _json(_java("2000", "1000", "1"))
+    assert r["count"] == 2000 and r["carriers"] == 1
+    assert 0 < r["os_threads"] < 100, r  # M:N: 2,000 parked virtual threads, a few dozen OS threads at most
+    assert r["heap_bytes"] > 0 and r["create_ns"] > 0 and r["switch_ns"] > 0
+
+
+@pytest.mark.parametrize("args", [[], ["10", "10"], ["0", "10", "1"], ["x", "10", "1"]])
+def test_mn_java_rejects_bad_arguments(args):
+    done = subprocess.run(_java(*args), capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 2 and done.stderr.startswith("usage"), done.stderr
+
+
 @pytest.mark.parametrize("godebug", [None, "asyncpreemptoff=1"])
 def test_preempt_go_reports_every_tick_and_its_preemption_mode(godebug):
     import os
