@@ -203,9 +203,8 @@ def of_run(run: results.Run) -> View:
     for name, reason in skipped.items():
         for cell in cells:
             if (name, cell) not in summaries:
-                m = results.Measurement(server=name, conns=cell.conns, size_bytes=cell.size_bytes,
-                                        status="skipped", rate=cell.rate,
-                                        rate_fraction_of_peak=cell.fraction, reason=reason)
+                m = results.Measurement.from_dict(results.skipped(
+                    results.record(name, cell, None, family=families[name]), reason))
                 summaries[(name, cell)] = results.CellSummary(name, families[name], cell, [m])
     return View(run, ordered, families, cells, summaries, skipped, reference)
 
