@@ -22,29 +22,49 @@ readiness line says which it uses; `python -m servers.uring` shows what this ker
 - accept: one multishot accept SQE on the listener (5.19+): one CQE per new connection, armed
   until an error stops it. Fallback: one single-shot accept at a time, submitted again after
   each completion.
-- receive: a provided buffer ring (IORING_REGISTER_PBUF_RING, 5.19+): a pool of BUFFER_COUNT
-  buffers of BUFFER_BYTES shared by every connection. A recv names the pool, not a buffer; the
-  kernel picks a buffer only when bytes arrive, and the CQE names it (flags >> 16). So an idle
+- receive: a provided buffer ring (IORING_REGISTER_PBUF_RING, 5.19+): a pool of POOL_BYTES
+  (16 MiB) shared by every connection. A recv names the pool, not a buffer; the kernel takes
+  buffer space only when bytes arrive, and the CQE names the buffer (flags >> 16). So an idle
   connection pins no buffer at all: it is a request parked in the kernel and a small Connection
   object here. With multishot recv (6.0+) one recv SQE stays armed and yields one CQE per chunk.
-  Fallback without the buffer ring: each connection owns a CHUNK_BYTES buffer that a pending
-  recv pins, even idle (64 KiB per connection; 10,000 idle clients: 640 MiB).
-- send: straight from the provided buffer the bytes arrived in (no copy into Python at all);
-  the buffer goes back to the ring when the send completes. MSG_WAITALL makes the kernel finish
-  a short send itself, so one send SQE covers one received chunk.
+  With incremental consumption (IOU_PBUF_RING_INC, 6.12+) the pool is 128 buffers of 128 KiB
+  that the kernel fills a message after another, so a 1 KiB message takes 1 KiB of it and a
+  64 KiB message lands in one piece; where the kernel has min_left, it retires a buffer once less
+  than MIN_LEFT_BYTES (64 KiB) is left, so that no message up to that size is cut at a buffer's
+  end. Without INC: 256 whole buffers of 64 KiB, one per completion. Fallback without the buffer
+  ring: each connection owns a CHUNK_BYTES buffer that a pending recv pins, even idle (64 KiB per
+  connection; 10,000 idle clients: 640 MiB). --buffer-kib N sets the buffers' size (the pool
+  keeps its 16 MiB).
+- send: straight from the buffer the bytes arrived in (no copy into Python at all): one send per
+  run of bytes, pieces that lie back to back in the pool going out together. A buffer goes back
+  to the ring once the kernel is done filling it and every piece of it was sent (buffers.py
+  counts the holds). MSG_WAITALL makes the kernel finish a short send itself, so one send SQE
+  covers one run.
 
-Backpressure: one send in flight per connection; chunks received meanwhile wait in its queue,
+Large messages, measured: with the earlier pool of 1,024 buffers of 16 KiB a 64 KiB echo took 4
+receive completions and 4 sends, each through Python (4 SQEs and 8 CQEs per message, lesson 09
+counts them), and the server ran at about half c-epoll's rate at 16 x 64 KiB; Python's epoll
+server, one recv and one send per message, was near c-epoll. Buffers that hold a whole message
+make it one receive and one send, and bring io_uring level with c-epoll there; incremental
+consumption keeps 1 KiB messages from using up a 128 KiB buffer each. Receive bundles
+(IORING_RECVSEND_BUNDLE, 6.10: one completion over several buffers) are not used: with buffers
+this large a message already lands in one, and sending a bundle back would need a sendmsg with
+an iovec array per message. The figures, old and new side by side against c-epoll in one run:
+docs/results/io_uring/ (see its report.md).
+
+Backpressure: one send in flight per connection; pieces received meanwhile wait in its queue,
 in their provided buffers. Once MAX_QUEUED_CHUNKS wait, the server stops receiving from that
 client: a single-shot recv is not submitted again; a multishot recv is cancelled (ASYNC_CANCEL;
 its last CQE, -ECANCELED, has no F_MORE). Receiving resumes when the queue drains. So a client
-that never reads holds MAX_QUEUED_CHUNKS buffers, plus the chunks the kernel had already received
-for it before the cancel took effect (a multishot recv posts a bounded burst per turn); what it
+that never reads holds MAX_QUEUED_CHUNKS pieces, plus those the kernel had already received for
+it before the cancel took effect (a multishot recv posts a bounded burst per turn); what it
 keeps sending piles up in the kernel's socket buffers, then TCP flow control stops it. The pool's
 size is fixed, so whatever clients do, the server's buffer memory does not grow. If the whole pool
 is in use, a recv completes with -ENOBUFS; that connection waits until buffers come back, then is
-armed again. The price of a shared pool: about BUFFER_COUNT / MAX_QUEUED_CHUNKS (256) clients that
-send without ever reading can hold every buffer, and the others then wait for one (a C server
-would grow the pool, or give such clients a buffer of their own; this one keeps its bound).
+armed again. The price of a shared pool: each piece a client holds keeps its whole buffer from
+going back, so some 25 clients that send without ever reading (128 buffers, about 5 pieces
+each) can hold every buffer, and the others then wait for one (a C server would grow the pool,
+or give such clients a buffer of their own; this one keeps its bound).
 
 Running out of fds makes the accept complete with -EMFILE: the accept is cancelled (multishot)
 or not resubmitted, and a TIMEOUT SQE brings it back ACCEPT_BACKOFF_S later, so nothing spins.
@@ -58,10 +78,12 @@ Syscalls: io_uring_setup and io_uring_register once, then one io_uring_enter per
 connection only a close. No accept4, recvfrom, sendto, epoll_wait or setsockopt: strace shows it
 (TCP_NODELAY is set on the listener, and Linux copies it into every accepted socket).
 Limits: one thread on one core: --work-us stalls every connection (lesson 11); the GIL plays no
-part. fds: RLIMIT_NOFILE as usual, plus one for the ring. Memory: the buffer pool (BUFFER_COUNT x
-BUFFER_BYTES, resident from the start) plus about 0.2 KiB of Python objects per connection.
-What Python costs: each CQE is decoded and each SQE encoded with struct (a few hundred ns each),
-but no byte of the echo is touched by Python. With --sqpoll (x86-64 only, see servers/uring/ring.py)
+part. fds: RLIMIT_NOFILE as usual, plus one for the ring. Memory: the buffer pool (POOL_BYTES,
+resident from the start) plus about 0.2 KiB of Python objects per connection.
+What Python costs: an echo is two CQEs (the receive's, the send's) decoded and one SQE encoded
+with struct, and the steps between, about 1.2 us of interpreter time per message on the
+recording machine, where c-epoll spends about 5.5 us in the kernel; no byte of the echo is
+touched by Python. That is what keeps it a few percent behind c-epoll at 16 x 1 KiB. With --sqpoll (x86-64 only, see servers/uring/ring.py)
 a kernel thread polls the SQ and the server enters the kernel only to wait.
 Where it runs: Linux 5.6 or newer (IORING_OP_RECV/SEND), and only where io_uring is allowed; the
 default seccomp profile of Docker and kernel.io_uring_disabled (Linux 6.6+) refuse io_uring_setup.
@@ -93,9 +115,14 @@ from servers.common import (
 QUEUE_ENTRIES = 1024
 CQ_ENTRIES = 8 * QUEUE_ENTRIES
 
-# The provided-buffer pool: shared by all connections, a fixed cost whatever their number.
-BUFFER_COUNT = 1024  # a power of two (the ring's index is masked)
-BUFFER_BYTES = 16 * 1024
+# The provided-buffer pool: shared by all connections, a fixed cost whatever their number. With
+# incremental consumption (6.12+) its buffers are large and filled a message after another; the
+# kernel retires one once less than MIN_LEFT_BYTES is left in it (where it can), so that a
+# message of up to that size lands in one piece. Without it, each completion takes a whole
+# buffer, which must hold a 64 KiB message at once.
+POOL_BYTES = 16 * 1024 * 1024
+BUFFER_BYTES = {"incremental": 128 * 1024, "whole": 64 * 1024}
+MIN_LEFT_BYTES = 64 * 1024
 BUFFER_GROUP = 0
 MAX_QUEUED_CHUNKS = 4  # received, waiting for the send before them: then stop receiving
 
@@ -104,14 +131,16 @@ ACCEPT, RECV, SEND, BACKOFF, CANCEL = range(5)
 KIND_BITS = 3
 KIND_MASK = (1 << KIND_BITS) - 1
 
-F_MORE, F_BUFFER, BUFFER_SHIFT = uring.IORING_CQE_F_MORE, uring.IORING_CQE_F_BUFFER, 16
-OPTIONAL = ("multishot-accept", "pbuf-ring", "multishot-recv", "defer-taskrun")
+F_MORE, F_BUFFER = uring.IORING_CQE_F_MORE, uring.IORING_CQE_F_BUFFER
+BUFFER_SHIFT = uring.IORING_CQE_BUFFER_SHIFT
+OPTIONAL = ("multishot-accept", "pbuf-ring", "pbuf-inc", "multishot-recv", "defer-taskrun",
+            "registered-ring")
 
 
 class Connection:
-    """One client: its fd, the one send in flight, the chunks waiting behind it."""
+    """One client: its fd, the one send in flight, the pieces waiting behind it."""
 
-    __slots__ = ("fd", "queue", "sending", "send_bid", "send_addr", "send_len",
+    __slots__ = ("fd", "queue", "sending", "send_bid", "send_more", "send_addr", "send_len",
                  "recv_armed", "cancelling", "peer_done", "broken", "starved", "buffer",
                  "buffer_addr")
 
@@ -119,7 +148,9 @@ class Connection:
         self.fd = fd
         self.queue: list[tuple[int, int, int]] = []  # (buffer id, address, length) to send
         self.sending = False  # a send SQE is in flight
-        self.send_bid = self.send_addr = self.send_len = 0
+        self.send_bid = 0  # the buffer it sends from (-1: the connection's own)
+        self.send_more = ()  # the further buffers of a send that spans several pieces
+        self.send_addr = self.send_len = 0
         self.recv_armed = False  # a recv is in the kernel (a multishot one until no F_MORE)
         self.cancelling = False  # an ASYNC_CANCEL of that recv is on its way
         self.peer_done = False  # the client sent FIN: echo what is queued, then close
@@ -134,15 +165,18 @@ class Server:
     """The loop's state, named up front (one comment each)."""
 
     def __init__(self, listener: socket.socket, work_us: int, ring: uring.Ring,
-                 features: dict[str, bool]):
+                 features: dict[str, bool], buffer_bytes: int | None = None):
         self.listener = listener
         self.listen_fd = listener.fileno()
         self.work_us = work_us
         self.ring = ring  # the io_uring: its SQ and CQ, shared with the kernel
         self.multishot_accept = features["multishot_accept"]
         self.multishot_recv = features["multishot_recv"]
-        self.pool = (uring.BufferRing(ring, BUFFER_GROUP, BUFFER_COUNT, BUFFER_BYTES)
-                     if features["pbuf_ring"] else None)  # None: a buffer per connection
+        self.pool = make_pool(ring, features, buffer_bytes)  # None: a buffer per connection
+        # Hoisted for speed: called once per echoed message
+        self.prep_send = ring.prep_send
+        self.taken = self.pool.taken if self.pool else None
+        self.released = self.pool.released if self.pool else None
         self.connections: dict[int, Connection] = {}  # fd -> state, every open client
         self.starved: list[Connection] = []  # waiting for the pool to have a buffer again
         self.accept_backoff = False  # out of fds: accept again only after a timer
@@ -168,11 +202,25 @@ class Server:
             self.ring.prep_recv(conn.fd, conn.buffer_addr, CHUNK_BYTES, user_data)
         conn.recv_armed = True
 
-    def send(self, conn: Connection, bid: int, addr: int, length: int) -> None:
-        """Echo `length` bytes straight from the buffer they arrived in."""
+    def send(self, conn: Connection, bid: int, addr: int, length: int, more=()) -> None:
+        """Echo ``length`` bytes at ``addr`` straight from the buffer they arrived in (``bid``,
+        and the further buffers ``more`` of a run that spans several pieces)."""
         conn.sending = True
-        conn.send_bid, conn.send_addr, conn.send_len = bid, addr, length
-        self.ring.prep_send(conn.fd, addr, length, conn.fd << KIND_BITS | SEND)
+        conn.send_bid = bid
+        conn.send_more = more
+        conn.send_addr = addr
+        conn.send_len = length
+        self.prep_send(conn.fd, addr, length, conn.fd << KIND_BITS | SEND)
+
+    def send_queued(self, conn: Connection) -> None:
+        """Echo the first waiting piece, and with it every piece right behind it in memory (an
+        incremental buffer fills a message after another): one send per run of bytes."""
+        bid, addr, length = conn.queue.pop(0)
+        more = []
+        while conn.queue and conn.queue[0][1] == addr + length:
+            more.append(conn.queue[0][0])
+            length += conn.queue.pop(0)[2]
+        self.send(conn, bid, addr, length, more)
 
     def stop_receiving(self, conn: Connection) -> None:
         """Backpressure on a multishot recv: cancel it (its last CQE comes without F_MORE)."""
@@ -180,9 +228,10 @@ class Server:
             conn.cancelling = True
             self.ring.prep_cancel(conn.fd << KIND_BITS | RECV, conn.fd << KIND_BITS | CANCEL)
 
-    def give_back(self, bid: int) -> None:
-        if bid >= 0:
-            self.pool.released(bid)
+    def release(self, bid: int) -> None:
+        """A piece of buffer ``bid`` is done with: the pool takes the buffer back once the
+        kernel and every piece are done with it."""
+        if bid >= 0 and self.pool.released(bid):
             self.recycled += 1
 
     # ------------------------------------------------------------------------------------------
@@ -217,46 +266,60 @@ class Server:
         """A recv CQE: res bytes are already in a buffer (0: the client sent FIN)."""
         if not flags & F_MORE:
             conn.recv_armed = conn.cancelling = False  # that recv is over
-        if res > 0:
-            if self.work_us:
-                burn_cpu(self.work_us)
-            if self.pool is not None:
-                bid = flags >> BUFFER_SHIFT
-                addr = self.pool.addresses[bid]
-            else:
-                bid, addr = -1, conn.buffer_addr
-            if conn.broken or conn.peer_done:
-                self.give_back(bid)  # nobody to echo to any more
-            elif not conn.sending:
-                self.send(conn, bid, addr, res)
-            else:
-                conn.queue.append((bid, addr, res))
-                if len(conn.queue) >= MAX_QUEUED_CHUNKS:
-                    self.stop_receiving(conn)
+        if res <= 0:
+            return self.nothing_received(conn, res, flags)
+        if self.work_us:
+            burn_cpu(self.work_us)
+        if flags & F_BUFFER:  # a pool buffer: where in it (a part of it, if incremental)
+            bid = flags >> BUFFER_SHIFT
+            addr = self.taken(bid, res, flags)
         else:
-            if flags & F_BUFFER:  # no data, but a buffer was taken: give it back
-                self.give_back(flags >> BUFFER_SHIFT)
-            if res == 0:
-                conn.peer_done = True  # end of stream
-            elif res == -errno.ENOBUFS:
-                conn.starved = True  # the pool is empty: wait for buffers to come back
-                self.starved.append(conn)
-                log("provided buffer pool empty: a connection waits for a buffer", every_s=5)
-            elif res != -errno.ECANCELED:
-                self.dropped(conn, -res)
+            bid, addr = -1, conn.buffer_addr
+        if not (conn.sending or conn.broken or conn.peer_done):
+            self.send(conn, bid, addr, res)  # the common case: straight back out
+            if conn.recv_armed:
+                return  # nothing else changed
+        elif conn.broken or conn.peer_done:
+            self.release(bid)  # nobody to echo to any more
+        else:
+            conn.queue.append((bid, addr, res))  # behind the send in flight
+            if len(conn.queue) >= MAX_QUEUED_CHUNKS:
+                self.stop_receiving(conn)
+        self.settle(conn)
+
+    def nothing_received(self, conn: Connection, res: int, flags: int) -> None:
+        """A recv CQE without data: end of stream, an empty pool, a cancel, or an error."""
+        if flags & F_BUFFER and self.pool.kernel_done(flags >> BUFFER_SHIFT, flags):
+            self.recycled += 1  # the kernel had taken a buffer: it is back
+        if res == 0:
+            conn.peer_done = True  # end of stream
+        elif res == -errno.ENOBUFS:
+            conn.starved = True  # the pool is empty: wait for buffers to come back
+            self.starved.append(conn)
+            log("provided buffer pool empty: a connection waits for a buffer", every_s=5)
+        elif res != -errno.ECANCELED:
+            self.dropped(conn, -res)
         self.settle(conn)
 
     def sent(self, conn: Connection, res: int) -> None:
         """A send CQE: res bytes went into the socket's send buffer (all, or an error)."""
         conn.sending = False
-        if res < 0:
+        if res == conn.send_len:
+            if conn.send_bid >= 0 and self.released(conn.send_bid):
+                self.recycled += 1
+            if conn.send_more:  # a run of several pieces: release the others too
+                for bid in conn.send_more:
+                    self.release(bid)
+            if not conn.broken:
+                if conn.queue:
+                    return self.send_queued(conn)
+                if conn.recv_armed:
+                    return  # the common case: all sent, the recv still armed: nothing to do
+        elif res < 0:
             self.dropped(conn, -res)
-        elif res < conn.send_len:  # short (a signal, or a kernel without the retry): the rest
-            self.send(conn, conn.send_bid, conn.send_addr + res, conn.send_len - res)
-            return
-        self.give_back(conn.send_bid)
-        if conn.queue and not conn.broken:
-            self.send(conn, *conn.queue.pop(0))
+        else:  # short (a signal, or a kernel without the retry): send the rest
+            return self.send(conn, conn.send_bid, conn.send_addr + res, conn.send_len - res,
+                             conn.send_more)
         self.settle(conn)
 
     def dropped(self, conn: Connection, err: int) -> None:
@@ -265,7 +328,7 @@ class Server:
             log(f"connection dropped: {os.strerror(err)}", every_s=5)
         conn.broken = True
         for bid, _, _ in conn.queue:
-            self.give_back(bid)
+            self.release(bid)
         conn.queue.clear()
 
     def settle(self, conn: Connection) -> None:
@@ -282,7 +345,7 @@ class Server:
             return
         if conn.recv_armed or conn.starved or conn.peer_done:
             return
-        # Receive again: with a pool, as long as few chunks wait (backpressure); with the
+        # Receive again: with a pool, as long as few pieces wait (backpressure); with the
         # connection's own buffer, only once that buffer is free (no send in flight).
         if len(conn.queue) < MAX_QUEUED_CHUNKS:
             self.arm_recv(conn)
@@ -302,15 +365,10 @@ class Server:
 
     def event_loop(self) -> None:
         # Hoisted for speed: the loop body runs once per completion.
-        ring, connections = self.ring, self.connections
+        ring, connections, pool = self.ring, self.connections, self.pool
         submit, cq_tail, cqes_until, cq_advance = (ring.submit, ring.cq_tail, ring.cqes_until,
                                                    ring.cq_advance)
-        received, sent, accepted = self.received, self.sent, self.accepted
-        prep_send = ring.prep_send
-        pool = self.pool
-        fast = pool is not None and not self.work_us  # the two fast paths below apply
-        give_back = pool.released if pool is not None else None
-        addresses = pool.addresses if pool is not None else []  # buffer id -> its address
+        received, sent = self.received, self.sent
         self.arm_accept()
         while True:
             # One syscall: submit every SQE queued since the last one, sleep until a CQE is
@@ -318,43 +376,38 @@ class Server:
             # whose Shutdown exception ends the loop.
             submit(wait_for=1)
             # Reap every completion that is ready, straight from the shared CQ.
-            self.recycled = recycled = 0
+            self.recycled = 0
             tail = cq_tail()
             for user_data, res, flags in cqes_until(tail):
                 kind = user_data & KIND_MASK
                 if kind == RECV:
-                    conn = connections[user_data >> KIND_BITS]
-                    if fast and res > 0 and flags & F_MORE and not conn.sending:
-                        # The common case, inline: bytes arrived in pool buffer `bid` on an idle
-                        # connection; echo them from there (received() does the same, slower).
-                        bid = flags >> BUFFER_SHIFT
-                        addr = addresses[bid]
-                        conn.sending = True
-                        conn.send_bid, conn.send_addr, conn.send_len = bid, addr, res
-                        prep_send(conn.fd, addr, res, user_data + (SEND - RECV))
-                    else:
-                        received(conn, res, flags)
+                    received(connections[user_data >> KIND_BITS], res, flags)
                 elif kind == SEND:
-                    conn = connections[user_data >> KIND_BITS]
-                    if fast and res == conn.send_len and conn.recv_armed and not conn.queue:
-                        # The common case, inline: all sent, nothing waiting; the buffer goes
-                        # back to the pool (sent() does the same, slower).
-                        conn.sending = False
-                        give_back(conn.send_bid)
-                        recycled += 1
-                    else:
-                        sent(conn, res)
+                    sent(connections[user_data >> KIND_BITS], res)
                 elif kind == ACCEPT:
-                    accepted(res, flags)
+                    self.accepted(res, flags)
                 elif kind == BACKOFF:
                     self.backoff_over()
                 # CANCEL: the cancelled request's own CQE carries what matters
             cq_advance(tail)  # give the CQ slots back to the kernel
-            if pool is not None and (recycled or self.recycled):
-                self.recycled += recycled
+            if self.recycled:
                 pool.publish()  # the kernel may use the buffers given back this turn
                 if self.starved:
                     self.feed_starved()
+
+
+def make_pool(ring: uring.Ring, features: dict[str, bool],
+              buffer_bytes: int | None = None) -> uring.BufferRing | None:
+    """The provided-buffer ring this kernel allows: incremental (6.12+), else whole buffers
+    (5.19+), else None (a buffer per connection)."""
+    if not features["pbuf_ring"]:
+        return None
+    incremental = features["pbuf_inc"]
+    size = buffer_bytes or BUFFER_BYTES["incremental" if incremental else "whole"]
+    return uring.BufferRing(ring, BUFFER_GROUP, POOL_BYTES // size, size,
+                            incremental=incremental,
+                            min_left=MIN_LEFT_BYTES if features["pbuf_min_left"]
+                            and size > MIN_LEFT_BYTES else 0)
 
 
 def setup_ring(without: set[str], sqpoll: bool) -> tuple[uring.Ring, dict[str, bool]]:
@@ -366,27 +419,50 @@ def setup_ring(without: set[str], sqpoll: bool) -> tuple[uring.Ring, dict[str, b
     # server's loop (their user_data would decode as one of ours).
     with uring.Ring(8) as probe_ring:
         features = uring.probe_features(probe_ring)
-    ring = uring.Ring(QUEUE_ENTRIES, cq_entries=CQ_ENTRIES, sqpoll=sqpoll, flags=flags)
     for name in without:
         features[name.replace("-", "_")] = False
-    if not features["pbuf_ring"]:
-        features["multishot_recv"] = False  # a multishot recv needs a buffer ring
+    if not features["pbuf_ring"]:  # a multishot recv, and incremental buffers, need a ring
+        features["multishot_recv"] = features["pbuf_inc"] = False
+    features["pbuf_min_left"] &= features["pbuf_inc"]
+    ring = uring.Ring(QUEUE_ENTRIES, cq_entries=CQ_ENTRIES, sqpoll=sqpoll, flags=flags)
+    if features["registered_ring"]:
+        features["registered_ring"] = ring.register_ring_fd()
     return ring, features
 
 
-def facts(ring: uring.Ring, features: dict[str, bool]) -> str:
+def facts(ring: uring.Ring, pool: uring.BufferRing | None, features: dict[str, bool]) -> str:
     """What the readiness line says about the ring: which features this run uses."""
+    if pool is None:
+        buffers = f"a {CHUNK_BYTES // 1024}KiB buffer per connection"
+    else:
+        buffers = (f"provided buffers {pool.count}x{pool.size // 1024}KiB"
+                   + (" incremental" if pool.incremental else "")
+                   + (f" min-left {pool.min_left // 1024}KiB" if pool.min_left else ""))
     used = [
         "multishot accept" if features["multishot_accept"] else "single-shot accept",
-        (f"provided buffers {BUFFER_COUNT}x{BUFFER_BYTES // 1024}KiB" if features["pbuf_ring"]
-         else f"a {CHUNK_BYTES // 1024}KiB buffer per connection"),
+        buffers,
         "multishot recv" if features["multishot_recv"] else "single-shot recv",
     ]
     if ring.setup_flags & uring.IORING_SETUP_DEFER_TASKRUN:
         used.append("defer-taskrun")
+    if features["registered_ring"]:
+        used.append("registered ring")
     if ring.sqpoll:
         used.append("sqpoll")
     return ", ".join(used)
+
+
+def buffer_kib(text: str) -> int:
+    """--buffer-kib: the pool's buffer count must be a power of two, so must the size."""
+    import argparse
+    try:
+        kib = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if kib < 1 or kib > POOL_BYTES // 1024 or kib & (kib - 1):
+        raise argparse.ArgumentTypeError(
+            f"{kib} is not a power of two from 1 to {POOL_BYTES // 1024}: e.g. 16, 64, 128")
+    return kib
 
 
 def add_options(parser) -> None:
@@ -394,6 +470,11 @@ def add_options(parser) -> None:
                         metavar="FEATURE",
                         help="do not use this io_uring feature even if the kernel has it (repeat "
                              f"for several): {', '.join(OPTIONAL)}; to see the fallbacks run")
+    parser.add_argument("--buffer-kib", type=buffer_kib, metavar="N",
+                        help="size of each provided buffer in KiB, a power of two from 1 to "
+                             f"{POOL_BYTES // 1024} (default: {BUFFER_BYTES['incremental'] // 1024} "
+                             f"with incremental buffers, else {BUFFER_BYTES['whole'] // 1024}); "
+                             f"the pool stays {POOL_BYTES // 1024 // 1024} MiB")
     parser.add_argument("--sqpoll", action="store_true",
                         help="IORING_SETUP_SQPOLL: a kernel thread polls the SQ (x86-64 only; "
                              "it spins a core while busy)")
@@ -414,8 +495,9 @@ def serve(args) -> None:
         sys.exit(2)
     server = None
     try:
-        server = Server(listener, args.work_us, ring, features)
-        announce(listener, facts(ring, features))
+        server = Server(listener, args.work_us, ring, features,
+                        args.buffer_kib * 1024 if args.buffer_kib else None)
+        announce(listener, facts(ring, server.pool, features))
         server.event_loop()
     finally:
         # Closing the ring cancels what is still in flight, so the kernel lets go of our buffers

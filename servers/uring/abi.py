@@ -173,19 +173,24 @@ class kernel_timespec(ctypes.Structure):
 _CODES = {u8: "B", u16: "H", u32: "I", u64: "Q", s32: "i"}
 
 
-def packer(structure: type[ctypes.Structure], fields: int | None = None) -> struct.Struct:
+def packer(structure: type[ctypes.Structure], fields: int | None = None, *,
+           zeros_after: bool = False) -> struct.Struct:
     """A little-endian struct.Struct for the first ``fields`` fields of ``structure`` (all by
-    default), which must lie back to back, with no padding: one pack_into writes them all."""
+    default), which must lie back to back, with no padding: one pack_into writes them all.
+    ``zeros_after``: it also writes zeros over the rest of the structure (struct's pad bytes),
+    so that an entry whose last fields are 0 is written whole from fewer arguments."""
     chosen = structure._fields_[:fields]
     fmt = "<" + "".join(_CODES[ctype] for _, ctype in chosen)
-    packed = struct.Struct(fmt)
     last_name, last_type = chosen[-1]
     end = getattr(structure, last_name).offset + ctypes.sizeof(last_type)
-    assert packed.size == end, f"{structure.__name__} has padding: {fmt} is not its layout"
-    return packed
+    assert struct.calcsize(fmt) == end, f"{structure.__name__} has padding: {fmt} is not its layout"
+    if zeros_after and ctypes.sizeof(structure) > end:
+        fmt += f"{ctypes.sizeof(structure) - end}x"
+    return struct.Struct(fmt)
 
 
 SQE = packer(io_uring_sqe)  # all 64 bytes: opcode ... pad2
+SQE_ZERO_TAIL = packer(io_uring_sqe, fields=9, zeros_after=True)  # opcode ... user_data, then 0s
 CQE = packer(io_uring_cqe)  # user_data, res, flags
 BUF = packer(io_uring_buf, fields=3)  # addr, len, bid: never resv (see io_uring_buf)
 SQE_SIZE = ctypes.sizeof(io_uring_sqe)  # 64
