@@ -170,8 +170,8 @@ def write_report(run: results.Run) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """SIGINT, SIGTERM and SIGHUP raise Interrupted from here on (see run() for what a run does
-    with it); a second one, while the first is being handled, is ignored."""
+    """SIGINT, SIGTERM and SIGHUP raise Interrupted from here on (see runner.run() for what a run
+    does with it); a second one, while the first is being handled, is ignored."""
     old = install_stop_handlers()
     try:
         return _main(argv)

@@ -11,7 +11,7 @@ import signal
 class Interrupted(BaseException):
     """SIGINT, SIGTERM or SIGHUP arrived: raised in the main thread wherever it was, so the
     measurement in progress stops (the load generator's workers are stopped, the server's process
-    group killed by the `finally` blocks on the way out) and run() writes what it has."""
+    group killed by the `finally` blocks on the way out) and runner.run() writes what it has."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)

@@ -31,9 +31,9 @@ class Profile:
     description: str
     default_servers: list[str] | None = None  # None = every available server
     notes: list[str] = field(default_factory=list)
-    # Repeat until stable (see run()): `repeats` rounds of every cell at least, then more rounds,
-    # up to rounds_max, for the servers whose 95 % CI of the median vs_ref is still wider than
-    # ±tolerance, while the cell's share of budget_s lasts. weights: a cell's share of the budget
+    # Repeat until stable (bench/run/runner.py's Runner): `repeats` rounds of every cell at least,
+    # then more rounds, up to rounds_max, for the servers whose 95 % CI of the median vs_ref is
+    # still wider than ±tolerance, while the cell's share of budget_s lasts. weights: a cell's share of the budget
     # ({(conns, size_bytes): weight}, default 1). budget_s None: exactly `repeats` rounds.
     rounds_max: int | None = None
     budget_s: float | None = None
@@ -88,7 +88,7 @@ PROFILES = {
     # a 2-vCPU VM one 0.3 s window of the same server differs from the next by a sixth). ~1 s a
     # measurement with start, warm-up and stop: 3 rounds of ~22 servers take ~4.5 min; what the
     # budget leaves goes to more rounds of 16 x 1 KiB, the cell where runs are compared, up to 14
-    # while a CI is still wide (a CI of the median takes 6, bench/results.py). The other cells
+    # while a CI is still wide (a CI of the median takes 6, bench/stats.py). The other cells
     # get extra rounds only once that cell is done.
     "quick": Profile("quick", closed_cells([1, 16, 128], [1024]) + [CellKey(16, 64 * 1024)],
                      repeats=3, warmup_s=0.1, measure_s=0.3,

@@ -43,7 +43,7 @@ def plan(profile: Profile, names: list[str], seed: int) -> list[tuple[int, CellK
     """(round, cell, server) of the first `repeats` rounds, in interleaved order: each round
     visits every cell, and within a cell the servers (the reference among them) run in a fresh
     random order, so drift does not line up with one server. Cells at a share of the peak come
-    last in each round, after the cells that measure it. More rounds may follow (see run())."""
+    last in each round, after the cells that measure it. More rounds may follow (see Runner.run)."""
     rng = random.Random(seed)
     order = []
     for repeat in range(profile.repeats):
