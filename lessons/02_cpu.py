@@ -1,18 +1,28 @@
 """Lesson 02, the CPU (and 2.1, Hyper-Threading): what the cores are, and how work scales on them.
 
-What it shows:
-- the machine as the kernel describes it in /sys/devices/system/cpu: logical CPUs, the physical
-  cores they belong to, SMT siblings (Intel calls SMT Hyper-Threading: two hardware threads sharing
-  one core's execution units and caches), and the caches each CPU sees and shares with whom;
-- CPU-bound work in 1, then several processes at once: it scales with physical cores, gains less
-  from SMT siblings, and not at all past the number of logical CPUs (the scheduler then time-slices,
-  lesson 01);
-- an echo server (`reuseport`: one event loop per worker process, each with its own listening
-  socket bound with SO_REUSEPORT so the kernel spreads connections over them) with 1 worker, then 2.
+What it shows, one section (a function below, beside the helpers only it uses) each:
+1. the machine as the kernel describes it in /sys/devices/system/cpu (lessons/cpus.py): logical
+   CPUs, the physical cores they belong to, SMT siblings (Intel calls SMT Hyper-Threading: two
+   hardware threads sharing one core's execution units and caches), performance and efficiency
+   cores on a hybrid CPU, and the caches each CPU sees and shares with whom;
+2. the timer tick and the interrupts, counted in /proc/interrupts;
+3. user mode and kernel mode: how the kernel charges a process's time, and what a system call
+   costs, in Python and in C (lessons/native/02_kernel.c), where the vDSO avoids the kernel;
+4. a context switch, timed in C: two processes, then two threads, handing a byte back and forth
+   on one CPU;
+5. memory latency by working-set size and false sharing, in C (lessons/02_cache.c);
+6. SMT measured where siblings exist: the same work on two siblings of one core, then on two cores;
+7. CPU-bound work in 1, then several processes at once: it scales with physical cores, gains less
+   from SMT siblings, and not at all past the number of logical CPUs (the scheduler then
+   time-slices, lesson 01); where it falls short, the run says what it saw (other programs, the
+   hypervisor's steal, efficiency cores, a clock that fell);
+8. an echo server (`reuseport`: one event loop per worker process, each with its own listening
+   socket bound with SO_REUSEPORT so the kernel spreads connections over them) with 1 worker, then
+   2, with the server and the load generator on CPUs that share no physical core.
 
 The OS mechanism: the topology files (Documentation/ABI/stable/sysfs-devices-system-cpu, and
 Documentation/admin-guide/cputopology.rst), /sys/devices/system/cpu/smt/control, the cache
-descriptions under cpuN/cache/indexM/, and fork(2) to run work in parallel processes.
+descriptions under cpuN/cache/indexM/, /proc/interrupts, /proc/stat, getrusage(2), fork(2).
 
 In a virtual machine the guest sees vCPUs: the hypervisor may present no SMT siblings at all even
 when the host's cores have them, and some hide the caches. The lesson prints what it sees and says so.
@@ -25,7 +35,6 @@ on any POSIX system.
 
 from __future__ import annotations
 
-import gzip
 import os
 import resource
 import signal
@@ -35,160 +44,91 @@ import sys
 import time
 from pathlib import Path
 
-import servers
-import servers.launch
-from bench.load import run_load
+from lessons import cpus, loadgen, procfs
 from lessons.common import Claim, Lesson, linux_only, parse_args
+from lessons.spawn import cpu_work, in_processes
 
-SYS_CPU = Path("/sys/devices/system/cpu")
 CACHES = ("L1d", "L1i", "L2", "L3")  # the caches this lesson reports, by the names lscpu uses
-SIZE_UNITS_KIB = {"K": 1, "M": 1024, "G": 1024 * 1024}  # cache sizes in /sys read "32K", "1024K"...
-
 CACHE_PROGRAM = Path(__file__).with_name("02_cache.c")  # pointer chase and false sharing, in C
+KERNEL_PROGRAM = Path(__file__).parent / "native" / "02_kernel.c"  # system calls, context switches
 SEPARATE_LINES_OFFSET = 128  # bytes between the two counters: separate lines (and line pairs)
 SAME_LINE_OFFSET = 8  # bytes between the two counters: one 64-byte cache line
 
-# The echo-server load: enough connections for the kernel to spread them over two workers.
-LOAD_CONNS = 32
-LOAD_SIZE_BYTES = 64
 
-
-# -- The machine, as /sys describes it -----------------------------------------------------------------
-
-
-def read(path: Path) -> str | None:
+def built(source: Path) -> tuple[Path | None, str | None]:
+    """The C program built (servers/build.py), or None and why not, with the fix."""
+    from servers.build import Unavailable, build
     try:
-        return path.read_text().strip()
-    except OSError:
-        return None
+        return build(source, flags=("-pthread",)), None
+    except Unavailable as e:
+        return None, str(e)
 
 
-def cpu_list(text: str) -> list[int]:
-    """Parse the kernel's CPU list format, e.g. "0-3,8-11"."""
-    cpus = []
-    for part in text.split(","):
-        first, _, last = part.partition("-")
-        cpus.extend(range(int(first), int(last or first) + 1))
-    return cpus
+def run_c(program: Path, *args) -> dict[str, float]:
+    """Run a lesson's C program; its output is "name value" lines."""
+    out = subprocess.run([str(program), *map(str, args)], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    return {line.split()[0]: float(line.split()[1]) for line in out.splitlines() if line.strip()}
 
 
-def topology(cpus: list[int]) -> dict:
-    """Physical cores and SMT siblings of the given logical CPUs."""
-    cores = set()
-    siblings_per_core = 1
-    for cpu in cpus:
-        top = SYS_CPU / f"cpu{cpu}" / "topology"
-        package, die, core = (read(top / name) for name in ("physical_package_id", "die_id", "core_id"))
-        cores.add((package, die, core))
-        siblings = read(top / "thread_siblings_list") or str(cpu)  # CPUs sharing this core
-        siblings_per_core = max(siblings_per_core, len(cpu_list(siblings)))
-    packages = {package for package, _, _ in cores}
-    return {"physical_cores": len(cores), "smt_per_core": siblings_per_core, "packages": len(packages)}
+# -- 1. the machine, as /sys describes it --------------------------------------------------------------
+
+MACHINE_LABELS = ("physical cores", "smt threads per core", "cpu packages (sockets)", "smt control",
+                  "core types", "running under a hypervisor", *(f"{c} cache" for c in CACHES),
+                  "cpus sharing each L2", "cpus sharing the L3")
 
 
-def caches(cpu: int) -> dict:
-    """The caches `cpu` sees: {"L2": (size in KiB, number of logical CPUs sharing it)}."""
-    found = {}
-    for index in sorted((SYS_CPU / f"cpu{cpu}" / "cache").glob("index*")):
-        level, kind, size = (read(index / name) for name in ("level", "type", "size"))
-        if not (level and kind and size):
-            continue
-        name = f"L{level}" + {"Data": "d", "Instruction": "i"}.get(kind, "")
-        kib = int(size[:-1]) * SIZE_UNITS_KIB[size[-1]] if size[-1] in SIZE_UNITS_KIB else int(size) // 1024
-        shared = read(index / "shared_cpu_list")
-        found[name] = (kib, len(cpu_list(shared)) if shared else 1)
-    return found
+def machine(lesson: Lesson, allowed: list[int]) -> tuple[cpus.Topology | None, dict, list[str]]:
+    """Section 1: cores, SMT siblings, core types and caches. (topology, caches, notices)."""
+    lesson.section("the CPUs, from /sys/devices/system/cpu")
+    lesson.measure("logical cpus this process may use", len(allowed), "")
+    system = cpus.SYS / "devices" / "system" / "cpu"
+    why_not = linux_only("/sys/devices/system/cpu") or (
+        None if (system / f"cpu{allowed[0]}" / "topology").is_dir() else "no /sys CPU topology here")
+    if why_not:
+        for label in MACHINE_LABELS:
+            lesson.skip(label, why_not)
+        return None, {}, []
+    top = cpus.topology(allowed)
+    lesson.measure("physical cores", top.physical_cores, "")
+    lesson.measure("smt threads per core", top.smt_per_core, "")
+    lesson.measure("cpu packages (sockets)", top.packages, "")
+    smt = cpus.read(system / "smt" / "control")
+    if smt is None:
+        lesson.skip("smt control", "no /sys/devices/system/cpu/smt/control (kernel without SMT support)")
+    else:
+        lesson.measure("smt control", smt)
+    kinds = [top.kind_of.get(core[0], "") for core in top.cores]
+    lesson.measure("core types", f"{kinds.count('P')} performance, {kinds.count('E')} efficiency"
+                   if top.hybrid else "all alike")
+    hypervisor = cpus.under_hypervisor()
+    lesson.measure("running under a hypervisor", "yes" if hypervisor else "no")
+    seen = cpus.caches(allowed[0])
+    for name in CACHES:
+        if name in seen:
+            lesson.measure(f"{name} cache", seen[name][0], "KiB")
+        else:
+            lesson.skip(f"{name} cache", f"CPU {allowed[0]} lists no {name} cache in /sys")
+    for name, label in (("L2", "cpus sharing each L2"), ("L3", "cpus sharing the L3")):
+        if name in seen:
+            lesson.measure(label, seen[name][1], "")
+        else:
+            lesson.skip(label, f"CPU {allowed[0]} lists no {name} cache in /sys")
+    if top.smt_per_core > 1:
+        notice = (f"each physical core runs {top.smt_per_core} hardware threads (SMT): "
+                  f"{len(allowed)} logical CPUs on {top.physical_cores} cores")
+    else:
+        notice = ("no SMT siblings are visible: each logical CPU is its own core"
+                  + (" as far as this virtual machine can tell; the hypervisor may still run two vCPUs "
+                     "on one host core's hardware threads" if hypervisor else " (SMT is absent or switched off)"))
+    return top, seen, [notice]
 
 
-def under_hypervisor() -> bool:
-    """The CPU sets the "hypervisor" flag in a virtual machine."""
-    flags = ""
-    for line in (read(Path("/proc/cpuinfo")) or "").splitlines():
-        if line.startswith("flags"):
-            flags = line
-            break
-    return " hypervisor" in flags
+# -- 2. interrupts and the timer tick --------------------------------------------------------------------
 
-
-# -- CPU-bound work in several processes ------------------------------------------------------------
-
-
-def cpu_work(iterations: int) -> int:
-    """Pure Python arithmetic: it never waits, so only a CPU can make it go faster."""
-    total = 0
-    for i in range(iterations):
-        total += i * i % 7
-    return total
-
-
-def run_in_processes(n: int, iterations: int) -> float:
-    """Fork `n` children that each do `cpu_work(iterations)`; return the wall time for all, in s."""
-    t0 = time.perf_counter()
-    pids = []
-    try:
-        for _ in range(n):
-            pid = os.fork()
-            if pid == 0:  # ---- the child: work, then exit without Python's cleanup
-                try:
-                    cpu_work(iterations)
-                finally:
-                    os._exit(0)
-            pids.append(pid)
-    finally:
-        for pid in pids:
-            os.waitpid(pid, 0)
-    return time.perf_counter() - t0
-
-
-def work_rate(n: int, iterations: int, repeats: int) -> float:
-    """Iterations per second done by `n` processes together: the best of `repeats` runs, since
-    other programs running meanwhile can only slow a run down, never speed it up."""
-    return max(n * iterations / run_in_processes(n, iterations) for _ in range(repeats))
-
-
-# -- Interrupts and the timer tick --------------------------------------------------------------------
-
-
-def interrupts() -> dict[str, dict[int, int]]:
-    """/proc/interrupts: per row (an IRQ number, or LOC, RES... for the CPU's own), the count on
-    each online CPU, by CPU number (the header names the columns: CPU0 CPU1 ...)."""
-    with open("/proc/interrupts") as f:
-        cpus = [int(name[3:]) for name in f.readline().split()]
-        rows = {}
-        for line in f:
-            name, _, rest = line.partition(":")
-            counts = rest.split()[:len(cpus)]
-            if len(counts) == len(cpus) and all(c.isdigit() for c in counts):
-                rows[name.strip()] = dict(zip(cpus, map(int, counts), strict=True))
-    return rows
-
-
-def config_hz() -> int | None:
-    """CONFIG_HZ from the kernel's own config, where the kernel exposes it (/proc/config.gz) or the
-    distribution installed it (/boot/config-VERSION)."""
-    for path in ("/proc/config.gz", f"/boot/config-{os.uname().release}"):
-        try:
-            opener = gzip.open if path.endswith(".gz") else open
-            with opener(path, "rt") as f:
-                for line in f:
-                    if line.startswith("CONFIG_HZ="):
-                        return int(line.split("=")[1])
-        except OSError:
-            continue
-    return None
-
-
-def jiffies() -> int | None:
-    """The kernel's tick counter, which advances CONFIG_HZ times a second (from /proc/timer_list,
-    readable by root only), or None."""
-    try:
-        with open("/proc/timer_list") as f:
-            for line in f:
-                if line.startswith("jiffies:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None
+TICK_LABELS = ("timer interrupts per second, busy cpu", "timer interrupts per second, other cpus",
+               "jiffies per second (/proc/timer_list)", "CONFIG_HZ in the kernel's config",
+               "rescheduling interrupts per second, all cpus", "device interrupts per second, all cpus")
 
 
 def spinner(cpu: int, seconds: float) -> int:
@@ -210,9 +150,9 @@ def tick_rates(busy_cpu: int, seconds: float) -> dict:
     pid = spinner(busy_cpu, seconds + 0.5)
     try:
         time.sleep(0.2)  # the spinner is running on its CPU
-        before, jiffies_before, t0 = interrupts(), jiffies(), time.monotonic()
+        before, jiffies_before, t0 = procfs.interrupts(), procfs.jiffies(), time.monotonic()
         time.sleep(seconds)
-        after, jiffies_after, t1 = interrupts(), jiffies(), time.monotonic()
+        after, jiffies_after, t1 = procfs.interrupts(), procfs.jiffies(), time.monotonic()
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
@@ -229,7 +169,51 @@ def tick_rates(busy_cpu: int, seconds: float) -> dict:
             else (jiffies_after - jiffies_before) / elapsed}
 
 
-# -- User mode and kernel mode ---------------------------------------------------------------------------
+def tick(lesson: Lesson, allowed: list[int], quick: bool) -> list[str]:
+    """Section 2: the local timer's interrupts on a busy CPU, and the others."""
+    busy_cpu = allowed[-1]
+    tick_s = 1.0 if quick else 2.0
+    lesson.section(f"interrupts per second from /proc/interrupts, a spinner busy on CPU {busy_cpu} "
+                   f"({tick_s:g} s)")
+    why_not = linux_only("/proc/interrupts") or (
+        None if os.path.exists("/proc/interrupts") else "no /proc/interrupts here")
+    if why_not:
+        for label in TICK_LABELS:
+            lesson.skip(label, why_not)
+        return []
+    ticks = tick_rates(busy_cpu, tick_s)
+    loc = ticks["LOC"]
+    busy_rate = lesson.measure(TICK_LABELS[0], loc[busy_cpu], "/s")
+    others = [rate for cpu, rate in loc.items() if cpu != busy_cpu and cpu in allowed]
+    if others:
+        lesson.measure(TICK_LABELS[1], statistics.fmean(others), "/s")
+    else:
+        lesson.skip(TICK_LABELS[1], "this process may use one CPU only")
+    if ticks["jiffies"] is None:
+        lesson.skip(TICK_LABELS[2], "/proc/timer_list is readable by root only")
+    else:
+        lesson.measure(TICK_LABELS[2], ticks["jiffies"], "/s")
+    hz = procfs.config_hz()
+    if hz is None:
+        lesson.skip(TICK_LABELS[3], "neither /proc/config.gz nor /boot/config-$(uname -r) is readable")
+    else:
+        lesson.measure(TICK_LABELS[3], hz, "Hz")
+    lesson.measure(TICK_LABELS[4], sum(ticks["RES"].values()), "/s")
+    lesson.measure(TICK_LABELS[5], ticks["devices"], "/s")
+    return [f"CPU {busy_cpu}, kept busy, took {busy_rate:,.0f} timer interrupts a second"
+            + (f"; the tick counter (jiffies) advanced {ticks['jiffies']:,.0f} times a second"
+               if ticks["jiffies"] else "")
+            + (f", CONFIG_HZ = {hz}" if hz else "")
+            + ": one local-timer interrupt per tick, plus one for each high-resolution timer "
+            "(a sleep, a timeout) that expired between ticks"]
+
+
+# -- 3. user mode and kernel mode, and what a system call costs --------------------------------------
+
+C_CALL_LABELS = {"getppid": "getppid(2) in C: a bare round trip into the kernel",
+                 "write": "write(2) of 1 byte to /dev/null, in C",
+                 "clock_syscall": "clock_gettime as a real system call, in C",
+                 "clock_vdso": "clock_gettime through the vDSO (no kernel entry), in C"}
 
 
 def mode_split(work, seconds: float) -> dict:
@@ -247,94 +231,302 @@ def mode_split(work, seconds: float) -> dict:
             "calls_per_s": calls / seconds}
 
 
-# -- Caches and false sharing, in C (lessons/02_cache.c) ---------------------------------------------
-
-
-def cache_program() -> tuple[Path | None, str | None]:
-    """The built C program, or None and why not (servers/build.py names the fix)."""
-    from servers.build import Unavailable, build
+def modes(lesson: Lesson, quick: bool) -> list[str]:
+    """Section 3: getrusage's user/kernel split of two loops; a system call timed in C."""
+    mode_s = 0.5 if quick else 1.5
+    lesson.section(f"user mode and kernel mode: CPU time as getrusage charges it ({mode_s:g} s each), "
+                   "and a system call timed in C")
+    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        return build(CACHE_PROGRAM, flags=("-pthread",)), None
-    except Unavailable as e:
-        return None, str(e)
+        compute = mode_split(lambda: cpu_work(1_000), mode_s)
+        syscalls = mode_split(lambda: os.write(devnull, b"x"), mode_s)
+    finally:
+        os.close(devnull)
+    lesson.measure("kernel share of cpu time, compute loop", compute["kernel_pct"], "%")
+    lesson.measure("kernel share of cpu time, write(2) to /dev/null loop", syscalls["kernel_pct"], "%")
+    lesson.measure("write(2) calls per second", syscalls["calls_per_s"], "/s")
+    python_us = lesson.measure("one write(2) round trip, user + kernel", 1e6 / syscalls["calls_per_s"], "µs")
+    program, why_not = built(KERNEL_PROGRAM)
+    why_not = why_not or linux_only("the raw system calls of lessons/native/02_kernel.c")
+    in_c = {}
+    if not why_not:
+        try:
+            in_c = run_c(program, "syscall", 100_000 if quick else 1_000_000)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, ValueError, IndexError) as e:
+            why_not = f"{KERNEL_PROGRAM.name} failed: {e}"
+    for key, label in C_CALL_LABELS.items():
+        if why_not:
+            lesson.skip(label, why_not)
+        else:
+            lesson.measure(label, in_c[key], "ns")
+    notices = [f"a pure-Python loop spent {compute['kernel_pct']:.1f}% of its CPU time in the kernel; "
+               f"a loop of write(2) to /dev/null spent {syscalls['kernel_pct']:.0f}%: each call enters "
+               f"the kernel and returns, {syscalls['calls_per_s']:,.0f} times a second"]
+    if in_c:
+        notices.append(f"in C the same write(2) took {in_c['write']:,.0f} ns and a bare getppid(2) "
+                       f"{in_c['getppid']:,.0f} ns, against {python_us * 1000:,.0f} ns for write(2) from "
+                       f"Python; clock_gettime took {in_c['clock_vdso']:,.0f} ns through the vDSO, "
+                       f"{in_c['clock_syscall']:,.0f} ns as a system call: the entry and exit are the cost")
+    return notices
 
 
-def run_c(program: Path, *args) -> float:
-    out = subprocess.run([str(program), *map(str, args)], capture_output=True, text=True,
-                         timeout=120, check=True).stdout
-    return float(out.split()[1])
+# -- 4. a context switch, timed in C -----------------------------------------------------------------------
+
+SWITCH_LABELS = ("context switch between two processes, one CPU (pipe ping-pong, in C)",
+                 "context switch between two threads of one process, one CPU (in C)")
 
 
-def false_sharing(program: Path, cpus: list[int], increments: int, repeats: int) -> dict:
+def context_switches(lesson: Lesson, allowed: list[int], quick: bool) -> list[str]:
+    """Section 4: a byte handed back and forth between two tasks on one CPU."""
+    round_trips = 20_000 if quick else 100_000
+    lesson.section(f"a context switch: two tasks on CPU {allowed[-1]} hand a byte back and forth "
+                   f"({round_trips:,} round trips, two switches each, in C)")
+    program, why_not = built(KERNEL_PROGRAM)
+    why_not = why_not or linux_only("pinning with sched_setaffinity in lessons/native/02_kernel.c")
+    if not why_not:
+        try:
+            switch_ns = run_c(program, "switch", round_trips, allowed[-1])
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, ValueError, IndexError) as e:
+            why_not = f"{KERNEL_PROGRAM.name} failed: {e}"
+    if why_not:
+        for label in SWITCH_LABELS:
+            lesson.skip(label, why_not)
+        return []
+    processes = lesson.measure(SWITCH_LABELS[0], switch_ns["processes"], "ns")
+    threads = lesson.measure(SWITCH_LABELS[1], switch_ns["threads"], "ns")
+    return [f"a hand-off between two processes on one CPU took {processes / 1000:.2g} µs per switch, "
+            f"between two threads {threads / 1000:.2g} µs: the kernel saves one task's registers and "
+            "loads the other's either way; only between processes does it also load another set of "
+            "page tables"]
+
+
+# -- 5. caches and false sharing, in C (lessons/02_cache.c) --------------------------------------------
+
+
+def false_sharing(program: Path, pair: list[int], increments: int, repeats: int) -> dict:
     """ns per increment: one thread alone; two threads on two CPUs with counters on one cache
     line; the same with counters on separate lines. Interleaved, best of `repeats` for each (other
     programs on the machine can only slow a run down)."""
     runs = {"alone": [], "same line": [], "separate lines": []}
     for _ in range(repeats):
-        runs["alone"].append(run_c(program, "share", SEPARATE_LINES_OFFSET, increments, cpus[0]))
-        runs["same line"].append(run_c(program, "share", SAME_LINE_OFFSET, increments, *cpus[:2]))
-        runs["separate lines"].append(run_c(program, "share", SEPARATE_LINES_OFFSET, increments, *cpus[:2]))
+        runs["alone"].append(run_c(program, "share", SEPARATE_LINES_OFFSET, increments, pair[0])["ns_per_increment"])
+        runs["same line"].append(run_c(program, "share", SAME_LINE_OFFSET, increments, *pair[:2])["ns_per_increment"])
+        runs["separate lines"].append(
+            run_c(program, "share", SEPARATE_LINES_OFFSET, increments, *pair[:2])["ns_per_increment"])
     return {name: min(times) for name, times in runs.items()}
 
 
-# -- SMT siblings ------------------------------------------------------------------------------------------
+SHARE_LABELS = ("one thread alone, per atomic add", "two threads, counters on one cache line",
+                "two threads, counters on separate lines", "false sharing slowdown")
 
 
-def sibling_pairs(cpus: list[int]) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
-    """(two SMT siblings of one core, two CPUs on different cores), among `cpus`, where they exist."""
-    core_of, siblings = {}, None
-    for cpu in cpus:
-        listed = read(SYS_CPU / f"cpu{cpu}" / "topology" / "thread_siblings_list")
-        mates = [c for c in cpu_list(listed) if c in cpus] if listed else [cpu]
-        core_of[cpu] = min(mates)
-        if len(mates) > 1 and siblings is None:
-            siblings = (mates[0], mates[1])
-    separate = None
-    for a in cpus:
-        for b in cpus:
-            if core_of[a] != core_of[b] and separate is None:
-                separate = (a, b)
-    return siblings, separate
+def caches(lesson: Lesson, allowed: list[int], sizes_kib: dict, quick: bool) -> list[str]:
+    """Section 5: a random pointer chase through growing working sets; false sharing."""
+    program, why_not = built(CACHE_PROGRAM)
+    why_not = why_not or linux_only("pinning threads with pthread_setaffinity_np")
+    chase_sizes = [1 << k for k in range(13, 27 if quick else 29)]  # 8 KiB .. 64 MiB (256 MiB full)
+    loads = 1_000_000 if quick else 3_000_000
+    lesson.section(f"memory latency: a random pointer chase through 8 KiB to "
+                   f"{chase_sizes[-1] // (1 << 20)} MiB ({loads:,} dependent loads each, in C)")
+    chase_labels = {1 << 14: "load latency, 16 KiB working set", 1 << 19: "load latency, 512 KiB working set",
+                    1 << 23: "load latency, 8 MiB working set",
+                    chase_sizes[-1]: "load latency, largest working set"}
+    latencies = {}
+    if not why_not:
+        try:
+            latencies = {size: run_c(program, "chase", size, loads)["ns_per_load"] for size in chase_sizes}
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, ValueError, IndexError) as e:
+            why_not = f"{CACHE_PROGRAM.name} failed: {e}"  # and the false-sharing part is skipped too
+    for size, label in chase_labels.items():
+        if latencies:
+            lesson.measure(label, latencies[size], "ns")
+        else:
+            lesson.skip(label, why_not)
+    if latencies:
+        lesson.series("load_latency_ns", [{"bytes": b, "ns": ns} for b, ns in latencies.items()])
+        lesson.series("cache_kib", {name: sizes_kib[name][0] for name in CACHES if name in sizes_kib})
+
+    increments = 10_000_000 if quick else 30_000_000
+    share_repeats = 3 if quick else 5
+    lesson.section(f"false sharing: two threads, each atomically adding 1 to its own counter "
+                   f"{increments:,} times (in C; CPU time per add, best of {share_repeats}, interleaved)")
+    sharing = None
+    if not why_not and len(allowed) >= 2:
+        try:
+            sharing = false_sharing(program, allowed, increments, share_repeats)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, ValueError, IndexError) as e:
+            why_not = f"{CACHE_PROGRAM.name} failed: {e}"
+    if not sharing:
+        for label in SHARE_LABELS:
+            lesson.skip(label, why_not or "needs two CPUs; this process may use one")
+    else:
+        lesson.measure(SHARE_LABELS[0], sharing["alone"], "ns")
+        lesson.measure(SHARE_LABELS[1], sharing["same line"], "ns")
+        lesson.measure(SHARE_LABELS[2], sharing["separate lines"], "ns")
+        lesson.measure(SHARE_LABELS[3], sharing["same line"] / sharing["separate lines"], "x")
+        lesson.series("false_sharing_ns", sharing)
+    notices = []
+    if latencies:
+        notices.append(f"a dependent load took {latencies[1 << 14]:.2g} ns through 16 KiB and "
+                       f"{latencies[chase_sizes[-1]]:,.0f} ns through {chase_sizes[-1] >> 20} MiB (past the "
+                       "caches: DRAM, and TLB misses): each level of the hierarchy is a step")
+    if sharing:
+        notices.append(f"two threads adding to counters on one cache line took {sharing['same line']:.2g} ns "
+                       f"per add, on separate lines {sharing['separate lines']:.2g} ns (alone: "
+                       f"{sharing['alone']:.2g} ns): {sharing['same line'] / sharing['separate lines']:.2g}x slower "
+                       "on one line, which bounced between the cores although the threads shared no "
+                       "variable (and only while both ran at once: on a busy machine they overlap less)")
+    return notices
 
 
-def pinned_pair_rate(pair: tuple[int, int], iterations: int) -> float:
-    """Iterations per second of two processes doing cpu_work, pinned one to each CPU of `pair`."""
-    t0 = time.perf_counter()
-    pids = []
+# -- 6. SMT siblings, measured where they exist ----------------------------------------------------------
+
+SMT_LABEL = "smt: two processes on sibling threads, against two separate cores"
+
+
+def smt(lesson: Lesson, top: cpus.Topology | None, quick: bool) -> list[str]:
+    """Section 6: the same two interpreter loops on two SMT siblings, then on two separate cores."""
+    lesson.section("SMT: the same work on two sibling threads of one core, then on two cores")
+    siblings, separate = cpus.sibling_pairs(top) if top else (None, None)
+    if not top:
+        lesson.skip(SMT_LABEL, "no CPU topology here")
+        return []
+    if siblings is None:
+        lesson.skip(SMT_LABEL, "no SMT siblings among the CPUs this process may use (each cpuN/topology/"
+                    "core_cpus_list names only cpuN)" + (": this virtual machine's hypervisor declares none"
+                                                           if cpus.under_hypervisor() else "")
+                    + "; on a machine with SMT (`lscpu -e`: two CPUs per CORE) the lesson measures it here, "
+                    "and try-this 1 does it by hand")
+        return []
+    if separate is None:
+        lesson.skip(SMT_LABEL, f"one physical core only (CPUs {siblings}): nothing to compare the siblings with")
+        return []
+    iterations, repeats = (1_000_000, 2) if quick else (3_000_000, 3)
+    pairs = {"siblings": [], "separate": []}
+    for _ in range(repeats):  # interleaved: a burst of other load hits both alike
+        pairs["siblings"].append(2 * iterations / in_processes(cpu_work, iterations, 2, list(siblings)))
+        pairs["separate"].append(2 * iterations / in_processes(cpu_work, iterations, 2, list(separate)))
+    ratio = lesson.measure(SMT_LABEL, max(pairs["siblings"]) / max(pairs["separate"]),
+                           f"x  (CPUs {siblings} vs {separate}, best of {repeats})")
+    return [f"two interpreter loops on SMT siblings did {ratio:.2g}x the work of the same two on "
+            "separate cores: the siblings share one core's execution units"]
+
+
+# -- 7. CPU-bound work in several processes ------------------------------------------------------------
+
+def work_rate(n: int, iterations: int, repeats: int) -> float:
+    """Iterations per second done by `n` processes together: the best of `repeats` runs, since
+    other programs running meanwhile can only slow a run down, never speed it up."""
+    return max(n * iterations / in_processes(cpu_work, iterations, n) for _ in range(repeats))
+
+
+SCALING_LABELS = ("work rate, 1 process", "speedup, 1 per physical core", "speedup, 1 per logical cpu",
+                  "speedup, 2 per logical cpu", "cpu time other programs used meanwhile",
+                  "cpu time the hypervisor stole meanwhile", "clock of the busiest cpu, 1 process",
+                  "clock of the busiest cpu, 1 process per core")
+
+
+def scaling(lesson: Lesson, allowed: list[int], top: cpus.Topology | None, quick: bool) -> list[str]:
+    """Section 7: the same loop in 1, n_physical, n_logical and 2 x n_logical processes; and what
+    else ran, what the hypervisor took and what the clock did meanwhile."""
+    iterations, repeats = (2_000_000, 2) if quick else (6_000_000, 3)
+    n_logical = len(allowed)
+    n_physical = top.physical_cores if top else n_logical
+    lesson.section(f"CPU-bound work in 1 to {2 * n_logical} processes ({iterations:,} iterations each, "
+                   f"best of {repeats})")
+    clocks = cpus.ClockSampler(allowed)
+    clocks.start()
+    before, ours_before = procfs.cpu_busy_ticks(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
     try:
-        for cpu in pair:
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    os.sched_setaffinity(0, {cpu})
-                    cpu_work(iterations)
-                finally:
-                    os._exit(0)
-            pids.append(pid)
+        clocks.phase = 1
+        rate_1 = lesson.measure(SCALING_LABELS[0], work_rate(1, iterations, repeats) / 1e6, "M iterations/s")
+        speedup, rate_of = {}, {1: rate_1}  # rate_of[n]: measured once per process count
+        for label, n in ((SCALING_LABELS[1], n_physical), (SCALING_LABELS[2], n_logical),
+                         (SCALING_LABELS[3], 2 * n_logical)):
+            clocks.phase = n
+            if n not in rate_of:
+                rate_of[n] = work_rate(n, iterations, repeats) / 1e6
+            speedup[label] = lesson.measure(label, rate_of[n] / rate_1, f"x  ({n} processes)")
     finally:
-        for pid in pids:
-            os.waitpid(pid, 0)
-    return 2 * iterations / (time.perf_counter() - t0)
+        clocks.done.set()
+        clocks.join()
+    after, ours_after, elapsed = procfs.cpu_busy_ticks(), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
+    others = stolen = None
+    if before and after:
+        ticks = os.sysconf("SC_CLK_TCK")
+        ours_s = (ours_after.ru_utime + ours_after.ru_stime) - (ours_before.ru_utime + ours_before.ru_stime)
+        others = lesson.measure(SCALING_LABELS[4], max(0.0, 100 * ((after[0] - before[0]) / ticks - ours_s) / elapsed),
+                                "% of a cpu")
+        stolen = lesson.measure(SCALING_LABELS[5], 100 * (after[1] - before[1]) / ticks / elapsed, "% of a cpu")
+    else:
+        for label in SCALING_LABELS[4:6]:
+            lesson.skip(label, linux_only("/proc/stat") or "no /proc/stat here")
+    clock_1, clock_n = clocks.mean(1), clocks.mean(n_physical)
+    if clock_1 is None or clock_n is None:
+        for label in SCALING_LABELS[6:]:
+            lesson.skip(label, "no cpufreq here (/sys/devices/system/cpu/cpuN/cpufreq): the kernel does not "
+                        "drive the clock, as in most virtual machines, so a change of clock cannot be seen")
+    else:
+        lesson.measure(SCALING_LABELS[6], clock_1, "MHz")
+        lesson.measure(SCALING_LABELS[7], clock_n, "MHz")
+
+    notices = [f"{n_logical} processes did {speedup[SCALING_LABELS[2]]:.2g}x the work of one; "
+               f"{2 * n_logical} processes did {speedup[SCALING_LABELS[3]]:.2g}x: past one process per "
+               "CPU, they only take turns"]
+    if n_physical < n_logical:
+        notices.append(f"one process per physical core gave {speedup[SCALING_LABELS[1]]:.2g}x; filling the "
+                       f"SMT siblings too gave {speedup[SCALING_LABELS[2]]:.2g}x")
+    short = speedup[SCALING_LABELS[1]] < 0.9 * n_physical
+    if short:
+        seen = []
+        if others is not None and others > 10:
+            seen.append(f"other programs used {others:.0f}% of a CPU meanwhile")
+        if stolen is not None and stolen > 2:
+            seen.append(f"the hypervisor took {stolen:.0f}% of a CPU for other guests")
+        if top and top.hybrid:
+            seen.append("some of the cores are efficiency cores, slower at this loop")
+        if clock_1 and clock_n and clock_n < 0.95 * clock_1:
+            seen.append(f"the clock fell from {clock_1:,.0f} MHz with one busy core to {clock_n:,.0f} MHz "
+                        "with all of them (turbo runs one core faster than many)")
+        notices.append(f"one process per physical core gave {speedup[SCALING_LABELS[1]]:.2g}x, short of "
+                       f"{n_physical}: " + ("; ".join(seen) if seen else
+                                            "no cause this run could see (in a virtual machine the host's "
+                                            "turbo, power limits and SMT are out of sight)"))
+    return notices
 
 
-# -- An echo server with 1 and 2 worker processes --------------------------------------------------
+# -- 8. an echo server with 1 and 2 worker processes -----------------------------------------------
 
-
-def load_server(name: str, workers: int, server_cpus, client_cpus, seconds: float) -> dict:
-    """Start `name` with --workers, load it with bench.load (closed loop), stop it."""
-    server = servers.launch.start(servers.get(name), ["--workers", str(workers)], cpus=server_cpus)
-    try:
-        return run_load(server.host, server.port, conns=LOAD_CONNS, size=LOAD_SIZE_BYTES,
-                        duration=seconds, warmup=min(1.0, seconds / 2), cpus=client_cpus)
-    finally:
-        server.stop()
-
-
-def server_unavailable(name: str) -> str | None:
-    if name not in servers.BY_NAME:
-        return f"no {name!r} server in the registry (python -m servers lists them)"
-    ok, reason = servers.get(name).availability()
-    return None if ok else reason
+def reuseport(lesson: Lesson, allowed: list[int], top: cpus.Topology | None, quick: bool) -> list[str]:
+    """Section 8: the reuseport server with 1, then 2 workers, under the same load."""
+    name = "reuseport"
+    seconds = 1.5 if quick else 5.0
+    labels = [f"{name} {what}, {w}" for w in ("1 worker", "2 workers") for what in ("requests per second", "p99 latency")]
+    halves = cpus.split_by_core(top) if top else (None, None)
+    where = (f"server on CPUs {halves[0]}, load generator on {halves[1]}, no physical core shared"
+             if halves[0] else f"server and load generator share all {len(allowed)} CPUs")
+    lesson.section(f"the {name} echo server with 1 and 2 workers ({loadgen.LOAD_CONNS} connections, "
+                   f"{loadgen.LOAD_SIZE_BYTES} B messages, {seconds:g} s; {where})")
+    why_not = loadgen.unavailable(name)
+    if why_not:
+        for label in labels:
+            lesson.skip(label, why_not)
+        return []
+    results = {}
+    for workers, tag in ((1, "1 worker"), (2, "2 workers")):
+        r = results[workers] = loadgen.loaded(name, ["--workers", str(workers)], halves, seconds)
+        lesson.measure(f"{name} requests per second, {tag}", r["rps"], "req/s")
+        lesson.measure(f"{name} p99 latency, {tag}", r["latency_us"]["p99"], "µs")
+    one, two = results[1], results[2]
+    gain = two["rps"] / one["rps"]
+    notices = [f"{name}: 2 workers served {gain:.2g}x the requests per second of 1 worker, "
+               f"p99 latency {one['latency_us']['p99']:,.0f} µs -> {two['latency_us']['p99']:,.0f} µs"]
+    if halves[0] is None and gain < 1.3:
+        notices.append(f"here the server and the load generator share {len(allowed)} CPUs: a second "
+                       "worker mostly takes CPU time from the load generator; with 4 or more physical "
+                       "cores this lesson gives each its own cores")
+    return notices
 
 
 # -- Pictures and claims, from the recorded run (lessons/figures.py, tests/test_claims.py) ------------
@@ -355,12 +547,16 @@ def draw_caches(record: dict, fig) -> None:
     ticks = [p["bytes"] / 1024 for p in chase][::2]
     left.set_xticks(ticks, [f"{t:g} KiB" if t < 1024 else f"{t / 1024:g} MiB" for t in ticks],
                     rotation=45, ha="right")
-    for i, (name, kib) in enumerate(series.get("cache_kib", {}).items()):
-        if name == "L1i":
-            continue  # instructions: the chase reads data
+    marks = [(name, kib) for name, kib in series.get("cache_kib", {}).items() if name != "L1i"]  # data only
+    for i, (_name, kib) in enumerate(marks):
         left.axvline(kib, color=COLOURS[1 + i % 4], linestyle="--", linewidth=1)
-        left.text(kib, left.get_ylim()[1], f" {name} {kib:,} KiB", rotation=90, va="top",
-                  ha="right", fontsize=8, color=COLOURS[1 + i % 4])
+    if marks:  # the cache sizes name their lines above the plot, where no point can hide them
+        top = left.secondary_xaxis("top")
+        top.set_xticks([kib for _, kib in marks],
+                       [f"{name}\n{kib:,} KiB" if kib < 1024 else f"{name}\n{kib // 1024:,} MiB" for name, kib in marks])
+        top.tick_params(labelsize=8, length=0)
+        for label, i in zip(top.get_xticklabels(), range(len(marks)), strict=True):
+            label.set_color(COLOURS[1 + i % 4])
     left.set_xlabel("working set of the random pointer chase")
     left.set_ylabel("ns per dependent load")
     left.set_title("Memory latency: each cache level is a step")
@@ -408,6 +604,61 @@ CLAIMS = [
     Claim("the two threads are slower when their counters share a cache line",
           lambda m: m["false sharing slowdown"] > 1.2,
           "one line is over 1.2x slower than separate lines"),
+    Claim("a `write(2)` to `/dev/null` and a\n  bare `getppid(2)` cost about the same",
+          lambda m: 0.5 < m[C_CALL_LABELS["write"]] / m[C_CALL_LABELS["getppid"]] < 2
+          and m["one write(2) round trip, user + kernel"] * 1000 > 1.3 * m[C_CALL_LABELS["write"]],
+          "C's write within 0.5-2x of getppid; Python's write over 1.3x C's"),
+    Claim("`clock_gettime` through the vDSO costs several times less",
+          lambda m: 3 * m[C_CALL_LABELS["clock_vdso"]] < m[C_CALL_LABELS["clock_syscall"]],
+          "the vDSO clock_gettime under a third of the system call's"),
+    Claim("each a few microseconds here",
+          lambda m: all(1000 < m[label] < 10_000 for label in SWITCH_LABELS),
+          "both switches between 1 and 10 µs"),
+    Claim("CPUs with less to do take fewer",
+          lambda m: m["timer interrupts per second, other cpus"] < m["timer interrupts per second, busy cpu"],
+          "the other CPUs took fewer timer interrupts than the busy one"),
+    Claim("Memory is far slower than a core",
+          lambda m: m["load latency, largest working set"] > 50 * m["load latency, 16 KiB working set"],
+          "a load past the caches over 50x one from L1"),
+    Claim("Between them sit L2 and L3, each larger and slower",
+          lambda m: m["L1d cache"] < m["L2 cache"] < m["L3 cache"]
+          and m["load latency, 16 KiB working set"] < m["load latency, 512 KiB working set"]
+          < m["load latency, 8 MiB working set"],
+          "L1d < L2 < L3 in size, and 16 KiB < 512 KiB < 8 MiB in latency"),
+    Claim("whose interpreter is far slower than a line transfer",
+          lambda m: 1000 / m["work rate, 1 process"] > 5 * m["two threads, counters on one cache line"],
+          "one iteration of the Python loop over 5x a contended atomic add"),
+    Claim("More workers help only if there are idle cores for them",
+          lambda m: m["reuseport requests per second, 2 workers"] < 1.3 * m["reuseport requests per second, 1 worker"],
+          "with the CPUs shared, 2 workers under 1.3x the requests of 1"),
+    Claim("a second server worker takes\n  CPU time away from the client, and the total can even go down",
+          lambda m: m["reuseport requests per second, 2 workers"] < 1.3 * m["reuseport requests per second, 1 worker"],
+          "with the CPUs shared, 2 workers under 1.3x the requests of 1"),
+    Claim.unmeasured("The round trip costs more than the instruction pair",
+                     "the kernel's work on entry and exit (Documentation/admin-guide/hw-vuln/); the bare "
+                     "instructions are not timed apart"),
+    Claim.unmeasured("How much slower depends on how often both threads ran at the same moment",
+                     "why the figure varies between runs, not a figure"),
+    Claim.unmeasured("So two threads on one core usually do more than one thread alone",
+                     "SMT's gain (Intel's optimization manual); measured by the SMT section where "
+                     "siblings exist, not on the recording's VM"),
+    Claim.unmeasured("Latency-bound or branchy code gains much more",
+                     "SMT's gain by kind of code (Intel's optimization manual), not measured on a VM without siblings"),
+    Claim.unmeasured("how many cores there really are", "the lesson's plan, not a figure"),
+    Claim.unmeasured("where no interpreter stands around the call", "a figure of speech, not a figure"),
+    Claim.unmeasured("64 bytes on x86-64 and most ARM cores", "the architectures' line size (Drepper, section 3.1)"),
+    Claim.unmeasured("smaller efficiency cores", "what a hybrid CPU is; the recording's machine has none"),
+    Claim.unmeasured("the lists with more than one CPU", "how to read the lists, not a figure"),
+    Claim.unmeasured("look for what the cores did besides",
+                     "the causes the lesson reads; which of them a run saw is in its notice lines"),
+    Claim.unmeasured("halves that share\nno core", "how the lesson places them (lessons/cpus.py, split_by_core), "
+                     "tested on fake /sys trees"),
+    Claim.unmeasured("Two halves that share no physical core", "how the lesson places them, tested on fake /sys trees"),
+    Claim.unmeasured("where the server and the load\n   generator get halves", "the reader's own exercise, not recorded"),
+    Claim.unmeasured("that says nothing about the host's hardware threads", "what the hypervisor flag means, not a figure"),
+    Claim.unmeasured("the notice\n  lines name what the run saw", "the notice words it from the run's data"),
+    Claim.unmeasured("see which rows grow", "the reader's own exercise, not recorded"),
+    Claim.unmeasured("shows the clock fall as\n   more cores get busy", "the reader's exercise on a laptop"),
 ]
 
 
@@ -418,250 +669,20 @@ def main() -> int:
     args = parse_args(__doc__)
     lesson = Lesson("02", "The CPU and Hyper-Threading", args)
     quick = lesson.quick
-
-    lesson.section("the CPUs, from /sys/devices/system/cpu")
     if hasattr(os, "sched_getaffinity"):
         allowed = sorted(os.sched_getaffinity(0))  # the CPUs this process may run on
     else:
         allowed = list(range(os.cpu_count() or 1))
-    lesson.measure("logical cpus this process may use", len(allowed), "")
-    why_not = linux_only("/sys/devices/system/cpu") or (
-        None if (SYS_CPU / f"cpu{allowed[0]}" / "topology").is_dir() else "no /sys CPU topology here")
-    top = None
-    if why_not:
-        for label in ("physical cores", "smt threads per core", "cpu packages (sockets)", "smt control",
-                      "running under a hypervisor", *(f"{c} cache" for c in CACHES),
-                      "cpus sharing each L2", "cpus sharing the L3"):
-            lesson.skip(label, why_not)
-    else:
-        top = topology(allowed)
-        lesson.measure("physical cores", top["physical_cores"], "")
-        lesson.measure("smt threads per core", top["smt_per_core"], "")
-        lesson.measure("cpu packages (sockets)", top["packages"], "")
-        smt = read(SYS_CPU / "smt" / "control")
-        if smt is None:
-            lesson.skip("smt control", "no /sys/devices/system/cpu/smt/control (kernel without SMT support)")
-        else:
-            lesson.measure("smt control", smt)
-        lesson.measure("running under a hypervisor", "yes" if under_hypervisor() else "no")
-        seen = caches(allowed[0])
-        for name in CACHES:
-            if name in seen:
-                lesson.measure(f"{name} cache", seen[name][0], "KiB")
-            else:
-                lesson.skip(f"{name} cache", f"CPU {allowed[0]} lists no {name} cache in /sys")
-        for name, label in (("L2", "cpus sharing each L2"), ("L3", "cpus sharing the L3")):
-            if name in seen:
-                lesson.measure(label, seen[name][1], "")
-            else:
-                lesson.skip(label, f"CPU {allowed[0]} lists no {name} cache in /sys")
-
-    # -- interrupts and the timer tick
-    busy_cpu = allowed[-1]
-    tick_s = 1.0 if quick else 2.0
-    lesson.section(f"interrupts per second from /proc/interrupts, a spinner busy on CPU {busy_cpu} "
-                   f"({tick_s:g} s)")
-    tick_labels = ("timer interrupts per second, busy cpu", "timer interrupts per second, other cpus",
-                   "jiffies per second (/proc/timer_list)", "CONFIG_HZ in the kernel's config",
-                   "rescheduling interrupts per second, all cpus", "device interrupts per second, all cpus")
-    why_not = linux_only("/proc/interrupts") or (
-        None if os.path.exists("/proc/interrupts") else "no /proc/interrupts here")
-    ticks = None
-    if why_not:
-        for label in tick_labels:
-            lesson.skip(label, why_not)
-    else:
-        ticks = tick_rates(busy_cpu, tick_s)
-        loc = ticks["LOC"]
-        busy_rate = lesson.measure(tick_labels[0], loc[busy_cpu], "/s")
-        others = [rate for cpu, rate in loc.items() if cpu != busy_cpu and cpu in allowed]
-        if others:
-            lesson.measure(tick_labels[1], statistics.fmean(others), "/s")
-        else:
-            lesson.skip(tick_labels[1], "this process may use one CPU only")
-        if ticks["jiffies"] is None:
-            lesson.skip(tick_labels[2], "/proc/timer_list is readable by root only")
-        else:
-            lesson.measure(tick_labels[2], ticks["jiffies"], "/s")
-        hz = config_hz()
-        if hz is None:
-            lesson.skip(tick_labels[3], "neither /proc/config.gz nor /boot/config-$(uname -r) is readable")
-        else:
-            lesson.measure(tick_labels[3], hz, "Hz")
-        lesson.measure(tick_labels[4], sum(ticks["RES"].values()), "/s")
-        lesson.measure(tick_labels[5], ticks["devices"], "/s")
-
-    # -- user mode and kernel mode
-    mode_s = 0.5 if quick else 1.5
-    lesson.section(f"user mode and kernel mode: CPU time as getrusage charges it ({mode_s:g} s each)")
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        compute = mode_split(lambda: cpu_work(1_000), mode_s)
-        syscalls = mode_split(lambda: os.write(devnull, b"x"), mode_s)
-    finally:
-        os.close(devnull)
-    lesson.measure("kernel share of cpu time, compute loop", compute["kernel_pct"], "%")
-    lesson.measure("kernel share of cpu time, write(2) to /dev/null loop", syscalls["kernel_pct"], "%")
-    lesson.measure("write(2) calls per second", syscalls["calls_per_s"], "/s")
-    lesson.measure("one write(2) round trip, user + kernel", 1e6 / syscalls["calls_per_s"], "µs")
-
-    # -- caches: latency by working-set size, and false sharing
-    program, why_not = cache_program()
-    why_not = why_not or linux_only("pinning threads with pthread_setaffinity_np")
-    chase_sizes = [1 << k for k in range(13, 27 if quick else 29)]  # 8 KiB .. 64 MiB (256 MiB full)
-    loads = 1_000_000 if quick else 3_000_000
-    lesson.section(f"memory latency: a random pointer chase through 8 KiB to "
-                   f"{chase_sizes[-1] // (1 << 20)} MiB ({loads:,} dependent loads each, in C)")
-    chase_labels = {1 << 14: "load latency, 16 KiB working set", 1 << 19: "load latency, 512 KiB working set",
-                    1 << 23: "load latency, 8 MiB working set",
-                    chase_sizes[-1]: "load latency, largest working set"}
-    latencies = {}
-    if why_not:
-        for label in chase_labels.values():
-            lesson.skip(label, why_not)
-    else:
-        try:
-            for size in chase_sizes:
-                latencies[size] = run_c(program, "chase", size, loads)
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, ValueError, IndexError) as e:
-            why_not = f"{CACHE_PROGRAM.name} failed: {e}"  # and the false-sharing part is skipped too
-            latencies = {}
-            for label in chase_labels.values():
-                lesson.skip(label, why_not)
-    if latencies:
-        for size, label in chase_labels.items():
-            lesson.measure(label, latencies[size], "ns")
-        lesson.series("load_latency_ns", [{"bytes": b, "ns": ns} for b, ns in latencies.items()])
-        lesson.series("cache_kib", {name: seen[name][0] for name in CACHES if name in seen} if top else {})
-
-    increments = 10_000_000 if quick else 30_000_000
-    share_repeats = 3 if quick else 5
-    lesson.section(f"false sharing: two threads, each atomically adding 1 to its own counter "
-                   f"{increments:,} times (in C; CPU time per add, best of {share_repeats}, interleaved)")
-    share_labels = ("one thread alone, per atomic add", "two threads, counters on one cache line",
-                    "two threads, counters on separate lines", "false sharing slowdown")
-    sharing = None
-    if why_not or len(allowed) < 2:
-        for label in share_labels:
-            lesson.skip(label, why_not or "needs two CPUs; this process may use one")
-    else:
-        try:
-            sharing = false_sharing(program, allowed, increments, share_repeats)
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, ValueError, IndexError) as e:
-            for label in share_labels:
-                lesson.skip(label, f"{CACHE_PROGRAM.name} failed: {e}")
-    if sharing:
-        lesson.measure(share_labels[0], sharing["alone"], "ns")
-        lesson.measure(share_labels[1], sharing["same line"], "ns")
-        lesson.measure(share_labels[2], sharing["separate lines"], "ns")
-        lesson.measure(share_labels[3], sharing["same line"] / sharing["separate lines"], "x")
-        lesson.series("false_sharing_ns", sharing)
-
-    # -- SMT siblings, measured where they exist
-    smt_label = "smt: two processes on sibling threads, against two separate cores"
-    siblings, separate = sibling_pairs(allowed) if top else (None, None)
-    smt_iterations = 1_000_000 if quick else 3_000_000
-    lesson.section("SMT: the same work on two sibling threads of one core, then on two cores")
-    smt_ratio = None
-    if not top:
-        lesson.skip(smt_label, "no CPU topology here")
-    elif siblings is None or separate is None:
-        lesson.skip(smt_label, "no SMT siblings among the CPUs this process may use "
-                    "(each cpuN/topology/thread_siblings_list names only cpuN)")
-    else:
-        pairs = {"siblings": [], "separate": []}
-        for _ in range(repeats_smt := (2 if quick else 3)):
-            pairs["siblings"].append(pinned_pair_rate(siblings, smt_iterations))
-            pairs["separate"].append(pinned_pair_rate(separate, smt_iterations))
-        smt_ratio = lesson.measure(smt_label, max(pairs["siblings"]) / max(pairs["separate"]),
-                                   f"x  (CPUs {siblings} vs {separate}, best of {repeats_smt})")
-
-    iterations = 2_000_000 if quick else 6_000_000
-    repeats = 2 if quick else 3
-    n_logical = len(allowed)
-    n_physical = top["physical_cores"] if top else n_logical
-    lesson.section(f"CPU-bound work in 1 to {2 * n_logical} processes ({iterations:,} iterations each, "
-                   f"best of {repeats})")
-    rate_1 = lesson.measure("work rate, 1 process", work_rate(1, iterations, repeats) / 1e6,
-                            "M iterations/s")
-    speedup, rate_of = {}, {1: rate_1}  # rate_of[n]: measured once per process count
-    for key, n in (("1 per physical core", n_physical), ("1 per logical cpu", n_logical),
-                   ("2 per logical cpu", 2 * n_logical)):
-        if n not in rate_of:
-            rate_of[n] = work_rate(n, iterations, repeats) / 1e6
-        speedup[key] = lesson.measure(f"speedup, {key}", rate_of[n] / rate_1, f"x  ({n} processes)")
-
-    name = "reuseport"
-    seconds = 2.0 if quick else 5.0
-    labels = [f"{name} {what}, {w}" for w in ("1 worker", "2 workers")
-              for what in ("requests per second", "p99 latency")]
-    if n_logical >= 4:
-        server_cpus, client_cpus = allowed[:n_logical // 2], allowed[n_logical // 2:]
-        where = f"server on CPUs {server_cpus}, load generator on {client_cpus}"
-    else:
-        server_cpus = client_cpus = None
-        where = f"server and load generator share all {n_logical} CPUs"
-    lesson.section(f"the {name} echo server with 1 and 2 workers ({LOAD_CONNS} connections, "
-                   f"{LOAD_SIZE_BYTES} B messages, {seconds:g} s; {where})")
-    why_not = server_unavailable(name)
-    results = {}
-    if why_not:
-        for label in labels:
-            lesson.skip(label, why_not)
-    else:
-        for workers, tag in ((1, "1 worker"), (2, "2 workers")):
-            r = results[workers] = load_server(name, workers, server_cpus, client_cpus, seconds)
-            lesson.measure(f"{name} requests per second, {tag}", r["rps"], "req/s")
-            lesson.measure(f"{name} p99 latency, {tag}", r["latency_us"]["p99"], "µs")
-
-    # -- what to notice, computed
-    if top:
-        if top["smt_per_core"] > 1:
-            lesson.notice(f"each physical core runs {top['smt_per_core']} hardware threads (SMT): "
-                          f"{n_logical} logical CPUs on {n_physical} cores")
-        else:
-            lesson.notice("no SMT siblings are visible: each logical CPU is its own core"
-                          + (" as far as this virtual machine can tell; the hypervisor may still "
-                             "run two vCPUs on one host core's hardware threads"
-                             if under_hypervisor() else " (SMT is absent or switched off)"))
-    if ticks:
-        lesson.notice(f"CPU {busy_cpu}, kept busy, took {busy_rate:,.0f} timer interrupts a second"
-                      + (f"; the tick counter (jiffies) advanced {ticks['jiffies']:,.0f} times a second"
-                         if ticks["jiffies"] else "")
-                      + (f", CONFIG_HZ = {hz}" if hz else "")
-                      + ": one local-timer interrupt per tick, plus one for each high-resolution timer "
-                      "(a sleep, a timeout) that expired between ticks")
-    lesson.notice(f"a pure-Python loop spent {compute['kernel_pct']:.1f}% of its CPU time in the kernel; "
-                  f"a loop of write(2) to /dev/null spent {syscalls['kernel_pct']:.0f}%: each call enters "
-                  f"the kernel and returns, {syscalls['calls_per_s']:,.0f} times a second")
-    if latencies:
-        lesson.notice(f"a dependent load took {latencies[1 << 14]:.2g} ns through 16 KiB and "
-                      f"{latencies[chase_sizes[-1]]:,.0f} ns through {chase_sizes[-1] >> 20} MiB (past the "
-                      "caches: DRAM, and TLB misses): each level of the hierarchy is a step")
-    if sharing:
-        lesson.notice(f"two threads adding to counters on one cache line took {sharing['same line']:.2g} ns "
-                      f"per add, on separate lines {sharing['separate lines']:.2g} ns (alone: "
-                      f"{sharing['alone']:.2g} ns): {sharing['same line'] / sharing['separate lines']:.2g}x slower "
-                      "on one line, which bounced between the cores although the threads shared no "
-                      "variable (and only while both ran at once: on a busy machine they overlap less)")
-    if smt_ratio:
-        lesson.notice(f"two interpreter loops on SMT siblings did {smt_ratio:.2g}x the work of the same "
-                      "two on separate cores")
-    lesson.notice(f"{n_logical} processes did {speedup['1 per logical cpu']:.2g}x the work of one; "
-                  f"{2 * n_logical} processes did {speedup['2 per logical cpu']:.2g}x: past one "
-                  "process per CPU, they only take turns")
-    if n_physical < n_logical:
-        lesson.notice(f"one process per physical core gave {speedup['1 per physical core']:.2g}x; "
-                      f"filling the SMT siblings too gave {speedup['1 per logical cpu']:.2g}x")
-    if results:
-        one, two = results[1], results[2]
-        gain = two["rps"] / one["rps"]
-        lesson.notice(f"{name}: 2 workers served {gain:.2g}x the requests per second of 1 worker, "
-                      f"p99 latency {one['latency_us']['p99']:,.0f} µs -> {two['latency_us']['p99']:,.0f} µs")
-        if server_cpus is None and gain < 1.3:
-            lesson.notice(f"here the server and the load generator share {n_logical} CPUs: a second "
-                          "worker mostly takes CPU time from the load generator; with 4 or more CPUs "
-                          "this lesson gives each its own half")
+    top, sizes_kib, notices = machine(lesson, allowed)
+    notices += tick(lesson, allowed, quick)
+    notices += modes(lesson, quick)
+    notices += context_switches(lesson, allowed, quick)
+    notices += caches(lesson, allowed, sizes_kib, quick)
+    notices += smt(lesson, top, quick)
+    notices += scaling(lesson, allowed, top, quick)
+    notices += reuseport(lesson, allowed, top, quick)
+    for text in notices:  # what to notice, computed: after every section, as the page reads them
+        lesson.notice(text)
     return lesson.finish()
 
 

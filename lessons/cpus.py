@@ -5,6 +5,7 @@
     top.smt_per_core, top.packages       # hardware threads per core, sockets
     top.kind_of[cpu]                     # "P" or "E" on a hybrid machine, "" where all are alike
     server, client = split_by_core(top)  # two halves that share no physical core (or None, None)
+    ClockSampler(cpus)                   # a thread noting the clock (cpufreq) while a phase runs
 
 Where it reads (Documentation/ABI/stable/sysfs-devices-system-cpu, admin-guide/cputopology.rst):
 - cpuN/topology/core_cpus_list (thread_siblings_list before Linux 5.7): the logical CPUs on cpuN's
@@ -21,6 +22,8 @@ Every path hangs off ``root`` (default /sys), so the tests give it a fake tree. 
 
 from __future__ import annotations
 
+import statistics
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,6 +150,23 @@ def frequencies_mhz(cpus: list[int], root: Path = SYS) -> dict[int, tuple[float,
         if now and top and now.isdigit() and top.isdigit():
             out[cpu] = (int(now) / 1000, int(top) / 1000)
     return out or None
+
+
+class ClockSampler(threading.Thread):
+    """Samples the CPUs' clock (cpufreq) while a phase runs: its mean MHz per phase."""
+
+    def __init__(self, allowed: list[int]):
+        super().__init__(daemon=True)
+        self.allowed, self.phase, self.samples, self.done = allowed, None, {}, threading.Event()
+
+    def run(self):
+        while not self.done.wait(0.05):
+            now = frequencies_mhz(self.allowed)
+            if now and self.phase is not None:
+                self.samples.setdefault(self.phase, []).append(max(mhz for mhz, _ in now.values()))
+
+    def mean(self, phase) -> float | None:
+        return statistics.fmean(self.samples[phase]) if self.samples.get(phase) else None
 
 
 def under_hypervisor(root: Path = Path("/proc")) -> bool:

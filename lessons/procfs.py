@@ -17,6 +17,9 @@ number or "self"; ``tid`` picks one thread's file under /proc/PID/task/TID/.
     namespaces(pid)    its namespace kinds, and which it shares with PID 1 (/proc/PID/ns)
     cgroup(pid)        its cgroup, the version, its CPU and memory limits (/proc/PID/cgroup, /sys)
     read(path)         any /proc or /sys file's text, or None where it cannot be read
+    interrupts()       /proc/interrupts: each row's count on each CPU
+    jiffies()          the tick counter, from /proc/timer_list (root only), or None
+    cpu_busy_ticks()   all CPUs' busy time and the hypervisor's steal, from /proc/stat
     config_hz()        CONFIG_HZ, the timer tick's rate, from the kernel's config where readable
 
 Linux-only: a caller checks ``lessons.common.linux_only`` first and skips with its reason.
@@ -133,6 +136,46 @@ def children(pid) -> list[int]:
 def uptime_s() -> float:
     with open("/proc/uptime") as f:
         return float(f.read().split()[0])
+
+
+# -- the machine's counters --------------------------------------------------------------------------
+
+
+def interrupts() -> dict[str, dict[int, int]]:
+    """/proc/interrupts: per row (an IRQ number, or LOC, RES... for the CPU's own), the count on
+    each online CPU, by CPU number (the header names the columns: CPU0 CPU1 ...)."""
+    with open("/proc/interrupts") as f:
+        cpus = [int(name[3:]) for name in f.readline().split()]
+        rows = {}
+        for line in f:
+            name, _, rest = line.partition(":")
+            counts = rest.split()[:len(cpus)]
+            if len(counts) == len(cpus) and all(c.isdigit() for c in counts):
+                rows[name.strip()] = dict(zip(cpus, map(int, counts), strict=True))
+    return rows
+
+
+def jiffies() -> int | None:
+    """The kernel's tick counter, which advances CONFIG_HZ times a second (from /proc/timer_list,
+    readable by root only), or None."""
+    try:
+        with open("/proc/timer_list") as f:
+            for line in f:
+                if line.startswith("jiffies:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def cpu_busy_ticks() -> tuple[int, int] | None:
+    """(all CPUs' busy time, of it the time the hypervisor stole), in ticks, from /proc/stat's cpu
+    line (user nice system idle iowait irq softirq steal ...); None where there is no /proc/stat."""
+    line = (read("/proc/stat") or "").partition("\n")[0].split()
+    if not line or line[0] != "cpu":
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in line[1:9])
+    return user + nice + system + irq + softirq + steal, steal
 
 
 # -- what VmSize is made of -----------------------------------------------------------------------------

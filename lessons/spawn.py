@@ -6,8 +6,10 @@
     median_us(action, n)       the median wall time of n calls of action(), in µs
     ballast(mib, huge=False)   a parent's extra memory, populated, in 4 KiB or 2 MiB pages
     thp_mode()                 transparent huge pages: "always", "madvise", "never" (or None)
+    cpu_work(iterations)       pure-Python arithmetic, the lessons' CPU-bound task
+    in_processes(work, arg, n) n children doing work(arg) at once (pinned, if given CPUs): wall s
 
-POSIX: they run on any Unix with fork; what they cost is the lessons' measurement (03, 04, 06).
+POSIX: they run on any Unix with fork; what they cost is the lessons' measurement (02 to 06).
 ballast's page sizes are Linux's (madvise(2) MADV_HUGEPAGE, MADV_NOHUGEPAGE).
 """
 
@@ -91,3 +93,36 @@ def ballast(mib: int, huge: bool = False) -> mmap.mmap | None:
     for offset in range(0, size, mmap.PAGESIZE):
         memory[offset] = 1  # the write fault allocates the page (or the whole huge page)
     return memory
+
+
+# -- the same work in several processes at once -----------------------------------------------------------
+
+
+def cpu_work(iterations: int) -> int:
+    """Pure Python arithmetic: it never waits, so only a CPU can make it go faster."""
+    total = 0
+    for i in range(iterations):
+        total += i * i % 7
+    return total
+
+
+def in_processes(work, arg, n: int, cpus: list[int] | None = None) -> float:
+    """Fork `n` children that each run work(arg), child i pinned to cpus[i] where given; return
+    the wall time until the last has exited, in s."""
+    t0 = time.perf_counter()
+    pids = []
+    try:
+        for i in range(n):
+            pid = os.fork()
+            if pid == 0:  # ---- the child: work, then exit without Python's cleanup
+                try:
+                    if cpus:
+                        os.sched_setaffinity(0, {cpus[i]})
+                    work(arg)
+                finally:
+                    os._exit(0)
+            pids.append(pid)
+    finally:
+        for pid in pids:
+            os.waitpid(pid, 0)
+    return time.perf_counter() - t0

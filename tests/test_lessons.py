@@ -76,3 +76,86 @@ def test_lesson_quick_prints_every_recorded_field(name, tmp_path):
     for stem in getattr(lesson_module(name), "PICTURES", {}):
         assert f"picture: results/lessons/{name[:2]}-{stem}.png" in result.stdout, (
             f"{name} did not draw {stem}: {result.stdout[-2000:]}")
+
+
+# -- The CPU topology on machines this one is not (lessons/cpus.py, lesson 02's SMT section) ---------
+
+
+def fake_sys(tmp_path: Path, siblings: dict[int, str], *, kinds: dict[str, str] | None = None,
+             capacity: dict[int, int] | None = None, legacy: bool = False) -> Path:
+    """A /sys tree: cpuN/topology/core_cpus_list (thread_siblings_list if `legacy`), the package,
+    and optionally Intel's cpu_core/cpu_atom lists or ARM's cpu_capacity."""
+    for cpu, listed in siblings.items():
+        top = tmp_path / "devices" / "system" / "cpu" / f"cpu{cpu}" / "topology"
+        top.mkdir(parents=True)
+        (top / ("thread_siblings_list" if legacy else "core_cpus_list")).write_text(listed + "\n")
+        (top / "physical_package_id").write_text("0\n")
+        if capacity:
+            (top.parent / "cpu_capacity").write_text(f"{capacity[cpu]}\n")
+    for name, listed in (kinds or {}).items():
+        (tmp_path / "devices" / name).mkdir(parents=True)
+        (tmp_path / "devices" / name / "cpus").write_text(listed + "\n")
+    return tmp_path
+
+
+def test_topology_finds_smt_siblings_and_the_pairs_lesson_02_compares(tmp_path):
+    from lessons import cpus
+    root = fake_sys(tmp_path, {0: "0,2", 1: "1,3", 2: "0,2", 3: "1,3"})  # 2 cores x 2 threads
+    top = cpus.topology([0, 1, 2, 3], root)
+    assert top.cores == [(0, 2), (1, 3)] and top.smt_per_core == 2 and top.packages == 1
+    assert not top.hybrid
+    assert cpus.sibling_pairs(top) == ((0, 2), (0, 1))  # two threads of one core; two cores
+    legacy = cpus.topology([0, 1, 2, 3], fake_sys(tmp_path / "old", {0: "0-1", 1: "0-1", 2: "2-3", 3: "2-3"},
+                                                  legacy=True))
+    assert legacy.cores == [(0, 1), (2, 3)]  # thread_siblings_list, before Linux 5.7
+    alone = cpus.topology([0, 1], fake_sys(tmp_path / "vm", {0: "0", 1: "1"}))
+    assert alone.smt_per_core == 1 and cpus.sibling_pairs(alone) == (None, (0, 1))
+
+
+def test_split_by_core_never_parts_siblings_and_deals_each_kind_of_core_evenly(tmp_path):
+    from lessons import cpus
+    # Intel hybrid: 2 performance cores with 2 threads each (0-3), 4 efficiency cores (4-7)
+    root = fake_sys(tmp_path, {0: "0-1", 1: "0-1", 2: "2-3", 3: "2-3", 4: "4", 5: "5", 6: "6", 7: "7"},
+                    kinds={"cpu_core": "0-3", "cpu_atom": "4-7"})
+    top = cpus.topology(list(range(8)), root)
+    assert top.hybrid and [top.kind_of[c] for c in (0, 3, 4, 7)] == ["P", "P", "E", "E"]
+    server, client = cpus.split_by_core(top)
+    assert set(server) | set(client) == set(range(8)) and not set(server) & set(client)
+    for core in top.cores:  # a core's hardware threads stay on one side
+        assert set(core) <= set(server) or set(core) <= set(client)
+    assert sorted(top.kind_of[c] for c in server) == sorted(top.kind_of[c] for c in client)  # 1 P + 2 E each
+    assert cpus.sibling_pairs(top) == ((0, 1), (0, 2))  # the separate pair is two P-cores, not a P and an E
+    two = cpus.topology([0, 1, 2, 3], fake_sys(tmp_path / "small", {0: "0-1", 1: "0-1", 2: "2-3", 3: "2-3"}))
+    assert cpus.split_by_core(two) == (None, None)  # 2 physical cores: both share every CPU
+
+
+def test_core_kinds_from_cpu_capacity_on_big_little(tmp_path):
+    from lessons import cpus
+    root = fake_sys(tmp_path, {c: str(c) for c in range(4)}, capacity={0: 446, 1: 446, 2: 1024, 3: 1024})
+    assert cpus.core_kinds([0, 1, 2, 3], root) == {0: "E", 1: "E", 2: "P", 3: "P"}
+    same = fake_sys(tmp_path / "same", {c: str(c) for c in range(2)}, capacity={0: 1024, 1: 1024})
+    assert cpus.core_kinds([0, 1], same) == {0: "", 1: ""}
+
+
+def test_lesson_02_measures_smt_where_siblings_exist_and_says_why_not_elsewhere(tmp_path, monkeypatch):
+    from lessons import cpus
+    from lessons.common import Lesson, parse_args
+    from lessons.figures import lesson_module
+    lesson02 = lesson_module("02")
+    top = cpus.topology([0, 1, 2, 3], fake_sys(tmp_path, {0: "0,2", 1: "1,3", 2: "0,2", 3: "1,3"}))
+    pinned = []
+
+    def fake_in_processes(work, arg, n, cpus_given=None):  # what pinning two children would take
+        pinned.append(tuple(cpus_given))
+        return 1.0 if tuple(cpus_given) == (0, 2) else 0.6  # siblings share a core: slower
+
+    monkeypatch.setattr(lesson02, "in_processes", fake_in_processes)
+    lesson = Lesson("02", "test", parse_args(None, ["--quick"]))
+    notices = lesson02.smt(lesson, top, quick=True)
+    measured = lesson.measurements[lesson02.SMT_LABEL]
+    assert measured["value"] == pytest.approx(0.6) and "(0, 2) vs (0, 1)" in measured["unit"]
+    assert set(pinned) == {(0, 2), (0, 1)} and len(pinned) == 4  # interleaved, twice each in quick mode
+    assert "0.6x" in notices[0]
+    vm = Lesson("02", "test", parse_args(None, ["--quick"]))
+    assert lesson02.smt(vm, cpus.topology([0, 1], fake_sys(tmp_path / "vm", {0: "0", 1: "1"})), True) == []
+    assert "no SMT siblings" in vm.skipped[lesson02.SMT_LABEL]
