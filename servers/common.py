@@ -7,7 +7,8 @@ What lives here and nowhere else:
 - the listening socket (SO_REUSEADDR, optional SO_REUSEPORT) and the fd limit raised to the hard
   limit, so a server can hold as many connections as the OS lets the process have;
 - the readiness line, ``serving NAME on HOST:PORT (pid N)``, on stdout, flushed: the one line a
-  harness (or a person) waits for before connecting. Everything else goes to stderr;
+  harness (or a person) waits for before connecting; on a free-threaded build its last fact says
+  whether the GIL is off (``gil_fact``). Everything else goes to stderr;
 - SIGINT/SIGTERM turned into the ``Shutdown`` exception for servers that block in a syscall;
   event-loop servers use their loop's own signal support and call ``log`` the same way;
 - the CPU-work knob ``--work-us``: burn that many microseconds of CPU per chunk received, measured
@@ -252,11 +253,26 @@ def listen(args: argparse.Namespace, *, reuseport: bool = False) -> socket.socke
 
 
 def announce(sock: socket.socket, detail: str = "") -> None:
-    """Print the readiness line: the contract with every harness. Called once, after listen()."""
+    """Print the readiness line: the contract with every harness. Called once, after listen().
+    On a free-threaded build the last fact is the GIL's state (gil_fact)."""
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    extra = f", {detail}" if detail else ""
+    facts = [fact for fact in (detail, gil_fact()) if fact]
+    extra = "".join(f", {fact}" for fact in facts)
     print(f"serving {NAME} on {shown}:{port} (pid {os.getpid()}{extra})", flush=True)
+
+
+def gil_fact() -> str:
+    """"GIL disabled" or "GIL enabled" on a free-threaded build (3.13t, 3.14t), "" on one with a
+    GIL (always on: nothing to say). Read when the server is ready, after its imports: importing
+    an extension module that does not declare it can run without the GIL turns it back on for
+    the whole process (with a RuntimeWarning), and a harness can only learn that from here."""
+    if not hasattr(sys, "_is_gil_enabled"):  # before 3.13: no free-threaded build exists
+        return ""
+    import sysconfig
+    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return ""
+    return "GIL enabled" if sys._is_gil_enabled() else "GIL disabled"
 
 
 def accept_blocking(listener: socket.socket) -> socket.socket:

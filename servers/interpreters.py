@@ -15,6 +15,7 @@ process that imports it, so nothing of the other interpreter runs in ours.
     interp.gil_disabled_build               # sysconfig's Py_GIL_DISABLED: a free-threaded build
     interp.gil_enabled                      # sys._is_gil_enabled() at start-up (True before 3.13)
     interp.gil_enabled_by                   # the probed packages whose import turned it back on
+    interp.build                            # {"configure": [...], "opt": "-O3", "compiler": ..., "debug"}
     interp.packages                         # {"uvloop": "0.23.0", "gevent": None, ...}
     interp.why_missing("uvloop")            # None, or why it does not import and the fix
     interp.as_dict()                        # what a record or `python -m servers --json` carries
@@ -88,6 +89,7 @@ class Interpreter:
     gil_disabled_build: bool  # built with --disable-gil (Py_GIL_DISABLED): free-threaded
     gil_enabled: bool  # at start-up, before any package import (always True with a GIL build)
     gil_enabled_by: tuple[str, ...] = ()  # probed packages whose import turned the GIL back on
+    build: dict = field(default_factory=dict, compare=False)  # how it was built (_BUILD_INFO)
     packages: dict = field(default_factory=dict, compare=False)  # module -> version | None
     import_errors: dict = field(default_factory=dict, compare=False)  # module -> why not
     not_installed: dict = field(default_factory=dict, compare=False)  # distribution -> pip's why
@@ -138,16 +140,33 @@ class Interpreter:
             "gil_disabled_build": self.gil_disabled_build,
             "gil_enabled": self.gil_enabled,
             "gil_enabled_by": list(self.gil_enabled_by),
+            "build": dict(self.build),
             "packages": dict(self.packages),
         }
 
 
 # ---- the probe: one child of the interpreter, printing JSON -------------------------------------
 
+# How an interpreter was built, as far as it says itself (sysconfig): the configure options that
+# change what it is (paths left out), the C optimisation flags, the compiler, a debug build. Two
+# CPythons of different versions may also differ here (pyenv builds without
+# --enable-optimizations, that is without PGO, where a distribution's may use it), and that
+# changes their speed as much as the version can. Run in the probed interpreter and in this one.
+_BUILD_INFO = r"""
+def build_info():
+    import platform, shlex, sysconfig
+    var = sysconfig.get_config_var
+    configure = [a for a in shlex.split(var("CONFIG_ARGS") or "")
+                 if a.startswith("--") and "/" not in a]
+    opt = " ".join(f for f in (var("OPT") or "").split() if f.startswith("-O"))
+    return {"configure": configure, "opt": opt, "compiler": platform.python_compiler(),
+            "debug": bool(var("Py_DEBUG"))}
+"""
+
 # Runs in the interpreter being probed, with nothing of the lab imported. The GIL is read before
 # any import: on a free-threaded build, importing an extension module that does not declare
 # free-threading support turns the GIL back on (with a RuntimeWarning), which is itself a fact.
-_PROBE_CHILD = r"""
+_PROBE_CHILD = _BUILD_INFO + r"""
 import importlib, json, platform, sys, sysconfig, warnings
 warnings.simplefilter("ignore")
 gil = getattr(sys, "_is_gil_enabled", lambda: True)
@@ -156,6 +175,7 @@ out = {"executable": sys.executable, "base": getattr(sys, "_base_executable", sy
        "version": platform.python_version(), "implementation": sys.implementation.name,
        "gil_disabled_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
        "gil_enabled": gil(), "gil_enabled_by": [], "packages": {}, "import_errors": {}}
+out["build"] = build_info()
 print(json.dumps(out), flush=True)  # what is known before any import, should one crash
 for name in sys.argv[1:]:
     before = gil()
@@ -177,6 +197,13 @@ for name in sys.argv[1:]:
         out["gil_enabled_by"].append(name)
     print(json.dumps(out), flush=True)
 """
+
+
+def _build_info() -> dict:
+    """build_info() of _BUILD_INFO, for the interpreter running this code."""
+    namespace: dict = {}
+    exec(_BUILD_INFO, namespace)  # the child's own code: one definition for both
+    return namespace["build_info"]()
 
 
 def _run_child(python: str, modules: tuple[str, ...]) -> tuple[dict | None, str]:
@@ -482,7 +509,7 @@ def current() -> Interpreter:
         version=platform.python_version(), implementation=sys.implementation.name,
         gil_disabled_build=bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
         gil_enabled=getattr(sys, "_is_gil_enabled", lambda: True)(),
-        packages=packages, import_errors=errors)
+        build=_build_info(), packages=packages, import_errors=errors)
 
 
 _got: dict[tuple[str, bool], Interpreter] = {}
@@ -517,7 +544,8 @@ def get(spec: str | None = None, *, build: bool = True) -> Interpreter:
         spec=spec, python=python, base=os.path.realpath(probed["base"]), venv=str(venv),
         version=probed["version"], implementation=probed["implementation"],
         gil_disabled_build=probed["gil_disabled_build"], gil_enabled=probed["gil_enabled"],
-        gil_enabled_by=tuple(probed["gil_enabled_by"]), packages=probed["packages"],
+        gil_enabled_by=tuple(probed["gil_enabled_by"]), build=probed.get("build") or {},
+        packages=probed["packages"],
         import_errors=probed["import_errors"], not_installed=stamp.get("not_installed", {}))
     _got[(spec, build)] = interp
     return interp

@@ -25,10 +25,14 @@ import socket
 import threading
 
 from servers.common import (
-    CHUNK_BYTES, accept_blocking, announce, burn_cpu, listen, log, parse_args, run,
+    CHUNK_BYTES, accept_blocking, announce, burn_cpu, default_workers, listen, log, parse_args,
+    run,
 )
 
-DEFAULT_WORKERS = 16
+# 16, or a thread per CPU it may run on where it may run on more: with a GIL the pool's threads
+# take turns on one core whatever their number; on a free-threaded build (3.14t) they can each
+# have a core, as many as prefork's processes get, so that the bench can show it scale.
+DEFAULT_WORKERS = max(16, default_workers())
 THREAD_STACK_BYTES = 256 * 1024
 
 waiting: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()  # accepted, not yet served

@@ -245,3 +245,39 @@ def test_the_suite_runs_subinterpreters_under_a_newer_interpreter(request):
         assert entry.python and os.path.exists(entry.python)
         version = tuple(map(int, entry.interpreter().version.split(".")[:2]))
         assert version >= (3, 12)
+
+
+# -- what the bench records of an interpreter: its build, and the GIL as each server has it ------
+
+
+def test_the_probe_says_how_the_interpreter_was_built():
+    answer = interpreters._probe(sys.executable, ())
+    assert answer["build"] == interpreters.current().build, "one build_info, in both places"
+    build = answer["build"]
+    assert build["compiler"] and isinstance(build["configure"], list)
+    assert all(flag.startswith("--") and "/" not in flag for flag in build["configure"])
+    assert build["debug"] is hasattr(sys, "gettotalrefcount")  # only a debug build has it
+
+
+def test_a_server_on_a_free_threaded_build_says_in_its_readiness_line_whether_the_gil_is_off(
+        monkeypatch, capsys):
+    import socket
+    import sysconfig
+
+    from servers import common
+    from tests.test_conformance import documented_readiness_re
+    if not interpreters.current().gil_disabled_build:
+        assert common.gil_fact() == "", "with a GIL there is nothing to say"
+    config_var = sysconfig.get_config_var
+    monkeypatch.setattr(sysconfig, "get_config_var",
+                        lambda name: 1 if name == "Py_GIL_DISABLED" else config_var(name))
+    gil = {"on": False}
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: gil["on"], raising=False)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        common.announce(sock, "16 workers")
+        gil["on"] = True  # an extension without free-threading support was imported
+        common.announce(sock)
+    first, second = capsys.readouterr().out.splitlines()
+    assert first.endswith(", 16 workers, GIL disabled)") and second.endswith(", GIL enabled)")
+    assert documented_readiness_re().match(first) and documented_readiness_re().match(second)
