@@ -21,14 +21,18 @@ What it shows, on this machine:
    carries what happened (si_code POLL_IN, si_band POLLIN|POLLRDNORM).
 5. Where the copy lands. recv() copies the bytes from the socket's buffers into yours, and the
    speed of that copy can depend on where your buffer starts. The same 64 KiB recv() into one
-   buffer at several offsets from a page boundary, interleaved: on AMD EPYC a buffer 1 to 31
-   bytes past a page boundary took several times longer than one on it, and glibc's malloc puts
-   a large buffer exactly there (its own mmap, the pointer 16 bytes past the page). The lab's C
-   load engine lost half its speed at 64 KiB to it (bench/load/engine.c).
+   buffer at several offsets from a page boundary, interleaved: on some CPUs (an AMD EPYC the lab
+   once ran on) a buffer 1 to 31 bytes past a page boundary took several times longer than one on
+   it, and glibc's malloc puts a large buffer exactly there (its own mmap, the pointer 16 bytes
+   past the page); on others no offset matters. The lab's C load engine page-aligns its buffer
+   for that reason (bench/load/engine.c).
 6. Head-of-line blocking. The `iterative` server serves one client at a time: while client A keeps
    its connection open without sending, client B's connect() succeeds (the kernel completes the
    handshake and parks the connection in the listen queue) but B's echo waits until A leaves. The
    `threads` server gives each connection its own thread, so B is echoed at once.
+7. Blocking on disk (lessons/_07_disk.py): a file's pages dropped from the page cache, read twice.
+   The first read waits for the disk, the thread seen in D ("disk sleep") and /proc/self/io
+   counting the bytes fetched from storage; the second comes from the page cache, all CPU.
 
 The OS mechanism: a blocking socket call that cannot complete puts the calling task on the socket's
 wait queue and calls the scheduler (schedule()), which runs something else; the arrival of data
@@ -38,7 +42,7 @@ with EINTR. See recv(2), send(2), signal(7) ("Interruption of system calls"), fc
 F_SETOWN, F_SETSIG), socket(7), PEP 475, TLPI ch. 21.5 and 63, UNP ch. 6 and 25.
 
 Linux-only parts: the task state, wait channel and switch counters come from /proc; FIONREAD and
-SIOCOUTQ on sockets and F_SETSIG are Linux's.
+SIOCOUTQ on sockets and F_SETSIG are Linux's; so are /proc/self/io and posix_fadvise's effect.
 """
 
 from __future__ import annotations
@@ -57,6 +61,11 @@ import threading
 import time
 
 import servers
+from lessons import procfs
+from lessons._07_disk import CLAIMS as DISK_CLAIMS
+from lessons._07_disk import MACHINE_LABELS as DISK_MACHINE_LABELS
+from lessons._07_disk import disk_section
+from lessons._07_pictures import draw_copy_destination, draw_eintr, draw_head_of_line
 from lessons.common import Claim, Lesson, linux_only, parse_args
 from servers import launch
 
@@ -79,25 +88,13 @@ PAGE = 4096
 # -- 1. a recv() that waits ------------------------------------------------------------------------
 
 
-def task_status(tid: int) -> dict[str, str]:
-    """The lines of /proc/self/task/TID/status as a dict (the kernel's view of one thread)."""
-    with open(f"/proc/self/task/{tid}/status") as f:
-        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
-
-
 def voluntary_switches(tid: int) -> int:
-    return int(task_status(tid)["voluntary_ctxt_switches"])
+    return int(procfs.status("self", tid)["voluntary_ctxt_switches"])
 
 
 def task_state(tid: int) -> tuple[str, str]:
     """(state letter and name, wait channel) of a thread, e.g. ("S (sleeping)", "wait_woken")."""
-    state = task_status(tid)["State"].strip()
-    try:
-        with open(f"/proc/self/task/{tid}/wchan") as f:
-            wchan = f.read().strip()
-    except OSError:
-        wchan = "0"
-    return state, wchan
+    return procfs.status("self", tid)["State"], procfs.read(f"/proc/self/task/{tid}/wchan") or "0"
 
 
 def connected_pair() -> tuple[socket.socket, socket.socket]:
@@ -424,105 +421,28 @@ TOLERANCE = {label: None for label in (
     "of them in the sender's send queue (SIOCOUTQ)", "sender's SO_SNDBUF", "receiver's SO_RCVBUF",
     "bytes the reader drained before send() returned", "kernel wait channel", "blocked sender's wait channel",
     "SIGIO after the sendto()", "cpu used while blocked", "ready recv duration",
-    "client B connect time on iterative", "client B connect time on threads", "client B echo latency on threads")}
+    "client B connect time on iterative", "client B connect time on threads", "client B echo latency on threads",
+    *DISK_MACHINE_LABELS)}
 
 
-# -- Pictures, from the recorded run (lessons/figures.py) ---------------------------------------------
-
-
-def draw_head_of_line(record: dict, fig) -> None:
-    """When client B connected and when it got its echo, on each server, while A held on."""
-    from lessons.figures import COLOURS, not_measured
-    hol = record.get("series", {}).get("head_of_line")
-    if not hol or not hol.get("servers"):
-        return not_measured(fig, "this run recorded no head-of-line timeline (an older run, or no server ran)")
-    ax = fig.subplots()
-    hold_ms, names = hol["hold_ms"], list(hol["servers"])
-    for y, name in enumerate(names):
-        r = hol["servers"][name]
-        ax.broken_barh([(0, hold_ms)], (y + 0.1, 0.3), color=COLOURS[5], alpha=0.6,
-                       label="A connected, silent" if y == 0 else None)
-        done = r["connect_ms"] + r["echo_ms"]
-        ax.broken_barh([(r["connect_ms"], max(r["echo_ms"], hold_ms / 300))], (y - 0.4, 0.3), color=COLOURS[1],
-                       label="B waiting for its echo" if y == 0 else None)
-        ax.plot([r["connect_ms"]], [y - 0.25], marker="|", markersize=14, color=COLOURS[7])
-        shown = f"{r['echo_ms']:,.0f}" if r["echo_ms"] >= 10 else f"{r['echo_ms']:.2g}"
-        ax.annotate(f"B echoed after {shown} ms", (done, y - 0.25), xytext=(6, 0),
-                    textcoords="offset points", va="center", fontsize=9)
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlim(0, hold_ms * 1.35)
-    ax.set_ylim(-0.7, len(names) - 0.4)
-    ax.invert_yaxis()
-    ax.set_xlabel("ms since B connected (A had connected just before); the mark is B's connect() returning")
-    ax.set_title(f"Head-of-line blocking: A holds its connection for {hold_ms:,.0f} ms, B asks for one echo")
-    ax.legend(loc="lower right")
-    ax.grid(axis="y", visible=False)
-
-
-def draw_eintr(record: dict, fig) -> None:
-    """A signal during a blocking recv(): when each call returned, and when the Python handler ran."""
-    from lessons.figures import COLOURS, not_measured
-    e = record.get("series", {}).get("eintr")
-    if not e or not e.get("trials"):
-        return not_measured(fig, "this run recorded no interrupted recv() (an older run)")
-    ax = fig.subplots()
-    trials = e["trials"]
-    for y, t in enumerate(trials):
-        ax.broken_barh([(0, t["returned_ms"])], (y - 0.3, 0.6), color=COLOURS[0],
-                       label="blocked in recv()" if y == 0 else None)
-        if t.get("handler_ms") is not None:
-            ax.plot([t["handler_ms"]], [y], marker="D", color=COLOURS[1], linestyle="",
-                    label="Python handler ran" if y == 0 else None)
-        ax.annotate(f"returned: {t['result']}", (t["returned_ms"], y), xytext=(8, 0), textcoords="offset points",
-                    va="center", fontsize=9)
-    ax.axvline(e["signal_ms"], color=COLOURS[7], linestyle="--", label=f"SIGUSR1 sent ({e['signal_ms']:.0f} ms)")
-    ax.axvline(e["data_ms"], color=COLOURS[2], linestyle=":", label=f"the byte sent ({e['data_ms']:.0f} ms)")
-    ax.set_yticks(range(len(trials)), [t["name"] for t in trials])
-    ax.invert_yaxis()
-    ax.set_xlim(0, e["data_ms"] * 2.1)
-    ax.set_xlabel("ms since the call")
-    ax.set_title("A signal during a blocking recv(): EINTR in C, a retry in Python, a restart with SA_RESTART")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(axis="y", visible=False)
-
-
-def draw_copy_destination(record: dict, fig) -> None:
-    """µs per 64 KiB recv() by where the buffer starts, past a page boundary."""
-    from lessons.figures import COLOURS, not_measured
-    c = record.get("series", {}).get("copy_destination")
-    if not c or not c.get("us_by_offset"):
-        return not_measured(fig, "this run recorded no copy destinations (an older run)")
-    offsets = sorted(c["us_by_offset"], key=int)
-    us = [c["us_by_offset"][o] for o in offsets]
-    ax = fig.subplots()
-    bars = ax.bar([f"+{o} B" if o != "0" else "on the boundary" for o in offsets], us,
-                  color=[COLOURS[1] if u > 1.3 * us[0] else COLOURS[0] for u in us])
-    ax.bar_label(bars, labels=[f"{u:.1f} µs" for u in us], padding=2)
-    ax.set_ylabel(f"µs per recv() of {c['bytes'] // 1024} KiB (median)")
-    ax.set_xlabel("where the receive buffer starts, relative to a page boundary")
-    ax.set_title("The same recv(), the same bytes: only the buffer's start differs")
-    ax.grid(axis="x", visible=False)
-
+# -- Pictures, from the recorded run (lessons/_07_pictures.py, lessons/figures.py) -----------------------
 
 PICTURES = {"head-of-line": draw_head_of_line, "eintr": draw_eintr,
             "copy-destination": draw_copy_destination}
 
 
 # The page's comparative sentences, checked against the recorded run (tests/test_claims.py).
-CLAIMS = [
-    Claim("a buffer 16 bytes past a page boundary took",
-          lambda m: m["16 bytes past a page, against on the boundary"] >= 1.3,
-          "the recv() into a buffer 16 bytes past a page took at least 1.3x as long as on the boundary"),
-    Claim("while 64 or 2,048 bytes past were about as fast as on the boundary",
-          lambda m: all(m[copy_label(off)] < 1.3 * m[copy_label(0)] for off in (64, 2048)),
-          "64 and 2048 bytes past a page: within 1.3x of the page-aligned recv()"),
+CLAIMS = DISK_CLAIMS + [
+    Claim.unmeasured("so a program can\n  lose most of a big `recv()`'s speed",
+                     "the lab's C load engine on the AMD EPYC it first ran on, which lost half its req/s at 64 KiB "
+                     "to a malloc'd buffer 16 bytes past a page (docs/bench.md; the commit that page-aligned it)"),
     Claim("B's echo took about as long as A held the server",
           lambda m: 0.9 * HOLD_S * 1e3 < m["client B echo latency on iterative"] < 1.5 * HOLD_S * 1e3,
           "iterative: B's echo latency is within -10 %/+50 % of A's hold time"),
-    Claim("B's echo came back in a few milliseconds or less, hundreds of times sooner than on `iterative`",
-          lambda m: m["client B echo latency on threads"] < 10
-          and m["client B echo latency on iterative"] > 100 * m["client B echo latency on threads"],
-          "threads: B's echo under 10 ms and over 100x sooner than on iterative"),
+    Claim("B's echo came back in under a millisecond, over a thousand times sooner than on `iterative`",
+          lambda m: m["client B echo latency on threads"] < 1
+          and m["client B echo latency on iterative"] > 1000 * m["client B echo latency on threads"],
+          "threads: B's echo under 1 ms and over 1,000x sooner than on iterative"),
     Claim("B's `connect()` took well under a millisecond",
           lambda m: m["client B connect time on iterative"] < 1,
           "iterative: B's connect() under 1 ms"),
@@ -574,49 +494,53 @@ CLAIMS = [
 ]
 
 
+# -- The lesson's sections, each printing what it measured and what to notice ----------------------
+
 # (key, caller, SA_RESTART?, label prefix) of the interrupted-recv trials
 EINTR_TRIALS = (("python", "python", False, "socket.recv()"),
                 ("c", "c", False, "libc recv(), no SA_RESTART"),
                 ("c_restart", "c", True, "libc recv(), SA_RESTART"))
+NO_WCHAN = "this kernel does not show wait channels (/proc/PID/wchan is 0)"
 
 
-def main() -> int:
-    args = parse_args(__doc__)
-    lesson = Lesson("07", "Blocking I/O", args)
+def blocking_recv_section(lesson: Lesson) -> None:
     trials = 3 if lesson.quick else 9
-
     lesson.section(f"a thread blocked in recv() for {WAIT_S * 1000:.0f} ms (median of {trials} tries)")
     why_not = linux_only("/proc/self/task/TID/status and wchan")
     labels = ("task state while blocked", "kernel wait channel", "voluntary switches per blocking recv",
               "cpu used while blocked", "wall time blocked", "voluntary switches per ready recv",
               "ready recv duration")
-    blocked = ready = None
     if why_not:
         for label in labels:
             lesson.skip(label, why_not)
+        return
+    runs = [blocking_recv_trial(WAIT_S) for _ in range(trials)]
+    blocked = {"switches": statistics.median(r["switches"] for r in runs),
+               "cpu_us": statistics.median(r["cpu_ns"] for r in runs) / 1000,
+               "wall_ms": statistics.median(r["wall_ns"] for r in runs) / 1e6}
+    lesson.measure(labels[0], runs[-1]["state"])
+    if runs[-1]["wchan"] in ("", "0"):
+        lesson.skip(labels[1], NO_WCHAN)
     else:
-        runs = [blocking_recv_trial(WAIT_S) for _ in range(trials)]
-        blocked = {
-            "switches": statistics.median(r["switches"] for r in runs),
-            "cpu_us": statistics.median(r["cpu_ns"] for r in runs) / 1000,
-            "wall_ms": statistics.median(r["wall_ns"] for r in runs) / 1e6,
-        }
-        lesson.measure(labels[0], runs[-1]["state"])
-        if runs[-1]["wchan"] in ("", "0"):
-            lesson.skip(labels[1], "this kernel does not show wait channels (/proc/PID/wchan is 0)")
-        else:
-            lesson.measure(labels[1], runs[-1]["wchan"])
-        lesson.measure(labels[2], blocked["switches"])
-        lesson.measure(labels[3], blocked["cpu_us"], "µs")
-        lesson.measure(labels[4], blocked["wall_ms"], "ms")
-        readies = [ready_recv_trial() for _ in range(trials)]
-        ready = {
-            "switches": statistics.median(r["switches"] for r in readies),
-            "us": statistics.median(r["wall_ns"] for r in readies) / 1000,
-        }
-        lesson.measure(labels[5], ready["switches"])
-        lesson.measure(labels[6], ready["us"], "µs")
+        lesson.measure(labels[1], runs[-1]["wchan"])
+    lesson.measure(labels[2], blocked["switches"])
+    lesson.measure(labels[3], blocked["cpu_us"], "µs")
+    lesson.measure(labels[4], blocked["wall_ms"], "ms")
+    readies = [ready_recv_trial() for _ in range(trials)]
+    ready = {"switches": statistics.median(r["switches"] for r in readies),
+             "us": statistics.median(r["wall_ns"] for r in readies) / 1000}
+    lesson.measure(labels[5], ready["switches"])
+    lesson.measure(labels[6], ready["us"], "µs")
+    share = blocked["cpu_us"] / (blocked["wall_ms"] * 1000) * 100
+    lesson.notice(f"the blocked thread waited {blocked['wall_ms']:.0f} ms and used "
+                  f"{blocked['cpu_us']:.0f} µs of CPU in that time ({share:.2f} %): it slept in "
+                  f"the kernel, with {blocked['switches']:g} voluntary context switch"
+                  + ("" if blocked["switches"] == 1 else "es") + " per wait")
+    lesson.notice(f"a recv() with the byte already there made {ready['switches']:g} switches and "
+                  f"took {ready['us']:.0f} µs: a blocking call only sleeps when there is nothing to read")
 
+
+def eintr_section(lesson: Lesson) -> None:
     lesson.section(f"a signal {SIGNAL_AT_S * 1e3:.0f} ms into a blocking recv(), the byte at "
                    f"{DATA_AT_S * 1e3:.0f} ms (SIGUSR1 to the main thread)")
     eintr = {}
@@ -628,62 +552,89 @@ def main() -> int:
             lesson.measure(f"{name}: Python handler ran at", r["handler_ms"], "ms")
         else:
             lesson.skip(f"{name}: Python handler ran at", f"the handler did not run within {SIGNAL_TIMEOUT_S:g} s")
+    lesson.series("eintr", {"signal_ms": SIGNAL_AT_S * 1e3, "data_ms": DATA_AT_S * 1e3, "trials": [
+        {"name": name, "returned_ms": eintr[key]["returned_ms"], "handler_ms": eintr[key].get("handler_ms"),
+         "result": eintr[key]["result"]} for key, _, _, name in EINTR_TRIALS]})
+    py, c, c_restart = (eintr[key] for key, *_ in EINTR_TRIALS)
+    lesson.notice(f"the signal came at {SIGNAL_AT_S * 1e3:.0f} ms: libc recv() returned at {c['returned_ms']:.0f} ms "
+                  f"with {c['result']}, as C sees it; Python's socket.recv() ran the handler at "
+                  f"{py.get('handler_ms', float('nan')):.0f} ms, called recv() again and returned {py['result']} at "
+                  f"{py['returned_ms']:.0f} ms (PEP 475); with SA_RESTART the kernel restarted the C call itself "
+                  f"({c_restart['result']} at {c_restart['returned_ms']:.0f} ms), and the Python handler waited until "
+                  f"it returned ({c_restart.get('handler_ms', float('nan')):.0f} ms)")
 
+
+def backpressure_section(lesson: Lesson) -> None:
     lesson.section("send() to a client that never reads")
-    why_not_linux = linux_only("FIONREAD/SIOCOUTQ on sockets and /proc/self/task")
-    bp_labels = ("bytes accepted before send() would block", "of them in the receiver's receive queue (FIONREAD)",
-                 "of them in the sender's send queue (SIOCOUTQ)", "sender's SO_SNDBUF", "receiver's SO_RCVBUF",
-                 f"blocking send() still waiting after {BLOCKED_LOOK_S * 1e3:.0f} ms", "blocked sender's task state",
-                 "blocked sender's wait channel", "bytes the reader drained before send() returned")
-    backpressure = None
-    if why_not_linux:
-        for label in bp_labels:
-            lesson.skip(label, why_not_linux)
+    why_not = linux_only("FIONREAD/SIOCOUTQ on sockets and /proc/self/task")
+    labels = ("bytes accepted before send() would block", "of them in the receiver's receive queue (FIONREAD)",
+              "of them in the sender's send queue (SIOCOUTQ)", "sender's SO_SNDBUF", "receiver's SO_RCVBUF",
+              f"blocking send() still waiting after {BLOCKED_LOOK_S * 1e3:.0f} ms", "blocked sender's task state",
+              "blocked sender's wait channel", "bytes the reader drained before send() returned")
+    if why_not:
+        for label in labels:
+            lesson.skip(label, why_not)
+        return
+    bp = send_backpressure()
+    for label, key in zip(labels[:5], ("sent", "in_receive_queue", "in_send_queue", "sndbuf", "rcvbuf"), strict=True):
+        lesson.measure(label, bp[key] / 1024, "KiB")
+    lesson.measure(labels[5], "yes" if bp["still_blocked"] else "no")
+    lesson.measure(labels[6], bp["state"])
+    if bp["wchan"] in ("", "0"):
+        lesson.skip(labels[7], NO_WCHAN)
     else:
-        bp = backpressure = send_backpressure()
-        for label, key in zip(bp_labels[:5], ("sent", "in_receive_queue", "in_send_queue", "sndbuf", "rcvbuf"),
-                              strict=True):
-            lesson.measure(label, bp[key] / 1024, "KiB")
-        lesson.measure(bp_labels[5], "yes" if bp["still_blocked"] else "no")
-        lesson.measure(bp_labels[6], bp["state"])
-        if bp["wchan"] in ("", "0"):
-            lesson.skip(bp_labels[7], "this kernel does not show wait channels (/proc/PID/wchan is 0)")
-        else:
-            lesson.measure(bp_labels[7], bp["wchan"])
-        lesson.measure(bp_labels[8], bp["drained"] / 1024, "KiB")
+        lesson.measure(labels[7], bp["wchan"])
+    lesson.measure(labels[8], bp["drained"] / 1024, "KiB")
+    lesson.notice(f"send() took {bp['sent'] / 1024:,.0f} KiB from a client that never reads before it would "
+                  f"block: {bp['in_receive_queue'] / 1024:,.0f} KiB wait in the receiver's queue, "
+                  f"{bp['in_send_queue'] / 1024:,.0f} KiB in the sender's; then a blocking send() "
+                  + ("slept" if bp["still_blocked"] else "did not sleep")
+                  + f" ({bp['state']}) until the reader drained {bp['drained'] / 1024:,.0f} KiB")
 
+
+def sigio_section(lesson: Lesson) -> None:
     lesson.section("signal-driven I/O: a UDP socket with O_ASYNC, F_SETOWN, then F_SETSIG")
-    why_not_sigio = linux_only("F_SETSIG")
-    sig_labels = ("SIGIO signals for one datagram", "datagram read in the SIGIO handler", "SIGIO after the sendto()",
-                  "F_SETSIG signal's si_code", "F_SETSIG signal's si_band")
-    sigio = None
-    if why_not_sigio:
-        for label in sig_labels:
-            lesson.skip(label, why_not_sigio)
+    why_not = linux_only("F_SETSIG")
+    labels = ("SIGIO signals for one datagram", "datagram read in the SIGIO handler", "SIGIO after the sendto()",
+              "F_SETSIG signal's si_code", "F_SETSIG signal's si_band")
+    if why_not:
+        for label in labels:
+            lesson.skip(label, why_not)
+        return
+    sigio = signal_driven_udp()
+    lesson.measure(labels[0], sigio["signals"])
+    lesson.measure(labels[1], "yes" if sigio["read_in_handler"] else "no")
+    if sigio["first_signal_us"] is None:
+        lesson.skip(labels[2], f"no SIGIO within {SIGNAL_TIMEOUT_S:g} s")
     else:
-        sigio = signal_driven_udp()
-        lesson.measure(sig_labels[0], sigio["signals"])
-        lesson.measure(sig_labels[1], "yes" if sigio["read_in_handler"] else "no")
-        if sigio["first_signal_us"] is None:
-            lesson.skip(sig_labels[2], f"no SIGIO within {SIGNAL_TIMEOUT_S:g} s")
+        lesson.measure(labels[2], sigio["first_signal_us"], "µs")
+    for label, key in ((labels[3], "si_code"), (labels[4], "si_band")):
+        if key in sigio:
+            lesson.measure(label, sigio[key])
         else:
-            lesson.measure(sig_labels[2], sigio["first_signal_us"], "µs")
-        for label, key in ((sig_labels[3], "si_code"), (sig_labels[4], "si_band")):
-            if key in sigio:
-                lesson.measure(label, sigio[key])
-            else:
-                lesson.skip(label, f"no queued signal within {SIGNAL_TIMEOUT_S:g} s")
+            lesson.skip(label, f"no queued signal within {SIGNAL_TIMEOUT_S:g} s")
+    lesson.notice(f"one datagram raised {sigio['signals']} SIGIO and the handler read it; with F_SETSIG the "
+                  f"queued signal said {sigio.get('si_code', '?')} with band {sigio.get('si_band', '?')}: the "
+                  "kernel tells the process that it can read, the process still makes the read")
 
-    copy_rounds, copy_recvs = (5, 100) if lesson.quick else (15, 200)
+
+def copy_section(lesson: Lesson) -> None:
+    rounds, recvs = (5, 100) if lesson.quick else (15, 200)
     lesson.section(f"where the copy lands: recv() of {COPY_BYTES // 1024} KiB into a buffer that starts "
-                   f"0 to {COPY_OFFSETS[-1]} bytes past a page boundary ({copy_rounds} interleaved rounds)")
-    copy = copy_destination_trial(copy_rounds, copy_recvs)
+                   f"0 to {COPY_OFFSETS[-1]} bytes past a page boundary ({rounds} interleaved rounds)")
+    copy = copy_destination_trial(rounds, recvs)
     for off in COPY_OFFSETS:
         lesson.measure(copy_label(off), copy[off], "µs")
-    lesson.measure("16 bytes past a page, against on the boundary", copy[16] / copy[0], "x", fmt=".2f")
-
+    slow = lesson.measure("16 bytes past a page, against on the boundary", copy[16] / copy[0], "x", fmt=".2f")
     lesson.series("copy_destination", {"bytes": COPY_BYTES, "us_by_offset": {str(k): v for k, v in copy.items()}})
+    lesson.notice(f"the same recv() of {COPY_BYTES // 1024} KiB took {copy[0]:.1f} µs into a buffer on a page "
+                  f"boundary and {copy[16]:.1f} µs into one 16 bytes past it ({slow:.2f}x), "
+                  + ("where a large malloc puts its buffer: the copy, not the wait, can be what a big recv() costs"
+                     if slow >= 1.3 else "no difference worth the name on this CPU")
+                  + f"; 64 bytes past: {copy[64]:.1f} µs")
 
+
+def head_of_line_section(lesson: Lesson) -> None:
     lesson.section(f"client B asks for an echo while client A holds the connection for {HOLD_S:.0f} s")
     results = {}
     for name in ("iterative", "threads"):
@@ -701,42 +652,6 @@ def main() -> int:
         lesson.measure(label_echo, r["echo_s"] * 1000, "ms")
     lesson.series("head_of_line", {"hold_ms": HOLD_S * 1e3, "servers": {
         name: {"connect_ms": r["connect_s"] * 1e3, "echo_ms": r["echo_s"] * 1e3} for name, r in results.items()}})
-    lesson.series("eintr", {"signal_ms": SIGNAL_AT_S * 1e3, "data_ms": DATA_AT_S * 1e3, "trials": [
-        {"name": name, "returned_ms": eintr[key]["returned_ms"], "handler_ms": eintr[key].get("handler_ms"),
-         "result": eintr[key]["result"]} for key, _, _, name in EINTR_TRIALS]})
-
-    if blocked:
-        share = blocked["cpu_us"] / (blocked["wall_ms"] * 1000) * 100
-        lesson.notice(f"the blocked thread waited {blocked['wall_ms']:.0f} ms and used "
-                      f"{blocked['cpu_us']:.0f} µs of CPU in that time ({share:.2f} %): it slept in "
-                      f"the kernel, with {blocked['switches']:g} voluntary context switch"
-                      + ("" if blocked["switches"] == 1 else "es") + " per wait")
-        lesson.notice(f"a recv() with the byte already there made {ready['switches']:g} switches and "
-                      f"took {ready['us']:.0f} µs: a blocking call only sleeps when there is nothing to read")
-    py, c, c_restart = (eintr[key] for key, *_ in EINTR_TRIALS)
-    lesson.notice(f"the signal came at {SIGNAL_AT_S * 1e3:.0f} ms: libc recv() returned at {c['returned_ms']:.0f} ms "
-                  f"with {c['result']}, as C sees it; Python's socket.recv() ran the handler at "
-                  f"{py.get('handler_ms', float('nan')):.0f} ms, called recv() again and returned {py['result']} at "
-                  f"{py['returned_ms']:.0f} ms (PEP 475); with SA_RESTART the kernel restarted the C call itself "
-                  f"({c_restart['result']} at {c_restart['returned_ms']:.0f} ms), and the Python handler waited until "
-                  f"it returned ({c_restart.get('handler_ms', float('nan')):.0f} ms)")
-    if backpressure:
-        bp = backpressure
-        lesson.notice(f"send() took {bp['sent'] / 1024:,.0f} KiB from a client that never reads before it would "
-                      f"block: {bp['in_receive_queue'] / 1024:,.0f} KiB wait in the receiver's queue, "
-                      f"{bp['in_send_queue'] / 1024:,.0f} KiB in the sender's; then a blocking send() "
-                      + ("slept" if bp["still_blocked"] else "did not sleep")
-                      + f" ({bp['state']}) until the reader drained {bp['drained'] / 1024:,.0f} KiB")
-    slow = copy[16] / copy[0]
-    lesson.notice(f"the same recv() of {COPY_BYTES // 1024} KiB took {copy[0]:.1f} µs into a buffer on a page "
-                  f"boundary and {copy[16]:.1f} µs into one 16 bytes past it ({slow:.2f}x), "
-                  + ("where a large malloc puts its buffer: the copy, not the wait, can be what a big recv() costs"
-                     if slow >= 1.3 else "no difference worth the name on this CPU")
-                  + f"; 64 bytes past: {copy[64]:.1f} µs")
-    if sigio:
-        lesson.notice(f"one datagram raised {sigio['signals']} SIGIO and the handler read it; with F_SETSIG the "
-                      f"queued signal said {sigio.get('si_code', '?')} with band {sigio.get('si_band', '?')}: the "
-                      "kernel tells the process that it can read, the process still makes the read")
     if "iterative" in results:
         it = results["iterative"]
         lesson.notice(f"on iterative, B's connect() took {it['connect_s'] * 1000:.2f} ms (the kernel "
@@ -747,6 +662,18 @@ def main() -> int:
         lesson.notice(f"on threads, B's echo took {th['echo_s'] * 1000:.2f} ms, "
                       f"{results['iterative']['echo_s'] / th['echo_s']:,.0f}x less: "
                       "A's silence stalls only A's own thread")
+
+
+def main() -> int:
+    args = parse_args(__doc__)
+    lesson = Lesson("07", "Blocking I/O", args)
+    blocking_recv_section(lesson)
+    eintr_section(lesson)
+    backpressure_section(lesson)
+    sigio_section(lesson)
+    copy_section(lesson)
+    head_of_line_section(lesson)
+    disk_section(lesson)
     return lesson.finish()
 
 
