@@ -1,7 +1,7 @@
 """Run a command at a terminal of a given width, as a person would: a pseudo-terminal (pty) whose
-window the command reads (TIOCGWINSZ, tput cols, shutil.get_terminal_size), optionally a key
-typed once some text appeared (Ctrl-C is b"\\x03": the terminal turns it into SIGINT for its
-foreground process group). Every wait is bounded; the command's process is killed by PID."""
+window the command reads (TIOCGWINSZ, tput cols, shutil.get_terminal_size), and keys typed once
+some text appeared (Ctrl-C is b"\\x03": the terminal turns it into SIGINT for its foreground
+process group). Every wait is bounded; the command's process is killed by PID."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def at_terminal(argv: list[str], *, columns: int = 80, rows: int = 50, type_after: bytes = b"",
-                keys: bytes = b"", timeout_s: float = 60.0) -> tuple[int | None, str]:
-    """(exit code, or -N if killed by signal N, or None if it did not end in time; everything it
-    wrote to the terminal, \\r\\n turned into \\n)."""
+def at_terminal(argv: list[str], *, columns: int = 80, rows: int = 50,
+                typing: list[tuple[bytes, bytes]] = (), timeout_s: float = 60.0,
+                ) -> tuple[int | None, str]:
+    """Run ``argv`` at a terminal; ``typing`` is (text to wait for, keys to type then), in order.
+    Returns (exit code, or -N if killed by signal N, or None if it did not end in time;
+    everything it wrote to the terminal, \\r\\n turned into \\n)."""
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     env["TERM"] = env.get("TERM", "xterm") if env.get("TERM") not in (None, "dumb") else "xterm"
     pid, fd = pty.fork()
@@ -32,13 +34,13 @@ def at_terminal(argv: list[str], *, columns: int = 80, rows: int = 50, type_afte
             os.execvpe(argv[0], argv, env)
         finally:
             os._exit(127)
-    output, status, typed = b"", None, not keys
+    output, status, typing, typed_at = b"", None, list(typing), 0
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:
-            if not typed and type_after in output:
-                os.write(fd, keys)
-                typed = True
+            if typing and typing[0][0] in output[typed_at:]:
+                typed_at = len(output)  # the next step waits for text written after this one
+                os.write(fd, typing.pop(0)[1])
             ready, _, _ = select.select([fd], [], [], 0.1)
             if ready:
                 try:

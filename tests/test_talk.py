@@ -5,20 +5,16 @@ Every process started here is killed by PID (the server by process group); every
 
 from __future__ import annotations
 
-import os
-import pty
-import select
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import servers
 from servers import launch
+from tests.terminal import at_terminal
 
 ROOT = Path(__file__).resolve().parent.parent
 TALK = [sys.executable, "-m", "servers", "talk"]
@@ -60,59 +56,26 @@ def test_a_bad_port_exits_2_naming_the_range():
     assert done.returncode == 2 and b"1-65535" in done.stderr
 
 
-def _read_until(fd: int, wanted: bytes, timeout_s: float = 10.0) -> bytes:
-    seen = b""
-    deadline = time.monotonic() + timeout_s
-    while wanted not in seen and time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            try:
-                seen += os.read(fd, 4096)
-            except OSError:  # the child closed the terminal
-                break
-    return seen
-
-
 def test_at_a_terminal_it_echoes_each_line_and_ctrl_c_leaves_cleanly(epoll):
     """Typed at a terminal (a pty): a line comes back as soon as Enter sends it; Ctrl-C ends the
     client at once, with exit code 130 and no traceback."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the client, its stdin/stdout/stderr on the pty
-        os.chdir(ROOT)
-        os.execv(sys.executable, [*TALK, str(epoll.address[1])])
-    try:
-        assert b"connected to 127.0.0.1" in _read_until(fd, b"Ctrl-C to quit")
-        os.write(fd, b"hello from a terminal\n")
-        seen = _read_until(fd, b"hello from a terminal\r\nhello from a terminal")
-        assert seen.count(b"hello from a terminal") >= 2  # the terminal's echo, then the server's
-        os.write(fd, b"\x03")  # Ctrl-C: the terminal sends SIGINT to the client
-        deadline = time.monotonic() + 10
-        status = None
-        while time.monotonic() < deadline:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            _read_until(fd, b"\0", 0.1)
-        assert status is not None and os.WIFEXITED(status), "talk did not exit on Ctrl-C"
-        assert os.WEXITSTATUS(status) == 130
-        rest = _read_until(fd, b"\0", 0.3)
-        assert b"Traceback" not in seen + rest
-    finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        os.close(fd)
+    line = b"hello from a terminal"
+    code, out = at_terminal([*TALK, str(epoll.address[1])], timeout_s=30, typing=[
+        (b"Ctrl-C to quit", line + b"\n"),
+        (line + b"\r\n" + line, b"\x03"),  # the terminal's echo of the line, then the server's
+    ])
+    assert "connected to 127.0.0.1" in out
+    assert out.count(line.decode()) >= 2, out
+    assert code == 130, out
+    assert "Traceback" not in out
 
 
 def test_ctrl_c_in_make_talk_ends_quietly(epoll):
     """Under make, the client takes the terminal's foreground, so Ctrl-C reaches it and not make:
     make exits 0 with no 'make: *** [talk] Error 130' (nor 'Interrupt')."""
-    from tests.terminal import at_terminal
     code, out = at_terminal(["make", "--no-print-directory", "-o", ".venv/.installed", "talk",
-                             f"PORT={epoll.address[1]}"], type_after=b"Ctrl-C to quit",
-                            keys=b"\x03", timeout_s=30)
+                             f"PORT={epoll.address[1]}"], typing=[(b"Ctrl-C to quit", b"\x03")],
+                            timeout_s=30)
     assert "Ctrl-C to quit" in out, out
     assert code == 0, out
     assert "***" not in out and "Error" not in out and "Traceback" not in out, out
