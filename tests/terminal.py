@@ -63,7 +63,8 @@ def at_terminal(argv: list[str], *, columns: int = 80, rows: int = 50,
                 break
             status = None
     finally:
-        if status is None:
+        if status is None:  # say what still runs, and in which state, before killing it
+            output += _session_processes(pid).encode()
             try:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
@@ -72,6 +73,27 @@ def at_terminal(argv: list[str], *, columns: int = 80, rows: int = 50,
         os.close(fd)
     code = None if status is None else os.waitstatus_to_exitcode(status)
     return code, output.decode(errors="replace").replace("\r\n", "\n")
+
+
+def _session_processes(sid: int) -> str:
+    """The processes of session ``sid`` (the command and what it started) with their state, group,
+    the terminal's foreground group, and the signals they ignore, catch and have pending."""
+    lines = ["\n--- still running after the timeout ---"]
+    for entry in os.listdir("/proc"):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            status = Path(f"/proc/{entry}/status").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+        except (OSError, ValueError):
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if int(fields[3]) != sid:
+            continue
+        signals = " ".join(line.replace("\t", "") for line in status.splitlines()
+                           if line.startswith(("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")))
+        lines.append(f"pid {entry} state {fields[0]} pgrp {fields[2]} tpgid {fields[5]} "
+                     f"{signals} {cmdline.decode(errors='replace')[:80]}")
+    return "\n".join(lines) + "\n"
 
 
 def visible_width(line: str) -> int:
