@@ -78,6 +78,7 @@ CHECKED_PAGES = [  # one a line, in order: each engineer adds theirs
     "02",
     "03",
     "04",
+    "05",
     "07",
     "08",
     "10",
