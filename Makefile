@@ -19,7 +19,10 @@ INTERPRETER ?=
 SERVERS ?=
 CONNS   ?=
 SIZES   ?=
-BENCH_CHOICE = $(if $(SERVERS),--servers $(SERVERS)) $(if $(CONNS),--conns $(CONNS)) $(if $(SIZES),--sizes $(SIZES))
+# make bench: the interpreters to measure every Python server under (python3.11,3.13; a venv each)
+PYTHONS ?=
+comma := ,
+BENCH_CHOICE = $(if $(SERVERS),--servers $(SERVERS)) $(if $(CONNS),--conns $(CONNS)) $(if $(SIZES),--sizes $(SIZES)) $(foreach p,$(subst $(comma), ,$(PYTHONS)),--python $(p))
 
 .DEFAULT_GOAL := help
 .PHONY: help install test bench bench-full bench-c100k headroom report compare serve talk servers lesson lessons-record micro runtimes lint docs clean
@@ -48,6 +51,8 @@ help: ## list the targets
 	awk -v width="$$width" "$$HELP_AWK" $(MAKEFILE_LIST)
 	@echo "  variables of bench and bench-full (comma-separated; default: every available"
 	@echo "    server, the profile's cells): SERVERS=epoll,threads CONNS=1,64 SIZES=1024"
+	@echo "  PYTHONS=python3.11,3.13: every Python server under each interpreter"
+	@echo "    (its venv .venv-3.13 built at first use; docs/bench.md, Interpreters)"
 	@echo "  ARGS=\"...\" passes any option of python -m bench run, e.g."
 	@echo "    make bench ARGS=\"--server 'mine=python my_echo.py --port {port}'\""
 	@echo "    make bench ARGS=\"--resume results/<run>\""

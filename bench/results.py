@@ -10,10 +10,13 @@ exports read it; nothing else re-derives a metric.
 
 API (kept stable; the report and compare build on it):
 
-- ``SCHEMA_VERSION`` (2). Records of older runs carry no "schema" field: schema 1. Every field of
+- ``SCHEMA_VERSION`` (3). Records of older runs carry no "schema" field: schema 1. Every field of
   schema 1 is kept; schema 2 adds engine, round, is_reference, vs_ref, cpu_vs_ref, converged,
-  vs_ref_ci95, noise, window_s and target (bench/run/__init__.py's docstring lists the fields a
-  run writes). A reader treats an absent field as null.
+  vs_ref_ci95, noise, window_s and target; schema 3 adds interpreter, the Python a Python server
+  ran under (``interpreter_field``; null for the C reference, Go, Node...), and a Python server
+  under another interpreter than the bench's own is a server of its own, ``NAME@TAG``
+  (``epoll@3.13``; ``Measurement.model`` is ``epoll``). bench/run/__init__.py's docstring lists
+  the fields a run writes. A reader treats an absent field as null.
 - ``Measurement.from_dict(d)`` / ``.to_dict()``: one line of results.jsonl. The common fields are
   attributes; every other field is kept in ``extra`` and written back unchanged, so a record
   round-trips byte for byte in content. Derived metrics are properties (``ctx_per_request``,
@@ -25,7 +28,7 @@ API (kept stable; the report and compare build on it):
 - ``write_records(run_dir, records)``: results.jsonl written atomically (temp file + rename), so a
   reader never sees half a rewrite. ``append_record(run_dir, record)``: one line, flushed.
 - ``record(server, cell, round_)``, ``skipped(record, reason)``, ``failed(record, reason)``,
-  ``fill_load(record, summary)``: the builders; every record of a run is made by them (the runner's,
+  ``fill_load(record, summary)``, ``interpreter_field(interp)``: the builders; every record of a run is made by them (the runner's,
   and the skipped results the report shows for a server that was not run at all).
 - ``annotate(records)``: sets vs_ref, cpu_vs_ref, vs_ref_ci95 and converged on every record
   from the records themselves, each ratio paired with the reference's measurement of the same
@@ -56,7 +59,7 @@ from bench.stats import (  # noqa: F401
     worst)
 from bench.stats import number as _num
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 REFERENCE = "c-epoll"  # the registry name of the C reference server (servers/c/echo_epoll.c)
 
 STATUSES = ("ok", "degraded", "failed", "skipped")  # what a record's status field may hold
@@ -165,6 +168,8 @@ class Measurement:
     noise: dict | None = None
     window_s: float | None = None
     target: dict | None = None
+    # schema 3
+    interpreter: dict | None = None  # interpreter_field: what a Python server ran under
     extra: dict = field(default_factory=dict)
 
     # The fields above but extra, in their order: the attributes a record is read into (set
@@ -210,6 +215,13 @@ class Measurement:
     def cell(self) -> CellKey:
         return CellKey.of({"conns": self.conns, "size_bytes": self.size_bytes, "rate": self.rate,
                            "rate_fraction_of_peak": self.rate_fraction_of_peak})
+
+    @property
+    def model(self) -> str:
+        """The registry server this is: 'epoll' for epoll@3.13 (epoll under another interpreter
+        than the bench's own) as for epoll; any other server's own name."""
+        tag = (self.interpreter or {}).get("tag")
+        return self.server.removesuffix(f"@{tag}") if tag else self.server
 
     @property
     def measured(self) -> bool:
@@ -352,7 +364,18 @@ def record(server: str, cell: CellKey, round_: int | None, *, family: str | None
             "rate_fraction_of_peak": cell.fraction, "mode": "open" if cell.is_open else "closed",
             "repeat": round_ or 0, "status": "ok", "reason": None, "schema": SCHEMA_VERSION,
             "round": round_, "is_reference": is_reference, "noise": dict(NOT_MEASURED_NOISE),
-            **more}
+            "interpreter": None, **more}
+
+
+def interpreter_field(interp) -> dict:
+    """A record's interpreter: what a Python server ran under, from an interpreters.Interpreter
+    (or its as_dict()). gil_enabled is the interpreter's at start-up; the runner replaces it with
+    what the server's readiness line says on a free-threaded build (servers/common.gil_fact)."""
+    d = interp.as_dict() if hasattr(interp, "as_dict") else interp
+    return {"tag": d["tag"], "label": d["label"], "version": d["version"],
+            "implementation": d["implementation"], "executable": d["python"],
+            "build": d.get("build") or {}, "free_threaded": d["gil_disabled_build"],
+            "gil_enabled": d["gil_enabled"]}
 
 
 def skipped(rec: dict, reason: str) -> dict:

@@ -131,6 +131,7 @@ class Interpreter:
     def as_dict(self) -> dict:
         return {
             "spec": self.spec,
+            "tag": self.tag,
             "python": self.python,
             "base": self.base,
             "venv": self.venv,
@@ -293,8 +294,7 @@ def _candidates(spec: str) -> tuple[list[str], str | None, bool | None]:
     if (m := _VERSION_SPEC.match(spec)):
         impl = "python"
     elif not (m := _NAME_SPEC.match(spec)):
-        raise Unavailable(f"{spec!r} names no interpreter: give a version (3.13, 3.14t), a "
-                          "command (python3.13, pypy3) or a path to a python executable")
+        raise Unavailable(check_spec(spec))
     else:
         impl = m["impl"]
     version, t = m["version"] or "", m["t"]
@@ -370,6 +370,23 @@ def _find(spec: str) -> tuple[str, str]:
 
 def _is_path(spec: str) -> bool:
     return os.sep in spec or spec.startswith((".", "~"))
+
+
+def check_spec(spec: str) -> str | None:
+    """Why ``spec`` cannot name an interpreter anywhere (it is no version, command or path, or a
+    path to no executable file), with what to give instead; None if it could. A spec that names
+    an interpreter this machine lacks is not wrong: get() says what to install."""
+    if _is_path(spec):
+        path = os.path.expanduser(spec)
+        if not os.path.isfile(path):
+            return f"{spec}: no such file; {_install_hint(spec)}"
+        if not os.access(path, os.X_OK):
+            return f"{spec} is not executable; {_install_hint(spec)}"
+        return None
+    if _VERSION_SPEC.match(spec) or _NAME_SPEC.match(spec):
+        return None
+    return (f"{spec!r} names no interpreter: give a version (3.13, 3.14t), a command "
+            "(python3.13, pypy3) or a path to a python executable")
 
 
 def find(spec: str) -> str:

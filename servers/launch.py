@@ -23,6 +23,15 @@ from servers import Server, interpreters
 
 READY_RE = re.compile(r"^serving (?P<name>\S+) on \[?(?P<host>[^\]\s]+?)\]?:(?P<port>\d+) \(pid (?P<pid>\d+)")
 READY_TIMEOUT_S = 15.0
+# The last fact of a readiness line on a free-threaded build (servers/common.gil_fact).
+READY_GIL_RE = re.compile(r", GIL (enabled|disabled)\)$")
+
+
+def ready_gil(line: str | None) -> bool | None:
+    """Whether a server's readiness line says its GIL is enabled; None where it says nothing
+    (a build with a GIL, or a server that is not Python)."""
+    match = READY_GIL_RE.search((line or "").strip())
+    return None if match is None else match[1] == "enabled"
 
 
 class StartError(RuntimeError):

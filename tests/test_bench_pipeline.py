@@ -42,14 +42,14 @@ def test_smoke_profile_runs_the_whole_pipeline(tmp_path):
     reference = meta["reference"]
     measured = names + ([reference["name"]] if reference["available"] else [])
     assert len(records) == len(measured) * len(profile.cells) * profile.repeats
-    assert meta["schema"] == 2 and meta["interrupted"] is None
+    assert meta["schema"] == results.SCHEMA_VERSION and meta["interrupted"] is None
     assert meta["noise"]["windows"] == len(records)
     if not reference["available"]:
         assert reference["reason"] and "no reference this run" in result.stdout
     else:
         assert "vs ref" in result.stdout
     for r in records:
-        assert r["schema"] == 2 and r["window_s"] == profile.measure_s
+        assert r["schema"] == results.SCHEMA_VERSION and r["window_s"] == profile.measure_s
         assert r["is_reference"] == (r["server"] == reference["name"])
         assert "converged" in r and r["converged"] is False, "one round gives no CI"
         assert (r["vs_ref"] is not None) == reference["available"]

@@ -96,7 +96,8 @@ cli.SERVERS, cli.BY_NAME = servers.SERVERS, servers.BY_NAME
 cli.main([sys.argv[1]] if sys.argv[1] != "plan" else ["--names"])
 if sys.argv[1] == "plan":
     from bench.run import cli as run
-    names, skipped = run.choose_available(["threads", "crash-sigill", "crash-sigsegv", "crash-fine"])
+    chosen, skipped, _ = run.choose_available(["threads", "crash-sigill", "crash-sigsegv", "crash-fine"])
+    names = [s.name for s in chosen]
     print(json.dumps({"plan": names, "skipped": skipped}))
 """
 

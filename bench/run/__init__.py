@@ -23,11 +23,13 @@ purpose per file:
 
 Output, in results/<run_id>/: meta.json (the machine, versions, pinning, limits, the plan, the
 reference, the noise summary, whether it was interrupted) and results.jsonl, one JSON object per
-measurement in the record of bench/results.py (schema 2): the server and the cell (conns,
+measurement in the record of bench/results.py (schema 3): the server and the cell (conns,
 size_bytes, rate; for a share of the peak also rate_fraction_of_peak, peak_rps and peak_conns),
 round, status and reason (with stderr_tail when not ok), what the generator measured (rps,
 latency_us, errors by kind, conns_established, client CPU, engine), what the server cost
 (server_cpu_us_per_request, server_mem_per_conn_bytes, server_processes/threads/fds, context
-switches), vs_ref, cpu_vs_ref, vs_ref_ci95, converged, noise, window_s, target, settle_s, exit
-and elapsed_s. bench/report turns them into charts, report.md and report.html.
+switches), vs_ref, cpu_vs_ref, vs_ref_ci95, converged, noise, window_s, target, settle_s, exit,
+elapsed_s and interpreter (schema 3: the Python a Python server ran under, null for the rest; a
+Python server under another interpreter than the bench's own is named NAME@TAG, `--python`).
+bench/report turns them into charts, report.md and report.html.
 """

@@ -5,6 +5,7 @@ its report.
     python -m bench run --profile full          # up to 10,000 connections
     python -m bench run --servers epoll,threads --conns 1,64 --sizes 1024 --repeats 2
     python -m bench run --server 'mine=python my_echo.py --port {port}'     # your own server too
+    python -m bench run --python 3.11 --python 3.13     # every Python server under each
     python -m bench run --resume results/20261201-221500-quick             # finish a stopped run
 """
 
@@ -28,6 +29,7 @@ from bench.run.interrupts import Interrupted, install_stop_handlers, restore_han
 from bench.run.profiles import OPEN_LOOP_CONNS, PROFILES, Profile, closed_cells
 from bench.run.runner import run
 from bench.run.subject import Subject, reference_subject
+from servers import interpreters
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = ROOT / "results"
@@ -56,17 +58,71 @@ def _fraction_list(text: str) -> list[float]:
     return values
 
 
-def choose_available(names: list[str]) -> tuple[list[str], dict[str, str]]:
-    """(the names that run here, {name: why not} for the rest). Probes run in subprocesses, so a
-    server whose native code crashes its probe is skipped with the reason, not a dead runner."""
-    chosen, skipped = [], {}
+def choose_interpreters(parser, specs: list[str]) -> tuple[list[interpreters.Interpreter],
+                                                          list[dict]]:
+    """The interpreters the Python servers run under (none asked for: the bench's own), each with
+    its venv built at first use, and meta.json's account of every one asked for. A spec that can
+    name no interpreter exits 2; one this machine lacks, or whose venv cannot be made, is said
+    once here and left out: the run goes on with the others."""
+    if not specs:
+        here = interpreters.current()
+        return [here], [{**here.as_dict(), "default": True, "available": True, "reason": None}]
+    for spec in specs:
+        if (why := interpreters.check_spec(spec)) is not None:
+            parser.error(f"--python {why}")
+    chosen: dict[str, interpreters.Interpreter] = {}  # tag -> interpreter
+    state = []
+    for spec in dict.fromkeys(specs):
+        try:
+            interp = _get_interpreter(spec)
+        except interpreters.Unavailable as exc:
+            print(f"note: --python {spec}: unavailable: {exc}; its servers are not measured, "
+                  f"the run goes on without them", flush=True)
+            state.append({"spec": spec, "available": False, "reason": str(exc)})
+            continue
+        if (same := chosen.get(interp.tag)) is not None:
+            if same.python != interp.python:
+                parser.error(f"--python {same.spec} and --python {spec} are two interpreters of "
+                             f"one tag ({interp.tag}: {same.python}, {interp.python}); their "
+                             f"servers would share names and a venv: give one of them")
+            continue  # the same interpreter asked for twice
+        chosen[interp.tag] = interp
+        state.append({**interp.as_dict(), "asked": spec,
+                      "default": interp is interpreters.current(), "available": True,
+                      "reason": None})
+    return list(chosen.values()), state
+
+
+def _get_interpreter(spec: str) -> interpreters.Interpreter:
+    """interpreters.get(spec), saying so first when its venv is about to be built."""
+    interpreters.find(spec)  # Unavailable: not on this machine at all
+    try:
+        return interpreters.get(spec, build=False)
+    except interpreters.Unavailable:
+        print(f"--python {spec}: building its venv at first use (pip installs the lab's "
+              f"packages from pyproject.toml: a minute or so)", flush=True)
+        return interpreters.get(spec)
+
+
+def choose_available(names: list[str], interps: list[interpreters.Interpreter] | None = None
+                     ) -> tuple[list[Subject], dict[str, str], dict[str, Subject]]:
+    """(the subjects that run here, {name: why not} for the rest, and those as subjects): each
+    Python server under each of ``interps`` (default: the bench's own), any other server once.
+    Probes run in subprocesses, so a server whose native code crashes its probe is skipped with
+    the reason, not a dead runner; under an interpreter that lacks a package, only the servers
+    that need it are skipped."""
+    chosen, skipped, not_run = [], {}, {}
     for name in names:
-        ok, why = servers.get(name).availability()
-        if ok:
-            chosen.append(name)
-        else:
-            skipped[name] = why
-    return chosen, skipped
+        entry = servers.get(name)
+        under = interps if interps is not None and entry.toolchain == "python" else [None]
+        for interp in under:
+            subject = Subject.registry(entry, interp=interp)
+            ok, why = entry.availability(interp) if interp is not None else entry.availability()
+            if ok:
+                chosen.append(subject)
+            else:
+                skipped[subject.name], not_run[subject.name] = why, subject
+    return chosen, skipped, not_run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "started, stopped or pinned by the bench (repeatable)")
     parser.add_argument("--pid", action="append", default=[], type=int,
                         help="the pid of the process serving the --target before it")
+    parser.add_argument("--python", action="append", default=[], metavar="SPEC",
+                        help="measure every Python server under this interpreter: 3.13, 3.14t, "
+                             "python3.12, or a path (repeatable; default: the bench's own). Each "
+                             "runs from its own venv (.venv-3.13), built at first use; a server "
+                             "under another interpreter than the bench's own is named NAME@TAG "
+                             "(epoll@3.13); servers in other languages run once")
     parser.add_argument("--no-reference", action="store_true",
                         help=f"do not measure the C reference ({results.REFERENCE}): no vs_ref")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
@@ -189,9 +251,17 @@ def _main(argv: list[str] | None) -> int:
         if not (args.resume / "meta.json").is_file():
             parser.error(f"--resume {args.resume}: no meta.json there; give a run directory "
                          f"written by `python -m bench run` (ls results/)")
+        if args.python:
+            parser.error("--resume measures under the interpreters of the run it resumes: "
+                         "leave out --python")
         meta = results.read_run(args.resume).meta
         profile = Profile.from_meta(meta)
-        subjects = [Subject.from_meta(d) for d in meta.get("subjects") or []]
+        subjects = []
+        for d in meta.get("subjects") or []:
+            try:
+                subjects.append(Subject.from_meta(d))
+            except interpreters.Unavailable as exc:
+                print(f"note: {d['name']} is not measured again: {exc}", flush=True)
         reference, ref_state = reference_subject(bool((meta.get("reference") or {}).get("available")))
         code = _run_and_report(args, profile, subjects, meta.get("skipped_servers") or {},
                                reference, ref_state, resume=args.resume, seed=meta.get("seed", 0))
@@ -237,23 +307,27 @@ def _main(argv: list[str] | None) -> int:
         names = profile.default_servers or [s.name for s in servers.SERVERS]
         names = [n for n in names if n in servers.BY_NAME]
     names = [n for n in names if n != results.REFERENCE]  # measured as the reference anyway
-    names, skipped = choose_available(names)
+    interps, interp_state = choose_interpreters(parser, args.python)
+    chosen, skipped, not_run = choose_available(names, interps)
     reference, ref_state = reference_subject(not args.no_reference)
     if reference is None and not args.no_reference:
         print(f"note: no reference this run: {ref_state['reason']}. The run goes on without "
               f"vs_ref ratios.", flush=True)
-    subjects = [Subject.registry(servers.get(n)) for n in names] + own
+    subjects = chosen + own
     if not subjects and reference is None:
         parser.error("none of the chosen servers is available here: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     return _run_and_report(args, profile, subjects, skipped, reference, ref_state,
-                           resume=None, seed=args.seed)
+                           resume=None, seed=args.seed, interpreters_state=interp_state,
+                           skipped_subjects=not_run)
 
 
 def _run_and_report(args, profile, subjects, skipped, reference, ref_state, *, resume,
-                    seed) -> int:
+                    seed, interpreters_state=None, skipped_subjects=None) -> int:
     measured, code = run(profile, [s.name for s in subjects], skipped, args.out, seed=seed,
                          progress=not args.no_progress, subjects=subjects, reference=reference,
-                         reference_state=ref_state, resume=resume)
+                         reference_state=ref_state, resume=resume,
+                         interpreters_state=interpreters_state,
+                         skipped_subjects=skipped_subjects)
     run_dir = measured.dir
     # A stopped run writes its summary and report undisturbed (the handler ignores a second
     # signal); a finished one stops at a signal here too, quietly: its measurements are saved.

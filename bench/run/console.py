@@ -31,15 +31,30 @@ def warn_busy(busy: dict, has_reference: bool) -> None:
           f"{compare}.", flush=True)
 
 
+def interpreters_text(interpreters: list[dict]) -> str | None:
+    """'3.11.7 (plain names) and 3.13.0 (NAME@3.13)': the interpreters measured and how their
+    servers are named (meta.json's "interpreters"); None when the bench's own is the only one."""
+    shown = [i for i in interpreters if i.get("available")]
+    if len(shown) < 2 and all(i.get("default") for i in shown):
+        return None
+    said = [f"{i['label']} ("
+            + ("plain names" if i.get("default") else f"NAME@{i['tag']}")
+            + (", free-threaded" if i.get("gil_disabled_build") else "") + ")" for i in shown]
+    return " and ".join([", ".join(said[:-1]), said[-1]] if len(said) > 1 else said)
+
+
 def print_plan(profile, *, left: int, planned: int, subjects: int, reference: str | None,
-               planned_s: float) -> None:
-    """The plan: `left` of `planned` measurements still to make, about how long, and how the
-    reference and the extra rounds come in."""
+               planned_s: float, interpreters: list[dict] = ()) -> None:
+    """The plan: `left` of `planned` measurements still to make, about how long, how the
+    reference and the extra rounds come in, and the interpreters of the Python servers."""
     ref_text = f" + the reference {reference}" if reference else ", no reference"
     print(f"plan: {left} measurements ({_plural(subjects, 'server')}{ref_text} x "
           f"{_plural(len(profile.cells), 'cell')} x {_plural(profile.repeats, 'round')}"
           + (f", {planned - left} already measured" if left < planned else "")
           + f"), about {fmt_duration(round(planned_s))}", flush=True)
+    if (text := interpreters_text(list(interpreters))) is not None:
+        print(f"      Python servers under {text}, each from its own venv; the others once",
+              flush=True)
     if profile.beside_ref and reference is not None:
         print(f"      closed loop: each server measured beside {reference} in one window of "
               f"{2 * profile.measure_s:g} s, alternating in slices of about "

@@ -73,7 +73,8 @@ def measure(entry: servers.Server | Subject, cell: CellKey, repeat: int, profile
         subject.name, cell, repeat, family=subject.family, lesson=subject.lesson, rate=rate,
         is_reference=subject.is_reference, stderr_tail=None,
         started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), window_s=window_s,
-        target=subject.target())  # its noise: none measured, until there is a window
+        target=subject.target(),  # its noise: none measured, until there is a window
+        interpreter=dict(subject.interpreter) if subject.interpreter else None)
     if subject.serial and cell.conns > 1:
         return results.skipped(record, "serial server: serves one client at a time, so more "
                                "connections only queue (see its 1-connection cell, and lesson 07)")
@@ -90,6 +91,8 @@ def measure(entry: servers.Server | Subject, cell: CellKey, repeat: int, profile
                               elapsed_s=round(time.monotonic() - t0, 2))
     if port is not None:
         record["target"] = subject.target(port)
+    if record.get("interpreter") and (gil := launch.ready_gil(getattr(server, "ready_line", None))) is not None:
+        record["interpreter"]["gil_enabled"] = gil  # the server's own word, after its imports
     attached = getattr(server, "attached", False)
     ref_server = ref_sampler = None
     try:

@@ -277,10 +277,14 @@ class Runner:
 def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Path,
         seed: int = 0, progress: bool = True, *, subjects: list[Subject] | None = None,
         reference: Subject | None = None, reference_state: dict | None = None,
-        resume: Path | None = None) -> tuple[results.Run, int]:
+        resume: Path | None = None, interpreters_state: list[dict] | None = None,
+        skipped_subjects: dict[str, Subject] | None = None) -> tuple[results.Run, int]:
     """Measure the plan; returns (the run as written: its directory, meta and records, for the
     summary and the report to use without reading it back; the exit code: 0, or 128 + the
-    signal that stopped it). With `resume`, measures what that run's plan still lacks."""
+    signal that stopped it). With `resume`, measures what that run's plan still lacks.
+    `interpreters_state`: meta.json's account of the interpreters asked for (cli's
+    choose_interpreters); `skipped_subjects`: the skipped servers as subjects, whose family and
+    interpreter their skipped records carry."""
     server_cpus, client_cpus, pin_note = machine.split_cpus()
     subjects = subjects if subjects is not None else [Subject.registry(servers.get(n)) for n in names]
     busy = noise.busy_at_start()
@@ -309,6 +313,7 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
             "skipped_servers": skipped,
             "families": {s.name: s.family for s in everyone},
             "subjects": [s.as_meta() for s in subjects],
+            "interpreters": interpreters_state or [],
             **profile.as_meta(),
             "seed": seed,
             "schema": results.SCHEMA_VERSION,
@@ -319,10 +324,13 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
             "interrupted": None,
         }
         for name, why in skipped.items():  # a server not run at all: skipped in every cell
-            entry = servers.BY_NAME.get(name)
+            subject = (skipped_subjects or {}).get(name)
+            entry = subject.entry if subject else servers.BY_NAME.get(name)
             records += [results.skipped(results.record(
                 name, cell, None, family=entry.family if entry else None,
-                lesson=entry.lesson if entry else None), why) for cell in profile.cells]
+                lesson=entry.lesson if entry else None,
+                interpreter=subject.interpreter if subject else None), why)
+                for cell in profile.cells]
         results.write_records(run_dir, records)
     results.write_meta(run_dir, meta)
     if client_cpus:
@@ -341,7 +349,8 @@ def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Pa
               flush=True)
         warnings.filterwarnings("ignore", "using the Python load engine", RuntimeWarning)
     console.print_plan(profile, left=len(left), planned=len(order), subjects=len(subjects),
-                       reference=reference.name if reference else None, planned_s=planned_s)
+                       reference=reference.name if reference else None, planned_s=planned_s,
+                       interpreters=meta.get("interpreters") or [])
 
     t0 = time.monotonic()
     code = 0

@@ -1,6 +1,12 @@
 """What a measurement measures (a Subject), and starting it: a registry server, a command the user
 gave (`bench run --server NAME='CMD'`), or a server already running (`--target NAME=HOST:PORT
---pid PID`), and the C reference measured beside them all."""
+--pid PID`), and the C reference measured beside them all.
+
+A Python server runs under an interpreter (`bench run --python SPEC`, servers/interpreters.py):
+under the bench's own it keeps its registry name (`epoll`), under any other it is a subject of its
+own named for the interpreter's tag (`epoll@3.13`, `threads@3.14t`), so that everything that
+ranks, ties and compares servers treats it as one more server. Servers in other languages (the C
+reference, Go, Node...) run once, whatever the interpreters."""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from dataclasses import dataclass
 
 import servers
 from bench import results
-from servers import launch
+from servers import interpreters, launch
 
 
 @dataclass(frozen=True)
@@ -29,11 +35,24 @@ class Subject:
     port: int | None = None
     pid: int | None = None
     is_reference: bool = False
+    # A Python server's interpreter: the record's field (results.interpreter_field), and the spec
+    # it was asked for by (None: the bench's own), which --resume finds it again by.
+    interpreter: dict | None = None
+    python: str | None = None
 
     @classmethod
-    def registry(cls, entry: servers.Server, is_reference: bool = False) -> Subject:
-        return cls(entry.name, entry.family, entry.lesson, entry.serial, entry,
-                   is_reference=is_reference)
+    def registry(cls, entry: servers.Server, is_reference: bool = False,
+                 interp: interpreters.Interpreter | None = None) -> Subject:
+        """A registry server; a Python one under ``interp`` (default: the bench's own)."""
+        if entry.toolchain != "python":
+            return cls(entry.name, entry.family, entry.lesson, entry.serial, entry,
+                       is_reference=is_reference)
+        interp = interp or interpreters.current()
+        own = interp is interpreters.current()
+        return cls(entry.name if own else f"{entry.name}@{interp.tag}", entry.family,
+                   entry.lesson, entry.serial, entry if own else entry.under(interp),
+                   is_reference=is_reference, interpreter=results.interpreter_field(interp),
+                   python=None if own else interp.spec)
 
     @property
     def kind(self) -> str:
@@ -47,12 +66,15 @@ class Subject:
         """What --resume needs to measure it again."""
         return {"name": self.name, "kind": self.kind, "family": self.family,
                 "command": list(self.command) if self.command else None, "host": self.host,
-                "port": self.port, "pid": self.pid}
+                "port": self.port, "pid": self.pid,
+                "entry": self.entry.name if self.entry else None, "python": self.python}
 
     @classmethod
     def from_meta(cls, d: dict) -> Subject:
+        """The subject again; raises interpreters.Unavailable if its interpreter is gone."""
         if d.get("kind") == "registry":
-            return cls.registry(servers.get(d["name"]))
+            interp = interpreters.get(d["python"]) if d.get("python") else None
+            return cls.registry(servers.get(d.get("entry") or d["name"]), interp=interp)
         return cls(d["name"], d.get("family") or "yours", None, False, None,
                    tuple(d["command"]) if d.get("command") else None, d.get("host"),
                    d.get("port"), d.get("pid"))

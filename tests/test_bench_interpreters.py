@@ -1,0 +1,137 @@
+"""The interpreter as a bench dimension (`bench run --python SPEC`, `make bench PYTHONS=...`): a
+two-interpreter smoke run end to end, and the choices around it: bad specs, a missing
+interpreter, a package missing under one interpreter, a free-threaded build (simulated, as in
+tests/test_interpreters.py: no such build exists on this machine), --resume.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import servers
+from bench import results
+from bench.run import cli, console
+from bench.run.subject import Subject
+from servers import interpreters, launch
+from tests.test_interpreters import free_threaded  # noqa: F401 (a fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def other_python() -> interpreters.Interpreter:
+    """A second interpreter for the smoke run: the newest 3.12+ here (LAB_TEST_PYTHON picks
+    another), else any other CPython 3.11+; skips with the reason where there is none."""
+    from tests.conftest import _second_python
+    here = interpreters.current()
+    found, why = _second_python()
+    if found is not None and found is not here:
+        return found
+    for minor in range(20, 10, -1):
+        try:
+            other = interpreters.get(f"3.{minor}")
+        except interpreters.Unavailable:
+            continue
+        if other is not here:
+            return other
+    pytest.skip(f"no second Python interpreter here to measure beside {here.label}: "
+                f"{why or 'the newest 3.12+ is the one running'}")
+
+
+def test_a_two_interpreter_run_measures_each_python_server_under_each(tmp_path):
+    second = other_python()
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--profile", "smoke", "--conns", "1",
+         "--servers", "epoll,subinterpreters", "--python", sys.executable,
+         "--python", second.spec, "--python", "3.99", "--out", str(tmp_path), "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    said = [line for line in done.stdout.splitlines() if "3.99" in line]
+    assert len(said) == 1 and "unavailable" in said[0] and "pyenv install" in said[0], said
+    assert f"NAME@{second.tag}" in done.stdout, "the plan says how the servers are named"
+    (run_dir,) = tmp_path.iterdir()
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["schema"] == results.SCHEMA_VERSION == 3
+    listed = {i.get("asked"): i for i in meta["interpreters"]}
+    assert listed[sys.executable]["default"] and listed[sys.executable]["available"]
+    assert listed[second.spec]["version"] == second.version and not listed[second.spec]["default"]
+    assert [i["reason"] for i in meta["interpreters"] if not i["available"]] == [
+        next(i["reason"] for i in meta["interpreters"] if i.get("spec") == "3.99")]
+    records = {r["server"]: r for r in
+               map(json.loads, (run_dir / "results.jsonl").read_text().splitlines())}
+    here = interpreters.current()
+    ours, theirs = records["epoll"], records[f"epoll@{second.tag}"]
+    for record, interp in ((ours, here), (theirs, second)):
+        assert record["status"] == "ok" and record["rps"] > 0, record
+        got = record["interpreter"]
+        assert (got["version"], got["tag"], got["executable"]) == (
+            interp.version, interp.tag, interp.python)
+        assert got["gil_enabled"] is True and got["free_threaded"] is False
+        assert got["build"]["compiler"] and "configure" in got["build"]
+    assert records[results.REFERENCE]["interpreter"] is None, "the C reference runs once"
+    assert results.Measurement.from_dict(theirs).model == "epoll"
+    # subinterpreters needs 3.12+: measured under the interpreter that has it, skipped (with
+    # the fix) under the one that has not
+    for interp in (here, second):
+        name = "subinterpreters" + ("" if interp is here else f"@{interp.tag}")
+        ok = servers.get("subinterpreters").availability(interp)[0]
+        assert records[name]["status"] == ("ok" if ok else "skipped"), records[name]
+        if not ok:
+            assert "INTERPRETER=3.13" in records[name]["reason"]
+            assert records[name]["interpreter"]["version"] == interp.version
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ("not a python", "names no interpreter"),
+    ("/no/such/python", "no such file"),
+])
+def test_a_bad_interpreter_spec_exits_2_naming_the_fix(spec, says, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--profile", "smoke", "--python", spec, "--no-progress"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert says in err and "give" in err and "Traceback" not in err, err
+
+
+def test_resume_takes_its_interpreters_from_the_run_not_from_the_command_line(capsys, tmp_path):
+    (tmp_path / "meta.json").write_text("{}")
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--resume", str(tmp_path), "--python", "3.13"])
+    assert stop.value.code == 2 and "leave out --python" in capsys.readouterr().err
+
+
+def test_a_free_threaded_interpreter_is_labelled_and_only_the_servers_it_cannot_run_are_skipped(
+        free_threaded):  # noqa: F811
+    interp = interpreters.get(free_threaded)
+    names = ["threads", "threadpool", "uvloop-streams", "trio", "c-epoll"]
+    chosen, skipped, not_run = cli.choose_available(names, [interpreters.current(), interp])
+    by_name = {s.name: s for s in chosen}
+    tag = interp.tag
+    assert tag.endswith("t") and {f"threads@{tag}", f"threadpool@{tag}", f"trio@{tag}",
+                                  "threads", "c-epoll"} <= set(by_name)
+    assert list(skipped) == [f"uvloop-streams@{tag}"], "only the server that needs uvloop"
+    assert "uvloop" in skipped[f"uvloop-streams@{tag}"]
+    assert not_run[f"uvloop-streams@{tag}"].interpreter["free_threaded"] is True
+    field = by_name[f"threads@{tag}"].interpreter
+    assert field["free_threaded"] is True and field["gil_enabled"] is False
+    assert field["label"].endswith("t")
+    assert by_name["c-epoll"].interpreter is None and by_name["threads"].python is None
+    state = [{**i.as_dict(), "default": i is interpreters.current(), "available": True}
+             for i in (interpreters.current(), interp)]
+    text = console.interpreters_text(state)
+    assert f"NAME@{tag}, free-threaded" in text and "plain names" in text
+    # what --resume finds the subject by
+    again = Subject.from_meta(by_name[f"threads@{tag}"].as_meta())
+    assert again.name == f"threads@{tag}" and again.entry.python == interp.python
+
+
+def test_the_gil_fact_of_a_readiness_line_is_read_back():
+    line = "serving threads on 127.0.0.1:4242 (pid 42, GIL disabled)"
+    assert launch.ready_gil(line) is False
+    assert launch.ready_gil(line.replace("disabled", "enabled")) is True
+    assert launch.ready_gil("serving epoll on 127.0.0.1:4242 (pid 42, level-triggered)") is None
+    assert launch.ready_gil(None) is None
