@@ -198,6 +198,24 @@ def noise_notes(v: view.View) -> list[str]:
     return out
 
 
+def interpreters_text(v: view.View) -> str:
+    """'3.11.7 (plain names), 3.13.0 (NAME@3.13)': what the run's Python servers ran under."""
+    return ", ".join(f"{i['label']} ("
+                     + ("plain names" if i["default"] else f"NAME@{i['tag']}") + ")"
+                     for i in v.run.interpreters) or "none recorded"
+
+
+def interpreters_differ(base: view.View, other: view.View) -> str | None:
+    """A sentence where the runs' Python servers ran under other interpreters, else None: a
+    server's change between them may be the interpreter's as much as its code's."""
+    a, b = interpreters_text(base), interpreters_text(other)
+    if a == b:
+        return None
+    return (f"**The Python interpreters differ**: A ran its Python servers under {a}; B under "
+            f"{b}. A server of the same name changed interpreter where its plain name's did, "
+            f"and a NAME@TAG server is compared only where both runs have it.")
+
+
 def run_line(label: str, v: view.View) -> str:
     profile = v.meta.get("profile") or "?"
     return f"**{label}**: `{v.run_id}` ({profile}; {v.machine_text}; {v.date})"
@@ -232,6 +250,8 @@ def document(base: view.View, others: list[view.View], changes: dict[str, list[C
         if base.machine_text != other.machine_text:
             doc.append(Paragraph(f"The runs come from different machines ({base.machine_text} "
                                  f"vs {other.machine_text})."))
+        if (said := interpreters_differ(base, other)) is not None:
+            doc.append(Paragraph(said))
         if moves := reference_moves(base, other):
             ref = next(iter(moves.values()))[0]
             where = ", ".join(f"{cell.label} {fmt_pct(change)}" for cell, (_, change) in moves.items())

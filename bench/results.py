@@ -491,6 +491,25 @@ class Run:
             out.setdefault(name, family)
         return out
 
+    @property
+    def interpreters(self) -> list[dict]:
+        """The Python interpreters the run's Python servers ran under, the bench's own first
+        (its servers keep their plain names): [{"tag", "label", "default", "free_threaded"}].
+        From the records (schema 3); an older run's Python servers all ran under the bench's
+        own, which meta.json names."""
+        found: dict[str, dict] = {}
+        for m in self.measurements:
+            i = m.interpreter
+            if i and i.get("tag") and i["tag"] not in found:
+                found[i["tag"]] = {"tag": i["tag"], "label": i.get("label") or i.get("version"),
+                                   "default": m.server == m.model,
+                                   "free_threaded": bool(i.get("free_threaded"))}
+            elif i and i.get("tag") and m.server == m.model:
+                found[i["tag"]]["default"] = True
+        if not found and (py := self.meta.get("python") or {}).get("version"):
+            return [{"tag": None, "label": py["version"], "default": True, "free_threaded": False}]
+        return sorted(found.values(), key=lambda i: not i["default"])
+
     def cells(self) -> list[CellKey]:
         cells = {m.cell for m in self.measurements}
         for spec in self.meta.get("cells") or []:

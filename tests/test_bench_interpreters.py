@@ -135,3 +135,45 @@ def test_the_gil_fact_of_a_readiness_line_is_read_back():
     assert launch.ready_gil(line.replace("disabled", "enabled")) is True
     assert launch.ready_gil("serving epoll on 127.0.0.1:4242 (pid 42, level-triggered)") is None
     assert launch.ready_gil(None) is None
+
+
+def _with_interpreters(tmp_path: Path, name: str, tags: list[str]) -> Path:
+    """The report's fixture (an old run: no interpreter in its records) recorded again as a run
+    whose Python servers ran under the lab's 3.11.7 and, for each of `tags`, as NAME@TAG."""
+    import shutil
+    run_dir = tmp_path / name
+    shutil.copytree(ROOT / "tests" / "fixtures" / "run_small", run_dir)
+    records = []
+    for text in (run_dir / "results.jsonl").read_text().splitlines():
+        record = json.loads(text)
+        record["interpreter"] = {"tag": "3.11", "label": "3.11.7", "version": "3.11.7",
+                                 "free_threaded": False, "gil_enabled": True}
+        records.append(record)
+        for tag in tags:
+            label = tag.rstrip("t") + ".0" + ("t" if tag.endswith("t") else "")
+            records.append({**record, "server": f"{record['server']}@{tag}",
+                            "rps": record.get("rps") and record["rps"] * 1.1,
+                            "interpreter": {**record["interpreter"], "tag": tag, "label": label,
+                                            "free_threaded": tag.endswith("t"),
+                                            "gil_enabled": not tag.endswith("t")}})
+    (run_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    meta = json.loads((run_dir / "meta.json").read_text())
+    meta["run_id"] = name
+    (run_dir / "meta.json").write_text(json.dumps(meta))
+    return run_dir
+
+
+def test_compare_says_when_the_runs_python_servers_ran_under_other_interpreters(tmp_path, capsys):
+    from bench import compare
+    old = ROOT / "tests" / "fixtures" / "run_small"  # schema 1: its servers ran under 3.11.7
+    same = _with_interpreters(tmp_path, "same", [])
+    both = _with_interpreters(tmp_path, "both", ["3.13"])
+    assert results.read_run(both).interpreters == [
+        {"tag": "3.11", "label": "3.11.7", "default": True, "free_threaded": False},
+        {"tag": "3.13", "label": "3.13.0", "default": False, "free_threaded": False}]
+    compare.main([str(old), str(same)])
+    assert "interpreters differ" not in capsys.readouterr().out, "3.11.7 both, said or read"
+    compare.main([str(same), str(both)])
+    text = capsys.readouterr().out
+    assert ("**The Python interpreters differ**: A ran its Python servers under 3.11.7 (plain "
+            "names); B under 3.11.7 (plain names), 3.13.0 (NAME@3.13).") in text, text
