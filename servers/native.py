@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import sys
 
 from servers import build
@@ -70,6 +71,22 @@ def why_not(name: str) -> str | None:
 # One probe per entry: the registry's probes are "module:function" with no arguments.
 def probe_c_epoll() -> str | None:
     return why_not("c-epoll")
+
+
+def probe_c_uring() -> str | None:
+    """Built, and can io_uring run here as c-uring needs it (Linux 6.0+, not refused by seccomp
+    or kernel.io_uring_disabled)? The program answers for itself: ``echo_uring --probe``."""
+    why = why_not("c-uring")
+    if why:
+        return why
+    try:
+        done = subprocess.run(command("c-uring", ["--probe"]), capture_output=True, text=True,
+                              timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"echo_uring --probe did not run: {exc}"
+    if done.returncode != 0:
+        return (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1].removeprefix("c-uring: ")
+    return None
 
 
 def probe_go() -> str | None:

@@ -323,6 +323,47 @@ def test_probe_says_why_when_io_uring_setup_is_refused(monkeypatch, err, words):
     assert any(word in reason for word in words), reason
 
 
+def _refuse_io_uring_setup() -> None:
+    """In a child before exec: a seccomp filter that answers io_uring_setup with EPERM, as
+    Docker's default profile does (no privilege needed with no_new_privs)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    class SockFilter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                    ("k", ctypes.c_uint32)]
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(SockFilter))]
+
+    program = (SockFilter * 4)(
+        SockFilter(0x20, 0, 0, 0),  # load seccomp_data.nr
+        SockFilter(0x15, 0, 1, uring.SYS_IO_URING_SETUP),  # io_uring_setup?
+        SockFilter(0x06, 0, 0, 0x00050000 | errno.EPERM),  # SECCOMP_RET_ERRNO | EPERM
+        SockFilter(0x06, 0, 0, 0x7FFF0000))  # SECCOMP_RET_ALLOW
+    fprog = SockFprog(4, program)
+    if libc.prctl(38, 1, 0, 0, 0) or libc.prctl(22, 2, ctypes.byref(fprog), 0, 0):  # NO_NEW_PRIVS, SECCOMP
+        os._exit(99)
+
+
+@pytest.mark.skipif(os.uname().machine not in ("x86_64", "aarch64"), reason="the filter's syscall number")
+@pytest.mark.parametrize("name", ["io_uring", "c-uring"])
+def test_where_seccomp_refuses_io_uring_the_registry_says_why(name):
+    import subprocess
+    entry = servers.get(name)
+    if entry.source:  # build it before the filter is on (the compiler needs no io_uring anyway)
+        from servers import native
+        if native.why_not(name):
+            pytest.skip(f"{name} cannot be built here: {native.why_not(name)}")
+    probe = entry.probe.replace(":", "', '")
+    done = subprocess.run(
+        [sys.executable, "-c", f"import importlib; m, f = '{probe}'; print(getattr(importlib.import_module(m), f)())"],
+        capture_output=True, text=True, timeout=60, preexec_fn=_refuse_io_uring_setup,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0, done.stderr
+    reason = done.stdout.strip()
+    assert "io_uring_setup failed: EPERM" in reason and "seccomp" in reason, reason
+
+
 def test_probe_off_linux(monkeypatch):
     monkeypatch.setattr(sys, "platform", "darwin")
     assert io_uring_server.probe().startswith("Linux-only")

@@ -22,9 +22,13 @@ NATIVE = [s for s in servers.SERVERS if s.source]
 INSTALL = {"c": "apt-get install gcc", "go": "apt-get install golang-go",
            "erlang": "apt-get install erlang-base", "node": "apt-get install nodejs",
            "java": "apt-get install openjdk-17-jdk-headless"}
-# what /proc/PID/exe of the exec'd server is: the built program, or the runtime that runs it
-EXECUTABLE = {"c": "echo_epoll", "go": "echo", "node": "node", "erlang": "beam.smp",
-              "java": "java"}
+# what /proc/PID/exe of the exec'd server is: the built program (named after its source), or
+# the runtime that runs it
+RUNTIME = {"node": "node", "erlang": "beam.smp", "java": "java"}
+
+
+def executable(entry) -> str:
+    return RUNTIME.get(entry.toolchain) or os.path.splitext(os.path.basename(entry.source))[0]
 
 
 def run(*args, env=None, timeout=120):
@@ -80,6 +84,7 @@ def test_an_edited_source_builds_again(tmp_path):
     env = {**os.environ, "LAB_BUILD_DIR": str(tmp_path / "cache")}
     source = tmp_path / "echo_epoll.c"
     shutil.copy(os.path.join(ROOT, "servers/c/echo_epoll.c"), source)
+    shutil.copy(os.path.join(ROOT, "servers/c/lab.h"), tmp_path / "lab.h")  # its plumbing
 
     def build() -> tuple[str, int]:
         done = run("-m", "servers.build", str(source), env=env)
@@ -94,6 +99,9 @@ def test_an_edited_source_builds_again(tmp_path):
     edited = build()
     assert edited[0] != first[0], "an edited source reused the old build"
     assert os.path.exists(first[0]) and os.path.exists(edited[0])
+    with open(tmp_path / "lab.h", "a") as f:  # a header it includes is part of its source
+        f.write("\n/* edited */\n")
+    assert build()[0] not in (first[0], edited[0]), "an edited lab.h reused the old build"
 
 
 def test_without_toolchains_native_servers_are_unavailable_with_the_install_command(tmp_path):
@@ -136,7 +144,7 @@ def test_python_m_servers_serve_execs_the_program(entry):
         # so SIGTERM from a harness (or Ctrl-C) reaches the server itself
         assert launch.READY_RE.match(server.ready_line)["pid"] == str(server.pid)
         exe = os.path.basename(os.path.realpath(f"/proc/{server.pid}/exe"))
-        assert exe == EXECUTABLE[entry.toolchain], exe
+        assert exe == executable(entry), exe
         with connect(server.address) as sock:
             round_trip_s(sock, b"exec'd")
         code, _ = server.stop()

@@ -36,26 +36,14 @@
  * Watch it:  strace -f -e trace=epoll_pwait,epoll_ctl,recvfrom,sendto -p PID
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <limits.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <sys/resource.h>
-#include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
+#define LAB_NAME "c-epoll"
+#include "lab.h" /* the plumbing: options, listening socket, readiness line, --work-us */
 
-#define NAME "c-epoll"
+#include <signal.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+
 #define CHUNK_BYTES (64 * 1024)  /* one recv() asks for at most this; also the pending bound */
 #define ACCEPT_BACKOFF_MS 100    /* out of fds: stop watching the listener for this long */
 #define MAX_EVENTS 256           /* ready descriptors taken from the kernel per epoll_pwait */
@@ -76,175 +64,8 @@ static char LISTENER_TAG, SIGNALS_TAG;
  * into a buffer that starts 1 to 31 bytes past a page is far slower on AMD EPYC (lesson 07) */
 static char chunk[CHUNK_BYTES] __attribute__((aligned(4096)));
 
-/* ------------------------------------------------------------------------------------------ */
-/* Plumbing: logging, options, the listening socket (servers/common.py's, in C)               */
-
-static void log_line(const char *fmt, ...) {
-    char text[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "[%s %d] %s\n", NAME, (int)getpid(), text);
-}
-
-/* "BEFORE: strerror(err)AFTER" at most once per 5 s, so a condition that repeats (EMFILE under
- * load, clients resetting) cannot flood stderr */
-static long long monotonic_ms(void);
-static void log_every_5s(long long *last_ms, const char *before, int err, const char *after) {
-    long long now = monotonic_ms();
-    if (!*last_ms || now - *last_ms >= 5000) {
-        *last_ms = now;
-        log_line("%s: %s%s", before, strerror(err), after);
-    }
-}
-
-static void usage(FILE *out) {
-    fprintf(out,
-            "usage: python -m servers serve c-epoll [--host HOST] [--port PORT] [--backlog N] [--work-us N]\n"
-            "One thread, epoll, in C: the lab's reference echo server.\n"
-            "  --host HOST   address to listen on (default: 127.0.0.1, loopback only)\n"
-            "  --port PORT   TCP port; 0 picks a free one (default: 0)\n"
-            "  --backlog N   listen queue length, capped by net.core.somaxconn (default: %d)\n"
-            "  --work-us N   burn N microseconds of CPU per chunk received, before echoing it (default: 0)\n"
-            "Prints 'serving c-epoll on HOST:PORT (pid N)' once it accepts connections; "
-            "SIGINT or SIGTERM stops it (exit 0).\n",
-            SOMAXCONN);
-}
-
-static void bad_option(const char *fmt, ...) {
-    char text[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "%s: error: %s (see --help)\n", NAME, text);
-    exit(2);
-}
-
-static long whole_number(const char *option, const char *text, long min, long max, const char *range) {
-    char *end;
-    errno = 0;
-    long value = strtol(text, &end, 10);
-    if (errno || end == text || *end)
-        bad_option("argument %s: '%s' is not a whole number: %s", option, text, range);
-    if (value < min || value > max)
-        bad_option("argument %s: %ld out of range: %s", option, value, range);
-    return value;
-}
-
-struct options {
-    const char *host;
-    const char *port;
-    int backlog;
-    long work_us;
-};
-
-static struct options parse_args(int argc, char **argv) {
-    struct options o = {"127.0.0.1", "0", SOMAXCONN, 0};
-    for (int i = 1; i < argc; i++) {
-        char *arg = argv[i], *value = NULL, *eq = strchr(arg, '=');
-        if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
-            usage(stdout);
-            exit(0);
-        }
-        if (strncmp(arg, "--", 2) == 0 && eq) { /* --port=8000 */
-            *eq = '\0';
-            value = eq + 1;
-        }
-        bool known = !strcmp(arg, "--host") || !strcmp(arg, "--port") ||
-                     !strcmp(arg, "--backlog") || !strcmp(arg, "--work-us");
-        if (!known)
-            bad_option("unrecognized argument %s: the options are --host, --port, --backlog, --work-us", arg);
-        if (!value) {
-            if (i + 1 >= argc)
-                bad_option("argument %s: expected one value", arg);
-            value = argv[++i];
-        }
-        if (!strcmp(arg, "--host"))
-            o.host = value;
-        else if (!strcmp(arg, "--port")) {
-            whole_number("--port", value, 0, 65535, "give a number from 0 to 65535 (0 picks a free port)");
-            o.port = value; /* getaddrinfo takes the service as text */
-        }
-        else if (!strcmp(arg, "--backlog"))
-            o.backlog = (int)whole_number("--backlog", value, 1, INT_MAX, "give 1 or more");
-        else
-            o.work_us = whole_number("--work-us", value, 0, LONG_MAX / 1000, "give 0 or more");
-    }
-    return o;
-}
-
-/* Every connection costs a descriptor, and the soft default (often 1024) is far below what the
- * kernel allows: raise the soft RLIMIT_NOFILE to the hard one. */
-static void raise_fd_limit(void) {
-    struct rlimit lim;
-    if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
-        lim.rlim_cur = lim.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &lim) != 0)
-            log_line("could not raise the fd limit: %s", strerror(errno));
-    }
-}
-
-static int listen_on(const struct options *o) {
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
-    int rc = getaddrinfo(o->host, o->port, &hints, &ai);
-    if (rc != 0) {
-        fprintf(stderr, "%s: cannot listen on '%s': %s; give --host an IP address such as 127.0.0.1\n",
-                NAME, o->host, gai_strerror(rc));
-        exit(2);
-    }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
-    if (fd < 0) {
-        fprintf(stderr, "%s: socket: %s\n", NAME, strerror(errno));
-        exit(1);
-    }
-    /* SO_REUSEADDR lets a restarted server bind while old connections sit in TIME_WAIT */
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, o->backlog) != 0) {
-        int err = errno;
-        fprintf(stderr, "%s: cannot listen on %s:%s: %s; %s\n", NAME, o->host, o->port, strerror(err),
-                err == EADDRINUSE ? "pick another --port, or --port 0 for a free one"
-                                  : "check --host and --port");
-        exit(1);
-    }
-    freeaddrinfo(ai);
-    return fd;
-}
-
-/* The readiness line: the contract with every harness. Printed once, after listen(). */
-static void announce(int listener) {
-    struct sockaddr_storage addr;
-    socklen_t len = sizeof addr;
-    char host[NI_MAXHOST], port[NI_MAXSERV];
-    getsockname(listener, (struct sockaddr *)&addr, &len);
-    getnameinfo((struct sockaddr *)&addr, len, host, sizeof host, port, sizeof port,
-                NI_NUMERICHOST | NI_NUMERICSERV);
-    bool v6 = strchr(host, ':') != NULL;
-    printf("serving %s on %s%s%s:%s (pid %d, level-triggered)\n", NAME, v6 ? "[" : "", host,
-           v6 ? "]" : "", port, (int)getpid());
-    fflush(stdout);
-}
-
-/* --work-us: spin for that many microseconds of this thread's CPU time (lesson 11). The thread
- * CPU clock counts only time the thread ran, so the work costs the same CPU however often the
- * scheduler preempts it. */
-static void burn_cpu(long work_us) {
-    if (work_us <= 0)
-        return;
-    struct timespec now;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
-    long long deadline = now.tv_sec * 1000000000LL + now.tv_nsec + work_us * 1000LL;
-    do
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
-    while (now.tv_sec * 1000000000LL + now.tv_nsec < deadline);
-}
-
-static long long monotonic_ms(void) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec * 1000LL + now.tv_nsec / 1000000;
-}
+static const struct server_info INFO = {"One thread, epoll, in C: the lab's reference echo server.",
+                                        NULL, NULL};
 
 /* ------------------------------------------------------------------------------------------ */
 /* The model: the same steps as servers/epoll_server.py                                       */
@@ -359,7 +180,7 @@ static void connection_ready(struct connection *c, uint32_t events) {
 }
 
 int main(int argc, char **argv) {
-    struct options o = parse_args(argc, argv);
+    struct options o = parse_args(argc, argv, &INFO);
     work_us = o.work_us;
     raise_fd_limit();
 
@@ -371,17 +192,17 @@ int main(int argc, char **argv) {
     sigprocmask(SIG_BLOCK, &stop, NULL);
     int sigfd = signalfd(-1, &stop, SFD_NONBLOCK | SFD_CLOEXEC);
 
-    int listener = listen_on(&o);
+    int listener = listen_on(&o, SOCK_NONBLOCK);
     epfd = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event listen_ev = {.events = EPOLLIN, .data.ptr = &LISTENER_TAG};
     struct epoll_event sig_ev = {.events = EPOLLIN, .data.ptr = &SIGNALS_TAG};
     if (sigfd < 0 || epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, listener, &listen_ev) != 0 ||
         epoll_ctl(epfd, EPOLL_CTL_ADD, sigfd, &sig_ev) != 0) {
-        fprintf(stderr, "%s: epoll/signalfd: %s\n", NAME, strerror(errno));
+        fprintf(stderr, "%s: epoll/signalfd: %s\n", LAB_NAME, strerror(errno));
         return 1;
     }
     long long accept_paused_until_ms = 0; /* out of fds: the listener is unwatched until then */
-    announce(listener);
+    announce(listener, "level-triggered");
 
     struct epoll_event ready[MAX_EVENTS];
     for (;;) {
