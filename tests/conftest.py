@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import pytest
+
+# A shell without job control starts a background command (`make test &`, nohup) with SIGINT
+# ignored, and every process the suite starts would inherit that: the servers, the load
+# generator and the talk client would shrug off the Ctrl-C the tests send them. A handler of our
+# own is reset to the default in each child at exec, so the children see Ctrl-C as a terminal
+# would deliver it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
