@@ -214,7 +214,7 @@ def scheduler(lesson: Lesson, why_not: str | None, quick: bool) -> list[str]:
     lesson.measure("fair scheduler of this kernel", name)
     allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     cpu = allowed[-1] if allowed else 0
-    spin_s = 1.0 if quick else 2.0
+    spin_s = 0.6 if quick else 2.0
     notices = []
     base_nice = os.getpriority(os.PRIO_PROCESS, 0) if not why_not else 0
     nice_why = why_not or (None if base_nice == 0 else

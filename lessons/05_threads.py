@@ -187,7 +187,7 @@ TOLERANCE = {"lost updates, read-call-write without a lock": None, "time with th
 
 # -- deadlock -------------------------------------------------------------------------------------------
 
-DEADLOCK_WAIT_S = 0.5  # how long each thread waits for its second lock before it gives up
+DEADLOCK_WAIT_S = 0.3  # how long each thread waits for its second lock before it gives up
 ORDERED_ROUNDS = 20_000
 DEADLOCK_LABELS = ("opposite order: threads stuck, each waiting for the lock the other holds",
                    "opposite order: the waiting threads' state (/proc/self/task)",

@@ -90,8 +90,9 @@ def ballast(mib: int, huge: bool = False) -> mmap.mmap | None:
     advice = getattr(mmap, "MADV_HUGEPAGE" if huge else "MADV_NOHUGEPAGE", None)  # Linux only
     if advice is not None:
         memory.madvise(advice)  # before the first touch: it decides the page size of each fault
-    for offset in range(0, size, mmap.PAGESIZE):
-        memory[offset] = 1  # the write fault allocates the page (or the whole huge page)
+    chunk = b"\x01" * min(size, 1 << 20)
+    for offset in range(0, size, len(chunk)):  # every write fault allocates a page (or a huge page)
+        memory[offset:offset + len(chunk)] = chunk
     return memory
 
 
