@@ -73,6 +73,11 @@ def test_a_two_interpreter_run_measures_each_python_server_under_each(tmp_path):
         assert got["gil_enabled"] is True and got["free_threaded"] is False
         assert got["build"]["compiler"] and "configure" in got["build"]
     assert records[results.REFERENCE]["interpreter"] is None, "the C reference runs once"
+    report = (run_dir / "report.md").read_text()
+    assert "**Interpreters**: the Python servers ran under" in report
+    assert "## Each Python model under each interpreter at 1 conn × 1 KiB" in report
+    assert (run_dir / "charts" / "interpreters.png").is_file()
+    assert f"**{second.label} against {here.label}**" in report
     assert results.Measurement.from_dict(theirs).model == "epoll"
     # subinterpreters needs 3.12+: measured under the interpreter that has it, skipped (with
     # the fix) under the one that has not
@@ -155,7 +160,8 @@ def _with_interpreters(tmp_path: Path, name: str, tags: list[str]) -> Path:
                             "rps": record.get("rps") and record["rps"] * 1.1,
                             "interpreter": {**record["interpreter"], "tag": tag, "label": label,
                                             "free_threaded": tag.endswith("t"),
-                                            "gil_enabled": not tag.endswith("t")}})
+                                            "gil_enabled": not tag.endswith("t")
+                                            or record["server"] == "uvloop"}})
     (run_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     meta = json.loads((run_dir / "meta.json").read_text())
     meta["run_id"] = name
@@ -177,3 +183,32 @@ def test_compare_says_when_the_runs_python_servers_ran_under_other_interpreters(
     text = capsys.readouterr().out
     assert ("**The Python interpreters differ**: A ran its Python servers under 3.11.7 (plain "
             "names); B under 3.11.7 (plain names), 3.13.0 (NAME@3.13).") in text, text
+
+
+def test_the_report_of_a_free_threaded_run_labels_it_and_says_where_the_gil_came_back(tmp_path):
+    from bench.report import blocks, charts, document, html, series, view
+    v = view.load(_with_interpreters(tmp_path, "ft", ["3.14t"]))
+    focus = view.headline_cell(v)
+    chart = series.interpreters(v, focus)  # the one chart, drawn both ways, and the text
+    charts.draw_interpreters(v, chart, tmp_path / "interpreters.png")
+    assert (tmp_path / "interpreters.svg").is_file()
+    legend = [t.name for t in html.fig_interpreters(v, chart).data]
+    assert legend == ["3.11.7, plain names", "3.14.0t (free-threaded), NAME@3.14t"]
+    text = blocks.to_markdown(document.report(v, [chart], focus))
+    assert ("the Python servers ran under 3.11.7 (plain names, the bench's own) and 3.14.0t "
+            "(free-threaded) (named NAME@3.14t)") in text
+    assert "**3.14.0t (free-threaded) against 3.11.7**" in text
+    assert "3.14.0t is a free-threaded build" in text
+    assert "the GIL was back on in uvloop@3.14t" in text
+
+
+def test_with_several_interpreters_the_quick_profile_keeps_the_cells_where_they_differ():
+    from bench.run import profiles
+    quick = profiles.PROFILES["quick"]
+    assert profiles.with_interpreters(quick, 1) is quick
+    two = profiles.with_interpreters(quick, 2)
+    assert two.cells == [results.CellKey(16, 1024), results.CellKey(128, 1024)]
+    assert two.budget_s == quick.budget_s + profiles.INTERPRETER_BUDGET_S
+    assert "2 interpreters" in two.description and quick.cells != two.cells, "PROFILES unchanged"
+    full = profiles.PROFILES["full"]
+    assert profiles.with_interpreters(full, 3) is full

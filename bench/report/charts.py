@@ -10,6 +10,8 @@ drawn from what bench/report/series.py computed (this module computes no figure 
 - openloop      p99 and completed share vs offered load, the knee (when the run has open loop)
 - cpu           server CPU microseconds and context switches per request at the headline cell
 - memory        memory per connection: dots on a log axis, one basis, one dot per connection count
+- interpreters  each Python model's ratio to the reference under each interpreter (a run with
+                several, `bench run --python`): a dot per interpreter with its interval
 
 Every chart marks a figure that is not clean the same way (see bench/report/view.py): filled = ok;
 hollow = noisy or client-bound; hollow in a red ring = degraded; × = failed. Lines into a point
@@ -34,7 +36,8 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocat
 
 from bench import results  # noqa: E402
 from bench.report.fmt import (  # noqa: E402
-    fmt_bytes, fmt_cell_short, fmt_percentile, fmt_rps, fmt_short, fmt_size, fmt_small,
+    fmt_bytes, fmt_cell_short, fmt_percentile, fmt_ratio, fmt_rps, fmt_short, fmt_size,
+    fmt_small,
 )
 from bench.report.series import (  # noqa: E402
     SPECTRUM_MARKS, Bar, Chart, Line, bounds, has_bar,
@@ -53,7 +56,7 @@ VERDICT_COLOURS = {"ok": "#c7e9c0", "noisy": "#fff3b0", "client-bound": "#c6dbef
 
 # Every file this module may write in charts/, so a redraw removes the ones it no longer makes.
 CHART_GLOB = ("status.*", "throughput*.*", "latency*.*", "sizes.*", "spectrum.*", "openloop.*",
-              "cpu.*", "memory.*")
+              "cpu.*", "memory.*", "interpreters.*")
 
 
 # -- Plumbing ----------------------------------------------------------------------------------------
@@ -571,9 +574,79 @@ def draw_memory(view: View, chart: Chart, path: Path) -> None:
     _save(fig, path)
 
 
+# Round ratios to tick a log axis at: every one over a narrow span, fewer over a wide one.
+RATIO_TICKS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.5,
+               2.0, 3.0, 5.0, 10.0)
+RATIO_TICKS_WIDE = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+def draw_interpreters(view: View, chart: Chart, path: Path) -> None:
+    """A row per Python model, a dot per interpreter (its colour and marker) with its interval
+    as a whisker, on a log axis of the ratio to the reference; hollow where not clean."""
+    data = chart.data
+    fig, (ax,) = _figure(view, f"Each Python model under each interpreter · {data.cell.label}",
+                         height_in=_bars_height(len(data.models)))
+    count = len(data.interpreters)
+    offsets = [(k - (count - 1) / 2) * min(0.22, 0.7 / count) for k in range(count)]
+    values, unmeasured = [], []
+    for y, model in enumerate(data.models):
+        for k, bar in enumerate(data.dots[model]):
+            if bar is not None and bar.stat is None:  # skipped or failed under it: said below
+                unmeasured.append((y + offsets[k], data.interpreters[k], bar.outcome.verdict))
+            if bar is None or bar.stat is None:
+                continue
+            colour, marker, _ = bar.style
+            s, o = bar.stat, bar.outcome
+            low, high = bounds(s)
+            values += [low, high, s.median]
+            if has_bar(s):
+                ax.plot([low, high], [y + offsets[k]] * 2, color=colour, linewidth=1.4)
+            ax.plot([s.median], [y + offsets[k]], marker=marker, markersize=8, linestyle="none",
+                    color=colour, markerfacecolor=colour if clean(o) else "white",
+                    markeredgewidth=1.6)
+            if o.verdict == "degraded":
+                ax.plot([s.median], [y + offsets[k]], marker="o", markersize=14,
+                        linestyle="none", markerfacecolor="none",
+                        markeredgecolor=DEGRADED_RING, markeredgewidth=1.4)
+    positive = [v for v in values if v > 0]
+    if data.unit.startswith("×"):
+        ax.axvline(1.0, color="#000000", linewidth=1, linestyle="--")
+        ax.text(1.0, -0.75, " the reference (1×)", fontsize=9, va="bottom")
+        positive.append(1.0)
+    ax.set_xscale("log")
+    low, high = min(positive) / 1.15, max(positive) * 1.15
+    ax.set_xlim(low, high)
+    for y, i, verdict in unmeasured:
+        ax.text(low, y, f"  {verdict} under {i['label']}", va="center", fontsize=9,
+                color=i["colour"], style="italic")
+    if data.unit.startswith("×"):  # ratios span less than a decade: ticks at round ratios
+        ticks = RATIO_TICKS if high / low < 3 else RATIO_TICKS_WIDE
+        _log_ticks(ax, [t for t in ticks if low <= t <= high], fmt_ratio)
+    else:
+        _log_axis(ax.xaxis, fmt_rps)
+    ax.set_yticks(range(len(data.models)))
+    ax.set_yticklabels(data.models, fontsize=10)
+    ax.tick_params(axis="y", length=0)
+    ax.set_ylim(len(data.models) - 0.4, -0.9)
+    ax.grid(False, axis="y")
+    ax.set_xlabel(f"{data.unit} (log scale); whiskers: 95 % interval")
+    handles = [Line2D([], [], color=i["colour"], marker=i["marker"], linestyle="none",
+                      markersize=8, label=i["label"] + (" (free-threaded)" if i["free_threaded"]
+                                                         else "")
+                      + (", plain names" if i["default"] else f", NAME@{i['tag']}"))
+               for i in data.interpreters]
+    handles.append(Line2D([], [], color="#444444", marker="o", markerfacecolor="white",
+                          linestyle="none", markersize=8,
+                          label="hollow: noisy, client-bound\nor degraded (not compared)"))
+    fig.legend(handles=handles, loc="outside right upper", fontsize=10, frameon=False,
+               title="interpreter", title_fontproperties={"weight": "bold", "size": 10},
+               alignment="left")
+    _save(fig, path)
+
+
 DRAW = {"status": draw_status, "throughput": draw_throughput, "latency": draw_latency,
         "sizes": draw_sizes, "spectrum": draw_spectrum, "openloop": draw_openloop,
-        "cpu": draw_cpu, "memory": draw_memory}
+        "cpu": draw_cpu, "memory": draw_memory, "interpreters": draw_interpreters}
 
 
 def draw(view: View, charts: list[Chart], charts_dir: Path) -> None:

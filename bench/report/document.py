@@ -56,6 +56,8 @@ def metadata(view: View) -> Table:
     py = meta.get("python") or {}
     if py:
         rows.append(("Python", f"{py.get('implementation', '')} {py.get('version', '')}".strip()))
+    if (asked := meta.get("interpreters")) and (len(asked) > 1 or not asked[0].get("default")):
+        rows.append(("interpreters", "; ".join(interpreter_text(i) for i in asked)))
     if meta.get("packages"):
         rows.append(("packages", ", ".join(f"{k} {v}" for k, v in meta["packages"].items())))
     if isinstance(meta.get("reference"), dict):
@@ -105,6 +107,22 @@ def metadata(view: View) -> Table:
         minutes, seconds = divmod(round(meta["duration_s"]), 60)
         rows.append(("run time", f"{minutes} min {seconds} s" if minutes else f"{seconds} s"))
     return Table(["field", "value"], [[k, str(v)] for k, v in rows if v not in (None, "")])
+
+
+def interpreter_text(i: dict) -> str:
+    """One interpreter of meta.json: '3.13.0 (NAME@3.13): cpython, GIL enabled, built
+    --enable-shared -O3 with GCC 12.2.0, /path/.venv-3.13/bin/python', or why it was not run."""
+    if not i.get("available"):
+        return f"{i.get('spec')}: not run: {one_line(i.get('reason') or '', 300)}"
+    build = i.get("build") or {}
+    flags = " ".join([*(build.get("configure") or []), build.get("opt") or ""]).strip()
+    gil = ("GIL disabled at start-up" if not i.get("gil_enabled") else "GIL enabled")
+    return (f"{i.get('label')} ({'plain names' if i.get('default') else 'NAME@' + str(i.get('tag'))}"
+            f"): {i.get('implementation')}, "
+            + ("free-threaded, " if i.get("gil_disabled_build") else "") + f"{gil}"
+            + (f", built {flags}" if flags else "")
+            + (f" with {build['compiler']}" if build.get("compiler") else "")
+            + (", a debug build" if build.get("debug") else "") + f", `{i.get('python')}`")
 
 
 def p99_text(o: results.CellSummary) -> str:
@@ -363,6 +381,8 @@ def headline(view: View, focus: results.CellKey | None) -> BulletList:
     if (text := interrupted_text(view)) is not None:
         lines.append(f"**This run was {text}**; the report shows what was measured.")
     lines += notes.noise(view)
+    if (said := notes.interpreters_line(view)) is not None:
+        lines.append(said)
     if focus is not None and (order := notes.ranking(view, focus)):
         what = ("ratio to the C reference's req/s, absolute req/s beside it" if view.has_ratios
                 else "req/s")

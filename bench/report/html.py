@@ -277,6 +277,42 @@ def fig_sizes(view: View, chart: Chart) -> go.Figure:
                               f"(MiB/s)", 60 + 18 * len(fig.data))
 
 
+def fig_interpreters(view: View, chart: Chart) -> go.Figure:
+    """A row per Python model, a dot per interpreter with its interval (series.interpreters)."""
+    data = chart.data
+    fig = go.Figure()
+    for k, i in enumerate(data.interpreters):
+        shown = [(model, bar) for model in data.models
+                 if (bar := data.dots[model][k]) is not None and bar.stat is not None]
+        if not shown:
+            continue
+        name = i["label"] + (" (free-threaded)" if i["free_threaded"] else "")
+        fig.add_trace(go.Scatter(
+            x=[b.stat.median for _, b in shown], y=[model for model, _ in shown],
+            mode="markers", name=name + (", plain names" if i["default"] else f", NAME@{i['tag']}"),
+            marker={"size": 10, "color": i["colour"],
+                    "symbol": [symbol(b.outcome.verdict, PLOTLY_SYMBOLS.get(i["marker"], "circle"))
+                               for _, b in shown],
+                    "line": {"width": 1.5, "color": [outline(b.outcome.verdict, i["colour"])
+                                                     for _, b in shown]}},
+            error_x={"type": "data", "array": [bounds(b.stat)[1] - b.stat.median for _, b in shown],
+                     "arrayminus": [b.stat.median - bounds(b.stat)[0] for _, b in shown],
+                     "thickness": 1.4, "width": 3, "color": i["colour"]},
+            hovertext=[_hover(b.outcome, f"{b.stat.median:.3g} {data.unit} under {name}")
+                       for _, b in shown], hoverinfo="text"))
+    fig.update_xaxes(type="log", title_text=f"{data.unit} (log); whiskers: 95 % interval")
+    fig.update_yaxes(autorange="reversed")
+    if data.unit.startswith("×"):
+        fig.add_vline(x=1.0, line_dash="dash", line_color="#000000")
+    fig.update_layout(legend={"title": {"text": "interpreter (click: hide / show)"}})
+    return _layout(fig, view, f"Each Python model under each interpreter · {data.cell.label}",
+                   40 + 30 * len(data.models))
+
+
+PLOTLY_SYMBOLS = {"o": "circle", "s": "square", "D": "diamond", "^": "triangle-up",
+                  "v": "triangle-down", "P": "cross"}
+
+
 def figures_for(view: View, chart: Chart) -> list[go.Figure]:
     """The interactive figures that stand in for one static chart ([] = inline its SVG)."""
     key = chart.key
@@ -296,6 +332,8 @@ def figures_for(view: View, chart: Chart) -> list[go.Figure]:
         figs = [fig_memory(view, chart)]
     elif key == "sizes":
         figs = [fig_sizes(view, chart)]
+    elif key == "interpreters":
+        figs = [fig_interpreters(view, chart)]
     return [f for f in figs if f is not None]
 
 

@@ -10,13 +10,14 @@ Three rules hold in every sentence here:
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass
 
 from bench import results
 from bench.report.fmt import (
-    fmt_bytes, fmt_percentile, fmt_ratio, fmt_rps, fmt_share, fmt_size, fmt_small, fmt_us,
-    how_much_more, join, one_line, possessive,
+    fmt_bytes, fmt_pct, fmt_percentile, fmt_ratio, fmt_rps, fmt_share, fmt_size, fmt_small,
+    fmt_us, how_much_more, join, one_line, possessive,
 )
 from bench.report.view import View, clean, offered, overlap, ranked, requests, separation
 
@@ -440,3 +441,100 @@ def convergence(view: View) -> str | None:
     return (f"{done} of {len(cells)} server × cell results converged: the 95 % CI of their "
             f"median vs_ref lies within ±{results.TOLERANCE:.0%} of it.")
 
+
+
+# -- Interpreters ------------------------------------------------------------------------------------
+
+
+def versus(view: View, a: results.CellSummary, b: results.CellSummary) -> int:
+    """+1 when `a` is ahead of `b` beyond noise, -1 when behind, 0 when they tie or either is not
+    clean: the report's one rule, between two results of one cell."""
+    if not (clean(a) and clean(b)) or overlap(a, b):
+        return 0
+
+    def key(o: results.CellSummary) -> float:
+        return o.vs_ref if view.has_ratios and o.vs_ref is not None else o.rps.median
+    return 1 if key(a) > key(b) else -1
+
+
+def interpreter_name(i: dict) -> str:
+    """'3.13.0', '3.14.0t (free-threaded)'."""
+    return i["label"] + (" (free-threaded)" if i.get("free_threaded") else "")
+
+
+def interpreters_line(view: View) -> str | None:
+    """The headline's sentence naming the interpreter of every Python server: 'CPython 3.11.7
+    (plain names, the bench's own) and 3.13.0 (NAME@3.13)'; None for a run of one interpreter
+    (the metadata table names it)."""
+    known = [i for i in view.run.interpreters if i["tag"]]
+    if len(known) < 2 and all(i["default"] for i in known):
+        return None
+    said = [interpreter_name(i) + (" (plain names, the bench's own)" if i["default"]
+                                   else f" (named NAME@{i['tag']})") for i in known]
+    return (f"**Interpreters**: the Python servers ran under {join(said)}, each from its own "
+            f"venv, beside the same reference in the same rounds; servers in other languages "
+            f"ran once.")
+
+
+def interpreters(view: View, data) -> list[str]:
+    """Which interpreter ran each Python model faster at the headline cell, by the report's one
+    rule (versus), each other interpreter against the first (the bench's own)."""
+    base, cell = data.interpreters[0], data.cell
+    what = "ratio to the reference" if view.has_ratios else "req/s"
+    out = [f"Each model's {what} under each interpreter at {cell.label}, with its 95 % "
+           f"interval; filled markers are clean results, hollow ones noisy, client-bound or "
+           f"degraded (never compared)."]
+    for k, other in enumerate(data.interpreters[1:], 1):
+        faster, slower, tied, apart = [], [], [], []
+        for model in data.models:
+            a, b = data.dots[model][k], data.dots[model][0]
+            if a is None or b is None or a.stat is None or b.stat is None:
+                continue
+            if not (clean(a.outcome) and clean(b.outcome)):
+                worse = a.outcome if not clean(a.outcome) else b.outcome
+                apart.append(f"{model} ({not_clean_word(worse)} under "
+                             f"{data.interpreters[k if worse is a.outcome else 0]['label']})")
+                continue
+            ratio = fmt_pct(a.stat.median / b.stat.median - 1)
+            {1: faster, -1: slower, 0: tied}[versus(view, a.outcome, b.outcome)].append(
+                f"{model} ({ratio})")
+        said = [f"**{interpreter_name(other)} against {base['label']}** (the change of each "
+                f"model's figure from {base['label']} to {other['label']}):"]
+        said.append(f"faster beyond noise for {join(faster)}" if faster else
+                    "faster beyond noise for no model")
+        if slower:
+            said.append(f"slower for {join(slower)}")
+        if tied:
+            said.append(f"within noise (a tie) for {join(tied)}")
+        if apart:
+            said.append(f"not compared: {join(apart)}")
+        out.append(said[0] + " " + "; ".join(said[1:]) + ".")
+    builds = {json_key(i.get("build")) for i in _described(view)}
+    if len(builds) > 1:
+        out.append("The interpreters were built differently (see The run): a build's flags "
+                   "(PGO, LTO, -O level) change speed as much as a version can.")
+    elif builds and builds != {json_key(None)}:
+        out.append("They were built alike (the same configure options, -O level and compiler, "
+                   "see The run), so a difference is the version's: its bytecode and C code, "
+                   "and its packages as built for it.")
+    for i in data.interpreters:
+        if i.get("free_threaded"):
+            on = sorted({m.server for m in view.run.measurements
+                         if (m.interpreter or {}).get("tag") == i["tag"]
+                         and (m.interpreter or {}).get("gil_enabled")})
+            out.append(f"{i['label']} is a free-threaded build: its threads run Python at once "
+                       f"on as many cores as the server has"
+                       + (f"; the GIL was back on in {join(on)} (an extension module imported "
+                          f"without free-threading support turns it on, and the server's "
+                          f"readiness line said so)" if on else "; the GIL stayed off in every "
+                          "server") + ".")
+    return out
+
+
+def json_key(value) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _described(view: View) -> list[dict]:
+    """meta.json's interpreters that ran (each with its build), or none for an older run."""
+    return [i for i in view.meta.get("interpreters") or [] if i.get("available")]

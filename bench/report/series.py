@@ -21,7 +21,7 @@ from bench import results
 from bench.report import notes
 from bench.report.fmt import fmt_size, size_slug
 from bench.report.view import (
-    View, merged_histogram, offered, primary_size, requests, scale_cells,
+    View, merged_histogram, model_servers, offered, primary_size, requests, scale_cells,
 )
 
 SPECTRUM_MARKS = (50.0, 90.0, 99.0, 99.9, 99.99)  # the percentiles marked on the spectrum
@@ -433,6 +433,55 @@ def memory(view: View) -> Chart:
                  notes.memory(view, name, cells, points))
 
 
+# -- Interpreters: each Python model under each ------------------------------------------------------
+
+# A colour and a marker per interpreter, in the run's order (the bench's own first): this chart
+# compares interpreters, so they, not the families, get the colours (Okabe-Ito).
+INTERPRETER_STYLES = (("#555555", "o"), ("#0072B2", "s"), ("#D55E00", "D"), ("#009E73", "^"),
+                      ("#CC79A7", "v"), ("#E69F00", "P"))
+
+
+@dataclass
+class InterpretersData:
+    cell: results.CellKey
+    interpreters: list[dict]  # results.Run.interpreters, each with its "colour" and "marker"
+    models: list[str]  # the Python models measured under two interpreters or more, view order
+    dots: dict[str, list[Bar | None]]  # model -> per interpreter, its result (None: not run)
+    unit: str
+
+
+def interpreters(view: View, focus: results.CellKey | None) -> Chart | None:
+    """Each Python model's ratio to the reference (else req/s) under each interpreter at the
+    headline cell, with its interval; None for a run of one interpreter."""
+    known = [dict(i, colour=c, marker=m) for i, (c, m)
+             in zip(view.run.interpreters, INTERPRETER_STYLES * 4, strict=False) if i["tag"]]
+    if len(known) < 2:
+        return None
+    heading = "Each Python model under each interpreter"
+    if focus is None:
+        return skipped("interpreters", heading, "no closed-loop cell has measurements.")
+    heading += f" at {focus.label}"
+    ratios = view.has_ratios
+    dots = {}
+    for model, by_tag in model_servers(view).items():
+        row = []
+        for i in known:
+            o = view.outcome(by_tag[i["tag"]], focus) if i["tag"] in by_tag else None
+            stat = (o.vs_ref_stat if ratios else o.rps) if o is not None and o.measured else None
+            row.append(Bar(o.server, (i["colour"], i["marker"], "-"), stat, o)
+                       if o is not None else None)
+        # run under two interpreters or more, and measured under one at least
+        if sum(1 for b in row if b is not None) >= 2 and any(b and b.stat for b in row):
+            dots[model] = row
+    if not dots:
+        return skipped("interpreters", heading, f"no Python server was run under two "
+                                                f"interpreters at {focus.label}.")
+    data = InterpretersData(focus, known, list(dots), dots,
+                            "× the reference's req/s" if ratios else "req/s")
+    return Chart("interpreters", heading, "interpreters.png", data,
+                 notes.interpreters(view, data))
+
+
 # -- The report's charts -----------------------------------------------------------------------------
 
 
@@ -453,6 +502,8 @@ def plan(view: View, focus: results.CellKey | None, *, asked: bool) -> list[Char
         charts += [c for c in pair if c.file or size == primary]
     if (sizes_chart := sizes(view)) is not None:
         charts.append(sizes_chart)
+    if (by_interpreter := interpreters(view, focus)) is not None:
+        charts.append(by_interpreter)
     charts += [spectrum(view, focus, asked=asked), openloop(view), cost(view, focus),
                memory(view)]
     return charts

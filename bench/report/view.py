@@ -349,3 +349,19 @@ def c10k_heading(cell: results.CellKey) -> str:
     if cell.conns == C10K_CONNS:
         return f"C10K: {C10K_CONNS:,} connections"
     return f"C10K: {cell.conns:,} connections, this run's largest cell"
+
+
+# -- Interpreters: a Python model under each -------------------------------------------------------
+
+
+def model_servers(view: View) -> dict[str, dict[str, str]]:
+    """model -> {interpreter tag: server}: each Python model and the servers that ran it, one per
+    interpreter (epoll -> {"3.11": "epoll", "3.13": "epoll@3.13"}), in view order; from the
+    records' interpreter field (schema 3), so an older run has none."""
+    out: dict[str, dict[str, str]] = {}
+    for m in sorted(view.run.measurements, key=lambda m: view.servers.index(m.server)
+                    if m.server in view.servers else len(view.servers)):
+        tag = (m.interpreter or {}).get("tag")
+        if tag:
+            out.setdefault(m.model, {}).setdefault(tag, m.server)
+    return out
