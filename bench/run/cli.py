@@ -26,7 +26,9 @@ from bench.results import CellKey
 from bench.run.console import print_summary
 from bench.run.guard import fd_limit_cell
 from bench.run.interrupts import Interrupted, install_stop_handlers, restore_handlers
-from bench.run.profiles import OPEN_LOOP_CONNS, PROFILES, Profile, closed_cells
+from bench.run.profiles import (
+    OPEN_LOOP_CONNS, PROFILES, Profile, closed_cells, with_interpreters,
+)
 from bench.run.runner import run
 from bench.run.subject import Subject, reference_subject
 from servers import interpreters
@@ -279,6 +281,8 @@ def _main(argv: list[str] | None) -> int:
         profile = replace(profile, name=f"{profile.name}-custom", cells=cells,
                           description="custom cells from the command line")
     profile = replace(profile)  # never change PROFILES itself
+    interps, interp_state = choose_interpreters(parser, args.python)
+    profile = with_interpreters(profile, len(interps))  # before the options that override it
     if profile.name == "c100k" and (cell := fd_limit_cell(profile)) is not None:
         profile.cells = sorted(profile.cells + [cell], key=lambda c: c.conns)
         print(f"note: this machine's open-files hard limit (ulimit -Hn) is "
@@ -307,7 +311,6 @@ def _main(argv: list[str] | None) -> int:
         names = profile.default_servers or [s.name for s in servers.SERVERS]
         names = [n for n in names if n in servers.BY_NAME]
     names = [n for n in names if n != results.REFERENCE]  # measured as the reference anyway
-    interps, interp_state = choose_interpreters(parser, args.python)
     chosen, skipped, not_run = choose_available(names, interps)
     reference, ref_state = reference_subject(not args.no_reference)
     if reference is None and not args.no_reference:

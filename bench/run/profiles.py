@@ -9,7 +9,7 @@ budget for extra rounds and how it is shared, whether the reference is measured 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import servers
 from bench import results
@@ -130,6 +130,27 @@ PROFILES = {
                                       if s.family in ("multiplexed", "async", "fibers")
                                       or s.name == "reuseport"]),
 }
+
+
+# With several interpreters (bench run --python, make bench PYTHONS=...) the quick profile keeps
+# the cells where an interpreter shows: 16 x 1 KiB, the headline, where the budget's extra rounds
+# go, and 128 x 1 KiB; it leaves out 1 x 1 KiB and 16 x 64 KiB (there the kernel's work and copies
+# dominate and interpreters differ least), and each interpreter after the first adds
+# INTERPRETER_BUDGET_S: about its ~19 servers x 2 cells x 3 rounds x 1 s and a few extra rounds.
+INTERPRETER_CELLS = [CellKey(16, 1024), CellKey(128, 1024)]
+INTERPRETER_BUDGET_S = 180.0
+
+
+def with_interpreters(profile: Profile, count: int) -> Profile:
+    """The profile for a run of `count` interpreters: the quick profile as above, any other as
+    it is (the full and c100k profiles are long already; a custom choice of cells is the user's)."""
+    if count < 2 or profile.name != "quick":
+        return profile
+    budget_s = (profile.budget_s or 0.0) + INTERPRETER_BUDGET_S * (count - 1)
+    return replace(profile, cells=list(INTERPRETER_CELLS), budget_s=budget_s,
+                   description=f"{count} interpreters: 16 and 128 connections x 1 KiB, 3 rounds, "
+                               f"and up to {profile.rounds_max} at 16 x 1 KiB until the CI of "
+                               f"each median vs ref is within ±{profile.tolerance * 100:.0f} %")
 
 
 def warmup_for(cell: CellKey, profile: Profile) -> float:
