@@ -17,13 +17,18 @@ What it shows:
   virtual memory (8 MiB by default: glibc takes RLIMIT_STACK), but only the pages the thread touches
   become resident. threading.stack_size() asks for less;
 - how many threads one process can start, up to a bound this lesson sets (5,000; 1,000 in --quick),
-  with a 64 KiB stack, what each costs in memory, and the limits that would stop it: kernel.threads-max,
-  RLIMIT_NPROC (tasks per user), kernel.pid_max (TIDs are PIDs), vm.max_map_count (two mappings
-  per thread), the cgroup's pids.max, and memory;
+  with a 64 KiB stack, what each costs in memory, the user's and the kernel's (its kernel stack,
+  KernelStack in /proc/meminfo, and its task_struct, from the slab allocator), and the limits that
+  would stop it: kernel.threads-max, RLIMIT_NPROC (tasks per user: the lesson counts the user's),
+  kernel.pid_max (TIDs are PIDs), vm.max_map_count (two mappings per thread), the cgroup's
+  pids.max, and memory;
+- signals and threads (lessons/_06_signals.py): each thread's own mask, a signal sent to one thread
+  (tgkill) or to the process (kill), where each waits while blocked, and which thread the kernel
+  hands a process-directed one to;
 - what creating a thread costs next to creating a process.
 
 The OS mechanism: clone(2), gettid(2), futex(2), pthreads(7), pthread_attr_setstacksize(3),
-proc(5) for /proc/PID/task, /proc/PID/status and /proc/PID/maps, getrlimit(2).
+proc(5) for /proc/PID/task, /proc/PID/status and /proc/PID/maps, getrlimit(2), signal(7), tgkill(2).
 
 Linux-only: /proc, strace and the limits; elsewhere those parts are skipped, as are the strace parts
 where strace is missing (apt-get install strace) or ptrace is not allowed, and the futex program
@@ -44,6 +49,7 @@ import time
 from pathlib import Path
 
 from lessons import procfs, trace
+from lessons._06_signals import signals_section
 from lessons.common import Claim, Lesson, linux_only, parse_args
 from lessons.spawn import fork_exit_wait, median_us
 
@@ -65,9 +71,36 @@ THREAD_START = "import threading; t = threading.Thread(target=int); t.start(); t
 
 
 def memory_kib() -> dict[str, int]:
-    """VmSize (reserved address space) and VmRSS (resident), in KiB."""
+    """VmSize (reserved address space) and VmRSS (resident) of this process, and KernelStack (every
+    task's kernel stack, machine-wide, /proc/meminfo), in KiB."""
     s = procfs.status()
-    return {"virtual": procfs.kib(s["VmSize"]), "resident": procfs.kib(s["VmRSS"])}
+    return {"virtual": procfs.kib(s["VmSize"]), "resident": procfs.kib(s["VmRSS"]),
+            "kernel_stacks": procfs.meminfo()["KernelStack"]}
+
+
+def task_struct_kib() -> float | None:
+    """The size of task_struct, the kernel's record of one task, from the slab allocator:
+    /sys/kernel/slab/task_struct/object_size (SLUB) or /proc/slabinfo (root only). None if hidden."""
+    size = procfs.read("/sys/kernel/slab/task_struct/object_size")
+    if size is None:
+        for line in (procfs.read("/proc/slabinfo") or "").splitlines():
+            if line.startswith("task_struct "):
+                size = line.split()[3]  # name, active objects, objects, object size
+    return int(size) / KiB if size else None
+
+
+def tasks_of_user(uid: int) -> int:
+    """Threads of every process whose real UID is ``uid``: what RLIMIT_NPROC counts against."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = procfs.status(entry)
+            except OSError:  # gone meanwhile
+                continue
+            if int(fields["Uid"].split()[0]) == uid:
+                total += int(fields["Threads"])
+    return total
 
 
 def read_limit(path: str) -> int | None:
@@ -220,6 +253,7 @@ def start_waiting_threads(n: int, stack_bytes: int) -> dict:
         "count": len(started), "stopped_by": stopped_by, "start_us": elapsed / count * 1e6,
         "virtual_kib": (during_memory["virtual"] - before_memory["virtual"]) / count,
         "resident_kib": (during_memory["resident"] - before_memory["resident"]) / count,
+        "kernel_stack_kib": (during_memory["kernel_stacks"] - before_memory["kernel_stacks"]) / count,
         "stack_kib": stack_kib,
         "guard_pages": sum(1 for _, size, perms in new_maps if perms == "---p" and size < 1024),
         # glibc gives threads malloc arenas of their own (up to 8 per core), each reserving 64 MiB
@@ -270,7 +304,9 @@ TOLERANCE = {label: None for label in (
     "kernel.threads-max (tasks, whole system)", "kernel.pid_max (highest pid or tid)",
     "vm.max_map_count (mappings per process)", "RLIMIT_NPROC (tasks per user)", "threads started",
     "stopped by", "malloc arenas created", "virtual memory per thread, default stack (with arenas)",
-    "virtual memory per thread, many")}
+    "virtual memory per thread, many", "tasks your user runs now (RLIMIT_NPROC counts them all)",
+    "task_struct, the kernel's record of a task", "thread the kernel gave SIGUSR2 to",
+    "memory of this machine (MemTotal)")}
 
 
 # -- Pictures, from the recorded run (lessons/figures.py) ---------------------------------------------
@@ -284,37 +320,40 @@ def draw_memory(record: dict, fig) -> None:
     m = record.get("measurements", {})
     rows = (("default stack", "stack mapping per thread, default", "resident memory per thread, default stack"),
             ("256 KiB stack", "stack mapping per thread, 256 KiB", "resident memory per thread, 256 KiB stack"),
-            ("64 KiB stack, many threads", "virtual memory per thread, many", "resident memory per thread, many"))
+            ("64 KiB stack, many threads", "stack mapping per thread, many", "resident memory per thread, many"))
     bars = [(name, m[reserved]["value"] * UNIT_KIB[m[reserved]["unit"]],
              m[resident]["value"] * UNIT_KIB[m[resident]["unit"]])
             for name, reserved, resident in rows if reserved in m and resident in m]
+    kernel_labels = ("kernel stack per thread, many", "task_struct, the kernel's record of a task")
+    kernel = sum(m[label]["value"] for label in kernel_labels) if all(label in m for label in kernel_labels) else None
     if not bars:
         return not_measured(fig, "this run recorded no memory per thread (not on Linux?)")
     futex_labels = ("futex calls, a mutex per thread (uncontended)", "futex calls, one shared mutex (contended)")
     with_futex = all(label in m for label in futex_labels)
     left, right = fig.subplots(1, 2, width_ratios=[2.2, 1]) if with_futex else (fig.subplots(), None)
     ys = range(len(bars))
-    left.barh([y + 0.2 for y in ys], [b[1] for b in bars], height=0.4, color=COLOURS[0],
-              label="reserved: stack mapping (virtual)")
-    left.barh([y - 0.2 for y in ys], [b[2] for b in bars], height=0.4, color=COLOURS[1],
-              label="resident: pages touched")
-    for y, (_, reserved, resident) in zip(ys, bars, strict=True):
-        left.text(reserved, y + 0.2, f" {reserved:,.0f} KiB", va="center", fontsize=8)
-        left.text(resident, y - 0.2, f" {resident:,.1f} KiB", va="center", fontsize=8)
+    series = [(0.27, [b[1] for b in bars], COLOURS[0], "reserved: stack mapping (virtual)", ",.0f"),
+              (0, [b[2] for b in bars], COLOURS[1], "resident: user pages touched", ",.1f")]
+    if kernel is not None:  # the same for every thread, whatever its user stack
+        series.append((-0.27, [kernel] * len(bars), COLOURS[4], "kernel: its stack and task_struct", ",.1f"))
+    for offset, values, colour, label, fmt in series:
+        left.barh([y + offset for y in ys], values, height=0.27, color=colour, label=label)
+        for y, value in zip(ys, values, strict=True):
+            left.text(value, y + offset, f" {value:{fmt}} KiB", va="center", fontsize=8)
     left.set_xscale("log")
     left.set_xlim(1, max(b[1] for b in bars) * 8)
     left.set_yticks(list(ys), [b[0] for b in bars])
     left.set_xlabel("KiB per thread (log scale)")
-    left.set_title("Memory per waiting thread: reserved vs resident")
-    left.legend(loc="lower right")
+    left.set_title("Memory per waiting thread: reserved, resident, in the kernel")
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncols=3, fontsize=8, frameon=False)
     left.grid(axis="y", visible=False)
     if right is not None:
         counts = [m[label]["value"] for label in futex_labels]
-        right.bar(["a mutex\neach", "one shared\nmutex"], counts, color=[COLOURS[2], COLOURS[3]])
+        right.bar(["a mutex\neach", "one\nshared"], counts, color=[COLOURS[2], COLOURS[3]])
         for x, count in enumerate(counts):
             right.text(x, count, f"{count:,}", ha="center", va="bottom")
         right.set_ylabel("futex(2) calls (strace)")
-        right.set_title("futex calls, 2 threads locking")
+        right.set_title("futex(2) calls,\n2 threads locking")
         right.grid(axis="x", visible=False)
 
 
@@ -348,6 +387,35 @@ CLAIMS = [
           lambda m: m["malloc arenas created"] > 0
           and m["virtual memory per thread, default stack (with arenas)"] > m["stack mapping per thread, default"],
           "arenas were created, and virtual memory per thread exceeds the stack mapping"),
+    Claim("count what the kernel keeps for each thread besides the memory `VmRSS` shows",
+          lambda m: m["kernel stack per thread, many"] >= 8 and (
+              m["resident memory per thread, many"] + m["kernel stack per thread, many"]
+              + m["task_struct, the kernel's record of a task"]) >= 1.5 * m["resident memory per thread, many"],
+          "a kernel stack of 8 KiB or more per thread, and resident + kernel stack + task_struct is 1.5x the "
+          "resident memory or more"),
+    Claim("here `pid_max` and `RLIMIT_NPROC` would stop a process long before memory ran out",
+          lambda m: max(m["kernel.pid_max (highest pid or tid)"], m["RLIMIT_NPROC (tasks per user)"])
+          * m["memory per thread with its kernel stack, many"] < m["memory of this machine (MemTotal)"] * KiB * KiB / 2,
+          "the larger of pid_max and RLIMIT_NPROC, times the memory per thread with its kernel stack, is under "
+          "half the machine's memory"),
+    Claim("the kernel's record of the task (`task_struct`, several KiB)",
+          lambda m: 2 <= m["task_struct, the kernel's record of a task"] <= 16,
+          "task_struct is 2 to 16 KiB"),
+    Claim("The threads' masks differ",
+          lambda m: "pauser 1: SIGUSR1;" in m["signals each thread blocks (SigBlk)"]
+          and "main: SIGUSR1 SIGUSR2" in m["signals each thread blocks (SigBlk)"],
+          "the pausers block SIGUSR1 only, the main thread both"),
+    Claim("SIGUSR1 sent to the waiter alone waited in that\n  thread's own pending set and in no other thread's",
+          lambda m: m["SIGUSR1 sent to one thread (tgkill), it blocking it: pending in"] == "the thread's own"
+          and m["the same, pending in the main thread"] == "none"
+          and m["SIGUSR1 sent to the process (kill), all blocking it: pending in"] == "the process's shared"
+          and m["taken by sigwait() in"] == "waiter, waiter",
+          "tgkill: pending in the waiter's own set only; kill: in the shared set; sigwait took both"),
+    Claim("went to one of the two threads that accept it",
+          lambda m: m["threads woken by one SIGUSR2 to the process, two accepting it"] == 1
+          and m["thread the kernel gave SIGUSR2 to"].startswith("pauser")
+          and m["thread the Python handler ran in"] == "MainThread",
+          "one SIGUSR2 woke one pauser, and the Python handler ran in the main thread"),
     Claim("a thread is created and torn down many times faster than a process",
           lambda m: m["fork + exit + wait"] > 3 * m["thread start + join"],
           "fork + exit + wait takes over 3x thread start + join"),
@@ -364,45 +432,49 @@ LIMITS = (
 )
 
 
-def main() -> int:
-    args = parse_args(__doc__)
-    lesson = Lesson("06", "Threads in Linux", args)
-    quick = lesson.quick
-    no_proc = linux_only("/proc/self/task and /proc/self/status")
+# -- The lesson's sections, each printing what it measured and what to notice ----------------------
 
+
+def tasks_section(lesson: Lesson, no_proc: str | None) -> None:
     n = 4
     lesson.section(f"{n} threads, as the kernel lists them")
-    task_labels = ("tasks under /proc/PID/task", "Threads in /proc/PID/status",
-                   "distinct pids the threads saw (getpid)", "distinct tids the threads saw (gettid)",
-                   "thread group id of every task (Tgid) is the pid", "main thread's tid is the pid")
+    labels = ("tasks under /proc/PID/task", "Threads in /proc/PID/status",
+              "distinct pids the threads saw (getpid)", "distinct tids the threads saw (gettid)",
+              "thread group id of every task (Tgid) is the pid", "main thread's tid is the pid")
     if no_proc:
-        for label in task_labels:
+        for label in labels:
             lesson.skip(label, no_proc)
-        tasks = None
-    else:
-        tasks = threads_as_tasks(n)
-        lesson.measure("tasks under /proc/PID/task", len(tasks["tasks"]))
-        lesson.measure("Threads in /proc/PID/status", tasks["threads_field"])
-        lesson.measure("distinct pids the threads saw (getpid)", len(tasks["pids"]))
-        lesson.measure("distinct tids the threads saw (gettid)", len(tasks["tids"]))
-        lesson.measure("thread group id of every task (Tgid) is the pid",
-                       "yes" if tasks["tgids"] == {str(os.getpid())} else f"no: {sorted(tasks['tgids'])}")
-        lesson.measure("main thread's tid is the pid",
-                       "yes" if threading.main_thread().native_id == os.getpid() else "no")
+        return
+    tasks = threads_as_tasks(n)
+    for label, value in zip(labels, (len(tasks["tasks"]), tasks["threads_field"], len(tasks["pids"]), len(tasks["tids"]),
+                                     "yes" if tasks["tgids"] == {str(os.getpid())} else f"no: {sorted(tasks['tgids'])}",
+                                     "yes" if threading.main_thread().native_id == os.getpid() else "no"), strict=True):
+        lesson.measure(label, value)
+    lesson.notice(f"{n} threads and the main one are {len(tasks['tasks'])} tasks under /proc/PID/task; the "
+                  f"{n} threads got {len(tasks['tids'])} different TIDs from gettid() and "
+                  f"{len(tasks['pids'])} pid from getpid(): a process is a group of threads")
 
+
+def clone_section(lesson: Lesson) -> None:
     lesson.section("clone(2) flags of a thread: strace of a Python thread start")
-    clone = None
+    labels = ("clone call that started a thread (strace)", "thread flags strace did not show")
     try:
         clone = thread_clone_line()
     except trace.StraceUnavailable as exc:
-        for label in ("clone call that started a thread (strace)", "thread flags strace did not show"):
+        for label in labels:
             lesson.skip(label, str(exc))
-    if clone:
-        lesson.measure("clone call that started a thread (strace)", clone)
-        missing = [flag for flag in THREAD_FLAGS if flag not in clone_flags(clone)]
-        lesson.measure("thread flags strace did not show", ", ".join(missing) or "none")
+        return
+    lesson.measure(labels[0], clone)
+    missing = [flag for flag in THREAD_FLAGS if flag not in clone_flags(clone)]
+    lesson.measure(labels[1], ", ".join(missing) or "none")
+    lesson.notice(f"pthread_create called {clone.split('(')[0]} with {len(clone_flags(clone))} flags"
+                  + (f"; of glibc's nine, {', '.join(missing)} did not show" if missing else
+                     ": shared memory, files, fs info, signal handlers and SysV semaphore undo, one "
+                     "thread group, its own TLS, and the TID word written at start and cleared at exit"))
 
-    k = 50 if quick else 200
+
+def stacks_section(lesson: Lesson, no_proc: str | None) -> None:
+    k = 50 if lesson.quick else 200
     small_kib = SMALL_STACK_BYTES // KiB
     soft_stack, _ = resource.getrlimit(resource.RLIMIT_STACK)
     lesson.section(f"stacks: {k} waiting threads in a fresh process, default stack, then {small_kib} KiB")
@@ -410,26 +482,40 @@ def main() -> int:
         lesson.measure("RLIMIT_STACK (glibc's default thread stack)", "unlimited (glibc then uses its built-in default, 2 MiB on x86-64)")
     else:
         lesson.measure("RLIMIT_STACK (glibc's default thread stack)", soft_stack / KiB / KiB, "MiB")
-    stack_labels = ("stack mapping per thread, default", "guard pages per thread",
-                    "resident memory per thread, default stack", "malloc arenas created",
-                    "virtual memory per thread, default stack (with arenas)",
-                    f"stack mapping per thread, {small_kib} KiB", f"resident memory per thread, {small_kib} KiB stack")
+    labels = ("stack mapping per thread, default", "guard pages per thread",
+              "resident memory per thread, default stack", "malloc arenas created",
+              "virtual memory per thread, default stack (with arenas)",
+              f"stack mapping per thread, {small_kib} KiB", f"resident memory per thread, {small_kib} KiB stack")
     if no_proc:
-        for label in stack_labels:
+        for label in labels:
             lesson.skip(label, no_proc)
-        default = small = None
-    else:
-        default = in_fresh_process(k, 0)  # 0: the platform's default
-        small = in_fresh_process(k, SMALL_STACK_BYTES)
-        lesson.measure("stack mapping per thread, default", default["stack_kib"] / KiB, "MiB")
-        lesson.measure("guard pages per thread", default["guard_pages"] / max(default["count"], 1))
-        lesson.measure("resident memory per thread, default stack", default["resident_kib"], "KiB")
-        lesson.measure("malloc arenas created", default["malloc_arenas"])
-        lesson.measure("virtual memory per thread, default stack (with arenas)", default["virtual_kib"] / KiB, "MiB")
-        lesson.measure(f"stack mapping per thread, {small_kib} KiB", small["stack_kib"], "KiB")
-        lesson.measure(f"resident memory per thread, {small_kib} KiB stack", small["resident_kib"], "KiB")
+        return
+    default = in_fresh_process(k, 0)  # 0: the platform's default
+    small = in_fresh_process(k, SMALL_STACK_BYTES)
+    for label, value, unit in zip(labels, (default["stack_kib"] / KiB, default["guard_pages"] / max(default["count"], 1),
+                                           default["resident_kib"], default["malloc_arenas"], default["virtual_kib"] / KiB,
+                                           small["stack_kib"], small["resident_kib"]),
+                                  ("MiB", "", "KiB", "", "MiB", "KiB", "KiB"), strict=True):
+        lesson.measure(label, value, unit)
+    lesson.notice(f"each thread got a stack mapping of {default['stack_kib'] / KiB:,.0f} MiB but made only "
+                  f"{default['resident_kib']:,.0f} KiB resident: stack pages exist once touched; with "
+                  f"{small_kib} KiB stacks, {small['resident_kib']:,.0f} KiB resident")
+    if default["malloc_arenas"]:
+        other_mib = (default["virtual_kib"] - default["stack_kib"]) / KiB
+        lesson.notice(f"glibc also gave the threads {default['malloc_arenas']} malloc arenas of their own "
+                      "(64 MiB of address space each, up to 8 per core), so that they do not contend "
+                      f"for one heap: of the {default['virtual_kib'] / KiB:,.1f} MiB of virtual memory per "
+                      f"thread, {other_mib:,.1f} MiB is not its stack")
 
-    bound = 1_000 if quick else 5_000
+
+MANY_LABELS = ("threads started", "stopped by", "time to start one thread, among many",
+               "virtual memory per thread, many", "stack mapping per thread, many", "resident memory per thread, many",
+               "kernel stack per thread, many", "memory per thread with its kernel stack, many",
+               "task_struct, the kernel's record of a task")
+
+
+def limits_section(lesson: Lesson, no_proc: str | None) -> None:
+    bound = 1_000 if lesson.quick else 5_000
     lesson.section(f"how many threads start: up to {bound:,} in a fresh process, {TINY_STACK_BYTES // KiB} KiB stacks")
     for label, path in LIMITS:
         value = read_limit(path)
@@ -440,90 +526,100 @@ def main() -> int:
     nproc_soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
     lesson.measure("RLIMIT_NPROC (tasks per user)",
                    "unlimited" if nproc_soft == resource.RLIM_INFINITY else nproc_soft)
+    if no_proc:
+        lesson.skip("tasks your user runs now (RLIMIT_NPROC counts them all)", no_proc)
+    else:
+        lesson.measure("tasks your user runs now (RLIMIT_NPROC counts them all)", tasks_of_user(os.getuid()))
+    if no_proc:
+        lesson.skip("memory of this machine (MemTotal)", no_proc)
+    else:
+        lesson.measure("memory of this machine (MemTotal)", procfs.meminfo()["MemTotal"] / KiB / KiB, "GiB")
     pids_max = None if no_proc else cgroup_pids_max()
     if pids_max is None:
         lesson.skip("cgroup pids.max (tasks in this cgroup)", no_proc or "this cgroup sets no pids limit")
     else:
         lesson.measure("cgroup pids.max (tasks in this cgroup)", pids_max)
-    many_labels = ("threads started", "stopped by", "time to start one thread, among many",
-                   "virtual memory per thread, many", "resident memory per thread, many")
     if no_proc:
-        for label in many_labels:
+        for label in MANY_LABELS:
             lesson.skip(label, no_proc)
-        many = None
+        return
+    many = in_fresh_process(bound, TINY_STACK_BYTES)
+    task_struct = task_struct_kib()
+    total = many["resident_kib"] + many["kernel_stack_kib"]
+    for label, value in zip(MANY_LABELS[:8], (many["count"], many["stopped_by"], many["start_us"], many["virtual_kib"],
+                                              many["stack_kib"], many["resident_kib"], many["kernel_stack_kib"], total),
+                            strict=True):
+        lesson.measure(label, value, {"time to start one thread, among many": "µs"}.get(
+            label, "" if label in MANY_LABELS[:2] else "KiB"))
+    if task_struct is None:
+        lesson.skip(MANY_LABELS[8], "the slab allocator's sizes are root's here (/sys/kernel/slab/task_struct, "
+                    "/proc/slabinfo): sudo grep task_struct /proc/slabinfo")
     else:
-        many = in_fresh_process(bound, TINY_STACK_BYTES)
-        lesson.measure("threads started", many["count"])
-        lesson.measure("stopped by", many["stopped_by"])
-        lesson.measure("time to start one thread, among many", many["start_us"], "µs")
-        lesson.measure("virtual memory per thread, many", many["virtual_kib"], "KiB")
-        lesson.measure("resident memory per thread, many", many["resident_kib"], "KiB")
+        lesson.measure(MANY_LABELS[8], task_struct, "KiB")
+    lesson.notice(f"{many['count']:,} threads started, {many['start_us']:,.0f} µs each and "
+                  f"{many['resident_kib']:,.0f} KiB resident each, {total:,.0f} KiB with the kernel stack"
+                  + (f", {total + task_struct:,.0f} KiB with the task_struct too" if task_struct else "")
+                  + f"; stopped by {many['stopped_by']}")
 
+
+def futex_section(lesson: Lesson) -> None:
     lesson.section(f"futex(2): 2 threads x {LOCK_ITERATIONS:,} lock/unlock, under strace -f -e futex")
-    futex_labels = ("futex calls, a mutex per thread (uncontended)", "futex calls, one shared mutex (contended)")
+    labels = ("futex calls, a mutex per thread (uncontended)", "futex calls, one shared mutex (contended)")
     futexes = {}
     try:
-        for mode, label in zip(("private", "shared"), futex_labels, strict=True):
+        for mode, label in zip(("private", "shared"), labels, strict=True):
             futexes[mode] = lesson.measure(label, mutex_futex_calls(mode))
     except trace.StraceUnavailable as exc:
-        for label in futex_labels[len(futexes):]:
+        for label in labels[len(futexes):]:
             lesson.skip(label, str(exc))
-
-    lesson.section(f"pthread_join: a thread sleeps {JOIN_SLEEP_MS} ms, main joins it (strace, lessons/native/06_futex.c)")
-    join_labels = ("child_tid given to clone (CLONE_CHILD_CLEARTID)", "futex pthread_join slept in (strace)",
-                   "join slept on the child_tid address", "join waited while that word held the thread's TID")
-    join = None
-    try:
-        join = join_futex()
-    except trace.StraceUnavailable as exc:
-        for label in join_labels:
-            lesson.skip(label, str(exc))
-    if join:
-        lesson.measure(join_labels[0], join["child_tid"] or "not seen")
-        lesson.measure(join_labels[1], join["wait"] or "none seen (the thread had already exited?)")
-        lesson.measure(join_labels[2], "yes" if join["same_address"] else "no")
-        lesson.measure(join_labels[3], "yes" if join["waited_for_tid"] else "no")
-
-    repeats = 200 if quick else 1000
-    lesson.section(f"creating a thread vs a process (medians of {repeats} and {repeats // 4})")
-    thread_us = lesson.measure("thread start + join", median_us(thread_start_join, repeats), "µs")
-    fork_us = lesson.measure("fork + exit + wait", median_us(fork_exit_wait, repeats // 4), "µs")
-
-    # -- what to notice, computed
-    if tasks:
-        lesson.notice(f"{n} threads and the main one are {len(tasks['tasks'])} tasks under /proc/PID/task; the "
-                      f"{n} threads got {len(tasks['tids'])} different TIDs from gettid() and "
-                      f"{len(tasks['pids'])} pid from getpid(): a process is a group of threads")
-    if clone:
-        missing = [flag for flag in THREAD_FLAGS if flag not in clone_flags(clone)]
-        lesson.notice(f"pthread_create called {clone.split('(')[0]} with {len(clone_flags(clone))} flags"
-                      + (f"; of glibc's nine, {', '.join(missing)} did not show" if missing else
-                         ": shared memory, files, fs info, signal handlers and SysV semaphore undo, one "
-                         "thread group, its own TLS, and the TID word written at start and cleared at exit"))
     if len(futexes) == 2:
         lesson.notice(f"{2 * LOCK_ITERATIONS:,} lock/unlock pairs made {futexes['private']:,} futex calls when each "
                       f"thread had its own mutex and {futexes['shared']:,} when they shared one: a free lock is "
                       "one atomic instruction in user space, only a contended one asks the kernel to sleep or wake")
-    if join and join["same_address"]:
+
+
+def join_section(lesson: Lesson) -> None:
+    lesson.section(f"pthread_join: a thread sleeps {JOIN_SLEEP_MS} ms, main joins it (strace, lessons/native/06_futex.c)")
+    labels = ("child_tid given to clone (CLONE_CHILD_CLEARTID)", "futex pthread_join slept in (strace)",
+              "join slept on the child_tid address", "join waited while that word held the thread's TID")
+    try:
+        join = join_futex()
+    except trace.StraceUnavailable as exc:
+        for label in labels:
+            lesson.skip(label, str(exc))
+        return
+    lesson.measure(labels[0], join["child_tid"] or "not seen")
+    lesson.measure(labels[1], join["wait"] or "none seen (the thread had already exited?)")
+    lesson.measure(labels[2], "yes" if join["same_address"] else "no")
+    lesson.measure(labels[3], "yes" if join["waited_for_tid"] else "no")
+    if join["same_address"]:
         lesson.notice(f"pthread_join slept in futex(FUTEX_WAIT) on {join['child_tid']}, the child_tid word clone "
                       f"was given, while it held TID {join['tid']}: at the thread's exit the kernel zeroed it and "
                       "woke the joiner (CLONE_CHILD_CLEARTID); no signal, no manager thread")
-    if default and small:
-        lesson.notice(f"each thread got a stack mapping of {default['stack_kib'] / KiB:,.0f} MiB but made only "
-                      f"{default['resident_kib']:,.0f} KiB resident: stack pages exist once touched; with "
-                      f"{small_kib} KiB stacks, {small['resident_kib']:,.0f} KiB resident")
-        if default["malloc_arenas"]:
-            other_mib = (default["virtual_kib"] - default["stack_kib"]) / KiB
-            lesson.notice(f"glibc also gave the threads {default['malloc_arenas']} malloc arenas of their own "
-                          "(64 MiB of address space each, up to 8 per core), so that they do not contend "
-                          f"for one heap: of the {default['virtual_kib'] / KiB:,.1f} MiB of virtual memory per "
-                          f"thread, {other_mib:,.1f} MiB is not its stack")
-    if many:
-        lesson.notice(f"{many['count']:,} threads started, {many['start_us']:,.0f} µs each and "
-                      f"{many['resident_kib']:,.0f} KiB resident each; stopped by {many['stopped_by']}")
+
+
+def creation_section(lesson: Lesson) -> None:
+    repeats = 200 if lesson.quick else 1000
+    lesson.section(f"creating a thread vs a process (medians of {repeats} and {repeats // 4})")
+    thread_us = lesson.measure("thread start + join", median_us(thread_start_join, repeats), "µs")
+    fork_us = lesson.measure("fork + exit + wait", median_us(fork_exit_wait, repeats // 4), "µs")
     lesson.notice(f"a thread started and joined in {thread_us:,.0f} µs, a process forked and reaped in "
                   f"{fork_us:,.0f} µs: {fork_us / thread_us:.1f}x as long, since fork copies the "
                   "page tables and a thread shares them")
+
+
+def main() -> int:
+    args = parse_args(__doc__)
+    lesson = Lesson("06", "Threads in Linux", args)
+    no_proc = linux_only("/proc/self/task and /proc/self/status")
+    tasks_section(lesson, no_proc)
+    clone_section(lesson)
+    stacks_section(lesson, no_proc)
+    limits_section(lesson, no_proc)
+    signals_section(lesson, no_proc)
+    futex_section(lesson)
+    join_section(lesson)
+    creation_section(lesson)
     return lesson.finish()
 
 

@@ -32,15 +32,6 @@ def private_kib(pid: int | str = "self") -> int:
     return procfs.smaps_rollup(pid)["uss"]
 
 
-def kernel_stacks_kib() -> int:
-    """KernelStack of /proc/meminfo: every task's kernel stack, machine-wide, in KiB."""
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("KernelStack:"):
-                return int(line.split()[1])
-    raise LookupError("no KernelStack in /proc/meminfo")
-
-
 def hold(kind: str, count: int, conn) -> None:
     """Run in a spawned child: park ``count`` units of ``kind``, report memory growth per unit."""
     try:
@@ -60,7 +51,7 @@ def _hold(kind: str, count: int) -> dict:
     def snapshot():
         gc.collect()
         return {"uss": private_kib(), "vm": procfs.kib(procfs.status()["VmSize"]),
-                "kstack": kernel_stacks_kib()}
+                "kstack": procfs.meminfo()["KernelStack"]}
 
     result: dict = {}
 

@@ -14,6 +14,7 @@ number or "self"; ``tid`` picks one thread's file under /proc/PID/task/TID/.
     vmsize_parts(pid)  its address space (VmSize) by what reserved it: arenas, stacks, files...
     children(pid)      the PIDs of a process's children (/proc/PID/task/PID/children)
     uptime_s()         seconds since boot (/proc/uptime)
+    meminfo()          /proc/meminfo, machine-wide, in KiB: {"KernelStack": ..., "MemTotal": ...}
     namespaces(pid)    its namespace kinds, and which it shares with PID 1 (/proc/PID/ns)
     cgroup(pid)        its cgroup, the version, its CPU and memory limits (/proc/PID/cgroup, /sys)
     read(path)         any /proc or /sys file's text, or None where it cannot be read
@@ -268,6 +269,17 @@ def cgroup(pid="self") -> dict:
             "max (no limit)" if int(limit) >= 1 << 62 else f"{int(limit) / (1 << 20):,.0f} MiB")
         out["memory path"] = v1.get("memory")
     return out
+
+
+def meminfo() -> dict[str, int]:
+    """/proc/meminfo, machine-wide: {"MemTotal": KiB, "KernelStack": KiB...} (the sizes in kB)."""
+    fields = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if value.strip().endswith("kB"):
+                fields[key] = int(value.split()[0])
+    return fields
 
 
 def read(path) -> str | None:

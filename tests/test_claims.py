@@ -79,6 +79,7 @@ CHECKED_PAGES = [  # one a line, in order: each engineer adds theirs
     "03",
     "04",
     "05",
+    "06",
     "07",
     "08",
     "10",
