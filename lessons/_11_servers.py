@@ -50,7 +50,8 @@ SWITCHERS = {"threads": "GIL", "threadpool": "GIL", "prefork": "GIL", "fork": "k
 
 def switcher(name: str) -> str:
     """ "kernel" (a process per connection), "GIL" (threads), "runtime" (Go's scheduler, the
-    BEAM's) or "event loop" (everything else, Node's and the C reference's included)."""
+    BEAM's) or "event loop" (everything else: nobody preempts a request's code; Node's loop, the C
+    reference and Java's virtual threads, which keep their carrier thread until they wait, included)."""
     return SWITCHERS.get(name, "event loop")
 
 
@@ -152,9 +153,11 @@ def light_under_load(name: str, warmup_s: float, duration_s: float) -> dict:
         elif got and got[-1][1] >= LIGHT_TIMEOUT_S:
             result[kind] = f"no answer within {LIGHT_TIMEOUT_S:.0f} s"
         else:
-            inside = [rtt for sent, rtt in got if start <= sent < end]
+            # every round trip that was in flight during the window: one that began in the warm-up
+            # and ended after the window (a server that never got to the probe) counts too
+            inside = [rtt for sent, rtt in got if sent < end and sent + rtt * 1e9 > start]
             result[kind] = statistics.median(inside) * 1000 if inside else \
-                "nothing sent during the measured window"
+                "nothing in flight during the measured window"
     return result
 
 
