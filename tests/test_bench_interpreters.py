@@ -212,3 +212,25 @@ def test_with_several_interpreters_the_quick_profile_keeps_the_cells_where_they_
     assert "2 interpreters" in two.description and quick.cells != two.cells, "PROFILES unchanged"
     full = profiles.PROFILES["full"]
     assert profiles.with_interpreters(full, 3) is full
+
+
+def test_a_measurement_records_the_gil_as_the_server_said_it_under_a_free_threaded_build(
+        free_threaded, monkeypatch):  # noqa: F811
+    from bench.run import profiles
+    from bench.run.measure import measure
+    interp = interpreters.get(free_threaded)
+    assert interp.gil_enabled is False, "off at start-up"
+    subject = Subject.registry(servers.get("threads"), interp=interp)
+    profile = profiles.Profile("t", [], 1, warmup_s=0.05, measure_s=0.2, description="test")
+    cell = results.CellKey(2, 1024)
+    record = measure(subject, cell, 0, profile, None, None)
+    assert record["status"] == "ok", record
+    assert record["server"] == f"threads@{interp.tag}"
+    assert record["interpreter"]["free_threaded"] is True
+    assert record["interpreter"]["executable"] == free_threaded
+    assert record["interpreter"]["gil_enabled"] is False
+    # the server imports an extension without free-threading support: its GIL comes back on,
+    # which only its readiness line can tell
+    monkeypatch.setenv("LAB_TEST_IMPORT_FAKE_EXT", "1")
+    record = measure(subject, cell, 0, profile, None, None)
+    assert record["status"] == "ok" and record["interpreter"]["gil_enabled"] is True, record

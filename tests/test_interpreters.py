@@ -105,6 +105,15 @@ def _import_hook():
     sys.meta_path.insert(0, Finder())
 _import_hook()
 args = sys.argv[1:]
+if "-m" in args:  # a server (python -m servers.threads ...), as python -m runs it
+    import os, runpy
+    module = args[args.index("-m") + 1]
+    sys.argv = [module, *args[args.index("-m") + 2:]]
+    sys.path.insert(0, os.getcwd())
+    if os.environ.get("LAB_TEST_IMPORT_FAKE_EXT"):  # as a server importing such an extension
+        import fake_ext
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    sys.exit(0)
 code = args[args.index("-c") + 1]
 sys.argv = ["-c", *args[args.index("-c") + 2:]]
 exec(compile(code, "<probe>", "exec"), {{"__name__": "__main__"}})
