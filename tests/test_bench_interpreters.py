@@ -234,3 +234,12 @@ def test_a_measurement_records_the_gil_as_the_server_said_it_under_a_free_thread
     monkeypatch.setenv("LAB_TEST_IMPORT_FAKE_EXT", "1")
     record = measure(subject, cell, 0, profile, None, None)
     assert record["status"] == "ok" and record["interpreter"]["gil_enabled"] is True, record
+
+
+def test_with_no_interpreter_asked_for_here_and_nothing_else_to_run_it_exits_2_saying_so(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--python", "3.99", "--servers", "epoll", "--no-reference", "--no-progress"])
+    captured = capsys.readouterr()
+    assert stop.value.code == 2
+    assert "--python 3.99: unavailable" in captured.out and "pyenv install 3.99" in captured.out
+    assert "no interpreter asked for with --python is here" in captured.err

@@ -318,7 +318,10 @@ def _main(argv: list[str] | None) -> int:
               f"vs_ref ratios.", flush=True)
     subjects = chosen + own
     if not subjects and reference is None:
-        parser.error("none of the chosen servers is available here: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+        reasons = [f"{k}: {v}" for k, v in skipped.items()]
+        if not interps:  # every --python unavailable: each said above in a note
+            reasons.append("the Python servers: no interpreter asked for with --python is here")
+        parser.error("none of the chosen servers is available here: " + "; ".join(reasons))
     return _run_and_report(args, profile, subjects, skipped, reference, ref_state,
                            resume=None, seed=args.seed, interpreters_state=interp_state,
                            skipped_subjects=not_run)
