@@ -278,17 +278,20 @@ def fig_sizes(view: View, chart: Chart) -> go.Figure:
 
 
 def fig_interpreters(view: View, chart: Chart) -> go.Figure:
-    """A row per Python model, a dot per interpreter with its interval (series.interpreters)."""
+    """A row per Python model, a dot per interpreter with its interval (series.interpreters),
+    the interpreters side by side within a row as in the PNG."""
     data = chart.data
+    count = len(data.interpreters)
     fig = go.Figure()
     for k, i in enumerate(data.interpreters):
-        shown = [(model, bar) for model in data.models
+        shown = [(y, bar) for y, model in enumerate(data.models)
                  if (bar := data.dots[model][k]) is not None and bar.stat is not None]
         if not shown:
             continue
         name = i["label"] + (" (free-threaded)" if i["free_threaded"] else "")
+        offset = (k - (count - 1) / 2) * min(0.22, 0.7 / count)
         fig.add_trace(go.Scatter(
-            x=[b.stat.median for _, b in shown], y=[model for model, _ in shown],
+            x=[b.stat.median for _, b in shown], y=[y + offset for y, _ in shown],
             mode="markers", name=name + (", plain names" if i["default"] else f", NAME@{i['tag']}"),
             marker={"size": 10, "color": i["colour"],
                     "symbol": [symbol(b.outcome.verdict, PLOTLY_SYMBOLS.get(i["marker"], "circle"))
@@ -301,12 +304,14 @@ def fig_interpreters(view: View, chart: Chart) -> go.Figure:
             hovertext=[_hover(b.outcome, f"{b.stat.median:.3g} {data.unit} under {name}")
                        for _, b in shown], hoverinfo="text"))
     fig.update_xaxes(type="log", title_text=f"{data.unit} (log); whiskers: 95 % interval")
-    fig.update_yaxes(autorange="reversed")
+    fig.update_yaxes(tickvals=list(range(len(data.models))), ticktext=data.models,
+                     range=[len(data.models) - 0.5, -0.5], showgrid=False)
     if data.unit.startswith("×"):
         fig.add_vline(x=1.0, line_dash="dash", line_color="#000000")
+    _layout(fig, view, f"Each Python model under each interpreter · {data.cell.label}",
+            40 + 30 * len(data.models))
     fig.update_layout(legend={"title": {"text": "interpreter (click: hide / show)"}})
-    return _layout(fig, view, f"Each Python model under each interpreter · {data.cell.label}",
-                   40 + 30 * len(data.models))
+    return fig
 
 
 PLOTLY_SYMBOLS = {"o": "circle", "s": "square", "D": "diamond", "^": "triangle-up",
