@@ -140,8 +140,8 @@ def disk_section(lesson: Lesson) -> None:
     if not why:
         try:
             r = disk_reads(READER_RESULTS, size)
-        except OSError as exc:
-            why = f"{exc.strerror} ({exc.filename or 'the test file'})"
+        except OSError as exc:  # e.g. a checkout another user owns: the test file goes beside your results
+            why = f"cannot write its test file in {READER_RESULTS}: {exc.strerror}"
     for key, label in LABELS.items():
         if why:
             if not (key == "fs" and fs):
