@@ -39,7 +39,6 @@ where there is no C compiler. Thread and process creation costs run on any Unix.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import re
 import resource
@@ -51,7 +50,7 @@ from pathlib import Path
 from lessons import procfs, trace
 from lessons._06_signals import signals_section
 from lessons.common import Claim, Lesson, linux_only, parse_args
-from lessons.spawn import fork_exit_wait, median_us
+from lessons.spawn import fork_exit_wait, in_fresh_interpreter, median_us
 
 KiB = 1024
 SMALL_STACK_BYTES = 256 * KiB  # what the `threads` server asks for
@@ -267,23 +266,9 @@ def _child(conn, n: int, stack_bytes: int) -> None:
 
 
 def in_fresh_process(n: int, stack_bytes: int) -> dict:
-    """start_waiting_threads in a new interpreter (multiprocessing "spawn"), so that each
-    experiment starts from a clean process; nothing it starts outlives it."""
-    context = multiprocessing.get_context("spawn")
-    parent_end, child_end = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(child_end, n, stack_bytes), daemon=True)
-    process.start()
-    child_end.close()
-    try:
-        if not parent_end.poll(CHILD_TIMEOUT_S):
-            raise TimeoutError(f"the thread-counting process sent nothing in {CHILD_TIMEOUT_S:.0f} s")
-        return parent_end.recv()
-    finally:
-        process.join(CHILD_TIMEOUT_S)
-        if process.is_alive():
-            process.kill()
-            process.join()
-        parent_end.close()
+    """start_waiting_threads in a new interpreter, so that each experiment starts from a clean
+    process; nothing it starts outlives it."""
+    return in_fresh_interpreter(_child, n, stack_bytes, timeout_s=CHILD_TIMEOUT_S)
 
 
 # -- creation cost ------------------------------------------------------------------------------------------

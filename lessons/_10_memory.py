@@ -14,7 +14,6 @@ lessons/10_fibers.py calls ``hold_in_child(kind, count)`` for each of MEMORY_KIN
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import threading
 import time
 
 from lessons import procfs
+from lessons.spawn import in_fresh_interpreter
 
 MEMORY_KINDS = ("generator", "asyncio task", "trio task", "gevent greenlet", "thread",
                 "process (fork)", "process (new interpreter)")
@@ -32,7 +32,7 @@ def private_kib(pid: int | str = "self") -> int:
     return procfs.smaps_rollup(pid)["uss"]
 
 
-def hold(kind: str, count: int, conn) -> None:
+def hold(conn, kind: str, count: int) -> None:
     """Run in a spawned child: park ``count`` units of ``kind``, report memory growth per unit."""
     try:
         conn.send(_hold(kind, count))
@@ -174,20 +174,10 @@ def _hold(kind: str, count: int) -> dict:
 
 
 def hold_in_child(kind: str, count: int, timeout_s: float = 60.0) -> dict:
-    ctx = multiprocessing.get_context("spawn")
-    parent_end, child_end = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=hold, args=(kind, count, child_end), daemon=True)
-    proc.start()
-    child_end.close()
+    """hold(kind, count) in a fresh interpreter: its report, or {"error": why}."""
     try:
-        if not parent_end.poll(timeout_s):
-            return {"error": f"no answer within {timeout_s:.0f} s"}
-        return parent_end.recv()
+        return in_fresh_interpreter(hold, kind, count, timeout_s=timeout_s)
+    except TimeoutError:
+        return {"error": f"no answer within {timeout_s:.0f} s"}
     except EOFError:
         return {"error": "the child died without an answer"}
-    finally:
-        proc.join(10)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-        parent_end.close()

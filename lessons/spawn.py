@@ -8,6 +8,7 @@
     thp_mode()                 transparent huge pages: "always", "madvise", "never" (or None)
     cpu_work(iterations)       pure-Python arithmetic, the lessons' CPU-bound task
     in_processes(work, arg, n) n children doing work(arg) at once (pinned, if given CPUs): wall s
+    in_fresh_interpreter(target, *args)  target(conn, *args) in a new interpreter: what it sent
 
 POSIX: they run on any Unix with fork; what they cost is the lessons' measurement (02 to 06).
 ballast's page sizes are Linux's (madvise(2) MADV_HUGEPAGE, MADV_NOHUGEPAGE).
@@ -127,3 +128,26 @@ def in_processes(work, arg, n: int, cpus: list[int] | None = None) -> float:
         for pid in pids:
             os.waitpid(pid, 0)
     return time.perf_counter() - t0
+
+
+def in_fresh_interpreter(target, *args, timeout_s: float = 60.0):
+    """Run ``target(conn, *args)`` in a new interpreter (multiprocessing "spawn": nothing inherited
+    from this one, no memory freed by an earlier experiment to reuse) and return the one object it
+    sends through ``conn``. TimeoutError if it sends nothing within ``timeout_s``, EOFError if it
+    dies first; the child is reaped, or killed by its pid, before this returns."""
+    import multiprocessing
+    context = multiprocessing.get_context("spawn")
+    parent_end, child_end = context.Pipe(duplex=False)
+    process = context.Process(target=target, args=(child_end, *args), daemon=True)
+    process.start()
+    child_end.close()
+    try:
+        if not parent_end.poll(timeout_s):
+            raise TimeoutError(f"the fresh interpreter sent nothing in {timeout_s:.0f} s")
+        return parent_end.recv()
+    finally:
+        process.join(timeout_s)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        parent_end.close()
