@@ -430,15 +430,22 @@ FALLBACKS = [
     ["--without", "defer-taskrun"],
     ["--without", "multishot-accept", "--without", "pbuf-ring", "--without", "defer-taskrun"],
     ["--sqpoll"],
+    ["c-uring", "--sqpoll"],  # the C server's SQPOLL path (the conformance suite runs it without)
 ]
 
 
 @needs_io_uring
 @pytest.mark.parametrize("extra", FALLBACKS, ids=lambda a: " ".join(a).replace("--", ""))
 def test_every_fallback_serves_exactly(extra):
-    if "--sqpoll" in extra and os.uname().machine != "x86_64":
-        pytest.skip("--sqpoll is allowed on x86-64 only (see servers/uring/)")
-    with launch.start(ENTRY, extra) as server:
+    entry = ENTRY
+    if extra[0] == "c-uring":
+        entry, extra = servers.get("c-uring"), extra[1:]
+        ok, why = entry.availability()
+        if not ok:
+            pytest.skip(f"c-uring unavailable here: {why}")
+    elif "--sqpoll" in extra and os.uname().machine != "x86_64":
+        pytest.skip("--sqpoll is allowed on x86-64 only (see servers/uring/ring.py)")
+    with launch.start(entry, extra) as server:
         line = server.ready_line
         if "multishot-accept" in extra:
             assert "single-shot accept" in line
