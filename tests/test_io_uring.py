@@ -541,6 +541,30 @@ def test_a_64_kib_message_is_one_receive_and_one_send():
     assert sqes <= 1.5 and cqes <= 3, f"{sqes:.2f} SQEs, {cqes:.2f} CQEs per 64 KiB echo ({server.ready_line})"
 
 
+@pytest.mark.parametrize("name", ["io_uring", "c-uring"])
+def test_the_buffer_pool_sits_in_huge_pages_where_thp_allows(name):
+    # The kernel copies every message into the pool: in 4 KiB pages 16 MiB take 4,096 TLB entries,
+    # in 2 MiB pages 8 (at 16 x 64 KiB c-uring spent 23.6 us per request with the first, 21.9
+    # with the second, against c-epoll's 20.8-21.2, interleaved).
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            mode = f.read()
+    except OSError:
+        pytest.skip("no transparent huge pages here")
+    if "[never]" in mode:
+        pytest.skip(f"transparent huge pages are off here: {mode.strip()}")
+    entry = servers.get(name)
+    ok, why = entry.availability()
+    if not ok:
+        pytest.skip(f"{name} unavailable here: {why}")
+    with launch.start(entry) as server:
+        if "provided buffers" not in server.ready_line:
+            pytest.skip(f"no provided buffer ring here: {server.ready_line}")
+        with open(f"/proc/{server.pid}/smaps_rollup") as f:
+            huge_kib = int(re.search(r"AnonHugePages:\s+(\d+)", f.read())[1])
+    assert huge_kib >= io_uring_server.POOL_BYTES // 1024, f"{huge_kib} KiB in huge pages"
+
+
 class _Recorder:
     """A ring that only records the sends the server writes."""
 

@@ -47,7 +47,7 @@ class BufferRing:
         self.mask = count - 1
         self._ring_bytes = count * BUF_SIZE
         self.ring_addr, self.entries = map_memory(self._ring_bytes)  # page-aligned, as required
-        self.pool_addr, self.pool = map_memory(count * size)  # resident from the start
+        self.pool_addr, self.pool = map_memory(count * size, huge=True)  # resident from the start
         self.view = self.pool  # slices of it, without copying
         self.addresses = [self.pool_addr + bid * size for bid in range(count)]  # by buffer id
         self.filled = [0] * count  # bytes the kernel has put in each buffer since it was given

@@ -71,12 +71,15 @@ _mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, 
                   ctypes.c_long)
 _munmap = _libc.munmap
 _munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+_madvise = _libc.madvise
+_madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 _c_long = ctypes.c_long
 _ENTER = ctypes.c_long(SYS_IO_URING_ENTER)  # built once: submit() runs once per loop turn
 
 PROT_READ_WRITE = 0x1 | 0x2
 MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS, MAP_POPULATE = 0x01, 0x02, 0x20, 0x8000
 MAP_FAILED = ctypes.c_void_p(-1).value
+MADV_HUGEPAGE = 14
 SQ_WAIT_S = 5.0  # how long a full SQ may wait for the SQPOLL thread before that is an error
 
 
@@ -97,16 +100,25 @@ def _index(addr: int, ctype=ctypes.c_uint32):
     return ctype.from_address(addr)
 
 
-def map_memory(size: int, fd: int = -1, offset: int = 0) -> tuple[int, memoryview]:
+def map_memory(size: int, fd: int = -1, offset: int = 0, *,
+               huge: bool = False) -> tuple[int, memoryview]:
     """mmap through libc: (address, a byte memoryview over it). A shared mapping of the ring's
     fd, or anonymous private memory (resident at once) for fd -1. Python's mmap module would dup
     the ring's fd for every mapping; and struct.pack_into writes through a memoryview about
-    twice as fast as through a ctypes array."""
-    flags = MAP_SHARED | MAP_POPULATE if fd >= 0 else MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE
+    twice as fast as through a ctypes array. ``huge``: ask for transparent huge pages
+    (MADV_HUGEPAGE, honoured where THP is "madvise" or "always"): 16 MiB of buffers in 8 TLB
+    entries of 2 MiB instead of 4,096 of 4 KiB, for memory the kernel copies every message into."""
+    if fd >= 0:
+        flags = MAP_SHARED | MAP_POPULATE
+    else:
+        flags = MAP_PRIVATE | MAP_ANONYMOUS | (0 if huge else MAP_POPULATE)
     addr = _mmap(None, size, PROT_READ_WRITE, flags, fd, offset)
     if addr in (None, MAP_FAILED):
         err = ctypes.get_errno()
         raise UringError(err, f"mmap of {size} bytes: {os.strerror(err)}")
+    if huge:  # before the first touch: the pages are then faulted in 2 MiB at a time
+        _madvise(addr, size, MADV_HUGEPAGE)
+        ctypes.memset(addr, 0, size)  # resident from the start, as MAP_POPULATE would make it
     return addr, memoryview((ctypes.c_char * size).from_address(addr)).cast("B")
 
 
