@@ -202,21 +202,26 @@ def build(source: str | Path, *, flags: tuple[str, ...] = (), extra_sources=()) 
     done = out_dir / ".built"
     if done.exists():
         return artefact
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / f"{source.stem}-{kind}-{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a parallel caller builds it once; we wait for it
-        if done.exists():
-            return artefact
-        tmp = Path(tempfile.mkdtemp(prefix=f".{source.stem}-", dir=CACHE))
-        try:
-            _compile(kind, program, sources, tmp, source.stem, flags)
-            if out_dir.exists():
-                shutil.rmtree(out_dir)
-            tmp.rename(out_dir)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        done.touch()
+    try:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with open(CACHE / f"{source.stem}-{kind}-{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # a parallel caller builds it once; we wait for it
+            if done.exists():
+                return artefact
+            tmp = Path(tempfile.mkdtemp(prefix=f".{source.stem}-", dir=CACHE))
+            try:
+                _compile(kind, program, sources, tmp, source.stem, flags)
+                if out_dir.exists():
+                    shutil.rmtree(out_dir)
+                tmp.rename(out_dir)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+            done.touch()
+    except OSError as exc:  # a checkout someone else owns, a full disk: a reason, not a crash
+        raise Unavailable(f"cannot write the build cache {CACHE}: {exc.strerror or exc}: set "
+                          "LAB_BUILD_DIR to a directory you can write, e.g. "
+                          "LAB_BUILD_DIR=$HOME/.cache/concurrency-lab") from None
     return artefact
 
 

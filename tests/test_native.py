@@ -104,6 +104,22 @@ def test_an_edited_source_builds_again(tmp_path):
     assert build()[0] not in (first[0], edited[0]), "an edited lab.h reused the old build"
 
 
+def test_a_build_cache_that_cannot_be_written_is_a_reason_not_a_crash(tmp_path):
+    """A checkout owned by someone else, a full disk: the server is unavailable, saying where it
+    tried to write and how to move the cache, and `serve` exits 2 with that line."""
+    skip_unless_available(servers.get("c-epoll"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")  # mkdir under a file fails even for root
+    env = {**os.environ, "LAB_BUILD_DIR": str(blocker / "cache")}
+    done = run("-m", "servers.build", "servers/c/echo_epoll.c", env=env)
+    assert done.returncode == 1, done.stderr
+    assert "cannot write the build cache" in done.stderr and "LAB_BUILD_DIR" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = run("-m", "servers", "serve", "c-epoll", env=env)
+    assert done.returncode == 2 and "LAB_BUILD_DIR" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_without_toolchains_native_servers_are_unavailable_with_the_install_command(tmp_path):
     result = run("-m", "servers", "--json", env=without_toolchains(tmp_path))
     assert result.returncode == 0, result.stderr
