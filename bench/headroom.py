@@ -79,7 +79,7 @@ def summarize(rounds: list[dict]) -> dict:
         cpu = [r[client]["cpu_us_per_request"] for r in rounds
                if r.get(client, {}).get("cpu_us_per_request")]
         out[client] = {
-            "vs_minimal": round(st.median, 4) if st else None,
+            "vs_minimal": round(st.value, 4) if st else None,
             "vs_minimal_ci95": [round(v, 4) for v in st.ci95] if st and st.ci95 else None,
             "vs_minimal_range": [round(st.low, 4), round(st.high, 4)] if st else None,
             "rps_median": round(statistics.median(r[client]["rps"] for r in rounds

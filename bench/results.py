@@ -6,7 +6,7 @@ exports read it; nothing else re-derives a metric.
     from bench import results
     run = results.read_run("results/20261201-221500-quick")   # Run: meta + measurements
     for s in run.summaries():                                  # one CellSummary per server x cell
-        print(s.server, s.cell.label, s.verdict, s.rps.median, s.vs_ref, s.vs_ref_ci95)
+        print(s.server, s.cell.label, s.verdict, s.rps.value, s.vs_ref, s.vs_ref_ci95)
 
 API (kept stable; the report and compare build on it):
 
@@ -31,12 +31,16 @@ API (kept stable; the report and compare build on it):
   ``fill_load(record, summary)``, ``interpreter_field(interp)``: the builders; every record of a run is made by them (the runner's,
   and the skipped results the report shows for a server that was not run at all).
 - ``annotate(records)``: sets vs_ref, cpu_vs_ref, vs_ref_ci95 and converged on every record
-  from the records themselves, each ratio paired with the reference's measurement of the same
-  round (the runner calls it before each rewrite).
+  from the records themselves, each ratio paired with the reference's measurement in the same
+  window or round; vs_ref_ci95 is the t-interval of the server's ratios in the cell so far (the
+  runner calls it before each rewrite).
 - The statistics, from bench/stats.py: ``fold(measurements) -> list[CellSummary]`` (the one fold
-  of repeats), ``stat`` and ``Stat`` (a median with its range and 95 % CI), ``median_ci95``,
-  ``converged``, ``worst`` and ``STATUS_ORDER`` (the one status order, mildest first: ok < noisy
-  < client-bound < degraded < failed < skipped). bench/stats.py says how each is computed.
+  of rounds), ``stat`` (an absolute figure: the median, its range and its 95 % CI from order
+  statistics) and ``ratio_stat`` (a ratio: the geometric mean and Student's t-interval on the
+  logs), both a ``Stat``; ``rank(summaries, cell) -> Ranking`` (the one rule that ranks servers
+  and ties them), ``converged``, ``worst`` and ``STATUS_ORDER`` (the one status order, mildest
+  first: ok < noisy < client-bound < degraded < failed < skipped). bench/stats.py says how each
+  is computed.
 """
 
 from __future__ import annotations
@@ -55,8 +59,9 @@ from bench.report.fmt import fmt_rps, fmt_share, fmt_size
 
 # The fold and its statistics live in bench/stats.py; the model is read through this one module.
 from bench.stats import (  # noqa: F401
-    CI_MIN_N, STATUS_ORDER, TOLERANCE, CellSummary, Stat, converged, fold, median_ci95, stat,
-    worst)
+    CI_MIN_N, RATIO_CI_MIN_N, STATUS_ORDER, TOLERANCE, CellSummary, Placed, Ranking, Stat,
+    converged, fold, log_t_interval, median_ci95, rank, ratio_stat, stat, t_quantile,
+    t_two_sided_p, worst)
 from bench.stats import number as _num
 
 SCHEMA_VERSION = 3
@@ -73,6 +78,10 @@ STEAL_NOISY_PCT = 5.0
 # Per-connection memory is reported from this many connections up: below, the growth is lost in
 # the interpreter's own noise (a few hundred KiB either way).
 MEM_PER_CONN_MIN_CONNS = 10
+# What a process tree's memory moves by between two reads with nothing to do with the connections
+# (an allocator returning an arena, a garbage collector, pages counted in whole): a growth below
+# this, divided by the connections, is below the instrument's resolution, and so is a shrink.
+MEM_RESOLUTION_BYTES = 256 * 1024
 # The machine is busy at the start when other processes use more than this share of all CPUs.
 BUSY_AT_START_PCT = 10.0
 # A percentile needs about this many samples beyond it to be more than a few requests' say.
@@ -250,8 +259,12 @@ class Measurement:
         vol = _num(self.extra.get("server_ctx_voluntary"))
         invol = _num(self.extra.get("server_ctx_involuntary"))
         if vol is not None and invol is not None and self.requests:
-            return (vol + invol) / self.requests
-        return _num(self.extra.get("ctx_switches_per_request"))
+            value = (vol + invol) / self.requests
+        else:
+            value = _num(self.extra.get("ctx_switches_per_request"))
+        # Fewer switches at the end of the window than at its start: tasks of the tree exited
+        # meanwhile and took their counts with them. That is no measurement of the rest.
+        return None if value is not None and value < 0 else value
 
     @property
     def bytes_per_s(self) -> float | None:
@@ -414,7 +427,9 @@ def annotate(records: list[dict], tolerance: float = TOLERANCE) -> None:
     three consecutive quick runs here: medians of paired ratios at 16 conns x 1 KiB agreed within
     ±10 % for 18-20 of 20 servers between runs, ratios to the median for 6-14). A round without a
     reference measurement falls back to the reference's median over the rounds measured so far.
-    Without a measured reference in a cell, the fields are null there."""
+    Without a measured reference in a cell, the fields are null there. vs_ref_ci95 and
+    converged: the t-interval of the server's ratios in the cell (bench/stats.py), the same on
+    each of its records; the reference's own has none (1 by definition)."""
     by_cell: dict[CellKey, list[dict]] = {}
     for r in records:
         by_cell.setdefault(CellKey.of(r), []).append(r)
@@ -444,9 +459,9 @@ def annotate(records: list[dict], tolerance: float = TOLERANCE) -> None:
             r["cpu_vs_ref"] = round(cpu / base_cpu, 4) if measured and cpu and base_cpu else None
             per_server.setdefault(r["server"], []).append(r)
         for rs in per_server.values():
-            s = stat(r["vs_ref"] for r in rs)
+            s = None if rs[0].get("is_reference") else ratio_stat(r["vs_ref"] for r in rs)
             ci = [round(s.ci95[0], 4), round(s.ci95[1], 4)] if s and s.ci95 else None
-            done = bool(s and converged(s.ci95, s.median, tolerance))
+            done = bool(s and converged(s.ci95, s.value, tolerance))
             for r in rs:
                 r["vs_ref_ci95"] = ci
                 r["converged"] = done

@@ -41,17 +41,30 @@ def test_smoke_profile_runs_the_whole_pipeline(tmp_path):
     profile = profiles.PROFILES["smoke"]
     reference = meta["reference"]
     measured = names + ([reference["name"]] if reference["available"] else [])
-    assert len(records) == len(measured) * len(profile.cells) * profile.repeats
+    # the planned rounds (more at the headline cell), then perhaps extra ones within the budget
+    for name in measured:
+        for cell in profile.cells:
+            rounds = sorted(r["round"] for r in records
+                            if r["server"] == name and results.CellKey.of(r) == cell)
+            assert rounds == list(range(len(rounds))), (name, cell)
+            assert profile.rounds_of(cell) <= len(rounds) <= profile.rounds_max, (name, cell)
+    assert meta["headline"] == {"conns": 8, "size_bytes": 1024, "rate": None,
+                                "rate_fraction_of_peak": None}
     assert meta["schema"] == results.SCHEMA_VERSION and meta["interrupted"] is None
     assert meta["noise"]["windows"] == len(records)
     if not reference["available"]:
         assert reference["reason"] and "no reference this run" in result.stdout
     else:
-        assert "vs ref" in result.stdout
+        assert "× ref" in result.stdout and "confidence: " in result.stdout
+    assert "who won at 8 conns × 1 KiB" in result.stdout
+    assert f"report: {run_dir / 'report.html'}" in result.stdout
     for r in records:
-        assert r["schema"] == results.SCHEMA_VERSION and r["window_s"] == profile.measure_s
+        beside = r.get("ref_basis") == "beside"
+        assert r["schema"] == results.SCHEMA_VERSION
+        assert r["window_s"] == profile.measure_s * (2 if beside else 1)
         assert r["is_reference"] == (r["server"] == reference["name"])
-        assert "converged" in r and r["converged"] is False, "one round gives no CI"
+        assert (r["vs_ref_ci95"] is not None) == (reference["available"]
+                                                  and not r["is_reference"]), "from 2 rounds"
         assert (r["vs_ref"] is not None) == reference["available"]
         assert set(r["noise"]) >= {"steal_pct", "foreign_cpu_pct", "loadavg_1m", "noisy", "why"}
         assert r["noise"]["foreign_cpu_pct"] is not None and r["noise"]["steal_pct"] is not None
@@ -217,7 +230,7 @@ def test_guard_stops_a_server_before_memory_runs_out(monkeypatch):
 def test_open_loop_at_a_share_of_the_peak_runs_after_the_cells_that_measure_it():
     profile = profiles.PROFILES["full"]
     order = bench_runner.plan(profile, ["epoll", "threads"], seed=1)
-    for repeat in range(profile.repeats):
+    for repeat in range(profile.rounds):
         cells = [cell for r, cell, _ in order if r == repeat]
         shares = [i for i, cell in enumerate(cells) if cell.fraction is not None]
         assert shares and min(shares) > max(i for i, c in enumerate(cells) if not c.is_open)
@@ -336,21 +349,34 @@ def test_a_starvation_verdict_states_whether_the_window_was_long_enough():
     assert not verdict.starved({**record, "errors": {"reset": 3}})
 
 
+class FakeClock:
+    """time.monotonic for the runner, advanced by each fake measurement's elapsed_s."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
 def test_rounds_go_on_until_stable_within_the_budget(tmp_path, monkeypatch):
-    """The round logic alone, with a fake measurement of 1 s: steady stops once converged, wobbly
-    never converges and is measured until the budget ends, the heavier cell gets more rounds,
-    and the reference is in every round of every cell."""
-    wobble = {"n": 0}
+    """The round logic alone, with a fake measurement of 1 s on a fake clock: steady stops once
+    converged, wobbly never converges and is measured until the budget ends, the headline cell
+    first (to rounds_max) and the other cell only then, and the reference is in every round of
+    every cell."""
+    clock = FakeClock()
+    order = []
 
     def fake_measure(subject, cell, rnd, profile, server_cpus, client_cpus, rate=None,
                      measure_s=None, beside=None):
+        clock.now += 1.0
+        order.append((cell.conns, rnd))
         if subject.is_reference:
             rps = 2000.0
         elif subject.name == "steady":
             rps = 1000.0
         else:
-            wobble["n"] += 1
-            rps = 500.0 if wobble["n"] % 2 else 1500.0
+            rps = 500.0 if rnd % 2 else 1500.0
         return {"server": subject.name, "family": "x", "conns": cell.conns,
                 "size_bytes": cell.size_bytes, "rate": None, "rate_fraction_of_peak": None,
                 "mode": "closed", "repeat": rnd, "round": rnd, "status": "ok", "reason": None,
@@ -358,13 +384,15 @@ def test_rounds_go_on_until_stable_within_the_budget(tmp_path, monkeypatch):
                 "is_reference": subject.is_reference, "window_s": profile.measure_s}
 
     monkeypatch.setattr(bench_runner, "measure", fake_measure)
+    monkeypatch.setattr(bench_runner, "time", clock)
     cells = [results.CellKey(1, 1024), results.CellKey(16, 1024)]
     profile = profiles.Profile("t", cells, 3, warmup_s=0.0, measure_s=0.4, description="t",
-                                rounds_max=12, budget_s=40.0, weights={(16, 1024): 3.0})
+                               headline=results.CellKey(16, 1024), headline_rounds=4,
+                               rounds_max=12, budget_s=44.0)
     subjects = [subject.Subject("steady", "x"), subject.Subject("wobbly", "x")]
     reference = subject.Subject("c-epoll", "x", is_reference=True)
     runner = bench_runner.Runner(profile, subjects, reference, {}, tmp_path, {}, [], 0, False,
-                              None, None)
+                                 None, None)
     runner.run()
     records = runner.records
     assert [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()] \
@@ -373,22 +401,56 @@ def test_rounds_go_on_until_stable_within_the_budget(tmp_path, monkeypatch):
     def rounds(name, conns):
         return sorted(r["round"] for r in records if r["server"] == name and r["conns"] == conns)
 
-    assert rounds("steady", 16) == list(range(6)), "stops once its CI is within ±5 %"
+    assert rounds("steady", 16) == list(range(4)), "the headline's planned 4, then converged"
+    assert rounds("steady", 1) == list(range(3))
     steady16 = [r for r in records if r["server"] == "steady" and r["conns"] == 16]
     assert all(r["converged"] and r["vs_ref"] == 0.5 for r in steady16)
     assert not any(r["converged"] for r in records if r["server"] == "wobbly")
-    assert len(rounds("wobbly", 16)) > len(rounds("wobbly", 1)) > 3, "the heavier cell gets more"
-    assert max(r["round"] for r in records) < profile.rounds_max
-    assert sum(r["elapsed_s"] for r in records) <= profile.budget_s
+    # planned: 3 x 2 cells + 1 headline round, 3 measurements each = 21 s; then the headline
+    # cell's extra rounds (wobbly and the reference, 2 s each) to round 12 = 16 s; then the other
+    # cell's while the budget lasts: 44 - 37 = 7 s, 3 rounds
+    assert rounds("wobbly", 16) == list(range(12)), "the headline cell's extra rounds come first"
+    assert rounds("wobbly", 1) == list(range(6))
+    first_other_extra = order.index((1, 3))
+    assert all(conns == 16 for conns, rnd in order[:first_other_extra] if rnd >= 4)
+    assert max(rnd for conns, rnd in order if conns == 16) == 11
+    assert clock.now - 1000.0 <= profile.budget_s
     for rnd, conns in {(r["round"], r["conns"]) for r in records}:
         assert rnd in rounds("c-epoll", conns), "the reference is in every round of every cell"
+
+
+def test_a_server_that_did_not_start_is_not_started_again(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_measure(subject, cell, rnd, profile, server_cpus, client_cpus, rate=None,
+                     measure_s=None, beside=None):
+        calls.append((subject.name, cell.conns, rnd))
+        record = results.record(subject.name, cell, rnd, family="x")
+        if subject.name == "broken":
+            return results.failed(record, "did not start: exited with code 1 before it was "
+                                  "ready", elapsed_s=0.1)
+        return dict(record, rps=1000.0, elapsed_s=0.1)
+
+    monkeypatch.setattr(bench_runner, "measure", fake_measure)
+    cells = [results.CellKey(1, 1024), results.CellKey(16, 1024)]
+    profile = profiles.Profile("t", cells, 2, warmup_s=0.0, measure_s=0.1, description="t")
+    runner = bench_runner.Runner(profile, [subject.Subject("broken", "x"),
+                                           subject.Subject("fine", "x")], None, {}, tmp_path,
+                                 {}, [], 0, False, None, None)
+    runner.run()
+    assert [c for c in calls if c[0] == "broken"] == [("broken", 1, 0)], "started once"
+    assert len([c for c in calls if c[0] == "fine"]) == 4
+    broken = [r for r in runner.records if r["server"] == "broken"]
+    assert [r["status"] for r in broken] == ["failed", "skipped", "skipped", "skipped"]
+    assert all("it did not start at 1 conn × 1 KiB, round 1" in r["reason"] for r in broken[1:])
 
 
 def test_without_a_c_compiler_the_run_goes_on_without_the_reference(tmp_path):
     env = {**os.environ, "CC": str(tmp_path / "no-such-cc")}  # servers/build.py finds no compiler
     result = subprocess.run(
         [sys.executable, "-m", "bench", "run", "--profile", "smoke", "--servers", "threads",
-         "--conns", "2", "--out", str(tmp_path / "runs"), "--no-progress", "--no-report"],
+         "--conns", "2", "--rounds", "1", "--rounds-max", "1", "--out", str(tmp_path / "runs"),
+         "--no-progress", "--no-report"],
         cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     (line,) = [x for x in result.stdout.splitlines() if x.startswith("note: no reference")]
@@ -456,9 +518,10 @@ def test_a_starved_cell_is_measured_again_with_a_window_long_enough(tmp_path, mo
 def test_a_run_names_the_command_that_compares_it_with_the_recorded_run(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     hint = cli.compare_hint("quick-custom", ROOT / "results" / "20261202-163905-quick-custom")
-    assert hint == ("against the recorded quick run: make compare A=docs/results/quick "
-                    "B=results/20261202-163905-quick-custom")
-    assert cli.compare_hint("full", tmp_path / "x").endswith(f"A=docs/results/full B={tmp_path / 'x'}")
+    assert hint == ("quick", "make compare A=docs/results/quick "
+                             "B=results/20261202-163905-quick-custom")
+    assert cli.compare_hint("full", tmp_path / "x")[1].endswith(
+        f"A=docs/results/full B={tmp_path / 'x'}")
     assert cli.compare_hint("smoke", tmp_path / "x") is None  # nothing recorded to compare with
     assert cli.compare_hint("quick", ROOT / "docs" / "results" / "quick") is None
 

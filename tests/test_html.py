@@ -149,9 +149,9 @@ def test_hovering_a_point_shows_its_values(loaded):
     ActionChains(loaded).move_to_element(point).perform()
     deadline = time.monotonic() + 10
     text = ""
-    while time.monotonic() < deadline and "repeats" not in text:
+    while time.monotonic() < deadline and "rounds" not in text:
         text = loaded.execute_script(
             "return [...arguments[0].querySelectorAll('.hoverlayer .hovertext')]"
             ".map(e => e.textContent).join(' | ')", plot)
         time.sleep(0.1)
-    assert "repeats" in text and "conn" in text, text
+    assert "rounds" in text and "conn" in text, text

@@ -94,10 +94,10 @@ def test_what_to_notice_is_computed_from_the_data(built):
     assert at_128  # uvloop was fastest at 128 connections, but client-bound there: not credited
     at_16 = [r["rps"] for r in results_ if r["conns"] == 16 and r["size_bytes"] == 1024
              and r.get("rate") is None and r["server"] == "fork"]
-    lead = fmt.fmt_rps(statistics.median(at_16))
-    assert f"**fork** led the clean results with {lead} req/s" in text
+    lead = fmt.fmt_rps(statistics.geometric_mean(at_16))  # a run without a reference: by req/s
+    assert f"At 16 conns × 1 KiB, by req/s, **fork** led the clean results with {lead} (" in text
     assert "**uvloop** led" not in text and "**epoll** led" not in text
-    assert "Not credited: iterative (degraded), epoll (client-bound) and uvloop (client-bound)" \
+    assert "Not credited: uvloop (client-bound), epoll (client-bound) and iterative (degraded)" \
         in text
     assert "client-bound" in text and "compare server CPU µs per request" in text
 
@@ -192,11 +192,18 @@ def test_the_console_tables_are_the_exports_rows(schema2):
     assert set(tables) == {r["cell"] for r in export.values() if r["server"] != "io_uring"}
     for cell, rows in tables.items():
         for row in rows:
-            server = row[1].removesuffix(" (ref)")
+            server = row["server"].removesuffix(" (ref)")
             rps = export[(server, cell)]["rps_median"]
-            assert row[5] == (f"{float(rps):,.0f}" if rps else "-"), (server, cell)
-    threads = next(r for r in tables["16 conns × 1 KiB"] if r[1] == "threads")
-    assert threads[3] == f"n={export[('threads', '16 conns × 1 KiB')]['vs_ref_n']}" == "n=2"
+            assert row["req/s"] == (f"{float(rps):,.0f}" if rps else "-"), (server, cell)
+            group = export[(server, cell)]["tie_group"]
+            assert row["#"] == (group or "-"), (server, cell)
+    threads = next(r for r in tables["16 conns × 1 KiB"] if r["server"] == "threads")
+    row = export[("threads", "16 conns × 1 KiB")]
+    assert row["vs_ref_n"] == "2", "an interval from 2 rounds"
+    assert threads["95 % interval"] == (f"{float(row['vs_ref_ci95_low']):.2f}–"
+                                        f"{float(row['vs_ref_ci95_high']):.2f}")
+    ref = next(r for r in tables["16 conns × 1 KiB"] if r["server"] == "c-epoll (ref)")
+    assert ref["× ref"] == "1" and ref["95 % interval"] == "", "no interval, no ✓, for 1 by definition"
 
 def test_only_clean_results_may_lead():
     """view.clean: a result is ranked only when its fold (results.fold) says ok: not noisy,
@@ -392,10 +399,13 @@ def schema2(tmp_path_factory) -> Path:
 
 def test_ratios_lead_with_their_ci_and_absolute_figures_beside(schema2):
     text = schema2.read_text()
-    assert "| vs ref (CI) | CPU vs ref |" in text
-    headline = next(line for line in text.splitlines() if line.startswith("- **Throughput at"))
-    assert "ratio to the C reference" in headline and "× ref (" in headline
-    assert "(reference c-epoll:" in headline
+    assert "| × ref (CI) | tie group | CPU × ref |" in text
+    lines = text.splitlines()
+    assert lines[2].startswith("![Who won at "), "the report opens with the ranked chart"
+    assert lines[4].startswith("**confidence: "), "then how sure"
+    ranking = next(line for line in lines if line.startswith("**Who won at"))
+    assert "as a multiple of the C reference's (c-epoll)" in ranking
+    assert "c-epoll 1× (reference)" in ranking and "Student's t" in ranking
     assert "c-epoll" in view.load(schema2.parent).reference
 
 
@@ -409,10 +419,10 @@ def test_noisy_results_are_never_ranked_and_the_busy_machine_is_said(schema2):
     ranked, others = view.ranked(v, cell)
     assert "threads" not in [o.server for o in ranked]
     assert "threads" in [o.server for o in others]
-    line = blocks.to_markdown([document.headline(v, cell)]).splitlines()
-    throughput = next(x for x in line if x.startswith("- **Throughput"))
-    assert "threads" in throughput.split("not ranked:")[1]
-    assert "(noisy window)" in throughput
+    from bench.report import notes
+
+    said = notes.ranking_text(v, view.ranking(v, cell))
+    assert "threads" in said.split("not ranked:")[1] and "(noisy window)" in said
 
 
 def test_a_run_of_two_servers_renders_every_part(tmp_path):
@@ -803,12 +813,12 @@ def test_c100k_sweep_says_the_most_each_server_held_and_what_stopped_it(tmp_path
     assert "the ramp's own pace" in section  # every server accepted at 4,000/s
     from bench.report.series import memory_points
     _, mem_cells, points = memory_points(v)  # no closed-loop cell: the sweep's counts
-    assert mem_cells == cells and points[("epoll", cells[1])].median == 260
+    assert mem_cells == cells and points[("epoll", cells[1])].value == 260
     assert "Convergence" not in head  # one round: no CI to speak of
     assert "the ramp's own pace" in section  # every server accepted at 4,000/s
     from bench.report.series import memory_points
     _, mem_cells, points = memory_points(v)  # no closed-loop cell: the sweep's counts
-    assert mem_cells == cells and points[("epoll", cells[1])].median == 260
+    assert mem_cells == cells and points[("epoll", cells[1])].value == 260
 
 
 def test_the_references_own_spread_is_said_as_the_machines_noise(tmp_path):

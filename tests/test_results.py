@@ -1,11 +1,13 @@
-"""The results model (bench/results.py): old runs read and fold, a cut last line, the one status
-order, the confidence interval of a median, the ratios to the reference."""
+"""The results model (bench/results.py, bench/stats.py): old runs read and fold, a cut last line,
+the one status order, the two intervals (of a median, of a ratio), the ratios to the reference,
+and the one rule that ranks servers and ties them."""
 
 from __future__ import annotations
 
 import json
 import math
 import random
+import statistics
 from pathlib import Path
 
 import pytest
@@ -36,7 +38,7 @@ def test_committed_runs_read_and_fold(name):
     for s in summaries:
         assert s.verdict in results.STATUS_ORDER
         if s.measured:
-            assert s.rps.low <= s.rps.median <= s.rps.high
+            assert s.rps.low <= s.rps.value <= s.rps.high
     # every field of an old record survives a round trip
     for d, m in zip(raw, run.measurements, strict=True):
         back = m.to_dict()
@@ -82,7 +84,7 @@ def test_one_status_order_and_skipped_only_when_nothing_was_measured():
         return s.status, s.verdict
 
     assert verdict(_rec(), _rec()) == ("ok", "ok")
-    assert verdict(_rec(), _rec(noise=noisy)) == ("ok", "noisy")
+    assert verdict(_rec(), _rec(noise=noisy)) == ("ok", "noisy"), "half noisy: the cell is"
     assert verdict(_rec(noise=noisy), _rec(client_bound=True)) == ("ok", "client-bound")
     assert verdict(_rec(client_bound=True), _rec(status="degraded")) == ("degraded", "degraded")
     assert verdict(_rec(status="degraded"), _rec(status="failed", rps=None)) == ("failed", "failed")
@@ -129,7 +131,13 @@ def test_annotate_pairs_each_ratio_with_the_reference_of_its_round_and_judges_co
     assert [r["vs_ref"] for r in tight] == [0.5] * 6 and tight[0]["cpu_vs_ref"] == 2.0
     assert extra[0]["vs_ref"] == 0.5, "625 over the reference's median of 1,250"
     assert all(r["converged"] for r in tight) and tight[0]["vs_ref_ci95"] == [0.5, 0.5]
-    assert not any(r["converged"] for r in loose) and loose[0]["vs_ref_ci95"] == [0.1, 1.1]
+    # the t-interval on the logs of 0.1, 0.3 ... 1.1 (t = 2.5706 for 5 degrees of freedom)
+    logs = [math.log(x) for x in (0.1, 0.3, 0.5, 0.7, 0.9, 1.1)]
+    centre, sd = sum(logs) / 6, statistics.stdev(logs)
+    expected = [round(math.exp(centre + k * 2.5706 * sd / math.sqrt(6)), 3) for k in (-1, 1)]
+    assert not any(r["converged"] for r in loose)
+    assert [round(x, 3) for x in loose[0]["vs_ref_ci95"]] == expected
+    assert ref[0]["vs_ref_ci95"] is None, "the reference's own ratio is 1 by definition"
     assert other_cell[0]["vs_ref"] is None and other_cell[0]["converged"] is False
     # unpaired, the same server would not converge: 500 to 750 over a median of 1,250
     unpaired = [r["rps"] / 1250.0 for r in tight]
@@ -138,7 +146,9 @@ def test_annotate_pairs_each_ratio_with_the_reference_of_its_round_and_judges_co
                  results.fold(results.Measurement.from_dict(r) for r in records)}
     s = summaries[("epoll", 16)]
     assert s.converged and s.vs_ref == pytest.approx(0.5) and s.cpu_vs_ref == pytest.approx(2.0)
-    assert summaries[("c-epoll", 16)].is_reference
+    ref_summary = summaries[("c-epoll", 16)]
+    assert ref_summary.is_reference and ref_summary.vs_ref == 1.0
+    assert ref_summary.vs_ref_stat is None and not ref_summary.converged, "no interval, no ✓"
 
 
 def test_noise_verdict_names_the_figure():
@@ -166,3 +176,82 @@ def test_window_noise_is_what_the_machine_ran_besides_the_bench():
     unknown = results.window_noise({}, client_cpu_s=None, client_duration_s=None, cpus=2,
                                    loadavg_1m=None, freq_mhz=None, governor=None)
     assert unknown["foreign_cpu_pct"] is None and not unknown["noisy"]
+
+
+def test_student_t_quantiles_and_p_values_match_the_tables():
+    for df, t in ((1, 12.706), (2, 4.303), (3, 3.182), (5, 2.571), (11, 2.201), (30, 2.042)):
+        assert results.t_quantile(0.975, df) == pytest.approx(t, abs=1e-3)
+    assert results.t_quantile(0.025, 4) == pytest.approx(-2.776, abs=1e-3)
+    assert results.t_two_sided_p(2.228, 10) == pytest.approx(0.05, abs=1e-3)
+    assert results.t_two_sided_p(0.0, 3) == 1.0
+
+
+def test_a_ratio_is_a_geometric_mean_with_a_t_interval_on_its_logs():
+    s = results.ratio_stat([0.5, 0.6, 0.55])
+    logs = [math.log(x) for x in (0.5, 0.6, 0.55)]
+    half = 4.3027 * statistics.stdev(logs) / math.sqrt(3)
+    assert s.method == "geomean" and s.n == 3 and (s.low, s.high) == (0.5, 0.6)
+    assert s.value == pytest.approx(math.exp(sum(logs) / 3))
+    assert s.ci95 == pytest.approx((math.exp(sum(logs) / 3 - half), math.exp(sum(logs) / 3 + half)),
+                                   rel=1e-4)
+    assert s.ci95[0] < s.value < s.ci95[1], "the figure sits inside its interval, not at an end"
+    assert results.ratio_stat([0.5, 0.7]).ci95 is not None, "an interval from 2 rounds"
+    assert results.ratio_stat([0.5]).ci95 is None and results.ratio_stat([]) is None
+    # its coverage, by simulation: 3 rounds of a log-normal ratio around 0.6
+    rng = random.Random(2)
+    hits = 0
+    for _ in range(3000):
+        lo, hi = results.ratio_stat([0.6 * math.exp(rng.gauss(0, 0.2)) for _ in range(3)]).ci95
+        hits += lo <= 0.6 <= hi
+    assert 0.93 <= hits / 3000 <= 0.97
+
+
+def test_a_noisy_window_is_left_out_when_the_clean_ones_are_most():
+    noisy = {"noisy": True, "why": "x"}
+    recs = [_rec(rps=1000.0), _rec(rps=1010.0), _rec(rps=400.0, noise=noisy)]
+    (s,) = results.fold(results.Measurement.from_dict(r) for r in recs)
+    assert s.verdict == "ok" and s.left_out == 1 and s.rps.n == 2 and s.rps.value == 1005.0
+    assert s.rounds_text == "3/3 (1 noisy left out)" and s.noisy_count == 1
+
+
+def _ranked(*entries, reference=True):
+    """A cell's summaries from (server, per-round ratios, verdict) with the reference at 1000."""
+    records = []
+    for k in range(max(len(e[1]) for e in entries)):
+        if reference:
+            records.append(_rec(server="c-epoll", is_reference=True, rps=1000.0, round=k, repeat=k))
+    for server, ratios, *verdict in entries:
+        extra = {"client_bound": True} if verdict == ["client-bound"] else {}
+        records += [_rec(server=server, rps=1000.0 * r, round=k, repeat=k, **extra)
+                    for k, r in enumerate(ratios)]
+    results.annotate(records)
+    summaries = results.fold(results.Measurement.from_dict(r) for r in records)
+    return results.rank(summaries, results.CellKey(16, 1024))
+
+
+def test_ties_follow_the_leader_and_cannot_chain():
+    """Each neighbour overlaps the next, so a chain would tie all four; by the leader's interval
+    a and b tie, and c leads a new group that d joins."""
+    r = _ranked(*((name, [v * 0.97, v * 1.03, v]) for name, v in
+                  (("a", 1.0), ("b", 0.9), ("c", 0.8), ("d", 0.72))), reference=False)
+    for p, q in zip(r.placed, r.placed[1:], strict=False):
+        assert p.overlaps(q), "each neighbour overlaps the next: a chain would tie them all"
+    assert [[p.server for p in g] for g in r.groups] == [["a", "b"], ["c", "d"]]
+    assert r.beyond_noise("a", "c") == 1 and r.beyond_noise("d", "a") == -1
+    assert r.beyond_noise("a", "b") == 0 and r.separated_top == 0
+    assert not r.by_ratio  # no reference: ranked on req/s
+
+
+def test_the_reference_stands_at_1_and_a_server_whose_interval_holds_1_ties_it():
+    r = _ranked(("near", [0.97, 1.03, 1.0]), ("mid", [0.6, 0.61, 0.62]),
+                ("low", [0.3, 0.31, 0.3]), ("floor", [0.98, 0.99, 1.0], "client-bound"))
+    assert r.by_ratio and r.reference.server == "c-epoll"
+    assert [[p.server for p in g] for g in r.groups] == [["c-epoll", "near"], ["mid"], ["low"]]
+    assert [o.server for o in r.apart] == ["floor"], "client-bound: listed apart, never ranked"
+    assert r.separated_top == 0  # the top is a tie with the ceiling, never a win
+    assert r.beyond_noise("mid", "low") == 1 and r.beyond_noise("near", "c-epoll") == 0
+    alone = _ranked(("mid", [0.6, 0.61, 0.62]), ("low", [0.3, 0.31, 0.3]))
+    assert alone.separated_top == 3, "the reference, mid and low each stand apart"
+    one_round = _ranked(("mid", [0.6]), ("low", [0.3]))
+    assert not [p for p in one_round.placed if not p.summary.is_reference and p.ci]
+    assert len(one_round.groups) == 1, "no interval: nothing can be ordered"

@@ -38,7 +38,8 @@ def _alive(pid: int) -> bool:
 def _start_run(out: Path, *extra: str) -> subprocess.Popen:
     # threads (pure Python, always available) with a window long enough to be caught in it
     cmd = [sys.executable, "-m", "bench", "run", "--profile", "smoke", "--servers", "threads",
-           "--measure-s", "1.5", "--warmup-s", "0.1", "--out", str(out), "--no-progress", *extra]
+           "--duration", "1.5", "--warmup", "0.1", "--rounds", "1", "--rounds-max", "1",
+           "--out", str(out), "--no-progress", *extra]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, stdin=subprocess.DEVNULL, start_new_session=True)
 

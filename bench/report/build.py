@@ -37,6 +37,7 @@ from pathlib import Path
 
 from bench import results
 from bench.report import blocks, charts, document, html, series, summary, view
+from bench.report.fmt import parse_size
 from bench.report.view import ReportError
 
 __all__ = ["ReportError", "build_report", "main", "parse_cell"]
@@ -65,13 +66,16 @@ def build_report(run: str | Path | results.Run, *, cell: tuple[int, int] | None 
 
 
 def parse_cell(text: str) -> tuple[int, int]:
-    """'128x1024' or '128x1KiB' or '128x64k' -> (128, 1024)."""
-    match = re.fullmatch(r"\s*(\d+)\s*[x×,]\s*(\d+)\s*(k|kib|kb|m|mib|mb|b)?\s*", text, re.I)
-    if not match:
+    """'128x1024' or '128x1KiB' or '128x64k' -> (128, 1024) (the size as fmt.parse_size reads
+    it)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[x×,]\s*(.+?)\s*", text)
+    try:
+        if not match:
+            raise ValueError
+        return int(match.group(1)), parse_size(match.group(2))
+    except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a cell; write CONNSxBYTES, e.g. 128x1024 or 16x64KiB")
-    unit = (match.group(3) or "b").lower()[0]
-    return int(match.group(1)), int(match.group(2)) * {"b": 1, "k": 1024, "m": 1 << 20}[unit]
+            f"{text!r} is not a cell; write CONNSxBYTES, e.g. 128x1024 or 16x64KiB") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,9 +1,12 @@
 """The report's static charts: matplotlib, each written as PNG (for report.md) and SVG beside it,
 drawn from what bench/report/series.py computed (this module computes no figure of its own).
 
+- ranking       who won at the headline cell: × ref (req/s without a reference) by the one rule,
+                bars best first, whiskers the 95 % intervals, tie groups banded; the results not
+                ranked apart below
 - status        server x cell: what each result is worth (ok / noisy / client-bound / degraded /
                 failed / skipped)
-- throughput    req/s vs connections, one line per server (one chart per message size)
+- throughput    req/s vs connections, small multiples: a panel per family (one chart per size)
 - latency       p50 and p99 vs connections
 - sizes         bandwidth per message size, a bar per size, at one connection count
 - spectrum      the whole latency distribution at the headline cell, HdrHistogram style
@@ -16,12 +19,14 @@ drawn from what bench/report/series.py computed (this module computes no figure 
 Every chart marks a figure that is not clean the same way (see bench/report/view.py): filled = ok;
 hollow = noisy or client-bound; hollow in a red ring = degraded; × = failed. Lines into a point
 that is not clean are dotted, so such a point never reads as the best line. Error bars are the
-95 % CI of the median where the run recorded enough repeats, else their min–max. Colours are one
-per family, the same in every chart; every chart has a footer naming the machine, run and date.
+95 % interval where the run recorded one (bench/stats.py), else the range of the rounds. Colours
+are one per family, the same in every chart; every chart has a footer naming the machine, run and
+date.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -55,20 +60,22 @@ VERDICT_COLOURS = {"ok": "#c7e9c0", "noisy": "#fff3b0", "client-bound": "#c6dbef
                    "degraded": "#fdd49e", "failed": "#fc9272", "skipped": "#e0e0e0"}
 
 # Every file this module may write in charts/, so a redraw removes the ones it no longer makes.
-CHART_GLOB = ("status.*", "throughput*.*", "latency*.*", "sizes.*", "spectrum.*", "openloop.*",
-              "cpu.*", "memory.*", "interpreters.*")
+CHART_GLOB = ("ranking.*", "status.*", "throughput*.*", "latency*.*", "sizes.*", "spectrum.*",
+              "openloop.*", "cpu.*", "memory.*", "interpreters.*")
 
 
 # -- Plumbing ----------------------------------------------------------------------------------------
 
 
-def _figure(view: View, title: str, *, ncols: int = 1, height_in: float = FIG_HEIGHT_IN,
-            sharey: bool = False, width_ratios=None) -> tuple[Figure, list]:
+def _figure(view: View, title: str, *, ncols: int = 1, nrows: int = 1,
+            height_in: float = FIG_HEIGHT_IN, sharey: bool = False, sharex: bool = False,
+            width_ratios=None) -> tuple[Figure, list]:
     fig = Figure(figsize=(FIG_WIDTH_IN, height_in), dpi=DPI, layout="constrained")
     footer_share = FOOTER_IN / height_in
     fig.get_layout_engine().set(rect=(0, footer_share, 1, 1 - footer_share), w_pad=0.08)
-    axes = fig.subplots(1, ncols, sharey=sharey, squeeze=False,
-                        gridspec_kw={"width_ratios": width_ratios} if width_ratios else None)[0]
+    axes = fig.subplots(nrows, ncols, sharey=sharey, sharex=sharex, squeeze=False,
+                        gridspec_kw={"width_ratios": width_ratios} if width_ratios else None
+                        ).flatten()
     fig.suptitle(title, fontsize=15, fontweight="bold", x=0.006, ha="left")
     fig.text(0.006, 0.3 * footer_share, view.footer, fontsize=9, color="#555555",
              ha="left", va="bottom")
@@ -165,20 +172,20 @@ def _line(ax, view: View, ln: Line, *, dodge: float = 1.0) -> set[str]:
     xs = [p.x * dodge for p in points]
     for p0, p1, xa, xb in zip(points, points[1:], xs, xs[1:], strict=False):
         both = p0.verdict == "ok" and p1.verdict == "ok"
-        ax.plot([xa, xb], [p0.stat.median, p1.stat.median], color=colour, zorder=2,
+        ax.plot([xa, xb], [p0.stat.value, p1.stat.value], color=colour, zorder=2,
                 linestyle=linestyle if both else ":", linewidth=2 if both else 1.3,
                 alpha=1.0 if both else 0.7)
     for x, p in zip(xs, points, strict=True):
         s = p.stat
         low, high = bounds(s)
         if has_bar(s):
-            ax.errorbar([x], [s.median], yerr=[[s.median - low], [high - s.median]], fmt="none",
+            ax.errorbar([x], [s.value], yerr=[[s.value - low], [high - s.value]], fmt="none",
                         ecolor=colour, elinewidth=1.2, capsize=3, alpha=0.8, zorder=2)
-        ax.plot([x], [s.median], marker=marker, color=colour, markersize=8, linestyle="none",
+        ax.plot([x], [s.value], marker=marker, color=colour, markersize=8, linestyle="none",
                 zorder=3, markerfacecolor=colour if p.verdict == "ok" else "white",
                 markeredgewidth=1.8)
         if p.verdict == "degraded":
-            ax.plot([x], [s.median], marker="o", markersize=15, linestyle="none", zorder=3,
+            ax.plot([x], [s.value], marker="o", markersize=15, linestyle="none", zorder=3,
                     markerfacecolor="none", markeredgecolor=DEGRADED_RING, markeredgewidth=1.6)
     return {p.verdict for p in points}
 
@@ -197,6 +204,99 @@ def _dodges(n: int, spread_octaves: float = 0.35) -> list[float]:
     if n <= 1:
         return [1.0] * n
     return [2 ** (spread_octaves * (i / (n - 1) - 0.5)) for i in range(n)]
+
+
+# -- Who won ---------------------------------------------------------------------------------------
+
+GROUP_BANDS = ("#f1f3f6", "#ffffff")  # alternate tie groups' backgrounds
+APART_BAND = "#fbf3e6"
+
+
+def draw_ranking(view: View, chart: Chart, path: Path) -> None:
+    """The headline cell ranked: a bar per result, best first, whiskers its 95 % interval, each
+    tie group on a band of its own and numbered; the C reference at 1 with a line down the
+    chart; below, apart and hatched, the results that are not ranked."""
+    data = chart.data
+    r = data.ranking
+    rows: list[tuple] = [("placed", p) for p in r.placed]
+    if data.apart:
+        rows.append(("gap", None))
+        rows += [("apart", item) for item in data.apart]
+    height = min(max(3.4, 2.2 + 0.34 * len(rows)), 14.0)
+    fig, (ax,) = _figure(view, f"Who won at {r.cell.label}: {data.unit}", height_in=height)
+    ax.set_title(data.confidence.replace("confidence: ", "how sure: "), fontsize=10.5,
+                 color="#333333", loc="left")
+    values = [p.ci[1] if p.ci else p.value for p in r.placed]
+    values += [s.spread[1] if s.spread else s.value for _, s in data.apart if s]
+    top = max(values, default=1.0) * 1.32
+    show = (lambda v: f"{v:.2f}×") if r.by_ratio else fmt_rps
+    for y, (kind, item) in enumerate(rows):
+        if kind == "gap":
+            ax.axhspan(y - 0.5, len(rows) - 0.5, color=APART_BAND, zorder=0)
+            ax.text(top * 0.995, y, "not ranked (noisy, client-bound or degraded):",
+                    ha="right", va="center", fontsize=9.5, style="italic", color="#555555")
+            continue
+        if kind == "placed":
+            p = item
+            o, value, ci = p.summary, p.value, p.ci
+            hatched = False
+        else:
+            o, s = item
+            if s is None:
+                continue
+            value, ci, hatched = s.value, s.ci95, True
+        colour = "#000000" if o.is_reference else data.styles.get(o.server, ("#777777",))[0]
+        ax.barh(y, value, color=colour, height=0.66, hatch="///" if hatched else None,
+                edgecolor="white", linewidth=0, alpha=0.9, zorder=2)
+        if ci is not None and ci[1] > ci[0]:
+            ax.errorbar(value, y, xerr=[[value - ci[0]], [ci[1] - value]], fmt="none",
+                        ecolor="#222222", capsize=3.5, elinewidth=1.3, zorder=3)
+        end = ci[1] if ci is not None else value
+        if kind == "placed" and o.is_reference and r.by_ratio:
+            label = "1× (the reference, by definition)"
+        elif ci is not None:
+            label = f"{show(value)} ({show(ci[0]).rstrip('×')}–{show(ci[1]).rstrip('×')})"
+        else:
+            label = f"{show(value)} (1 round: no interval)"
+        if kind == "apart":
+            label += f" · {o.verdict}"
+        ax.text(end + top * 0.012, y, label, va="center", fontsize=9, zorder=4,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+    for g, group in enumerate(r.groups):
+        first, last = r.placed.index(group[0]), r.placed.index(group[-1])
+        ax.axhspan(first - 0.5, last + 0.5, color=GROUP_BANDS[g % 2], zorder=0)
+        ax.text(-0.01, (first + last) / 2, f"{g + 1}", transform=ax.get_yaxis_transform(),
+                ha="right", va="center", fontsize=12, fontweight="bold", color="#666666")
+    if r.by_ratio:
+        ax.axvline(1.0, color="#000000", linestyle="--", linewidth=1.1, zorder=1)
+    names = [("" if kind == "gap" else (item.server if kind == "placed" else item[0].server))
+             for kind, item in rows]
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(names, fontsize=10)
+    for label, name in zip(ax.get_yticklabels(), names, strict=True):
+        label.set_color("#000000" if name == view.reference else view.colour(name) if name
+                        else "#000000")
+    ax.tick_params(axis="y", length=0, pad=22)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlim(0, top)
+    ax.grid(False, axis="y")
+    ax.xaxis.set_major_formatter(FuncFormatter(
+        (lambda v, _p: f"{v:g}×") if r.by_ratio else (lambda v, _p: f"{v:,.0f}")))
+    ax.set_xlabel(("req/s as a multiple of the C reference's, measured in the same windows: the "
+                   "geometric mean of the rounds, whiskers its 95 % interval (Student's t on the "
+                   "logs)" if r.by_ratio else "req/s: the geometric mean of the rounds, whiskers "
+                   "its 95 % interval (Student's t on the logs)")
+                  + "\nbands: tie groups, numbered; a server ties the best of its group when "
+                    "their intervals overlap", fontsize=10)
+    handles = [Patch(facecolor=GROUP_BANDS[0], edgecolor="#cccccc", label="a tie group"),
+               Patch(facecolor="white", edgecolor="#444444", hatch="///",
+                     label="not ranked")] if data.apart else []
+    handles += [Patch(facecolor=FAMILY_COLOURS.get(f, OTHER_COLOUR), label=f)
+                for f in view.family_order([o.server for o in
+                                            [p.summary for p in r.placed]
+                                            + [o for o, _ in data.apart]])]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=10, frameon=False)
+    _save(fig, path)
 
 
 # -- Status --------------------------------------------------------------------------------------
@@ -222,7 +322,7 @@ def draw_status(view: View, chart: Chart, path: Path) -> None:
                                                 else verdict.upper() if verdict == "failed"
                                                 else verdict)
             if o and o.rps and not compact:
-                text += f"\n{fmt_short(o.rps.median)}" + (" req/s" if with_unit else "")
+                text += f"\n{fmt_short(o.rps.value)}" + (" req/s" if with_unit else "")
             ax.text(col + 0.5, row + 0.5, text, ha="center", va="center",
                     fontsize=8 if compact else (9.5 if with_unit else 8.5),
                     fontweight="bold" if verdict == "failed" else "normal")
@@ -267,51 +367,96 @@ def draw_status(view: View, chart: Chart, path: Path) -> None:
 # -- Lines against connections -------------------------------------------------------------------------
 
 
-def _conns_lines(ax, view: View, data, key: str) -> tuple[set[str], bool]:
-    """Every server's `key` line against connections on a log x axis ticked at the counts
-    measured; (the verdicts drawn, whether any server failed)."""
+PANEL_COLUMNS = 3  # small multiples: panels to a row
+
+
+def _family_panels(view: View, data, key: str, title: str, *, log: bool, ylabel: str,
+                   subtitle: str) -> Figure:
+    """Small multiples: a panel per family with its servers' `key` lines against connections,
+    every panel on the same axes, the C reference drawn thin and dashed in each for scale, a
+    legend of its own in each: no panel has more than one family's lines."""
+    lines = {ln.server: ln for ln in data.lines[key]}
+    families = [f for f in view.family_order([s for s in data.servers if s != data.reference])]
+    ncols = min(PANEL_COLUMNS, max(1, len(families)))
+    nrows = math.ceil(len(families) / ncols) if families else 1
+    fig, axes = _figure(view, title, ncols=ncols, nrows=nrows, sharex=True, sharey=True,
+                        height_in=min(3.2 + 3.1 * nrows, 14.0))
     verdicts: set[str] = set()
     any_failed = False
-    for ln, dodge in zip(data.lines[key], _dodges(len(data.servers)), strict=True):
-        verdicts |= _line(ax, view, ln, dodge=dodge)
-        any_failed |= _failed_marks(ax, view, ln, dodge)
-    ax.set_xscale("log")
-    _log_ticks(ax, data.conns, lambda v: f"{v:,.0f}")
-    ax.set_xlim(min(data.conns) / 1.5, max(data.conns) * 1.5)
-    ax.set_xlabel("concurrent connections (log scale)")
-    return verdicts, any_failed
+    ref = lines.get(data.reference) if data.reference else None
+    for ax, family in zip(axes, families, strict=False):
+        members = [s for s in data.servers if view.families[s] == family and s in lines]
+        for ln, dodge in zip([lines[s] for s in members], _dodges(len(members)), strict=True):
+            verdicts |= _line(ax, view, ln, dodge=dodge)
+            any_failed |= _failed_marks(ax, view, ln, dodge)
+        if ref is not None and ref.points:
+            ax.plot([p.x for p in ref.points], [p.stat.value for p in ref.points],
+                    color="#000000", linestyle="--", linewidth=1.1, zorder=1)
+        ax.set_title(family, fontsize=11.5, fontweight="bold",
+                     color=FAMILY_COLOURS.get(family, OTHER_COLOUR), loc="left")
+        handles = [Line2D([], [], color=view.style(s)[0], marker=view.style(s)[1],
+                          linestyle=view.style(s)[2], linewidth=2, markersize=6, label=s)
+                   for s in members]
+        if ref is not None and ref.points:
+            handles.append(Line2D([], [], color="#000000", linestyle="--", linewidth=1.1,
+                                  label=f"{data.reference} (reference)"))
+        ax.legend(handles=handles, fontsize=8, loc="best", frameon=True, framealpha=0.85)
+        ax.set_xscale("log")
+        _log_ticks(ax, data.conns, lambda v: f"{v:,.0f}")
+        ax.set_xlim(min(data.conns) / 1.5, max(data.conns) * 1.5)
+        if log:
+            ax.set_yscale("log")
+            _log_axis(ax.yaxis)
+    for ax in axes[len(families):]:
+        ax.set_visible(False)
+    for ax in axes[:len(families)]:
+        ax.tick_params(labelbottom=True)
+    for row in range(nrows):
+        axes[row * ncols].set_ylabel(ylabel)
+    for ax in axes[(nrows - 1) * ncols:len(families)]:
+        ax.set_xlabel("connections (log scale)")
+    keys = _keys(verdicts, any_failed)
+    short = {KEY_HOLLOW[1]: "hollow, dotted: noisy or client-bound\n(not ranked)",
+             KEY_DEGRADED[1]: "ringed: degraded (clients\nrefused, reset or unserved)",
+             KEY_FAILED[1]: "× on the x axis: failed"}
+    handles, labels = [h for h, _ in keys], [short[t] for _, t in keys]
+    spare = axes[len(families):]
+    if spare:  # the key in the first empty panel
+        host = spare[0]
+        host.set_visible(True)
+        host.axis("off")
+        legend = host.legend(handles, labels, loc="upper left", fontsize=9.5, frameon=False,
+                             title=subtitle.replace("; ", ";\n"), alignment="left",
+                             title_fontsize=10)
+    else:
+        legend = fig.legend(handles, labels, loc="outside right upper", fontsize=9,
+                            frameon=False, title=subtitle.replace("; ", ";\n"),
+                            alignment="left", title_fontsize=9.5)
+    legend.get_title().set_color("#444444")
+    return fig
 
 
 def draw_throughput(view: View, chart: Chart, path: Path) -> None:
     data = chart.data
-    fig, (ax,) = _figure(view, f"Throughput vs connections · {fmt_size(data.size)} messages, "
-                               f"closed loop")
-    ax.set_title("median of the repeats; bars: 95 % CI of the median where recorded, else "
-                 "min–max", fontsize=10, color="#444444")
-    verdicts, any_failed = _conns_lines(ax, view, data, "rps")
-    ax.set_ylim(bottom=0)
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}"))
-    ax.set_ylabel("throughput (requests per second)")
-    _server_legend(fig, view, data.servers, keys=_keys(verdicts, any_failed))
+    fig = _family_panels(view, data, "rps", f"Throughput vs connections · "
+                         f"{fmt_size(data.size)} messages, closed loop, a panel per family",
+                         log=False, ylabel="requests per second",
+                         subtitle="median of the rounds; bars: its 95 % CI where recorded, else "
+                                  "the range; dashed black: the C reference")
+    for ax in fig.axes:
+        if ax.get_visible() and ax.get_legend() is not None:
+            ax.set_ylim(bottom=0)
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_short(v)))
     _save(fig, path)
 
 
 def draw_latency(view: View, chart: Chart, path: Path) -> None:
     data = chart.data
-    fig, axes = _figure(view, f"Latency vs connections · {fmt_size(data.size)} messages, "
-                              f"closed loop", ncols=2, sharey=True)
-    verdicts: set[str] = set()
-    any_failed = False
-    for ax, key, label in zip(axes, ("p50", "p99"), ("median (p50)", "99th percentile (p99)"),
-                              strict=True):
-        drawn, failed = _conns_lines(ax, view, data, key)
-        verdicts, any_failed = verdicts | drawn, any_failed or failed
-        ax.set_title(f"{label}, median of repeats", fontsize=11)
-        ax.set_yscale("log")
-        _log_axis(ax.yaxis)
-    axes[1].tick_params(labelleft=True)
-    axes[0].set_ylabel("round-trip latency (ms, log scale)")
-    _server_legend(fig, view, data.servers, keys=_keys(verdicts, any_failed))
+    fig = _family_panels(view, data, "p99", f"p99 latency vs connections · "
+                         f"{fmt_size(data.size)} messages, closed loop, a panel per family",
+                         log=True, ylabel="p99 round trip (ms, log)",
+                         subtitle="99th percentile, median of the rounds (the table has p50); "
+                                  "dashed black: the C reference")
     _save(fig, path)
 
 
@@ -340,15 +485,15 @@ def draw_sizes(view: View, chart: Chart, path: Path) -> None:
             not_clean = not clean(o)
             hatched |= not_clean
             alpha = 0.55 + 0.45 * (k / max(1, len(cells) - 1))  # lighter: smaller messages
-            ax.barh(y, s.median / mib, height=height * 0.9, color=view.colour(server),
+            ax.barh(y, s.value / mib, height=height * 0.9, color=view.colour(server),
                     alpha=alpha, hatch="///" if not_clean else None, edgecolor="white")
             low, high = bounds(s)
             if has_bar(s):
-                ax.errorbar(s.median / mib, y, xerr=[[(s.median - low) / mib],
-                                                     [(high - s.median) / mib]],
+                ax.errorbar(s.value / mib, y, xerr=[[(s.value - low) / mib],
+                                                     [(high - s.value) / mib]],
                             fmt="none", ecolor="#333333", capsize=2, elinewidth=1)
             ax.text(high / mib + top * 0.012, y, f"{fmt_size(cell.size_bytes)}: "
-                    f"{fmt_rps(s.median / mib)} MiB/s", va="center", fontsize=8.5)
+                    f"{fmt_rps(s.value / mib)} MiB/s", va="center", fontsize=8.5)
     _server_names(ax, view, servers)
     ax.set_ylim(len(servers) - 0.5, -0.5)
     ax.set_xlim(0, top * 1.3)
@@ -367,7 +512,7 @@ def draw_sizes(view: View, chart: Chart, path: Path) -> None:
 def draw_spectrum(view: View, chart: Chart, path: Path) -> None:
     data = chart.data
     fig, (ax,) = _figure(view, f"Latency by percentile · {data.cell.label}, closed loop")
-    ax.set_title("all repeats' histograms merged; each step right is 10× rarer requests",
+    ax.set_title("all rounds' histograms merged; each step right is 10× rarer requests",
                  fontsize=10, color="#444444")
     verdicts = set()
     for curve in data.curves:
@@ -465,27 +610,27 @@ def _bar_panel(ax, view: View, bars: list[Bar], fmt, *, names: bool = True,
                log: bool = False) -> bool:
     """Horizontal bars, one per server, hatched where the result is not clean; where a server has
     no value, the word why. Returns whether any bar is hatched."""
-    stats = [b.stat for b in bars if b.stat and b.stat.median > 0]
+    stats = [b.stat for b in bars if b.stat and b.stat.value > 0]
     top = max((s.high for s in stats), default=1.0)
-    floor = min(s.median for s in stats) / 3 if log and stats else 0.0
+    floor = min(s.value for s in stats) / 3 if log and stats else 0.0
     any_hatched = False
     for y, bar in enumerate(bars):
         s, o = bar.stat, bar.outcome
-        if s is None or s.median <= 0:
-            word = (f"{fmt(s.median)}: nothing measurable" if s is not None else
+        if s is None or s.value <= 0:
+            word = (f"{fmt(s.value)}: nothing measurable" if s is not None else
                     o.verdict if o is not None and not o.measured else "not recorded")
             ax.text(floor, y, f"  {word}", va="center", fontsize=9.5, color="#555555",
                     style="italic")
             continue
         hatched = not clean(o)
         any_hatched |= hatched
-        ax.barh(y, s.median - floor, left=floor, color=view.colour(bar.server), height=0.7,
+        ax.barh(y, s.value - floor, left=floor, color=view.colour(bar.server), height=0.7,
                 hatch="///" if hatched else None, edgecolor="white", linewidth=0)
         low, high = bounds(s)
         if has_bar(s):
-            ax.errorbar(s.median, y, xerr=[[s.median - low], [high - s.median]], fmt="none",
+            ax.errorbar(s.value, y, xerr=[[s.value - low], [high - s.value]], fmt="none",
                         ecolor="#333333", capsize=3, elinewidth=1)
-        ax.text(high * 1.1 if log else high + top * 0.015, y, fmt(s.median), va="center",
+        ax.text(high * 1.1 if log else high + top * 0.015, y, fmt(s.value), va="center",
                 fontsize=9.5)
     servers = [b.server for b in bars]
     ax.set_yticks(range(len(servers)))
@@ -512,7 +657,7 @@ def draw_cpu(view: View, chart: Chart, path: Path) -> None:
     fig, axes = _figure(view, f"Server cost per request · {data.cell.label}", ncols=2,
                         sharey=True, height_in=_bars_height(len(data.servers)))
     hatched = _bar_panel(axes[0], view, data.cpu, lambda v: f"{fmt_small(v)} µs")
-    values = [b.stat.median for b in data.ctx if b.stat and b.stat.median > 0]
+    values = [b.stat.value for b in data.ctx if b.stat and b.stat.value > 0]
     hatched |= _bar_panel(axes[1], view, data.ctx, fmt_small, names=False,
                           log=len(values) >= 2 and max(values) / min(values) > 30)
     axes[0].set_xlabel("server CPU time per request (µs)")
@@ -550,8 +695,8 @@ def draw_memory(view: View, chart: Chart, path: Path) -> None:
                         markerfacecolor="none", markeredgecolor=DEGRADED_RING, markeredgewidth=1.4)
             verdicts.add(o.verdict)
         best = data.dots[server][-1][1]  # the largest count's
-        ax.text(max(best.stat.median, floor) * 1.35, y - 0.28,
-                fmt_bytes(best.stat.median) if best.stat.median > 0 else "≈ 0", fontsize=8.5,
+        ax.text(max(best.stat.value, floor) * 1.35, y - 0.28,
+                fmt_bytes(best.stat.value) if best.stat.value > 0 else "≈ 0", fontsize=8.5,
                 color="#333333")
     ax.set_xscale("log")
     _log_axis(ax.xaxis, lambda v: fmt_bytes(v), base=4)  # 1 KiB, 4 KiB, 16 KiB ...: binary steps
@@ -598,14 +743,14 @@ def draw_interpreters(view: View, chart: Chart, path: Path) -> None:
             colour, marker, _ = bar.style
             s, o = bar.stat, bar.outcome
             low, high = bounds(s)
-            values += [low, high, s.median]
+            values += [low, high, s.value]
             if has_bar(s):
                 ax.plot([low, high], [y + offsets[k]] * 2, color=colour, linewidth=1.4)
-            ax.plot([s.median], [y + offsets[k]], marker=marker, markersize=8, linestyle="none",
+            ax.plot([s.value], [y + offsets[k]], marker=marker, markersize=8, linestyle="none",
                     color=colour, markerfacecolor=colour if clean(o) else "white",
                     markeredgewidth=1.6)
             if o.verdict == "degraded":
-                ax.plot([s.median], [y + offsets[k]], marker="o", markersize=14,
+                ax.plot([s.value], [y + offsets[k]], marker="o", markersize=14,
                         linestyle="none", markerfacecolor="none",
                         markeredgecolor=DEGRADED_RING, markeredgewidth=1.4)
     positive = [v for v in values if v > 0]
@@ -644,7 +789,8 @@ def draw_interpreters(view: View, chart: Chart, path: Path) -> None:
     _save(fig, path)
 
 
-DRAW = {"status": draw_status, "throughput": draw_throughput, "latency": draw_latency,
+DRAW = {"ranking": draw_ranking, "status": draw_status, "throughput": draw_throughput,
+        "latency": draw_latency,
         "sizes": draw_sizes, "spectrum": draw_spectrum, "openloop": draw_openloop,
         "cpu": draw_cpu, "memory": draw_memory, "interpreters": draw_interpreters}
 

@@ -1,5 +1,6 @@
-"""The report as blocks: the headline, every chart with what to notice, the C10K table, problems,
-every result and the run's metadata. report.md and report.html are both rendered from these
+"""The report as blocks: who won at the headline cell first (the ranked chart, the "how sure" line,
+the ranking in words), then the run in a few bullets, every chart with what to notice, the C10K
+table, problems, every result and the run's metadata. report.md and report.html are both rendered from these
 blocks (bench/report/blocks.py), so the two never say different things.
 
     doc = report(view, charts, focus)   # charts: series.plan(...), drawn
@@ -21,7 +22,7 @@ from bench.report.fmt import (
 )
 from bench.report.series import Chart, basis_name
 from bench.report.view import (
-    View, c10k_cell, c10k_heading, clean, offered, requests, scale_cells, scale_heading, separation,
+    View, c10k_cell, c10k_heading, clean, offered, ranking, requests, scale_cells, scale_heading,
 )
 
 
@@ -96,11 +97,16 @@ def metadata(view: View) -> Table:
     if opened:
         text += f"; open loop: {', '.join(c.label for c in opened)}"
     rows.append(("cells", text))
-    if meta.get("repeats"):
-        timing = f"{meta['repeats']} per cell"
+    if rounds := meta.get("rounds") or meta.get("repeats"):
+        timing = f"{rounds} per cell"
+        if isinstance(meta.get("headline"), dict) and meta.get("headline_rounds"):
+            timing += (f", {meta['headline_rounds']} at the headline cell "
+                       f"({results.CellKey.of(meta['headline']).label})")
+        if meta.get("rounds_max") and meta.get("budget_s"):
+            timing += f", up to {meta['rounds_max']} while an interval is wide"
         if meta.get("warmup_s") is not None and meta.get("measure_s") is not None:
-            timing += f", each {meta['warmup_s']} s warm-up + {meta['measure_s']} s measured"
-        rows.append(("repeats", timing))
+            timing += f"; each {meta['warmup_s']} s warm-up + {meta['measure_s']} s measured"
+        rows.append(("rounds", timing))
     if meta.get("budget_s"):
         rows.append(("time budget", f"{meta['budget_s']} s"))
     if meta.get("duration_s"):
@@ -132,15 +138,49 @@ def p99_text(o: results.CellSummary) -> str:
     return text if marked == "p99" else f"{text} ({marked.split('(')[1]}"
 
 
+def per_conn_text(o: results.CellSummary, s: results.Stat | None, fmt) -> str:
+    """A per-connection figure, or why there is none: blank with the reason where the cell left
+    connections unserved (it would divide by connections the server never held)."""
+    if (served := o.served_text) is not None:
+        return f"— ({served})"
+    return fmt_spread(s, fmt)
+
+
+def mem_text(o: results.CellSummary) -> str:
+    """Memory per connection, '< resolution (16 KiB)' where the growth (or a shrink) is below
+    what a process tree's memory moves by on its own (results.MEM_RESOLUTION_BYTES), or blank
+    with the reason where the cell left connections unserved."""
+    s = o.mem_per_conn_bytes
+    if (served := o.served_text) is not None:
+        return f"— ({served})" if s is not None else "—"
+    if s is None:
+        return "—"
+    resolution = results.MEM_RESOLUTION_BYTES / o.cell.conns
+    if s.value < resolution:
+        return f"< resolution ({fmt_bytes(resolution)})"
+    return fmt_spread(s, fmt_bytes)
+
+
+def ratio_text(o: results.CellSummary) -> str:
+    """× ref with its 95 % interval; the reference's own is 1 by definition, with none."""
+    if o.is_reference:
+        return "1 (reference)" if o.vs_ref is not None else "—"
+    vs = o.vs_ref_stat
+    return fmt_spread(vs, fmt_ratio) if vs else "—"
+
+
 def results_table(view: View) -> Table:
     has_open = any(c.is_open for c in view.cells)
     ratios = view.has_ratios
     head = (["server", "family", "conns", "size"] + (["offered req/s"] if has_open else [])
-            + (["vs ref (CI)", "CPU vs ref"] if ratios else [])
-            + ["req/s median (spread)", "p50", "p99", "server CPU µs/req", "ctx switches/req",
-               "mem/conn", "verdict", "repeats"])
-    right = {"conns", "offered req/s", "vs ref (CI)", "CPU vs ref", "req/s median (spread)",
-             "p50", "p99", "server CPU µs/req", "ctx switches/req", "mem/conn"}
+            + (["× ref (CI)", "tie group", "CPU × ref"] if ratios else [])
+            + ["req/s median (CI or range)", "p50", "p99", "server CPU µs/req",
+               "ctx switches/req", "mem/conn", "verdict", "rounds"])
+    right = {"conns", "offered req/s", "× ref (CI)", "tie group", "CPU × ref",
+             "req/s median (CI or range)", "p50", "p99", "server CPU µs/req", "ctx switches/req",
+             "mem/conn"}
+    groups = {(p.server, cell): p.group + 1 for cell in view.cells
+              for p in ranking(view, cell).placed} if ratios else {}
     rows = []
     for server in view.servers:
         if server in view.skipped_servers and all(
@@ -155,29 +195,41 @@ def results_table(view: View) -> Table:
             row = [f"`{server}`", view.families[server], f"{cell.conns:,}",
                    fmt_size(cell.size_bytes)]
             if has_open:
-                rate = offered(o).median if cell.is_open and o.measured else cell.rate
+                rate = offered(o).value if cell.is_open and o.measured else cell.rate
                 text = fmt_rps(rate) if rate else "—" if cell.is_open else "closed loop"
                 if cell.fraction is not None:
                     text += f" ({fmt_share(cell.fraction)} of peak)"
                 row.append(text)
             if ratios:
-                vs = o.vs_ref_stat
-                row += [fmt_spread(vs, fmt_ratio) if vs else "—",
-                        fmt_ratio(o.cpu_vs_ref) if o.cpu_vs_ref else "—"]
+                row += [ratio_text(o), str(groups.get((server, cell), "—")),
+                        fmt_spread(o.cpu_vs_ref_stat, fmt_ratio) if o.cpu_vs_ref else "—"]
             row += [fmt_spread(o.rps, fmt_rps),
-                    fmt_spread(o.stat(lambda m: (m.latency_us or {}).get("p50")), fmt_us),
-                    p99_text(o),
+                    per_conn_text(o, o.stat(lambda m: (m.latency_us or {}).get("p50")), fmt_us),
+                    p99_text(o) if o.served_text is None else f"— ({o.served_text})",
                     fmt_spread(o.cpu_us_per_request, fmt_small),
                     fmt_spread(o.ctx_per_request, fmt_small),
-                    fmt_spread(o.mem_per_conn_bytes, fmt_bytes),
-                    "ok" if o.verdict == "ok" else f"**{o.verdict}**", o.repeats_text]
+                    mem_text(o),
+                    "ok" if o.verdict == "ok" else f"**{o.verdict}**", o.rounds_text]
             rows.append(row)
     return Table(head, rows, right)
 
 
+def sentences(reasons: list[str]) -> list[str]:
+    """The distinct sentences of a cell's reasons (its rounds often say the same thing, and a
+    reason is sentences joined by '; '), in the order first said."""
+    out: list[str] = []
+    for reason in reasons:
+        for part in reason.split("; "):
+            part = one_line(part, 400)
+            if part and part not in out:
+                out.append(part)
+    return out
+
+
 def problems(view: View) -> list[Block]:
-    """A bullet per server and reason (cells that went wrong the same way listed together), with
-    the server's last stderr lines folded away beneath."""
+    """A bullet per server and what went wrong (cells that went wrong the same way listed
+    together, each sentence said once), with the server's last stderr lines folded away
+    beneath."""
     out: list[str | list[Block]] = []
     for server in view.servers:
         if server in view.skipped_servers:
@@ -186,10 +238,10 @@ def problems(view: View) -> list[Block]:
         for cell in view.cells:
             o = view.outcome(server, cell)
             if o is not None and (o.status != "ok" or o.reasons):
-                groups.setdefault((o.status, tuple(o.reasons)), []).append(o)
-        for (status, reasons), outs in groups.items():
-            why = "; ".join(one_line(r, 400) for r in reasons) or "no reason recorded"
-            where = ", ".join(f"{o.cell.label} ({o.repeats_text})" for o in outs)
+                groups.setdefault((o.status, tuple(sentences(o.reasons))), []).append(o)
+        for (status, said_once), outs in groups.items():
+            why = "; ".join(said_once) or "no reason recorded"
+            where = ", ".join(f"{o.cell.label} ({o.rounds_text})" for o in outs)
             said = f"**{server}**, {status} at {where}: {why}."
             tail = next((o.stderr_tail for o in outs if o.stderr_tail), None)
             out.append([Paragraph(said), Details("server stderr (last lines)",
@@ -198,7 +250,7 @@ def problems(view: View) -> list[Block]:
         out.append(f"**{server}**: skipped, not run on this machine: {one_line(reason, 400)}.")
     if not out:
         return []
-    return [Paragraph("(n/m) after a cell: the repeats that measured something, of those run."),
+    return [Paragraph("(n/m) after a cell: the rounds that measured something, of those run."),
             BulletList(out)]
 
 
@@ -222,7 +274,7 @@ def c10k_section(view: View, cell: results.CellKey) -> list[Block]:
     outs = sorted((o for s in view.servers if (o := view.outcome(s, cell))),
                   key=lambda o: (results.STATUS_ORDER.index(o.verdict)
                                  if o.verdict in results.STATUS_ORDER else 9,
-                                 -(o.rps.median if o.rps else 0)))
+                                 -(o.rps.value if o.rps else 0)))
     rows = []
     for o in outs:
         held = o.stat("held_conns")
@@ -233,9 +285,8 @@ def c10k_section(view: View, cell: results.CellKey) -> list[Block]:
             why += (" " if why else "") + f"(window {o.window_s:g} s)"
         rows.append([f"`{o.server}`", view.families[o.server],
                      "ok" if o.verdict == "ok" else f"**{o.verdict}**",
-                     fmt_rps(held.median) if held else "—", fmt_spread(o.rps, fmt_rps),
-                     p99_text(o),
-                     fmt_spread(o.mem_per_conn_bytes, lambda v: fmt_bytes(v) if v > 0 else "≈ 0"),
+                     fmt_rps(held.value) if held else "—", fmt_spread(o.rps, fmt_rps),
+                     p99_text(o) if o.served_text is None else "—", mem_text(o),
                      fmt_spread(o.cpu_us_per_request, lambda v: f"{fmt_small(v)} µs"),
                      " · ".join(f"{v:,.0f}" if v is not None else "—" for v in tree)
                      if any(v is not None for v in tree) else "—", why or "—"])
@@ -260,13 +311,13 @@ def c10k_notes(view: View, cell: results.CellKey, outs: list) -> list[str]:
     for key, what, fmt in (("mem_per_conn_bytes", "Memory per connection", fmt_bytes),
                            ("server_cpu_us_per_request", "Server CPU per request",
                             lambda v: f"{fmt_small(v)} µs")):
-        values = {o.server: s.median for o in measured if (s := o.stat(key)) and s.median > 0}
+        values = {o.server: s.value for o in measured if (s := o.stat(key)) and s.value > 0}
         if len(values) >= 2:
             low, high = min(values, key=values.get), max(values, key=values.get)
             out.append(f"{what} among the clean results went from {fmt(values[low])} ({low}) to "
                        f"{fmt(values[high])} ({high}), {fmt_ratio(values[high] / values[low])}.")
-    slow = sorted(((s.median, o.server) for o in outs if (s := o.stat("settle_s"))
-                   and s.median >= 1.0), reverse=True)
+    slow = sorted(((s.value, o.server) for o in outs if (s := o.stat("settle_s"))
+                   and s.value >= 1.0), reverse=True)
     if slow:
         out.append(f"Once the {conns} clients had left, some servers needed a while to go idle "
                    f"again (tearing down a thread or process per connection): "
@@ -337,9 +388,8 @@ def scale_section(view: View, cells: list[results.CellKey]) -> list[Block]:
         fds = _peak(o, "server_fds") if o else None
         rows.append([f"`{server}`", view.families.get(server, ""),
                      f"{cell.conns:,}" if cell else "none",
-                     fmt_spread(o.mem_per_conn_bytes, lambda v: fmt_bytes(v) if v > 0 else "≈ 0")
-                     if o else "—",
-                     fmt_rps(accept.median) if accept else "—",
+                     mem_text(o) if o else "—",
+                     fmt_rps(accept.value) if accept else "—",
                      p99_text(o) if o else "—",
                      f"{fds:,.0f}" if fds is not None else "—", beyond])
     rows.sort(key=lambda r: -int(r[2].replace(",", "")) if r[2] != "none" else 1)
@@ -352,15 +402,15 @@ def scale_section(view: View, cells: list[results.CellKey]) -> list[Block]:
     notes_ = [" ".join(f"{conns:,}: {join(names)}." if conns else f"None held: {join(names)}."
                        for conns, names in scale_groups(view, cells))]
     for at in reversed(cells):  # the largest count two servers or more held
-        values = {s: st.median for s in held if _held(o := view.outcome(s, at))
-                  and (st := o.mem_per_conn_bytes) and st.median > 0}
+        values = {s: st.value for s in held if _held(o := view.outcome(s, at))
+                  and (st := o.mem_per_conn_bytes) and st.value > 0}
         if len(values) >= 2:
             low, high = min(values, key=values.get), max(values, key=values.get)
             notes_.append(f"At {at.conns:,} connections, held by {len(values)} servers, memory per "
                           f"connection went from {fmt_bytes(values[low])} ({low}) to "
                           f"{fmt_bytes(values[high])} ({high}), {fmt_ratio(values[high] / values[low])}.")
             break
-    rates = [st.median for server, cell in held.items() if cell
+    rates = [st.value for server, cell in held.items() if cell
              and (st := view.outcome(server, cell).stat(_accept_rate))]
     if len(rates) >= 2 and max(rates) <= 1.15 * min(rates):
         notes_.append(f"Every server accepted its connections at {fmt_rps(min(rates))} to "
@@ -375,28 +425,21 @@ def scale_section(view: View, cells: list[results.CellKey]) -> list[Block]:
 
 
 def headline(view: View, focus: results.CellKey | None) -> BulletList:
-    """The run in a few bullets: noise, the ranking at the headline cell, convergence, verdicts,
-    and what the largest cells held."""
+    """The run in a few bullets: noise, how the headline cell was chosen, convergence,
+    verdicts, and what the largest cells held."""
     lines: list[str | list[Block]] = []
     if (text := interrupted_text(view)) is not None:
         lines.append(f"**This run was {text}**; the report shows what was measured.")
     lines += notes.noise(view)
     if (said := notes.interpreters_line(view)) is not None:
         lines.append(said)
-    if focus is not None and (order := notes.ranking(view, focus)):
-        what = ("ratio to the C reference's req/s, absolute req/s beside it" if view.has_ratios
-                else "req/s")
-        said = [f"**Throughput at {focus.label}** ({what}; fastest first; ≈: within "
-                f"noise of the one before, >: beyond it): {order}."]
-        if groups := notes.within_noise_groups(view, focus):
-            said.append("Within noise, each of the next (their spreads overlap, so this run "
-                        "cannot order them): " + "; ".join(join(g) for g in groups) + ".")
-        why = ("the servers differ most there relative to their noise" if
-               separation(view, focus)[1] >= 2 else "it is the busiest cell measured (no cell "
-               "has two clean results to set apart)")
-        said.append(f"This cell is the headline because {why}; noisy, client-bound and "
-                    f"degraded results are never ranked.")
-        lines.append([Paragraph(*said)])
+    if focus is not None:
+        named = isinstance(view.meta.get("headline"), dict)
+        why = ("named by the run's profile before it ran, it got the most rounds" if named else
+               "the run named none, so the cell with the most rounds")
+        lines.append(f"**The headline cell** is {focus.label} ({why}). Noisy, client-bound and "
+                     f"degraded results are never ranked; a server whose interval holds 1 ties "
+                     f"the C reference, the ceiling of one core, and is never a win over it.")
     if (text := notes.convergence(view)) is not None:
         lines.append(f"**Convergence**: {text}")
     counts = dict.fromkeys(results.STATUS_ORDER, 0)
@@ -418,6 +461,28 @@ def headline(view: View, focus: results.CellKey | None) -> BulletList:
     return BulletList(lines)
 
 
+def who_won(view: View, chart: Chart | None) -> list[Block]:
+    """What the report opens with: the ranked chart of the headline cell (PNG, and its SVG), the
+    "how sure" line, the ranking in words."""
+    if chart is None:
+        return [Paragraph("No ranking: no closed-loop cell measured a clean result.")]
+    r = chart.data.ranking
+    ref = (f"req/s as a multiple of the C reference's ({results.REFERENCE}), measured in the "
+           f"same windows: the geometric mean over the rounds, with its 95 % interval "
+           f"(Student's t on the logarithms of the rounds' ratios)" if r.by_ratio else
+           "req/s: the geometric mean over the rounds, with its 95 % interval (Student's t on "
+           "the logarithms)")
+    out: list[Block] = [Figure(chart.heading, f"charts/{chart.file}", chart),
+                        Paragraph(f"**{chart.data.confidence}**"),
+                        Paragraph(f"**{chart.heading}** ({ref}; ≈: ties the best of its group, "
+                                  f"their intervals overlap; >: a new group, beyond the "
+                                  f"previous group's best): {chart.notes[0]}.",
+                                  f"The chart as a picture to scale: "
+                                  f"[charts/{Path(chart.file).with_suffix('.svg')}]"
+                                  f"(charts/{Path(chart.file).with_suffix('.svg')}).")]
+    return out
+
+
 def display_dir(path: Path) -> str:
     try:
         return path.resolve().relative_to(Path.cwd()).as_posix()
@@ -427,13 +492,19 @@ def display_dir(path: Path) -> str:
 
 def report(view: View, charts: list[Chart], focus: results.CellKey | None) -> list[Block]:
     """The whole report, as blocks, in the order report.md and report.html show it."""
-    spread = ("the 95 % CI of the median where a cell has 6 repeats or more, else their min–max"
-              if view.has_ratios else "their spread (min–max)")
-    intro = (f"Every echo server of the lab measured on {view.machine_text} on {view.date}. Numbers "
-             f"are medians over the repeats with {spread}; redraw this report from the saved "
-             f"results with `make report RUN={display_dir(view.dir)}`. ")
+    first = next((c for c in charts if c.key == "ranking"), None)
+    charts = [c for c in charts if c.key != "ranking"]
+    spread = ("× ref is the geometric mean of the rounds' ratios with its 95 % interval "
+              "(Student's t on their logarithms); absolute figures are medians over the rounds "
+              "with the 95 % CI of the median (from 6 rounds) or their range"
+              if view.has_ratios else "figures are medians over the rounds with the 95 % CI of "
+                                      "the median (from 6 rounds) or their range")
+    intro = (f"Every echo server of the lab measured on {view.machine_text} on {view.date}: "
+             f"{spread}. Redraw this report from the saved results with "
+             f"`make report RUN={display_dir(view.dir)}`. ")
     doc: list[Block] = [
         Heading(1, f"Bench report: run `{view.run_id}`"),
+        *who_won(view, first),
         Paragraph(intro + "[report.html](report.html) is the same report with interactive "
                           "charts, one file that works offline.",
                   in_html=intro + "This page is the same report with interactive charts, one "
@@ -469,10 +540,15 @@ def report(view: View, charts: list[Chart], focus: results.CellKey | None) -> li
             Heading(2, "Problems"),
             *(problems(view) or [Paragraph("None: every cell measured cleanly.")]),
             Heading(2, "All results"),
-            Paragraph("One row per server and cell: medians over the measured repeats, with their "
-                      "spread where they differ (CI: the 95 % confidence interval of the median). "
+            Paragraph("One row per server and cell. **× ref**: the geometric mean of the rounds' "
+                      "ratios to the reference, with its 95 % interval (Student's t on their "
+                      "logarithms); **tie group**: the server's group at that cell by the one "
+                      "rule (it ties the best of its group when their intervals overlap). Other "
+                      "figures: medians over the rounds, with the 95 % CI of the median (CI, "
+                      "from 6 rounds) or their range. "
                       "**verdict** is ok, noisy, client-bound, degraded, failed or skipped; "
-                      "**repeats** counts the repeats that measured something, of those run. "
+                      "**rounds** counts the rounds that measured something, of those run "
+                      "(a noisy window is left out where the clean ones are most). "
                       "Latency is the round trip, from send (closed loop) or from the intended "
                       "send time (open loop); a p99 resting on fewer than "
                       f"{results.TAIL_MIN_SAMPLES} requests says how many."),

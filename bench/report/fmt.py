@@ -98,6 +98,23 @@ def fmt_size(size_bytes: int) -> str:
     return fmt_bytes(size_bytes)
 
 
+SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20,
+              "mb": 1 << 20, "mib": 1 << 20}
+
+
+def parse_size(text: str) -> int:
+    """A message size as people write it, the way fmt_size prints it: '1024', '64KiB', '64k',
+    '64 KiB', '1MiB' (binary units: k and KiB are 1,024 bytes). ValueError naming the form."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in SIZE_UNITS or int(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a size: write bytes, or KiB or MiB, e.g. 1024, 64KiB, "
+                         f"64k or 1MiB")
+    return int(match.group(1)) * SIZE_UNITS[unit]
+
+
 def fmt_small(value: float) -> str:
     """Counts per request: '1.9', '0.04', '0.0008'."""
     if value == 0:
@@ -125,18 +142,22 @@ def fmt_cell_short(cell: results.CellKey) -> str:
 
 
 def fmt_spread(s: results.Stat | None, fmt: Callable[[float], str]) -> str:
-    """'64 µs (63–65)': the median, then the 95 % CI of the median where the run recorded enough
-    repeats for one, else the min–max of the repeats; the unit once."""
+    """'64 µs (CI 63–65)' or '64 µs (range 60–71)': the figure, then its 95 % interval where the
+    run recorded one (of a median from 6 rounds, of a ratio from 2), else the range of the
+    rounds; the unit once. One round: '64 µs', alone (a table says what a bare figure is)."""
     if s is None:
         return "—"
     low, high = s.ci95 if s.ci95 else (s.low, s.high)
-    median, low, high = fmt(s.median), fmt(low), fmt(high)
+    value, low, high = fmt(s.value), fmt(low), fmt(high)
     if s.n < 2 or low == high:
-        return median
-    unit = median.rpartition(" ")[2] if " " in median else ""
+        return value
+    unit = value.rpartition(" ")[2] if " " in value else ""
     if unit and low.endswith(" " + unit) and high.endswith(" " + unit):
         low, high = low[: -len(unit) - 1], high[: -len(unit) - 1]
-    return f"{median} ({'CI ' if s.ci95 else ''}{low}–{high})"
+    elif value.endswith("×"):
+        low = low.rstrip("×")
+        high = high.rstrip("×")
+    return f"{value} ({'CI' if s.ci95 else 'range'} {low}–{high})"
 
 
 def percentile_name(percentile: float) -> str:

@@ -7,7 +7,9 @@ log axes and small multiples natively, and its Python package ships the JS bundl
 needs nothing else (altair's inline mode needs vl-convert, a ~100 MB binary, and toggles must be
 written as selection parameters). The cost is size: the page is ~5 MB, the same for any run.
 
-What the page offers beyond the PNGs: hover values (median, CI or range, verdict, repeats);
+The page opens, as report.md does, with who won at the headline cell: that chart is the PNG's SVG
+inlined, so the ranking, its whiskers and its tie groups are drawn once, the same on both.
+What the page offers beyond the PNGs: hover values (median, CI or range, verdict, rounds);
 click a server in a legend to hide or show it; buttons above each chart hide or show a whole
 family; lines against connections are small multiples, one panel per family. Results that are
 not clean are marked as in the PNGs (bench/report/view.py): open symbol = noisy or client-bound; open
@@ -54,14 +56,14 @@ def _hover(o: results.CellSummary, value: str) -> str:
     extra = "" if o.verdict == "ok" else f"<br><b>{o.verdict}</b>: not ranked"
     ratio = f"<br>vs ref {o.vs_ref:.3g}×" if o.vs_ref is not None and not o.is_reference else ""
     return (f"<b>{o.server}</b> ({o.family or ''})<br>{o.cell.label}<br>{value}{ratio}"
-            f"<br>repeats {o.repeats_text}{extra}")
+            f"<br>rounds {o.rounds_text}{extra}")
 
 
 def _trace(ln: Line, text, name_suffix: str = "", **kw) -> go.Scatter:
     """One server's line; `text(point)` says its value in the hover."""
     colour = ln.colour
     points = ln.points
-    ys = [p.stat.median for p in points]
+    ys = [p.stat.value for p in points]
     lows = [y - bounds(p.stat)[0] for y, p in zip(ys, points, strict=True)]
     highs = [bounds(p.stat)[1] - y for y, p in zip(ys, points, strict=True)]
     verdicts = [p.verdict for p in points]
@@ -142,8 +144,8 @@ def fig_against_conns(view: View, chart: Chart) -> go.Figure | None:
     if not lines:
         return None
     fig, where, rows = _panels(view, [ln.server for ln in lines])
-    text = ((lambda p: f"{fmt_rps(p.stat.median)} req/s") if rps
-            else (lambda p: f"p99 {p.stat.median:.3g} ms"))
+    text = ((lambda p: f"{fmt_rps(p.stat.value)} req/s") if rps
+            else (lambda p: f"p99 {p.stat.value:.3g} ms"))
     for ln in lines:
         row, col = where[ln.family]
         fig.add_trace(_trace(ln, text), row=row, col=col)
@@ -165,11 +167,11 @@ def fig_ranked_bars(view: View, ranked: RankedBars | None, what: str) -> go.Figu
         s, o, colour = bar.stat, bar.outcome, bar.style[0]
         low, high = bounds(s)
         fig.add_trace(go.Bar(
-            y=[o.server], x=[s.median], orientation="h", name=o.server, legendgroup=o.server,
+            y=[o.server], x=[s.value], orientation="h", name=o.server, legendgroup=o.server,
             marker={"color": colour, "pattern": {"shape": "" if clean(o) else "/"},
                     "line": {"color": outline(o.verdict, colour), "width": 2}},
-            error_x={"type": "data", "array": [high - s.median], "arrayminus": [s.median - low]},
-            hovertext=[_hover(o, f"{s.median:.4g} {ranked.unit}")], hoverinfo="text",
+            error_x={"type": "data", "array": [high - s.value], "arrayminus": [s.value - low]},
+            hovertext=[_hover(o, f"{s.value:.4g} {ranked.unit}")], hoverinfo="text",
             meta={"family": view.families[o.server]}))
     title = (f"{what} at {ranked.cell.label} ({ranked.unit}; hatched: noisy, client-bound or "
              f"degraded, not ranked)")
@@ -205,8 +207,8 @@ def fig_openloop(view: View, chart: Chart) -> go.Figure:
     for ll in data.lines:
         row, col = where[ll.p99.family]
         suffix = f" ({ll.conns} × {fmt_size(ll.size)})" if data.several_settings else ""
-        fig.add_trace(_trace(ll.p99, lambda p: f"p99 {p.stat.median:.3g} ms; completed "
-                                                     f"{fmt_rps(p.outcome.rps.median)} req/s",
+        fig.add_trace(_trace(ll.p99, lambda p: f"p99 {p.stat.value:.3g} ms; completed "
+                                                     f"{fmt_rps(p.outcome.rps.value)} req/s",
                              suffix), row=row, col=col)
     fig.update_xaxes(title_text="offered, % of own peak" if data.by_share else "offered req/s",
                      matches="x")
@@ -233,7 +235,7 @@ def fig_memory(view: View, chart: Chart) -> go.Figure:
                                for c, dot in mine],
                     "line": {"width": 1.5, "color": [outline(dot.verdict, colour)
                                                      for _, dot in mine]}},
-            hovertext=[_hover(dot.outcome, f"{fmt_bytes(dot.stat.median) if dot.stat.median > 0 else '≈ 0'} "
+            hovertext=[_hover(dot.outcome, f"{fmt_bytes(dot.stat.value) if dot.stat.value > 0 else '≈ 0'} "
                                            f"per connection ({data.basis})")
                        for _, dot in mine],
             hoverinfo="text", meta={"family": view.families[server]}))
@@ -260,15 +262,15 @@ def fig_sizes(view: View, chart: Chart) -> go.Figure:
             s, o = bar.stat, bar.outcome
             low, high = bounds(s)
             fig.add_trace(go.Bar(
-                y=[server], x=[s.median / mib], orientation="h", name=server,
+                y=[server], x=[s.value / mib], orientation="h", name=server,
                 legendgroup=server, showlegend=c == outs[0][0],
                 offsetgroup=str(c.size_bytes), marker={
                     "color": colour, "opacity": 0.5 + 0.5 * cells.index(c) / max(1, len(cells) - 1),
                     "pattern": {"shape": "" if clean(o) else "/"}},
-                error_x={"type": "data", "array": [(high - s.median) / mib],
-                         "arrayminus": [(s.median - low) / mib]},
-                text=[f"{fmt_size(c.size_bytes)}: {fmt_rps(s.median / mib)} MiB/s"],
-                textposition="outside", hovertext=[_hover(o, f"{fmt_rps(s.median / mib)} MiB/s")],
+                error_x={"type": "data", "array": [(high - s.value) / mib],
+                         "arrayminus": [(s.value - low) / mib]},
+                text=[f"{fmt_size(c.size_bytes)}: {fmt_rps(s.value / mib)} MiB/s"],
+                textposition="outside", hovertext=[_hover(o, f"{fmt_rps(s.value / mib)} MiB/s")],
                 hoverinfo="text", meta={"family": view.families[server]}))
     fig.update_layout(barmode="group")
     fig.update_xaxes(title_text="MiB/s echoed")
@@ -291,17 +293,17 @@ def fig_interpreters(view: View, chart: Chart) -> go.Figure:
         name = i["label"] + (" (free-threaded)" if i["free_threaded"] else "")
         offset = (k - (count - 1) / 2) * min(0.22, 0.7 / count)
         fig.add_trace(go.Scatter(
-            x=[b.stat.median for _, b in shown], y=[y + offset for y, _ in shown],
+            x=[b.stat.value for _, b in shown], y=[y + offset for y, _ in shown],
             mode="markers", name=name + (", plain names" if i["default"] else f", NAME@{i['tag']}"),
             marker={"size": 10, "color": i["colour"],
                     "symbol": [symbol(b.outcome.verdict, PLOTLY_SYMBOLS.get(i["marker"], "circle"))
                                for _, b in shown],
                     "line": {"width": 1.5, "color": [outline(b.outcome.verdict, i["colour"])
                                                      for _, b in shown]}},
-            error_x={"type": "data", "array": [bounds(b.stat)[1] - b.stat.median for _, b in shown],
-                     "arrayminus": [b.stat.median - bounds(b.stat)[0] for _, b in shown],
+            error_x={"type": "data", "array": [bounds(b.stat)[1] - b.stat.value for _, b in shown],
+                     "arrayminus": [b.stat.value - bounds(b.stat)[0] for _, b in shown],
                      "thickness": 1.4, "width": 3, "color": i["colour"]},
-            hovertext=[_hover(b.outcome, f"{b.stat.median:.3g} {data.unit} under {name}")
+            hovertext=[_hover(b.outcome, f"{b.stat.value:.3g} {data.unit} under {name}")
                        for _, b in shown], hoverinfo="text"))
     fig.update_xaxes(type="log", title_text=f"{data.unit} (log); whiskers: 95 % interval")
     fig.update_yaxes(tickvals=list(range(len(data.models))), ticktext=data.models,
@@ -323,8 +325,7 @@ def figures_for(view: View, chart: Chart) -> list[go.Figure]:
     key = chart.key
     figs: list[go.Figure | None] = []
     if key == "throughput":
-        figs = [fig_against_conns(view, chart), fig_ranked_bars(view, chart.data.headline,
-                                                                "Throughput")]
+        figs = [fig_against_conns(view, chart)]
     elif key == "latency":
         figs = [fig_against_conns(view, chart)]
     elif key == "spectrum":

@@ -3,9 +3,11 @@
 Three rules hold in every sentence here:
 - only a clean result (view.clean: not noisy, client-bound or degraded) is credited as a leader
   or ranked; the others are named as such beside the ranking;
-- where two results lie within each other's noise (view.overlap), the sentence says "within
-  noise" rather than ranking them;
-- a ratio to the reference (vs_ref) leads where the run has one, the absolute figure beside it.
+- who leads and who ties comes from the one ranking (results.rank, through view.ranking): on
+  vs_ref, a server tying the best of its group when their 95 % intervals overlap; a sentence
+  never orders two servers that ranking ties;
+- a ratio to the reference (vs_ref) leads where the run has one, the absolute figure beside it,
+  never ranking.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from bench.report.fmt import (
     fmt_bytes, fmt_pct, fmt_percentile, fmt_ratio, fmt_rps, fmt_share, fmt_size, fmt_small,
     fmt_us, how_much_more, join, one_line, possessive,
 )
-from bench.report.view import View, clean, offered, overlap, ranked, requests, separation
+from bench.report.view import View, clean, offered, ranking, requests
 
 # Open loop: a server "keeps up" while it completes at least this share of the offered requests, and
 # its latency has "blown up" once p99 is this many times its p99 at the lowest offered rate.
@@ -36,56 +38,87 @@ def not_clean_word(o: results.CellSummary) -> str:
 def figure(view: View, o: results.CellSummary) -> str:
     """'0.82× ref (61,000 req/s)' where the run has ratios, else '61,000 req/s'."""
     if view.has_ratios and o.vs_ref is not None and not o.is_reference:
-        return f"{fmt_ratio(o.vs_ref)} ref ({fmt_rps(o.rps.median)} req/s)"
-    return f"{fmt_rps(o.rps.median)} req/s"
+        return f"{fmt_ratio(o.vs_ref)} ref ({fmt_rps(o.rps.value)} req/s)"
+    return f"{fmt_rps(o.rps.value)} req/s"
 
 
-def ranking(view: View, cell: results.CellKey) -> str | None:
-    """'a 1.2× ref (…) ≈ b 1.1× ref (…), then c …; not ranked: d (degraded)'. ≈ joins results
-    within noise of the one before."""
-    good, others = ranked(view, cell)
-    if not good and not others:
+def interval_text(p: results.Placed, by_ratio: bool) -> str:
+    """'0.81× (0.76–0.86)': a ranked figure with its 95 % interval; '1× (reference)'."""
+    show = fmt_ratio if by_ratio else fmt_rps
+    if p.summary.is_reference and by_ratio:
+        return "1× (reference)"
+    if p.ci is None:
+        return f"{show(p.value)} (1 round: no interval)"
+    low, high = show(p.ci[0]), show(p.ci[1])
+    if by_ratio:
+        low, high = low.rstrip("×"), high.rstrip("×")
+    return f"{show(p.value)} ({low}–{high})"
+
+
+def ranking_text(view: View, r: results.Ranking) -> str | None:
+    """The ranking in words, group by group: 'c-epoll 1× (reference) ≈ a 0.93× (0.88–0.98) >
+    b 0.8× (…) ≈ c …; not ranked: d 0.95× ref (…) (client-bound)'. ≈ joins a server to its
+    group's leader (their intervals overlap), > starts a new group."""
+    if not r.placed and not r.apart:
         return None
-    ref = next((o for o in good + others if o.is_reference), None)
-    good = [o for o in good if not o.is_reference]
-    others = sorted((o for o in others if not o.is_reference),
-                    key=lambda o: o.vs_ref or o.rps.median, reverse=True)
-    beside = [b["rps"] for o in good + others if not o.is_reference for m in o.measured
-              if isinstance(b := m.get("beside_ref"), dict) and b.get("ok") and b.get("rps")]
-    if beside:  # the ratios are to the reference measured beside each server: say that figure
-        parts = [f"(reference {results.REFERENCE} beside the servers, in their windows: "
-                 f"{fmt_rps(statistics.median(beside))} req/s"
-                 + (f"; alone: {fmt_rps(ref.rps.median)} req/s)" if ref else ")")]
-    else:
-        parts = [f"(reference {ref.server}: {fmt_rps(ref.rps.median)} req/s)"] if ref else []
-    for i, o in enumerate(good):
-        text = f"{o.server} {figure(view, o)}"
-        if i == 0:
-            parts.append(text)
-        else:
-            parts.append(("≈ " if overlap(good[i - 1], o) else "> ") + text)
-    if not good:
-        parts.append("no clean result to rank")
-    out = " ".join(parts)
-    if others:
+    parts = []
+    for g, group in enumerate(r.groups):
+        text = " ≈ ".join(f"{p.server} {interval_text(p, r.by_ratio)}" for p in group)
+        parts.append(text if g == 0 else f"> {text}")
+    out = " ".join(parts) if parts else "no clean result to rank"
+    if r.apart:
         out += "; not ranked: " + ", ".join(f"{o.server} {figure(view, o)} ({not_clean_word(o)})"
-                                           for o in others)
+                                           for o in r.apart)
     return out
 
 
-def within_noise_groups(view: View, cell: results.CellKey) -> list[list[str]]:
-    """Runs of clean results, in ranked order, each within noise of the next: the servers the
-    ranking cannot tell apart."""
-    good = [o for o in ranked(view, cell)[0] if not o.is_reference]
-    groups, current = [], good[:1]
-    for a, b in zip(good, good[1:], strict=False):
-        if overlap(a, b):
-            current.append(b)
-        else:
-            groups.append(current)
-            current = [b]
-    groups.append(current)
-    return [[o.server for o in g] for g in groups if len(g) > 1]
+def ranking_lines(view: View, r: results.Ranking) -> list[str]:
+    """The ranking for a terminal: a heading, a line per tie group ('1. a 0.93× (0.88–0.98) ≈
+    b …'), one for the results not ranked."""
+    what = (f"req/s as a multiple of {results.REFERENCE}'s, 95 % interval" if r.by_ratio
+            else "req/s, 95 % interval")
+    out = [f"who won at {r.cell.label} ({what}; ≈: ties the best of its group):"]
+    for g, group in enumerate(r.groups, 1):
+        out.append(f"  {g}. " + " ≈ ".join(f"{p.server} {interval_text(p, r.by_ratio)}"
+                                          for p in group))
+    if not r.groups:
+        out.append("  no clean result to rank")
+    if r.apart:
+        out.append("  not ranked: " + ", ".join(f"{o.server} ({not_clean_word(o)})"
+                                               for o in r.apart))
+    return out
+
+
+def confidence(r: results.Ranking) -> str:
+    """The one "how sure" line: who stands apart beyond noise, who ties, what is not ranked."""
+    servers = len(r.placed)
+    if servers == 0:
+        return f"confidence: nothing to rank at {r.cell.label}: no clean result."
+    if not r.has_intervals or all(p.ci is None for p in r.servers):
+        return ("confidence: none: one round gives no interval, so no two servers can be told "
+                "apart (2 rounds or more give one).")
+    parts = []
+    top = r.separated_top
+    if top:
+        names = join([p.server for p in r.placed[:top]])
+        parts.append(f"the top {top} ({names}) {'is' if top == 1 else 'are'} separated beyond "
+                     f"noise" if top <= 3 else f"the top {top} are separated beyond noise")
+    else:
+        parts.append("no server at the top stands apart beyond noise")
+    ties = r.ties
+    if ties:
+        tied = sum(len(g) for g in ties)
+        parts.append(f"{tied} servers tie in {len(ties)} group{'s' if len(ties) != 1 else ''}")
+    alone = sum(1 for g in r.groups if len(g) == 1) - top
+    if alone > 0:
+        parts.append(f"{alone} more stand{'s' if alone == 1 else ''} alone")
+    if r.apart:
+        kinds: dict[str, int] = {}
+        for o in r.apart:
+            kinds[not_clean_word(o)] = kinds.get(not_clean_word(o), 0) + 1
+        parts.append(f"{len(r.apart)} not ranked ("
+                     + ", ".join(f"{n} {k}" for k, n in kinds.items()) + ")")
+    return "confidence: " + "; ".join(parts) + "."
 
 
 def status(view: View) -> list[str]:
@@ -118,23 +151,26 @@ def status(view: View) -> list[str]:
 def throughput(view: View, size: int) -> list[str]:
     cells = sorted(view.closed_cells(size), key=lambda c: c.conns)
     out = []
-    top = next((c for c in reversed(cells) if len(ranked(view, c)[0]) >= 2), None)
+    top = next((c for c in reversed(cells) if len(ranking(view, c).servers) >= 2), None)
     if top is not None:
-        good, others = ranked(view, top)
-        lead, last = good[0], good[-1]
-        tied = [o.server for o in good[1:] if overlap(lead, o)]
-        sentence = (f"At {top.label}, **{lead.server}** led the clean results with "
-                    f"{figure(view, lead)}, {how_much_more(lead.rps.median, last.rps.median, 'the slowest')} "
-                    f"({last.server}, {fmt_rps(last.rps.median)} req/s)")
-        sentence += (f"; within noise of it: {join(tied)}." if tied else ".")
-        if others:
-            sentence += (f" Not credited: {join([f'{o.server} ({not_clean_word(o)})' for o in others])}"
+        r = ranking(view, top)
+        lead, last = r.placed[0], r.placed[-1]
+        tied = [p.server for p in r.groups[0][1:]]
+        what = "× ref" if r.by_ratio else "req/s"
+        sentence = (f"At {top.label}, by {what}, **{lead.server}** led the clean results with "
+                    f"{interval_text(lead, r.by_ratio)}; the last was {last.server}, "
+                    f"{interval_text(last, r.by_ratio)}")
+        sentence += (f"; tied with the leader (their intervals overlap): {join(tied)}."
+                     if tied else ".")
+        if r.apart:
+            sentence += (f" Not credited: {join([f'{o.server} ({not_clean_word(o)})' for o in r.apart])}"
                          f", whose figures are a floor or were disturbed.")
         out.append(sentence)
     first = cells[0] if cells else None
     if first is not None and top is not None and top != first:
-        growth = {s: b.rps.median / a.rps.median for s in view.servers
-                  if clean(a := view.outcome(s, first)) and clean(b := view.outcome(s, top))}
+        growth = {s: b.rps.value / a.rps.value for s in view.servers
+                  if clean(a := view.outcome(s, first)) and clean(b := view.outcome(s, top))
+                  and s != view.reference}
         if len(growth) >= 2:
             best, worst = max(growth, key=growth.get), min(growth, key=growth.get)
             verb = "fell to" if growth[worst] < 1 else "grew only"
@@ -150,9 +186,8 @@ def throughput(view: View, size: int) -> list[str]:
              if (o := view.outcome(s, c)) and o.rps and o.rps.n > 1]
     if noisy and (widest := max(noisy))[0] > NOISY_SPREAD:
         width, server, cell = widest
-        out.append(f"The widest spread between repeats was {server} at {cell.conns:,} "
-                   f"connections ({width:.0%} of its median): differences smaller than that "
-                   f"are noise.")
+        out.append(f"The widest range between rounds was {server} at {cell.conns:,} "
+                   f"connections ({width:.0%} of its median req/s).")
     return out
 
 
@@ -163,7 +198,7 @@ def latency(view: View, size: int) -> list[str]:
     def p99(server, cell) -> float | None:
         o = view.outcome(server, cell)
         s = o.p99_us if o is not None and o.measured else None
-        return s.median if s else None
+        return s.value if s else None
 
     rises = []
     for server in view.servers:
@@ -185,11 +220,11 @@ def latency(view: View, size: int) -> list[str]:
         out.append(f"At {top.conns:,} connections the lowest clean p99 was {possessive(low)} "
                    f"{fmt_us(p99s[low])}, the highest {possessive(high)} {fmt_us(p99s[high])}.")
         fastest = max((o for s in view.servers if clean(o := view.outcome(s, top))),
-                      key=lambda o: o.rps.median, default=None)
+                      key=lambda o: o.rps.value, default=None)
         if fastest is not None and top.conns > 1:
-            rps = fastest.rps.median
+            rps = fastest.rps.value
             mean = fastest.stat(lambda m: (m.latency_us or {}).get("mean"))
-            measured = f" (measured mean: {fmt_us(mean.median)})" if mean else ""
+            measured = f" (measured mean: {fmt_us(mean.value)})" if mean else ""
             out.append(f"In a closed loop latency follows from throughput (Little's law: "
                        f"latency ≈ connections ÷ req/s): for {fastest.server}, {top.conns:,} ÷ "
                        f"{fmt_rps(rps)} req/s ≈ {fmt_us(top.conns / rps * 1e6)}{measured}, so "
@@ -200,20 +235,29 @@ def latency(view: View, size: int) -> list[str]:
 def sizes(view: View, cells: list[results.CellKey]) -> list[str]:
     small, large = cells[0], cells[-1]
     mib = float(1 << 20)
-    bw = {s: (a, b) for s in view.servers
-          if clean(a := view.outcome(s, large)) and clean(b := view.outcome(s, small))}
     out = []
-    if bw:
-        lead = max(bw, key=lambda s: bw[s][0].stat("bytes_per_s").median)
-        out.append(f"At {large.label}, **{lead}** moved the most data among the clean "
-                   f"results: {fmt_rps(bw[lead][0].stat('bytes_per_s').median / mib)} MiB/s.")
-        drops = {s: a.rps.median / b.rps.median for s, (a, b) in bw.items()}
-        if len(drops) >= 2 and max(drops.values()) < 0.5:
-            least, most = max(drops, key=drops.get), min(drops, key=drops.get)
-            out.append(f"Going from {fmt_size(small.size_bytes)} to {fmt_size(large.size_bytes)} "
-                       f"messages, round trips per second fell least for {least} (to "
-                       f"{drops[least]:.0%}) and most for {most} (to {drops[most]:.0%}): with big "
-                       f"messages, moving the bytes outweighs the per-request overhead.")
+    r = ranking(view, large)
+    if r.servers:
+        lead = r.groups[0]
+        names = [p.server for p in lead]
+        moved = [view.outcome(p.server, large).stat("bytes_per_s") for p in lead]
+        moved = [m.value / mib for m in moved if m]
+        what = "× ref" if r.by_ratio else "req/s"
+        out.append(f"At {large.label}, by {what}, the leading group was {join(names)} "
+                   + (f"({fmt_rps(min(moved))} to {fmt_rps(max(moved))} MiB/s)" if
+                      len(moved) > 1 and fmt_rps(min(moved)) != fmt_rps(max(moved)) else
+                      f"({fmt_rps(moved[0])} MiB/s)" if moved else "")
+                   + (": their intervals overlap, so this run does not order them."
+                      if len(names) > 1 else "."))
+    bw = {s: (a, b) for s in view.servers if s != view.reference
+          and clean(a := view.outcome(s, large)) and clean(b := view.outcome(s, small))}
+    drops = {s: a.rps.value / b.rps.value for s, (a, b) in bw.items()}
+    if len(drops) >= 2 and max(drops.values()) < 0.5:
+        least, most = max(drops, key=drops.get), min(drops, key=drops.get)
+        out.append(f"Going from {fmt_size(small.size_bytes)} to {fmt_size(large.size_bytes)} "
+                   f"messages, round trips per second fell least for {least} (to "
+                   f"{drops[least]:.0%}) and most for {most} (to {drops[most]:.0%}): with big "
+                   f"messages, moving the bytes outweighs the per-request overhead.")
     return out
 
 
@@ -240,12 +284,8 @@ def spectrum(view: View, cell: results.CellKey, curves: dict, *, asked: bool) ->
                    f"line means every request is served alike; a line that turns up at the right "
                    f"means a few requests waited far longer than the rest.")
     if not asked:
-        score, count = separation(view, cell)
-        why = (f"the cell where the servers differ most relative to their noise (a typical pair "
-               f"of clean results stands {score:.1f}× its combined noise apart)" if count >= 2
-               else "the busiest cell measured (no cell has two clean results to set apart)")
-        out.append(f"It is drawn at {cell.label}, {why}; `python -m bench report RUN_DIR "
-                   f"--cell CONNSxBYTES` draws another.")
+        out.append(f"It is drawn at {cell.label}, the headline cell (the best-measured one); "
+                   f"`python -m bench report RUN_DIR --cell CONNSxBYTES` draws another.")
     return out
 
 
@@ -259,17 +299,17 @@ class LoadCurve:
 
     @staticmethod
     def offered(o) -> float:
-        return offered(o).median
+        return offered(o).value
 
     @staticmethod
     def p99(o) -> float:
-        return o.p99_us.median
+        return o.p99_us.value
 
     @classmethod
     def read(cls, who: str, outcomes: list) -> LoadCurve:
         base = cls.p99(outcomes[0])
         for index, o in enumerate(outcomes):
-            behind = o.rps.median < KEEPS_UP_FRACTION * cls.offered(o)
+            behind = o.rps.value < KEEPS_UP_FRACTION * cls.offered(o)
             if behind or (base and cls.p99(o) > BLOWUP_FACTOR * base):
                 return cls(who, outcomes, index)
         return cls(who, outcomes, None)
@@ -280,8 +320,8 @@ class LoadCurve:
 
     def sentence(self) -> str:
         o = self.outcomes[self.knee]
-        behind = o.rps.median < KEEPS_UP_FRACTION * self.offered(o)
-        done = f"{'completed only' if behind else 'still completed'} {fmt_rps(o.rps.median)}"
+        behind = o.rps.value < KEEPS_UP_FRACTION * self.offered(o)
+        done = f"{'completed only' if behind else 'still completed'} {fmt_rps(o.rps.value)}"
         jump = f"its p99 was {fmt_us(self.p99(o))}"
         if self.knee == 0:
             return (f"**{self.who}** was already saturated at the lowest offered load, "
@@ -318,22 +358,23 @@ def cpu(view: View, cell: results.CellKey) -> list[str]:
     have = {s: o for s in view.servers if clean(o := view.outcome(s, cell))
             and o.cpu_us_per_request}
     if len(have) >= 2:
-        low = min(have, key=lambda s: have[s].cpu_us_per_request.median)
-        high = max(have, key=lambda s: have[s].cpu_us_per_request.median)
-        lo, hi = have[low].cpu_us_per_request.median, have[high].cpu_us_per_request.median
+        low = min(have, key=lambda s: have[s].cpu_us_per_request.value)
+        high = max(have, key=lambda s: have[s].cpu_us_per_request.value)
+        lo, hi = have[low].cpu_us_per_request.value, have[high].cpu_us_per_request.value
         ratio = (f" ({fmt_ratio(have[low].cpu_vs_ref)} the reference's)"
                  if view.has_ratios and have[low].cpu_vs_ref and low != view.reference else "")
         out.append(f"At {cell.label}, **{low}** spent the least server CPU per request "
                    f"({fmt_small(lo)} µs{ratio}), {high} the most ({fmt_small(hi)} µs, "
                    f"{how_much_more(hi, lo)}).")
-    switches = {s: st.median for s in view.servers if (o := view.outcome(s, cell))
+    switches = {s: st.value for s in view.servers if (o := view.outcome(s, cell))
                 and (st := o.ctx_per_request)}
     if len(switches) >= 2:
         low, high = min(switches, key=switches.get), max(switches, key=switches.get)
         if fmt_small(switches[low]) == fmt_small(switches[high]):
-            sentence = f"Every server switched context about {fmt_small(switches[low])} times per request."
+            sentence = (f"Every server switched context about {times(switches[low])} per "
+                        f"request.")
         else:
-            sentence = (f"{high} switched context {fmt_small(switches[high])} times per request, "
+            sentence = (f"{high} switched context {times(switches[high])} per request, "
                         f"{low} {fmt_small(switches[low])}.")
         if switches[low] < 1:
             sentence += (" Fewer than one switch per request means one wakeup served several "
@@ -342,17 +383,22 @@ def cpu(view: View, cell: results.CellKey) -> list[str]:
     return out
 
 
+def times(value: float) -> str:
+    """'1 time', '0.5 times', '3 times'."""
+    return f"{fmt_small(value)} time{'' if fmt_small(value) == '1' else 's'}"
+
+
 def memory(view: View, basis: str, cells: list, points: dict) -> list[str]:
     out = []
     big = cells[-1]
-    have = {s: points[(s, big)].median for s in view.servers
-            if (s, big) in points and points[(s, big)].median > 0 and clean(view.outcome(s, big))}
+    have = {s: points[(s, big)].value for s in view.servers
+            if (s, big) in points and points[(s, big)].value > 0 and clean(view.outcome(s, big))}
     if len(have) >= 2:
         low, high = min(have, key=have.get), max(have, key=have.get)
         out.append(f"At {big.label}, each connection cost **{high}** ({view.families[high]}) "
                    f"{fmt_bytes(have[high])} of {basis}, {fmt_ratio(have[high] / have[low])} "
                    f"what it cost {low} ({view.families[low]}): {fmt_bytes(have[low])}.")
-    zero = [s for s in view.servers if (s, big) in points and points[(s, big)].median <= 0]
+    zero = [s for s in view.servers if (s, big) in points and points[(s, big)].value <= 0]
     if zero:
         out.append(f"At {big.label}, {', '.join(zero)} grew by nothing measurable per "
                    f"connection: "
@@ -429,17 +475,17 @@ def reference_noise(view: View) -> str | None:
                "in alternating slices, so that both share that drift"
                if any(m.get("ref_basis") == "beside" for m in view.run.measurements)
                else "The ratios to it are paired by round")
-            + ", and a cell's figure is the median over its rounds.")
+            + ", and a cell's × ref is the geometric mean of its rounds' ratios.")
 
 
 def convergence(view: View) -> str | None:
-    """How many cells reached a tight CI of their median vs_ref."""
+    """How many results reached a tight interval of their × ref."""
     cells = [o for o in view.summaries.values() if not o.is_reference and o.vs_ref is not None]
-    if not cells or max(len(o.measured) for o in cells) < results.CI_MIN_N:
-        return None  # no cell had the rounds a CI takes (one-round profiles): nothing to say
+    if not cells or max(len(o.measured) for o in cells) < results.RATIO_CI_MIN_N:
+        return None  # no cell had the rounds an interval takes (one-round profiles)
     done = sum(1 for o in cells if o.converged)
-    return (f"{done} of {len(cells)} server × cell results converged: the 95 % CI of their "
-            f"median vs_ref lies within ±{results.TOLERANCE:.0%} of it.")
+    return (f"{done} of {len(cells)} server × cell results converged: the 95 % interval of "
+            f"their × ref lies within ±{results.TOLERANCE:.0%} of it.")
 
 
 
@@ -448,13 +494,9 @@ def convergence(view: View) -> str | None:
 
 def versus(view: View, a: results.CellSummary, b: results.CellSummary) -> int:
     """+1 when `a` is ahead of `b` beyond noise, -1 when behind, 0 when they tie or either is not
-    clean: the report's one rule, between two results of one cell."""
-    if not (clean(a) and clean(b)) or overlap(a, b):
-        return 0
-
-    def key(o: results.CellSummary) -> float:
-        return o.vs_ref if view.has_ratios and o.vs_ref is not None else o.rps.median
-    return 1 if key(a) > key(b) else -1
+    clean: the report's one rule (results.Ranking.beyond_noise), between two results of one
+    cell."""
+    return ranking(view, a.cell).beyond_noise(a.server, b.server)
 
 
 def interpreter_name(i: dict) -> str:
@@ -495,7 +537,7 @@ def interpreters(view: View, data) -> list[str]:
                 apart.append(f"{model} ({not_clean_word(worse)} under "
                              f"{data.interpreters[k if worse is a.outcome else 0]['label']})")
                 continue
-            ratio = fmt_pct(a.stat.median / b.stat.median - 1)
+            ratio = fmt_pct(a.stat.value / b.stat.value - 1)
             {1: faster, -1: slower, 0: tied}[versus(view, a.outcome, b.outcome)].append(
                 f"{model} ({ratio})")
         said = [f"**{interpreter_name(other)} against {base['label']}** (the change of each "

@@ -21,7 +21,7 @@ from bench import results
 from bench.report import notes
 from bench.report.fmt import fmt_size, size_slug
 from bench.report.view import (
-    View, merged_histogram, model_servers, offered, primary_size, requests, scale_cells,
+    View, merged_histogram, model_servers, offered, primary_size, ranking, requests, scale_cells,
 )
 
 SPECTRUM_MARKS = (50.0, 90.0, 99.0, 99.9, 99.99)  # the percentiles marked on the spectrum
@@ -54,12 +54,13 @@ def skipped(key: str, heading: str, why: str) -> Chart:
 
 
 def bounds(s: results.Stat) -> tuple[float, float]:
-    """The error bar: the 95 % CI of the median where recorded, else min–max."""
+    """The error bar: the 95 % interval where recorded (of a median from 6 rounds; of a ratio,
+    Student's t on its logs, from 2), else the range of the rounds."""
     return s.ci95 if s.ci95 else (s.low, s.high)
 
 
 def has_bar(s: results.Stat) -> bool:
-    """Whether the figure has an error bar to draw: two repeats or more that differ."""
+    """Whether the figure has an error bar to draw: two rounds or more that differ."""
     low, high = bounds(s)
     return s.n > 1 and high > low
 
@@ -112,7 +113,7 @@ class ConnsData:
     conns: list[int]  # the x ticks: every count measured, or failed at
     servers: list[str]
     lines: dict[str, list[Line]]  # metric ('rps', 'p50', 'p99') -> a line per server
-    headline: RankedBars | None = None  # at the headline cell, where it has this size
+    reference: str | None = None  # drawn in every panel of the small multiples, for scale
 
 
 def against_conns(view: View, size: int, metrics: tuple[str, ...], primary: bool) -> Chart:
@@ -153,7 +154,7 @@ def against_conns(view: View, size: int, metrics: tuple[str, ...], primary: bool
                 elif o is not None and o.status == "failed":
                     failed.append(cell.conns)
             lines[metric].append(line(view, server, points, failed))
-    data = ConnsData(size, conns, servers, lines)
+    data = ConnsData(size, conns, servers, lines, view.reference)
     text = notes.throughput(view, size) if key == "throughput" else notes.latency(view, size)
     return Chart(key, heading, f"{key}{slug}.png", data, text)
 
@@ -185,15 +186,44 @@ def bars(view: View, cell: results.CellKey, get) -> list[Bar]:
 
 def ranked(cell: results.CellKey, unit: str, of: list[Bar]) -> RankedBars | None:
     kept = sorted((b for b in of if b.outcome.measured and b.stat is not None),
-                  key=lambda b: b.stat.median)
+                  key=lambda b: b.stat.value)
     return RankedBars(cell, unit, kept) if kept else None
 
 
-def headline_bars(view: View, cell: results.CellKey) -> RankedBars | None:
-    """The headline cell's ranking: vs_ref where the run has ratios, else req/s."""
-    if view.has_ratios:
-        return ranked(cell, "× the reference's req/s", bars(view, cell, lambda o: o.vs_ref_stat))
-    return ranked(cell, "req/s", bars(view, cell, lambda o: o.rps))
+# -- Who won: the headline cell's ranking -------------------------------------------------------------
+
+
+@dataclass
+class RankingData:
+    """The headline cell's ranking (results.rank: the one rule), for the chart that opens the
+    report: the ranked results, best first, in their tie groups, then apart the results that
+    are not ranked (noisy, client-bound, degraded), with their figures."""
+
+    ranking: results.Ranking
+    styles: dict[str, tuple[str, str, str]]  # server -> view.style
+    apart: list[tuple[results.CellSummary, results.Stat | None]]
+    unit: str
+    confidence: str
+
+    @property
+    def cell(self) -> results.CellKey:
+        return self.ranking.cell
+
+
+def who_won(view: View, cell: results.CellKey | None) -> Chart | None:
+    """The chart that opens the report: the headline cell ranked by × ref (req/s without a
+    reference), whiskers the 95 % intervals, tie groups marked; None when nothing ranks."""
+    if cell is None:
+        return None
+    r = ranking(view, cell)
+    if not r.placed and not r.apart:
+        return None
+    unit = "× the C reference's req/s" if r.by_ratio else "req/s"
+    apart = [(o, o.vs_ref_stat if r.by_ratio else o.rps) for o in r.apart]
+    data = RankingData(r, {s: view.style(s) for s in view.servers}, apart, unit,
+                       notes.confidence(r))
+    return Chart("ranking", f"Who won at {cell.label}", "ranking.png", data,
+                 [notes.ranking_text(view, r) or ""])
 
 
 @dataclass
@@ -321,14 +351,14 @@ def openloop_series(view: View) -> dict[tuple[str, int, int], list[results.CellS
     for (server, cell), o in view.summaries.items():
         if cell.is_open and o.measured and o.stat(latency_ms("p99")):
             series.setdefault((server, cell.conns, cell.size_bytes), []).append(o)
-    return {k: sorted(v, key=lambda o: (o.cell.fraction or 0, offered(o).median))
+    return {k: sorted(v, key=lambda o: (o.cell.fraction or 0, offered(o).value))
             for k, v in series.items() if len(v) >= 2}
 
 
 def load_x(o: results.CellSummary, by_share: bool) -> float:
     """Where an open-loop result sits on the x axis: its share of the server's own peak (in %)
     when every series is given as a share, else the load it was offered (req/s)."""
-    return o.cell.fraction * 100 if by_share else offered(o).median
+    return o.cell.fraction * 100 if by_share else offered(o).value
 
 
 @dataclass
@@ -371,10 +401,10 @@ def openloop(view: View) -> Chart:
         highest = max(highest, *xs)
         p99 = [Point(x, o.stat(latency_ms("p99")), o) for x, o in zip(xs, outs, strict=True)]
         done = [Point(x, s, o) for x, o in zip(xs, outs, strict=True)
-                if (s := results.stat(m.rps / r * 100 for m in o.measured
+                if (s := results.stat(m.rps / r * 100 for m in o.used
                                       if m.rps and (r := m.extra.get("offered_rps") or m.rate)))]
         lines.append(LoadLine(conns, size, line(view, server, p99), line(view, server, done),
-                              (xs[-1], p99[-1].stat.median)))
+                              (xs[-1], p99[-1].stat.value)))
     curves = [notes.LoadCurve.read(f"{server} ({conns} × {fmt_size(size)})" if len(settings) > 1
                                    else server, outs)
               for (server, conns, size), outs in drawable.items()]
@@ -424,9 +454,9 @@ def memory(view: View) -> Chart:
                                           f"{results.MEM_PER_CONN_MIN_CONNS} connections or more.")
     heading += f" ({fmt_size(cells[0].size_bytes)} messages)"
     servers = [s for s in view.servers if any(k[0] == s for k in points)]
-    positive = [s.median for s in points.values() if s.median > 0]
+    positive = [s.value for s in points.values() if s.value > 0]
     floor = min(positive) / 2 if positive else 1.0
-    dots = {s: [(c, Point(max(points[(s, c)].median, floor), points[(s, c)], view.outcome(s, c)))
+    dots = {s: [(c, Point(max(points[(s, c)].value, floor), points[(s, c)], view.outcome(s, c)))
                 for c in cells if (s, c) in points] for s in servers}
     name = basis_name(basis)
     return Chart("memory", heading, "memory.png", MemoryData(name, cells, servers, dots, floor),
@@ -486,18 +516,18 @@ def interpreters(view: View, focus: results.CellKey | None) -> Chart | None:
 
 
 def plan(view: View, focus: results.CellKey | None, *, asked: bool) -> list[Chart]:
-    """Every chart the run has data for, in the order the report shows them (the status matrix
-    first: charts.py draws it from the view itself)."""
-    charts = [Chart("status", "Status of every server and cell", "status.png",
-                    notes=notes.status(view))]
+    """Every chart the run has data for, in the order the report shows them: who won at the
+    headline cell first (the report opens with it), then the status matrix (charts.py draws it
+    from the view itself) and the rest."""
+    charts = [c for c in (who_won(view, focus),) if c is not None]
+    charts.append(Chart("status", "Status of every server and cell", "status.png",
+                        notes=notes.status(view)))
     primary = primary_size(view)
     by_size = sorted({c.size_bytes for c in view.closed_cells()},
                      key=lambda s: (s != primary, s))
     for size in by_size:
         pair = (against_conns(view, size, ("rps",), size == primary),
                 against_conns(view, size, ("p50", "p99"), size == primary))
-        if focus is not None and size == focus.size_bytes and pair[0].data is not None:
-            pair[0].data.headline = headline_bars(view, focus)
         # a size measured at one connection count only shows up in the sizes chart and the table
         charts += [c for c in pair if c.file or size == primary]
     if (sizes_chart := sizes(view)) is not None:

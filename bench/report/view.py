@@ -5,9 +5,10 @@
     view.cells            # closed loop first, then by size, connections, rate
     view.outcome("epoll", cell)   # a results.CellSummary, or None if it was not planned
 
-Nothing here measures or re-derives a figure: every number comes from results.CellSummary. What
-this module adds is presentation: the order of servers, each one's colour and marker, which cell
-to headline, and which results may be credited as a leader (`clean`).
+Nothing here measures or re-derives a figure: every number comes from results.CellSummary, and
+every ranking from results.rank (the one rule). What this module adds is presentation: the order
+of servers, each one's colour and marker, which cell to headline, and which results may be
+credited as a leader (`clean`).
 
 Families and their colours come from the run itself (each record's family field), never from
 today's registry, so an old run's report never changes.
@@ -16,8 +17,6 @@ today's registry, so an old run's report never changes.
 from __future__ import annotations
 
 import colorsys
-import itertools
-import math
 import statistics
 import sys
 from dataclasses import dataclass
@@ -54,19 +53,13 @@ LINESTYLES = ("-", "--", "-.", ":")
 NOT_CLEAN = ("noisy", "client-bound", "degraded")
 DEGRADED_RING = "#cc3311"
 
-# Headline cell: a server's noise is the half-width of its spread as a share of its median, at
-# least this much (two repeats that agree by chance do not make a figure exact).
-NOISE_FLOOR = 0.02
-
-
 class ReportError(Exception):
     """A run directory the report cannot read; the message says what to do."""
 
 
 def clean(o: results.CellSummary | None) -> bool:
-    """A result that may be ranked and credited as a leader: measured, and neither noisy,
-    client-bound nor degraded (a server that held 1,020 of 10,000 connections leads nothing)."""
-    return o is not None and o.verdict == "ok" and o.rps is not None
+    """A result that may be ranked and credited as a leader (results.CellSummary.clean)."""
+    return o is not None and o.clean
 
 
 @dataclass
@@ -226,43 +219,11 @@ def primary_size(view: View) -> int | None:
     return max(sizes, key=weight)
 
 
-def noise_share(o: results.CellSummary) -> float:
-    """A result's noise as a share of its median: the half-width of the 95 % CI of its vs_ref
-    where the run recorded one, else of its req/s CI, else half its min–max range; at least
-    NOISE_FLOOR."""
-    for s in (o.vs_ref_stat, o.rps):
-        if s is not None and s.ci_half_width is not None:
-            return max(NOISE_FLOOR, s.ci_half_width)
-    s = o.rps
-    return max(NOISE_FLOOR, s.relative_width / 2 if s else 1.0)
-
-
-def overlap(a: results.CellSummary, b: results.CellSummary) -> bool:
-    """The two results' req/s lie within each other's noise: 'within noise' in the report."""
-    ma, mb = a.rps.median, b.rps.median
-    return abs(math.log(ma / mb)) <= noise_share(a) + noise_share(b)
-
-
-def separation(view: View, cell: results.CellKey) -> tuple[float, int]:
-    """How far apart the servers stand at `cell` relative to their noise: the mean, over pairs of
-    clean results, of |ln(ratio of medians)| / (sum of the two noise shares). A score of 1 means
-    a typical pair is just told apart; below 1, most pairs are within noise. Also the number of
-    clean results."""
-    clean_ = [o for s in view.servers if s != view.reference
-              and clean(o := view.outcome(s, cell))]
-    pairs = list(itertools.combinations(clean_, 2))
-    if not pairs:
-        return 0.0, len(clean_)
-    score = statistics.fmean(abs(math.log(a.rps.median / b.rps.median))
-                             / (noise_share(a) + noise_share(b)) for a, b in pairs)
-    return score, len(clean_)
-
-
 def headline_cell(view: View, wanted: tuple[int, int] | None = None) -> results.CellKey | None:
-    """The cell the headline ranks and the spectrum and cost charts show: the one asked for, else
-    the closed-loop cell where the servers differ most relative to their noise (`separation`),
-    among the cells where at least half as many servers measured cleanly as anywhere else. Not
-    always 1 connection: there the servers often look alike, and the noise is widest."""
+    """The cell the headline ranks and the spectrum and cost charts show: the one asked for,
+    else the one the run's profile named before it ran (meta.json's "headline": it got the most
+    rounds), else, for a run from before profiles named one, the closed-loop cell with the most
+    rounds (where its extra rounds went), the most clean results and the most connections."""
     closed = view.closed_cells()
     if wanted is not None:
         for cell in closed:
@@ -271,22 +232,34 @@ def headline_cell(view: View, wanted: tuple[int, int] | None = None) -> results.
         choices = ", ".join(f"{c.conns}x{c.size_bytes}" for c in closed)
         raise ReportError(f"the run has no closed-loop cell {wanted[0]}x{wanted[1]} "
                           f"(connections x bytes); it has: {choices or 'none'}")
-    scored = {c: separation(view, c) for c in closed}
-    most = max((n for _, n in scored.values()), default=0)
-    if most < 2:  # nothing to rank: show where anything was measured, the busiest such cell
-        measured = view.closed_cells(measured=True)
-        return max(measured, key=lambda c: c.conns) if measured else None
-    candidates = [c for c, (_, n) in scored.items() if n >= max(2, math.ceil(most / 2))]
-    return max(candidates, key=lambda c: (scored[c][0], scored[c][1], c.conns))
+    named = view.meta.get("headline")
+    if isinstance(named, dict) and "conns" in named and "size_bytes" in named:
+        cell = results.CellKey.of(named)
+        if cell in closed:
+            return cell
+    measured = view.closed_cells(measured=True)
+    if not measured:
+        return None
+
+    def weight(cell: results.CellKey) -> tuple:
+        outs = [o for s in view.servers if (o := view.outcome(s, cell))]
+        rounds = statistics.median(len(o.measured) for o in outs) if outs else 0
+        return rounds, sum(1 for o in outs if o.clean), cell.conns
+
+    return max(measured, key=weight)
+
+
+def ranking(view: View, cell: results.CellKey) -> results.Ranking:
+    """The cell's results in the one order (results.rank): by vs_ref where the run has ratios,
+    else by req/s."""
+    return results.rank(view.summaries.values(), cell, by_ratio=view.has_ratios)
 
 
 def ranked(view: View, cell: results.CellKey) -> tuple[list[results.CellSummary], list]:
-    """(clean results, fastest first; the measured results that may not be ranked)."""
-    outs = [o for s in view.servers if (o := view.outcome(s, cell)) and o.rps]
-    key = (lambda o: o.vs_ref) if view.has_ratios else (lambda o: o.rps.median)
-    good = sorted((o for o in outs if clean(o)), key=lambda o: key(o) or o.rps.median,
-                  reverse=True)
-    return good, [o for o in outs if not clean(o)]
+    """(the ranked results, best first, the reference among them where ranked by vs_ref; the
+    measured results that may not be ranked)."""
+    r = ranking(view, cell)
+    return [p.summary for p in r.placed], r.apart
 
 
 def offered(o: results.CellSummary) -> results.Stat:
@@ -297,13 +270,14 @@ def offered(o: results.CellSummary) -> results.Stat:
 
 
 def requests(o: results.CellSummary) -> float | None:
-    """Requests measured over all the repeats: what a percentile of the merged histogram rests on."""
-    counts = [m.requests for m in o.measured if m.requests]
+    """Requests measured over the rounds used: what a percentile of the merged histogram rests
+    on."""
+    counts = [m.requests for m in o.used if m.requests]
     return float(sum(counts)) if counts else None
 
 
 def merged_histogram(o: results.CellSummary):
-    encoded = [m.extra["hist"] for m in o.measured if m.extra.get("hist")]
+    encoded = [m.extra["hist"] for m in o.used if m.extra.get("hist")]
     if not encoded:
         return None
     try:

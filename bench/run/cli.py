@@ -3,10 +3,14 @@ its report.
 
     python -m bench run                         # the quick profile, every available server
     python -m bench run --profile full          # up to 10,000 connections
-    python -m bench run --servers epoll,threads --conns 1,64 --sizes 1024 --repeats 2
+    python -m bench run --servers epoll,threads --conns 1,64 --size 1024,64KiB --rounds 2
     python -m bench run --server 'mine=python my_echo.py --port {port}'     # your own server too
     python -m bench run --python 3.11 --python 3.13     # every Python server under each
     python -m bench run --resume results/20261201-221500-quick             # finish a stopped run
+
+The options share their names with `python -m bench.load` (--conns, --size, --duration,
+--warmup; here a list where a list makes sense) and with the Makefile (SERVERS, CONNS, SIZES); the
+older spellings (--sizes, --measure-s, --warmup-s, --repeats) still work.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ import bench.run
 import servers
 from bench import load as load_gen
 from bench import results
+from bench.report.fmt import parse_size
 from bench.results import CellKey
-from bench.run.console import print_summary
+from bench.run.console import command, print_summary, resume_command, say, shown
 from bench.run.guard import fd_limit_cell
 from bench.run.interrupts import Interrupted, install_stop_handlers, restore_handlers
 from bench.run.profiles import (
-    OPEN_LOOP_CONNS, PROFILES, Profile, closed_cells, with_interpreters,
+    OPEN_LOOP_CONNS, PROFILES, Profile, closed_cells, headline_among, with_interpreters,
 )
 from bench.run.runner import run
 from bench.run.subject import Subject, reference_subject
@@ -35,6 +40,27 @@ from servers import interpreters
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = ROOT / "results"
+
+# The exit status: 0 every server measured; EXIT_FAILED some server failed (did not start,
+# crashed, corrupted bytes, served nothing: the report's Problems section says why); 2 bad
+# options; 128 + the signal when stopped (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), what was
+# measured kept.
+EXIT_FAILED = 3
+EXIT_STATUS = (f"Exit status: 0 when every server was measured; {EXIT_FAILED} when a server "
+               f"failed (did not start, crashed, corrupted bytes, served nothing: the report's "
+               f"Problems section says why), the report written all the same; 2 on a bad option; "
+               f"130, 143 or 129 when stopped by SIGINT, SIGTERM or SIGHUP (what was measured is "
+               f"kept: resume it with --resume).")
+
+
+def _size_list(text: str) -> list[int]:
+    try:
+        values = [parse_size(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; several: 1024,64KiB") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r}: give sizes, e.g. 1024 or 1KiB,64KiB")
+    return values
 
 
 def _int_list(text: str) -> list[int]:
@@ -78,8 +104,8 @@ def choose_interpreters(parser, specs: list[str]) -> tuple[list[interpreters.Int
         try:
             interp = _get_interpreter(spec)
         except interpreters.Unavailable as exc:
-            print(f"note: --python {spec}: unavailable: {exc}; its servers are not measured, "
-                  f"the run goes on without them", flush=True)
+            say(f"note: --python {spec}: unavailable: {exc}; its servers are not measured, "
+                f"the run goes on without them")
             state.append({"spec": spec, "available": False, "reason": str(exc)})
             continue
         if (same := chosen.get(interp.tag)) is not None:
@@ -101,8 +127,8 @@ def _get_interpreter(spec: str) -> interpreters.Interpreter:
     try:
         return interpreters.get(spec, build=False)
     except interpreters.Unavailable:
-        print(f"--python {spec}: building its venv at first use (pip installs the lab's "
-              f"packages from pyproject.toml: a minute or so)", flush=True)
+        say(f"--python {spec}: building its venv at first use (pip installs the lab's "
+            f"packages from pyproject.toml: a minute or so)")
         return interpreters.get(spec)
 
 
@@ -128,28 +154,36 @@ def choose_available(names: list[str], interps: list[interpreters.Interpreter] |
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench run", description=bench.run.__doc__.splitlines()[0],
-                                     epilog="Profiles: " + "; ".join(
-                                         f"{p.name}: {p.description}" for p in PROFILES.values()))
-    parser.add_argument("--profile", choices=list(PROFILES), default="quick")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench run", description=bench.run.__doc__.splitlines()[0],
+        epilog="Profiles: " + "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values())
+        + ". " + EXIT_STATUS)
+    parser.add_argument("--profile", choices=list(PROFILES), default="quick",
+                        help="which cells, rounds and windows (default quick: what `make bench` "
+                             "runs; full: `make bench-full`; c100k; smoke: seconds, for tests)")
     parser.add_argument("--servers", help="comma-separated registry names (default: every available "
                         "server; `python -m servers` lists them)")
     parser.add_argument("--conns", type=_int_list, help="connection counts, e.g. 1,16,128 (replaces the profile's closed-loop cells)")
-    parser.add_argument("--sizes", type=_int_list, help="message sizes in bytes, e.g. 1024,65536")
+    parser.add_argument("--size", "--sizes", dest="sizes", type=_size_list, metavar="SIZES",
+                        help="message sizes, e.g. 1024 or 1KiB,64KiB (64k and 65536 alike)")
     parser.add_argument("--rates", type=_int_list, help="open-loop total request rates, e.g. 1000,5000 (with --conns)")
     parser.add_argument("--fractions", type=_fraction_list,
                         help=f"open loop at these shares of each server's own closed-loop peak, "
                              f"at {OPEN_LOOP_CONNS} connections, e.g. 0.5,0.9; 0 for none "
                              f"(default: the profile's; kept when --conns replaces its other cells)")
-    parser.add_argument("--repeats", type=int, help="repeats per cell (default: the profile's)")
-    parser.add_argument("--measure-s", type=float, help="measured window per cell, seconds")
-    parser.add_argument("--warmup-s", type=float, help="warm-up per cell, seconds")
+    parser.add_argument("--rounds", "--repeats", dest="rounds", type=int,
+                        help="rounds of every server at every cell (default: the profile's; the "
+                             "headline cell gets more where the profile says so)")
+    parser.add_argument("--duration", "--measure-s", dest="measure_s", type=float, metavar="S",
+                        help="measured seconds per cell (beside the reference: each side's)")
+    parser.add_argument("--warmup", "--warmup-s", dest="warmup_s", type=float, metavar="S",
+                        help="seconds of load before measuring, per cell")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where run directories go (default: results/)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the interleaved order")
     parser.add_argument("--no-progress", action="store_true", help="plain output, no progress bar")
     parser.add_argument("--no-report", action="store_true", help="do not draw charts and report.md at the end")
-    parser.add_argument("--budget-s", type=float, help="seconds for the whole run, the first rounds "
-                        "included, after which no cell gets another round (0: exactly --repeats "
+    parser.add_argument("--budget-s", type=float, help="seconds for the whole run, the planned rounds "
+                        "included, after which no cell gets another round (0: exactly the planned "
                         "rounds; default: the profile's)")
     parser.add_argument("--rounds-max", type=int, help="at most this many rounds of a cell")
     parser.add_argument("--server", action="append", default=[], metavar="NAME='CMD ...'",
@@ -157,10 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "it prints the readiness line ('serving NAME on HOST:PORT (pid N)'), "
                              "or CMD contains {port}: the bench picks a free port, puts it there "
                              "and waits until 127.0.0.1:PORT accepts (repeatable)")
-    parser.add_argument("--target", action="append", default=[], metavar="NAME=HOST:PORT",
+    parser.add_argument("--target", action="append", default=[], metavar="[NAME=]HOST:PORT",
                         help="also measure a server that is already running (with --pid PID, "
                              "one per --target, in the same order): sampled by its pid, never "
-                             "started, stopped or pinned by the bench (repeatable)")
+                             "started, stopped or pinned by the bench; named NAME, else "
+                             "target-PORT (repeatable)")
     parser.add_argument("--pid", action="append", default=[], type=int,
                         help="the pid of the process serving the --target before it")
     parser.add_argument("--python", action="append", default=[], metavar="SPEC",
@@ -197,11 +232,14 @@ def _own_servers(parser, args) -> list[Subject]:
                      f"e.g. from `ss -ltnp`)")
     for spec, pid in zip(args.target, args.pid, strict=True):
         name, sep, address = spec.partition("=")
+        if not sep:  # HOST:PORT alone, as bench.load takes it
+            name, address = "", spec
         try:
-            host, port = load_gen.parse_target(address) if sep else (None, None)
+            host, port = load_gen.parse_target(address)
         except (ValueError, argparse.ArgumentTypeError) as exc:
             parser.error(f"--target {spec!r}: {exc}")
-        if not name.strip() or host is None:
+        name = name.strip() or (f"target-{port}" if not sep else "")
+        if not name or host is None:
             parser.error(f"--target {spec!r}: give NAME=HOST:PORT, e.g. --target "
                          f"mine=127.0.0.1:25000 --pid 4242")
         if name in taken:
@@ -227,9 +265,10 @@ def write_report(run: results.Run) -> Path | None:
             return None
         path = run.dir / "report.md"
         path.write_text(f"# Bench run {run.dir.name}\n\n**interrupted: {stop['measured']} of "
-                        f"{stop['planned']} measurements ({stop['signal']}); `python -m bench run "
-                        f"--resume {run.dir}` measures the rest**\n\nThe report builder failed "
-                        f"({type(exc).__name__}: {exc}); the measurements are in results.jsonl.\n")
+                        f"{stop['planned']} measurements ({stop['signal']}); `"
+                        f"{resume_command(run.dir)}` measures the rest**\n\nThe report builder "
+                        f"failed ({type(exc).__name__}: {exc}); the measurements are in "
+                        f"results.jsonl.\n")
         return path
 
 
@@ -263,7 +302,7 @@ def _main(argv: list[str] | None) -> int:
             try:
                 subjects.append(Subject.from_meta(d))
             except interpreters.Unavailable as exc:
-                print(f"note: {d['name']} is not measured again: {exc}", flush=True)
+                say(f"note: {d['name']} is not measured again: {exc}")
         reference, ref_state = reference_subject(bool((meta.get("reference") or {}).get("available")))
         code = _run_and_report(args, profile, subjects, meta.get("skipped_servers") or {},
                                reference, ref_state, resume=args.resume, seed=meta.get("seed", 0))
@@ -279,20 +318,23 @@ def _main(argv: list[str] | None) -> int:
                      [c.fraction for c in profile.cells if c.fraction is not None])
         cells += [CellKey(OPEN_LOOP_CONNS, sizes[0], fraction=f) for f in fractions]
         profile = replace(profile, name=f"{profile.name}-custom", cells=cells,
-                          description="custom cells from the command line")
+                          description="custom cells from the command line",
+                          headline=headline_among(profile.headline, cells))
     profile = replace(profile)  # never change PROFILES itself
     interps, interp_state = choose_interpreters(parser, args.python)
     profile = with_interpreters(profile, len(interps))  # before the options that override it
     if profile.name == "c100k" and (cell := fd_limit_cell(profile)) is not None:
         profile.cells = sorted(profile.cells + [cell], key=lambda c: c.conns)
-        print(f"note: this machine's open-files hard limit (ulimit -Hn) is "
-              f"{load_gen.fd_hard_limit():,}, so larger cells are skipped with the fix; added a "
-              f"{cell.conns:,}-connection cell, the most it allows", flush=True)
-    for attr, value in (("repeats", args.repeats), ("measure_s", args.measure_s),
-                        ("warmup_s", args.warmup_s), ("rounds_max", args.rounds_max)):
+        say(f"note: this machine's open-files hard limit (ulimit -Hn) is "
+            f"{load_gen.fd_hard_limit():,}, so larger cells are skipped with the fix; added a "
+            f"{cell.conns:,}-connection cell, the most it allows")
+    for option, attr, value in (("--rounds", "rounds", args.rounds),
+                                ("--duration", "measure_s", args.measure_s),
+                                ("--warmup", "warmup_s", args.warmup_s),
+                                ("--rounds-max", "rounds_max", args.rounds_max)):
         if value is not None:
             if value <= 0 and attr != "warmup_s" or value < 0:
-                parser.error(f"--{attr.replace('_', '-')} must be positive")
+                parser.error(f"{option} must be positive" + (" or 0" if attr == "warmup_s" else ""))
             setattr(profile, attr, value)
     if args.budget_s is not None:
         if args.budget_s < 0:
@@ -314,8 +356,8 @@ def _main(argv: list[str] | None) -> int:
     chosen, skipped, not_run = choose_available(names, interps)
     reference, ref_state = reference_subject(not args.no_reference)
     if reference is None and not args.no_reference:
-        print(f"note: no reference this run: {ref_state['reason']}. The run goes on without "
-              f"vs_ref ratios.", flush=True)
+        say(f"note: no reference this run: {ref_state['reason']}. The run goes on without "
+            f"vs_ref ratios.")
     subjects = chosen + own
     if not subjects and reference is None:
         reasons = [f"{k}: {v}" for k, v in skipped.items()]
@@ -345,31 +387,31 @@ def _run_and_report(args, profile, subjects, skipped, reference, ref_state, *, r
         if not args.no_report or code:
             path = write_report(measured)
             if path:
-                print(f"report: {path}")
+                html = path.with_suffix(".html")
+                print(f"report: {shown(html if html.is_file() else path)}")
     except Interrupted as late:
-        print(f"\n{signal.Signals(late.signum).name}: stopped while writing the report; the "
-              f"measurements are saved (make report RUN={run_dir})")
+        print()
+        say(f"{signal.Signals(late.signum).name}: stopped while writing the report; the "
+            f"measurements are saved. Draw the report with:")
+        command(f"make report RUN={shown(run_dir)}")
         code = 128 + late.signum
-    print(f"results: {run_dir}")
+    print(f"results: {shown(run_dir)}")
     if hint := compare_hint(profile.name, run_dir):
-        print(hint)
+        print(f"against the recorded {hint[0]} run:")
+        command(hint[1])
+    if code == 0 and any(m.status == "failed" for m in measured.measurements):
+        failed = sorted({m.server for m in measured.measurements if m.status == "failed"})
+        say(f"exit {EXIT_FAILED}: {', '.join(failed)} failed (see the problems above and the "
+            f"report's Problems section)")
+        code = EXIT_FAILED
     return code
 
 
-def compare_hint(profile_name: str, run_dir: Path) -> str | None:
-    """The command that compares this run with the recorded run of its profile, if one is in
-    docs/results (quick, full, c100k; a custom choice of servers or cells compares with its
-    profile's on the cells both have)."""
+def compare_hint(profile_name: str, run_dir: Path) -> tuple[str, str] | None:
+    """(the recorded run's name, the command that compares this run with it), if docs/results
+    has a run of its profile (quick, full, c100k; a custom choice of servers or cells compares
+    with its profile's on the cells both have)."""
     recorded = ROOT / "docs" / "results" / profile_name.removesuffix("-custom")
     if not (recorded / "results.jsonl").is_file() or run_dir.resolve() == recorded.resolve():
         return None
-    return (f"against the recorded {recorded.name} run: make compare "
-            f"A={_shown(recorded)} B={_shown(run_dir)}")
-
-
-def _shown(path: Path) -> str:
-    """path relative to the working directory where it lies under it (what make is run from)."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+    return recorded.name, f"make compare A={shown(recorded)} B={shown(run_dir)}"

@@ -4,8 +4,10 @@ The C reference (c-epoll) is measured in every cell of every round, so every rec
 and cpu_vs_ref, ratios that survive a noisy machine (see docs/bench.md). The order is interleaved
 (round, then cell, then the servers and the reference in a shuffled order) so that slow drift of
 the machine (thermal throttling, a background job) spreads over all servers instead of hurting
-whichever ran last. After the profile's first rounds, more rounds go to the servers whose 95 %
-CI of the median vs_ref is still wider than the tolerance, within the profile's budget (Runner).
+whichever ran last. The plan gives every server the profile's rounds at every cell and more at the
+headline cell; after it, more rounds go to the servers whose 95 % interval of vs_ref is still
+wider than the tolerance, the headline cell's first, within the profile's budget (Runner). A
+server that did not start is not started again in the rest of the run.
 Open-loop cells at a share of each server's peak run after the closed-loop cells of their round,
 whose best median req/s (at the same message size, ok results only) is that peak.
 
@@ -40,20 +42,21 @@ from servers import launch
 
 
 def plan(profile: Profile, names: list[str], seed: int) -> list[tuple[int, CellKey, str]]:
-    """(round, cell, server) of the first `repeats` rounds, in interleaved order: each round
-    visits every cell, and within a cell the servers (the reference among them) run in a fresh
-    random order, so drift does not line up with one server. Cells at a share of the peak come
-    last in each round, after the cells that measure it. More rounds may follow (see Runner.run)."""
+    """(round, cell, server) of the planned rounds, in interleaved order: each of the first
+    `rounds` rounds visits every cell, the later ones the headline cell alone
+    (Profile.cells_of_round), and within a cell the servers (the reference among them) run in a
+    fresh random order, so drift does not line up with one server. Cells at a share of the peak
+    come last in each round, after the cells that measure it. More rounds may follow (Runner)."""
     rng = random.Random(seed)
     order = []
-    for repeat in range(profile.repeats):
-        for cell in _cell_order(profile):
-            order += [(repeat, cell, name) for name in _shuffled(rng, names)]
+    for rnd in range(profile.planned_rounds):
+        for cell in _cell_order(profile.cells_of_round(rnd)):
+            order += [(rnd, cell, name) for name in _shuffled(rng, names)]
     return order
 
 
-def _cell_order(profile: Profile) -> list[CellKey]:
-    return sorted(profile.cells, key=lambda c: c.fraction is not None)  # stable: keeps the rest
+def _cell_order(cells: list[CellKey]) -> list[CellKey]:
+    return sorted(cells, key=lambda c: c.fraction is not None)  # stable: keeps the rest
 
 
 def _shuffled(rng: random.Random, names: list[str]) -> list[str]:
@@ -105,11 +108,14 @@ def new_run_dir(profile: str, out_dir: Path) -> Path:
 class Runner:
     """One run: the plan, the records so far, and what to do when it ends or is stopped.
 
-    Rounds: the first `profile.repeats` rounds measure every server and the reference in every
-    cell. Then, while rounds remain (profile.rounds_max) and a cell's share of profile.budget_s
-    lasts, another round of that cell measures the reference and the servers not yet converged
-    (their 95 % CI of the median vs_ref wider than ±tolerance; without a reference, the CI of
-    the median req/s). A server that failed or was skipped in a cell gets no more rounds there.
+    Rounds: the plan (runner.plan) measures every server and the reference in every cell for
+    `profile.rounds` rounds, and at the headline cell for `profile.rounds_at_headline`. Then,
+    while rounds remain (profile.rounds_max) and the whole run stays within profile.budget_s,
+    another round of a cell measures the reference and the servers not yet converged (their 95 %
+    interval of vs_ref wider than ±tolerance; without a reference, the CI of the median req/s):
+    the headline cell's first, the other cells' (the fewest rounds first) once it wants none. A
+    server that failed or was skipped in a cell gets no more rounds there; one that did not start
+    is not started again anywhere (its later measurements are skipped, naming the first).
     After every (round, cell) the records get their ratios and results.jsonl is rewritten whole,
     atomically; in between, each record is appended as it comes, so a run killed with SIGKILL
     still keeps every measurement but the one in progress.
@@ -126,9 +132,13 @@ class Runner:
         self.names = list(self.by_name)
         self.done = {self._key(r) for r in records if r.get("round") is not None}
         self.closed: dict[tuple[str, int], dict[int, list[float]]] = {}
+        self.did_not_start: dict[str, str] = {}  # server -> where it first did not start
         for r in records:
             self._note_peak(r)
+            self._note_start(r)
         self.planned = len(plan(profile, self.names, seed))
+        self.t0 = time.monotonic()
+        self.before_s = float(meta.get("duration_s") or 0.0)  # a resumed run's earlier sessions
 
     @staticmethod
     def _key(r: dict) -> tuple:
@@ -140,66 +150,106 @@ class Runner:
             self.closed.setdefault((r["server"], r["size_bytes"]), {}).setdefault(
                 r["conns"], []).append(r["rps"])
 
-    # -- the budget: what the first rounds leave of profile.budget_s goes to more rounds, each
-    # cell's share by its weight; a share nobody else can use any more is open to every cell.
-
-    def _weight(self, cell: CellKey) -> float:
-        return self.profile.weights.get((cell.conns, cell.size_bytes), 1.0)
-
-    def _spent_s(self, cell: CellKey | None, extra: bool) -> float:
-        return sum(r.get("elapsed_s") or 0.0 for r in self.records
-                   if r.get("round") is not None
-                   and (r["round"] >= self.profile.repeats) == extra
-                   and (cell is None or CellKey.of(r) == cell))
-
-    def extra_pool_s(self) -> float:
-        return max(0.0, (self.profile.budget_s or 0.0) - self._spent_s(None, extra=False))
-
-    def extra_share_s(self, cell: CellKey) -> float:
-        total = sum(self._weight(c) for c in self.profile.cells)
-        return self.extra_pool_s() * self._weight(cell) / total
-
-    def round_fits(self, cell: CellKey, cost_s: float, wanting: dict[CellKey, float]) -> bool:
-        """Another round of `cell` (about `cost_s`) fits the pool, and its share, or no other
-        cell that wants a round still fits its own share."""
-        if self._spent_s(None, extra=True) + cost_s > self.extra_pool_s():
-            return False
-        if self._spent_s(cell, extra=True) + cost_s <= self.extra_share_s(cell):
+    def _note_start(self, r: dict) -> bool:
+        """Note a server that did not start (its first such record); True if it is new."""
+        if r.get("status") == "failed" and str(r.get("reason") or "").startswith("did not start") \
+                and r["server"] not in self.did_not_start:
+            self.did_not_start[r["server"]] = (f"{CellKey.of(r).label}, round "
+                                               f"{(r.get('round') or 0) + 1}")
             return True
-        return not any(self._spent_s(c, extra=True) + cost <= self.extra_share_s(c)
-                       for c, cost in wanting.items() if c != cell)
+        return False
+
+    # -- the budget: the whole run, the planned rounds included, within profile.budget_s
+
+    def elapsed_s(self) -> float:
+        return self.before_s + time.monotonic() - self.t0
+
+    def budget_left_s(self) -> float:
+        return (self.profile.budget_s or 0.0) - self.elapsed_s()
+
+    def cost_s(self, names: list[str], cell: CellKey) -> float:
+        """What one more round of `names` at `cell` takes: each one's median time there so far
+        (a measurement's start, warm-up, window and stop), else the plan's estimate."""
+        out = 0.0
+        for name in names:
+            took = [r["elapsed_s"] for r in self._records_of(name, cell) if r.get("elapsed_s")]
+            out += statistics.median(took) if took else expected_s(self.by_name[name], cell,
+                                                                   self.profile)
+        return out
+
+    def extra_possible(self) -> bool:
+        """Could any extra round still come after the plan (budget and rounds_max allowing)?"""
+        p = self.profile
+        return bool(p.budget_s) and (p.rounds_max or 0) > p.rounds and self.budget_left_s() > 0
 
     def _records_of(self, name: str, cell: CellKey) -> list[dict]:
         return [r for r in self.records if r["server"] == name and CellKey.of(r) == cell]
+
+    def _rounds_measured(self, cell: CellKey) -> int:
+        rounds = [r["round"] for r in self.records if r.get("round") is not None
+                  and CellKey.of(r) == cell]
+        return max(rounds) + 1 if rounds else 0
 
     def stable(self, name: str, cell: CellKey) -> bool:
         rs = self._records_of(name, cell)
         if self.reference is not None:
             return bool(rs) and all(r.get("converged") for r in rs)
         st = results.stat(r.get("rps") for r in rs if r.get("status") in ("ok", "degraded"))
-        return bool(st and results.converged(st.ci95, st.median, self.profile.tolerance))
+        return bool(st and results.converged(st.ci95, st.value, self.profile.tolerance))
 
     def wants_more(self, name: str, cell: CellKey) -> bool:
         rs = self._records_of(name, cell)
         return bool(rs) and all(r["status"] in ("ok", "degraded") for r in rs) \
             and not self.stable(name, cell)
 
+    def next_extra(self) -> tuple[CellKey, list[str]] | None:
+        """The cell of the next extra round and who is in it, or None: the headline cell while a
+        server there wants more; then the other cells, the fewest rounds first."""
+        p = self.profile
+        headline = [p.headline] if p.headline else []
+        others = sorted((c for c in _cell_order(p.cells) if c != p.headline),
+                        key=self._rounds_measured)  # stable: ties keep the cell order
+        for group in (headline, others):
+            for cell in group:
+                if self._rounds_measured(cell) >= (p.rounds_max or 0):
+                    continue
+                names = [s.name for s in self.subjects if self.wants_more(s.name, cell)]
+                if not names:
+                    continue
+                names += [self.reference.name] if self.reference else []
+                if self.cost_s(names, cell) > self.budget_left_s():
+                    return None  # the next in line does not fit: none after it goes before it
+                return cell, names
+        return None
+
     # -- measuring
 
     def measure_one(self, rnd: int, cell: CellKey, name: str, bar) -> None:
         subject = self.by_name[name]
-        bar.update(f"{name:16} {cell.label}  (round {rnd + 1})")
-        peak, rate = None, None
-        if cell.fraction is not None and (peak := peak_rps(self.closed, name, cell.size_bytes)):
-            rate = round(peak[0] * cell.fraction)
-        record = measure(subject, cell, rnd, self.profile, self.server_cpus, self.client_cpus,
-                         rate=rate, beside=self.reference if self.profile.beside_ref else None)
-        if starved(record):
-            record = self.window_check(subject, cell, rnd, rate, record)
-        if peak:
-            record["peak_rps"] = round(peak[0], 1)
-            record["peak_conns"] = peak[1]
+        bar.update(f"{name} {cell.label} (round {rnd + 1})")
+        if name in self.did_not_start:
+            record = results.skipped(results.record(
+                name, cell, rnd, family=subject.family, lesson=subject.lesson,
+                is_reference=subject.is_reference, target=subject.target()),
+                f"not started again: it did not start at {self.did_not_start[name]}, "
+                f"which gives the reason")
+        else:
+            peak, rate = None, None
+            if cell.fraction is not None and (peak := peak_rps(self.closed, name,
+                                                                cell.size_bytes)):
+                rate = round(peak[0] * cell.fraction)
+            record = measure(subject, cell, rnd, self.profile, self.server_cpus,
+                             self.client_cpus, rate=rate,
+                             beside=self.reference if self.profile.beside_ref else None)
+            if starved(record):
+                record = self.window_check(subject, cell, rnd, rate, record)
+            if peak:
+                record["peak_rps"] = round(peak[0], 1)
+                record["peak_conns"] = peak[1]
         self._note_peak(record)
+        if self._note_start(record):
+            console.say(f"{name} did not start ({record['reason'].removeprefix('did not start: ')}"
+                        f"); it is not started again in this run.")
         self.records.append(record)
         self.done.add(self._key(record))
         results.append_record(self.run_dir, record)
@@ -219,8 +269,8 @@ class Runner:
         used = (record.get("warmup_s") or 0) + (record.get("duration_s") or record["window_s"])
         if needed is not None and used < needed:
             longer = min(MAX_WINDOW_S, needed)
-            print(f"  {subject.name} at {cell.label}: {record['reason']}; the window was too "
-                  f"short to tell, measuring again with a {longer:.1f} s window", flush=True)
+            console.say(f"{subject.name} at {cell.label}: {record['reason']}; the window was too "
+                        f"short to tell, measuring again with a {longer:.1f} s window")
             again = measure(subject, cell, rnd, self.profile, self.server_cpus, self.client_cpus,
                             rate=rate, measure_s=longer)
             again["window_first_s"] = record["window_s"]
@@ -231,7 +281,8 @@ class Runner:
         return record
 
     def finish_block(self) -> None:
-        """Ratios, CIs and convergence from every record so far; results.jsonl rewritten."""
+        """Ratios, intervals and convergence from every record so far; results.jsonl
+        rewritten."""
         results.annotate(self.records, self.profile.tolerance)
         results.write_records(self.run_dir, self.records)
 
@@ -240,7 +291,9 @@ class Runner:
         order = plan(profile, self.names, self.seed)
         costs = [expected_s(self.by_name[n], c, profile) for r, c, n in order
                  if (r, c, n) not in self.done]
-        with console.Progress(costs, enabled=self.progress) as bar:
+        budget_end = (time.monotonic() + self.budget_left_s()) if profile.budget_s else None
+        with console.Progress(costs, enabled=self.progress, budget_end=budget_end,
+                              extra_possible=self.extra_possible) as bar:
             for i, (rnd, cell, name) in enumerate(order):
                 if (rnd, cell, name) not in self.done:
                     self.measure_one(rnd, cell, name, bar)
@@ -250,28 +303,14 @@ class Runner:
             if profile.budget_s is None:
                 return
             rng = random.Random(self.seed + 1)
-            cells = sorted(_cell_order(profile), key=lambda c: -self._weight(c))  # stable
-            for rnd in range(profile.repeats, profile.rounds_max or profile.repeats):
-                wanting: dict[CellKey, float] = {}
-                chosen: dict[CellKey, list[str]] = {}
-                for cell in cells:
-                    names = [s.name for s in self.subjects if self.wants_more(s.name, cell)]
-                    if names:
-                        chosen[cell] = names + ([self.reference.name] if self.reference else [])
-                        wanting[cell] = sum(expected_s(self.by_name[n], cell, profile)
-                                            for n in chosen[cell])
-                measured_any = False
-                for cell, names in chosen.items():
-                    if not self.round_fits(cell, wanting[cell], wanting):
-                        continue
-                    bar.extend([expected_s(self.by_name[n], cell, profile) for n in names])
-                    for name in _shuffled(rng, names):
-                        if (rnd, cell, name) not in self.done:
-                            self.measure_one(rnd, cell, name, bar)
-                    self.finish_block()
-                    measured_any = True
-                if not measured_any:
-                    break
+            while (chosen := self.next_extra()) is not None:
+                cell, names = chosen
+                rnd = self._rounds_measured(cell)
+                bar.extend([expected_s(self.by_name[n], cell, profile) for n in names])
+                for name in _shuffled(rng, names):
+                    if (rnd, cell, name) not in self.done:
+                        self.measure_one(rnd, cell, name, bar)
+                self.finish_block()
 
 
 def run(profile: Profile, names: list[str], skipped: dict[str, str], out_dir: Path,
