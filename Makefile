@@ -22,7 +22,7 @@ SIZES   ?=
 # make bench: the interpreters to measure every Python server under (python3.11,3.13; a venv each)
 PYTHONS ?=
 comma := ,
-BENCH_CHOICE = $(if $(SERVERS),--servers $(SERVERS)) $(if $(CONNS),--conns $(CONNS)) $(if $(SIZES),--sizes $(SIZES)) $(foreach p,$(subst $(comma), ,$(PYTHONS)),--python $(p))
+BENCH_CHOICE = $(if $(SERVERS),--servers $(SERVERS)) $(if $(CONNS),--conns $(CONNS)) $(if $(SIZES),--size $(SIZES)) $(foreach p,$(subst $(comma), ,$(PYTHONS)),--python $(p))
 
 .DEFAULT_GOAL := help
 .PHONY: help install test bench bench-full bench-c100k headroom report compare serve talk servers lesson lessons-record micro runtimes lint docs clean
@@ -69,7 +69,7 @@ install: $(STAMP) ## create .venv and install everything (the other targets do t
 test: $(STAMP) ## run the whole test suite (conformance of every server, bench, docs)
 	$(PY) -m pytest -q --benchmark-disable
 
-bench: $(STAMP) ## measure every available server and the C reference (quick profile, ~6 min); report in results/
+bench: $(STAMP) ## measure every available server and the C reference (quick profile, ~7 min); report in results/
 	$(PY) -m bench run --profile quick $(BENCH_CHOICE) $(ARGS)
 
 bench-full: $(STAMP) ## the C10K sweep: 1 to 10,000 connections, open loop at 10-120 % of each peak (~50 min)

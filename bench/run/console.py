@@ -287,8 +287,10 @@ def summary_rows(run: results.Run) -> dict[str, list[dict]]:
     return out
 
 
-def fitted_table(title: str, rows: list[dict], width: int, ratios: bool) -> Table:
-    """The cell's table with the columns that fit `width`, dropped in DROP_ORDER."""
+def fitted_table(title: str, rows: list[dict], width: int, ratios: bool
+                 ) -> tuple[Table, list[str]]:
+    """The cell's table with the columns that fit `width`, dropped in DROP_ORDER; and those
+    columns."""
     columns = [c for c in COLUMNS if ratios or c not in ("× ref", "95 % interval", "CPU × ref")]
     measure = Console(width=10_000, file=open("/dev/null", "w"))  # noqa: SIM115 (closed below)
     try:
@@ -306,7 +308,7 @@ def fitted_table(title: str, rows: list[dict], width: int, ratios: bool) -> Tabl
                 break
     finally:
         measure.file.close()
-    return table
+    return table, columns
 
 
 def print_summary(run: results.Run) -> None:
@@ -316,8 +318,11 @@ def print_summary(run: results.Run) -> None:
     console = Console(width=width or NOT_A_TERMINAL_WIDTH)
     tables = summary_rows(run) if run.measurements else {}
     ratios = any(row["× ref"] != "-" for rows in tables.values() for row in rows)
+    shown: set[str] = set()
     for cell, rows in tables.items():
-        console.print(fitted_table(cell, rows, console.width, ratios))
+        table, columns = fitted_table(cell, rows, console.width, ratios)
+        console.print(table)
+        shown.update(columns)
     problems = {}
     for cell, rows in tables.items():
         for row in rows:
@@ -335,19 +340,26 @@ def print_summary(run: results.Run) -> None:
             f"{foreign.get('max', 0):.0f} %; steal: median {steal.get('median', 0):.1f} %, max "
             f"{steal.get('max', 0):.1f} %; thresholds in bench/results.py)")
     ref = run.reference
+    legend = []
     if ref.get("available"):
         beside = any((m.get("ref_basis") == "beside") for m in run.measurements)
         where = ("measured beside it in the same window, alternating" if beside
                  else "in the same cell and round")
-        say(f"× ref: req/s as a multiple of the reference's ({ref['name']}, {where}), the "
-            f"geometric mean over the rounds; 95 % interval: Student's t on the logs of the "
-            f"rounds' ratios (✓: within ±{results.TOLERANCE * 100:.0f} %); #: the tie group, by "
-            f"the one rule (a server ties the best of its group when their intervals overlap); "
-            f"CPU × ref: server CPU µs per request over the reference's; spread: half the range "
-            f"of the rounds, as a share of the median")
+        legend.append(f"× ref: req/s as a multiple of the reference's ({ref['name']}, {where}), "
+                      f"the geometric mean over the rounds; 95 % interval: Student's t on the "
+                      f"logs of the rounds' ratios (✓: within ±{results.TOLERANCE * 100:.0f} %)")
     else:
-        say(f"no reference in this run ({ref.get('reason')}): no ratios; ranked by req/s; "
-            f"spread: half the range of the rounds, as a share of the median")
+        legend.append(f"no reference in this run ({ref.get('reason')}): no ratios, ranked by "
+                      f"req/s")
+    legend.append("#: the tie group, by the one rule (a server ties the best of its group when "
+                  "their intervals overlap)")
+    if "CPU × ref" in shown:
+        legend.append("CPU × ref: server CPU µs per request over the reference's")
+    if "spread" in shown:
+        legend.append("spread: half the range of the rounds, as a share of the median")
+    if "rounds" in shown:
+        legend.append("rounds: those that measured something, of those run")
+    say("; ".join(legend))
     print_verdict(run)
 
 

@@ -137,6 +137,7 @@ class Runner:
             self._note_peak(r)
             self._note_start(r)
         self.planned = len(plan(profile, self.names, seed))
+        self._extra_wanted = bool(profile.budget_s) and (profile.rounds_max or 0) > profile.rounds
         self.t0 = time.monotonic()
         self.before_s = float(meta.get("duration_s") or 0.0)  # a resumed run's earlier sessions
 
@@ -178,9 +179,17 @@ class Runner:
         return out
 
     def extra_possible(self) -> bool:
-        """Could any extra round still come after the plan (budget and rounds_max allowing)?"""
+        """Could any extra round still come after the plan: budget left, and a cell below
+        rounds_max with a server not yet stable there (as of the last finished block)?"""
+        return self._extra_wanted and self.budget_left_s() > 0
+
+    def _note_extra_wanted(self) -> None:
         p = self.profile
-        return bool(p.budget_s) and (p.rounds_max or 0) > p.rounds and self.budget_left_s() > 0
+        self._extra_wanted = bool(p.budget_s) and any(
+            self._rounds_measured(cell) < (p.rounds_max or 0)
+            and (self._rounds_measured(cell) < p.rounds_of(cell)
+                 or any(self.wants_more(s.name, cell) for s in self.subjects))
+            for cell in p.cells)
 
     def _records_of(self, name: str, cell: CellKey) -> list[dict]:
         return [r for r in self.records if r["server"] == name and CellKey.of(r) == cell]
@@ -285,6 +294,7 @@ class Runner:
         rewritten."""
         results.annotate(self.records, self.profile.tolerance)
         results.write_records(self.run_dir, self.records)
+        self._note_extra_wanted()
 
     def run(self) -> None:
         profile = self.profile
