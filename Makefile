@@ -116,7 +116,7 @@ lessons-record: $(STAMP) ## run every lesson in full; save its output and pictur
 	  $(PY) -m lessons.$$name --json docs/results/lessons/$$name.json || exit 1; \
 	done
 
-micro: $(STAMP) ## microbenchmarks: cost to create and switch a process, thread, greenlet, task (~1 min)
+micro: $(STAMP) ## microbenchmarks: cost to create, switch and hold a process, subinterpreter, thread, greenlet, task (~1 min)
 	$(PY) -m pytest bench/micro -q -p no:cacheprovider --benchmark-only --benchmark-autosave \
 	  --benchmark-storage=file://results/micro --benchmark-min-time=0.0001 --benchmark-max-time=1.0 \
 	  --benchmark-warmup=on --benchmark-warmup-iterations=10 --benchmark-quiet

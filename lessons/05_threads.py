@@ -46,6 +46,8 @@ import time
 
 from lessons import procfs
 from lessons.common import Claim, Lesson, linux_only, parse_args
+from lessons.parallel import (best_of, elsewhere, free_threaded_python, in_threads,
+                              newer_python, serially)
 from lessons.spawn import cpu_work, in_processes
 
 N_THREADS = 4
@@ -142,34 +144,6 @@ def io_work(_: int) -> None:
             pass
 
 
-def serially(work, arg: int, n: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(n):
-        work(arg)
-    return time.perf_counter() - t0
-
-
-def in_threads(work, arg: int, n: int) -> float:
-    threads = [threading.Thread(target=work, args=(arg,)) for _ in range(n)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - t0
-
-
-def best_of(repeats: int, runs: dict, work, arg: int, n: int) -> dict[str, float]:
-    """The shortest of `repeats` runs of each way in `runs` (name -> run), interleaved (A, B, C, A,
-    B, C, ...) so that a burst of load from other programs hits every way alike, not just one; the
-    shortest, because other programs on the machine can only make a run longer."""
-    best = {name: float("inf") for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            best[name] = min(best[name], run(work, arg, n))
-    return best
-
-
 def gil_state() -> tuple[str, str]:
     """(free-threaded build?, GIL enabled now?)"""
     free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
@@ -180,9 +154,73 @@ def gil_state() -> tuple[str, str]:
     return ("yes" if free_threaded else "no"), enabled
 
 
+# -- the same work under other interpreters ------------------------------------------------------------
+
+# What each other interpreter runs, and the labels of its figures: with a GIL per subinterpreter (a
+# CPython 3.12+), every way the lesson compares; free-threaded (3.13t+), one thread and threads.
+NEWER_WAYS = ("serial", "threads", "processes", "subinterpreters")
+FREE_THREADED_WAYS = ("serial", "threads")
+NEWER_LABELS = {"serial": "3.12+: cpu-bound, one thread", "threads": "3.12+: cpu-bound, threads",
+                "processes": "3.12+: cpu-bound, processes",
+                "subinterpreters": "3.12+: cpu-bound, subinterpreters"}
+FREE_THREADED_LABELS = {"serial": "free-threaded: cpu-bound, one thread",
+                        "threads": "free-threaded: cpu-bound, threads"}
+SPEEDUP_LABELS = {"threads": "speedup, threads (3.12+)", "processes": "speedup, processes (3.12+)",
+                  "subinterpreters": "speedup, subinterpreters (3.12+)",
+                  "free-threaded": "speedup, free-threaded threads"}
+
+
+def interpreters_section(lesson: Lesson, n: int, iterations: int, repeats: int) -> dict:
+    """The CPU-bound work again, in a child of a CPython 3.12+ (a GIL per subinterpreter) and of a
+    free-threaded build, each way of one child interleaved with its own one-thread run; skipped,
+    with the command that installs one, where the machine has no such interpreter."""
+    lesson.section(f"the same work under other interpreters: {n} subinterpreters, each with its own "
+                   f"GIL (3.12+), and {n} threads with no GIL (free-threaded) (best of {repeats})")
+    out: dict = {}
+    python, why = newer_python()
+    got = None
+    if python:
+        try:
+            got = elsewhere(python, list(NEWER_WAYS), iterations, n, repeats)
+        except RuntimeError as exc:
+            why = str(exc)
+    if got:
+        lesson.measure("3.12+: python", f"{got['version']} ({python})")
+        for way, label in NEWER_LABELS.items():
+            lesson.measure(label, got["best_s"][way], "s")
+        for way in ("threads", "processes", "subinterpreters"):
+            out[way] = lesson.measure(SPEEDUP_LABELS[way], got["best_s"]["serial"] / got["best_s"][way], "x")
+        out["newer"] = got["version"]
+    else:
+        for label in ("3.12+: python", *NEWER_LABELS.values(),
+                      *(SPEEDUP_LABELS[w] for w in ("threads", "processes", "subinterpreters"))):
+            lesson.skip(label, why)
+    python, why = free_threaded_python()
+    got = None
+    if python:
+        try:
+            got = elsewhere(python, list(FREE_THREADED_WAYS), iterations, n, repeats)
+            if got["gil"]:  # the GIL came back (PYTHON_GIL=1, or -X gil=1): not what is measured
+                why, got = f"{python} ran with its GIL enabled (PYTHON_GIL=1 in the environment?)", None
+        except RuntimeError as exc:
+            why = str(exc)
+    if got:
+        lesson.measure("free-threaded: python", f"{got['version']}t ({python})")
+        for way, label in FREE_THREADED_LABELS.items():
+            lesson.measure(label, got["best_s"][way], "s")
+        out["free-threaded"] = lesson.measure(
+            SPEEDUP_LABELS["free-threaded"], got["best_s"]["serial"] / got["best_s"]["threads"], "x")
+        out["free_threaded_version"] = got["version"] + "t"
+    else:
+        for label in ("free-threaded: python", *FREE_THREADED_LABELS.values(), SPEEDUP_LABELS["free-threaded"]):
+            lesson.skip(label, why)
+    return out
+
+
 # How far a reader's figure may be from the recorded one before it is named (lessons.common): how many
 # updates a race loses, and how long the lock makes it, follow the scheduler and the load.
-TOLERANCE = {"lost updates, read-call-write without a lock": None, "time with the lock": None}
+TOLERANCE = {"lost updates, read-call-write without a lock": None, "time with the lock": None,
+             "3.12+: python": None, "free-threaded: python": None}
 
 
 # -- deadlock -------------------------------------------------------------------------------------------
@@ -331,7 +369,56 @@ def draw_speedups(record: dict, fig) -> None:
     ax.grid(axis="x", visible=False)
 
 
-PICTURES = {"speedups": draw_speedups}
+def draw_interpreters(record: dict, fig) -> None:
+    """The CPU-bound work's speed-up over one thread, each way, under each interpreter."""
+    from lessons.figures import COLOURS, not_measured
+    m = record.get("measurements", {})
+
+    def version(label: str, fallback: str) -> str:
+        return str(m[label]["value"]).split()[0] if label in m else fallback
+    here = record.get("machine", {}).get("python", "3.11")
+    groups = [(f"Python {here}\n(one GIL)", [("threads", "speedup, threads"), ("processes", "speedup, processes")]),
+              (f"Python {version('3.12+: python', '3.12+')}\n(a GIL per interpreter)",
+               [("threads", SPEEDUP_LABELS["threads"]), ("processes", SPEEDUP_LABELS["processes"]),
+                ("subinterpreters", SPEEDUP_LABELS["subinterpreters"])]),
+              (f"Python {version('free-threaded: python', '3.13t+')}\n(no GIL)",
+               [("threads", SPEEDUP_LABELS["free-threaded"])])]
+    colours = {"threads": COLOURS[1], "processes": COLOURS[2], "subinterpreters": COLOURS[0]}
+    if not any(label in m for _, bars in groups for _, label in bars):
+        return not_measured(fig, "this run recorded no speed-ups")
+    fig.set_size_inches(8.0, 4.6)
+    ax = fig.subplots()
+    x, ticks, names, drawn = 0.0, [], [], set()
+    for name, bars in groups:
+        start = x
+        for way, label in bars:
+            if label in m:
+                value = m[label]["value"]
+                ax.bar(x, value, color=colours[way], label=None if way in drawn else way)
+                drawn.add(way)
+                ax.text(x, value - 0.04, f"{value:.2f}x", ha="center", va="top", fontsize=8,
+                        color="white", fontweight="bold")  # inside the bar: clear of the lines
+            else:
+                ax.text(x, 0.05, "not\nmeasured", ha="center", va="bottom", fontsize=7, color=COLOURS[7])
+            x += 1
+        ticks.append((start + x - 1) / 2)
+        names.append(name)
+        x += 0.8
+    tasks = record.get("series", {}).get("tasks")
+    ax.axhline(1, color=COLOURS[7], linewidth=1, label="1x: no faster than one thread")
+    if tasks:
+        ax.axhline(tasks, color=COLOURS[7], linestyle="--", linewidth=1,
+                   label=f"{tasks}x: {tasks} tasks on {tasks} free cores")
+    ax.set_xticks(ticks, names, fontsize=8)
+    ax.set_ylim(0, max(tasks or 2, *(m[label]["value"] for _, bars in groups for _, label in bars
+                                     if label in m)) * 1.3)
+    ax.set_ylabel("speed-up over one thread")
+    ax.legend(loc="upper left", fontsize=8, ncols=2)
+    ax.set_title("The same CPU-bound Python, in parallel, under each interpreter")
+    ax.grid(axis="x", visible=False)
+
+
+PICTURES = {"speedups": draw_speedups, "interpreters": draw_interpreters}
 
 # The page's comparative sentences, checked against the recorded run (tests/test_claims.py). What
 # processes and hashing threads gain needs free cores, so the page words those from the data (cog).
@@ -433,6 +520,8 @@ def main() -> int:
     lesson.measure("speedup, processes", cpu["serial"] / cpu["processes"], "x")
     lesson.series("tasks", n)
 
+    other = interpreters_section(lesson, n, iterations, repeats)
+
     rounds = 8 if quick else 24
     lesson.section(f"C code that releases the GIL: {n} tasks hashing {HASH_BUFFER_BYTES >> 20} MiB x {rounds} "
                    f"(best of {repeats}, interleaved)")
@@ -519,6 +608,14 @@ def main() -> int:
                "machine must have slowed the serial run; run the lesson again on an idle machine")
     lesson.notice(f"CPU-bound Python in {n} threads took {threads_ratio:.2g}x the serial time{why}; "
                   f"in {n} processes, {cpu['processes'] / cpu['serial']:.2g}x")
+    if "subinterpreters" in other:
+        lesson.notice(f"under Python {other['newer']} the same work ran {other['subinterpreters']:.2g}x as fast as "
+                      f"one thread in {n} subinterpreters, {other['processes']:.2g}x in {n} processes, "
+                      f"{other['threads']:.2g}x in {n} threads: a GIL per interpreter lets them run at once, "
+                      "in one process")
+    if "free-threaded" in other:
+        lesson.notice(f"under the free-threaded Python {other['free_threaded_version']} (no GIL), {n} threads ran "
+                      f"it {other['free-threaded']:.2g}x as fast as one thread")
     lesson.notice(f"hashing in threads ran {hash_serial / hash_threads:.2g}x as fast as serially, and "
                   f"{IO_TASKS} blocked waits overlapped to {io_serial / io_threads:.2g}x: a thread in C code "
                   "that released the GIL, or blocked in the kernel, lets the others run")

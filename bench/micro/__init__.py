@@ -1,7 +1,8 @@
 """Microbenchmarks: what it costs to create, to switch and to hold each unit of concurrency.
 
-A process, a thread, a greenlet, a generator, an asyncio task and a trio task, each measured the
-same three ways, with pytest-benchmark:
+A process, a subinterpreter, a thread, a greenlet, a generator, an asyncio task and a trio task,
+each measured the same ways, with pytest-benchmark (the subinterpreter, which needs Python 3.12+
+for a GIL of its own, in a child of one: subinterp.py; switching does not apply to it):
 
 - ``test_create.py``  create one unit, run a trivial body to completion, reap it;
 - ``test_switch.py``  pass control back and forth between two units of the same kind, on one core

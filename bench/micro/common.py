@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 # The kinds of unit, in the order the report lists and colours them.
-KINDS = ("process", "thread", "greenlet", "generator", "asyncio", "trio")
+KINDS = ("process", "subinterpreter", "thread", "greenlet", "generator", "asyncio", "trio")
 
 # The operations, in the order the report lists them.
 OPERATIONS = ("create", "switch same-core", "switch cross-core", "memory")
@@ -152,3 +152,17 @@ def label(
         cpus=cpus if cpus is not None else "any",
         **more,
     )
+
+
+def newer_python():
+    """The newest CPython 3.12+ here with its venv (servers/interpreters.py builds it at first
+    use), for the subinterpreter's measurements; skips the calling test, saying why and the fix,
+    where there is none or it cannot import the interpreters module."""
+    from servers import interpreters
+    try:
+        interp = interpreters.newest((3, 12))
+    except interpreters.Unavailable as exc:
+        pytest.skip(f"a subinterpreter with its own GIL needs Python 3.12+: {exc}")
+    if interp.why_missing("concurrent.interpreters") and (why := interp.why_missing("backports.interpreters")):
+        pytest.skip(why)
+    return interp

@@ -5,7 +5,8 @@
 Run in a fresh interpreter, so that memory freed by earlier work (pymalloc arenas, glibc's cache of
 thread stacks) cannot be reused by the units and hide their cost. The measurement:
 
-- units in this process (threads, greenlets, generators, asyncio and trio tasks): the growth of
+- units in this process (threads, subinterpreters, greenlets, generators, asyncio and trio tasks,
+  the subinterpreters under a Python 3.12+ that the caller starts this module with): the growth of
   this process's USS (memory no other process shares) between "runtime ready, no units yet" and
   "N units parked", divided by N. RSS and VMS growth are recorded too: for threads the difference
   is the lesson (8 MiB of stack reserved per thread, only the pages it touched resident);
@@ -33,6 +34,7 @@ DEFAULT_COUNTS = {
     "fork": 50,
     "spawn": 50,
     "thread": 1_000,
+    "subinterpreter": 20,
     "greenlet": 10_000,
     "gevent": 10_000,
     "generator": 100_000,
@@ -205,6 +207,32 @@ def hold_threads(count: int) -> Holding:
     return Holding(before, held, alive, finished, "this process")
 
 
+def hold_subinterpreters(count: int) -> Holding:
+    """Create ``count`` subinterpreters (Python 3.12+: each with its own GIL) and keep them all.
+
+    Run under a 3.12+ (test_memory.py and lesson 06 start this module with one). An interpreter
+    waits without a thread: it is a state that any thread may enter, so what it holds is its
+    own copy of the built-in modules, its sys, its import system and its allocator's arenas."""
+    from bench.micro.subinterp import interpreters_module
+
+    interpreters = interpreters_module()
+    held_interpreters = []
+    before = memory_of()
+    finished = 0
+    try:
+        for _ in range(count):
+            interp = interpreters.create()
+            held_interpreters.append(interp)
+            interp.exec("pass")  # a fresh one has run nothing: make it as ready as a started thread
+        held = memory_of()
+        alive = len(held_interpreters)
+    finally:
+        for interp in held_interpreters:
+            interp.close()
+            finished += 1
+    return Holding(before, held, alive, finished, "this process")
+
+
 # --- greenlets and generators ----------------------------------------------------------------
 
 
@@ -345,6 +373,7 @@ HOLDERS = {
     "fork": hold_forked_processes,
     "spawn": hold_spawned_processes,
     "thread": hold_threads,
+    "subinterpreter": hold_subinterpreters,
     "greenlet": hold_greenlets,
     "gevent": hold_gevent_greenlets,
     "generator": hold_generators,
@@ -388,6 +417,10 @@ def main(argv: list[str] | None = None) -> int:
     count = args.count if args.count is not None else DEFAULT_COUNTS[args.unit]
     if count < 1:
         parser.error("count must be at least 1")
+    if args.unit == "subinterpreter" and sys.version_info < (3, 12):
+        parser.error("a subinterpreter with its own GIL needs Python 3.12+ (this is "
+                     f"{sys.version.split()[0]}): run it with one, e.g. .venv-3.13/bin/python "
+                     "(python -m servers.interpreters 3.13 builds that venv)")
     result = measure(args.unit, count)
     print(json.dumps(result), flush=True)
     all_held_and_finished = result["alive"] == count and result["finished"] == count

@@ -37,12 +37,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Kept in step with common.py, which labels the benchmarks (and imports pytest, which a report
 # should not need).
-KINDS = ("process", "thread", "greenlet", "generator", "asyncio", "trio")
+KINDS = ("process", "subinterpreter", "thread", "greenlet", "generator", "asyncio", "trio")
 OPERATIONS = ("create", "switch same-core", "switch cross-core", "memory")
 
 # One colour per kind of unit: the Okabe-Ito palette, which stays distinct for colour-blind readers.
 KIND_COLOURS = {
     "process": "#D55E00",  # vermillion
+    "subinterpreter": "#000000",  # black
     "thread": "#E69F00",  # orange
     "greenlet": "#009E73",  # bluish green
     "generator": "#0072B2",  # blue

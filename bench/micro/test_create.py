@@ -16,6 +16,10 @@ collect it. What the OS and the runtime do meanwhile:
 - process, multiprocessing spawn: starts a fresh Python interpreter (fork+exec of sys.executable),
   which imports multiprocessing, unpickles the target, runs it and exits. Interpreter start-up is
   almost all of it; it is what every ProcessPoolExecutor worker pays on macOS and Windows.
+- subinterpreter (Python 3.12+, in a child of one: subinterp.py): a new interpreter in this
+  process, with its own GIL, its own copy of every built-in module, sys and the import system,
+  run once (`pass`) and finalised. No fork, no new address space, no new task: milliseconds of
+  interpreter start-up, which is what a process spends starting Python too.
 - thread: pthread_create() is clone(CLONE_VM | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD ...): a
   new kernel task sharing our address space, plus an mmap'ed stack (8 MiB reserved, a few pages
   touched) and a Python thread state; join() waits on a lock the thread releases as it exits.
@@ -211,6 +215,43 @@ def test_create_process_multiprocessing_spawn(benchmark):
             resource_tracker._resource_tracker._stop()
     exit_codes = {process.exitcode for process in processes}
     assert processes and exit_codes == {0}, f"a spawned interpreter failed: {exit_codes}"
+
+
+# --- subinterpreters ------------------------------------------------------------------------
+
+# A subinterpreter takes milliseconds to create: a few per call keep the pipe's round trip to the
+# child (tens of µs) a rounding error; a fixed number of rounds keeps `make micro` short.
+SUBINTERPRETER_BATCH = 5
+SUBINTERPRETER_ROUNDS = 10
+
+
+def test_create_subinterpreter(benchmark):
+    from bench.micro.common import newer_python
+    from bench.micro.subinterp import Child
+
+    interp = newer_python()
+    label(
+        benchmark,
+        unit="subinterpreter",
+        kind="subinterpreter",
+        operation="create",
+        ops_per_call=SUBINTERPRETER_BATCH,
+        what_one_op_is="interpreters.create(); exec('pass'); close(), in a child of Python "
+        f"{interp.label}",
+        python=interp.label,
+        note=f"Python {interp.label}",
+    )
+    child_ns = []
+    with Child(interp.python) as child:
+        benchmark.pedantic(
+            lambda: child_ns.append(child.batch("subinterpreter", SUBINTERPRETER_BATCH)),
+            rounds=SUBINTERPRETER_ROUNDS,
+            warmup_rounds=1,
+        )
+    assert child_ns and all(ns > 0 for ns in child_ns), child_ns
+    # what the child itself measured, without the pipe: the report's figure should be within a
+    # few percent of it
+    benchmark.extra_info["child_ns_per_op"] = sorted(child_ns)[len(child_ns) // 2] / SUBINTERPRETER_BATCH
 
 
 # --- threads ---------------------------------------------------------------------------------

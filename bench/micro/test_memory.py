@@ -10,6 +10,8 @@ What one unit holds on to while it waits:
 - process (fork): its own copies of the pages it wrote since fork (copy-on-write); everything else
   is still shared with the parent. Plus kernel page tables, which USS does not show.
 - process (mp spawn): a whole Python interpreter of its own.
+- subinterpreter (in a Python 3.12+): its own copy of the built-in modules, sys, the import system
+  and its allocator's state; no thread and no stack (any thread may enter it).
 - thread: a stack (8 MiB reserved by default, of which only touched pages are resident), a Python
   thread state, and glibc's per-thread bookkeeping. VMS per thread shows the reservation.
 - greenlet: a greenlet object, the slice of C stack saved when it switched away, and (CPython
@@ -39,6 +41,7 @@ UNITS = {
     "fork": ("process (fork)", "process", None),
     "spawn": ("process (mp spawn)", "process", None),
     "thread": ("thread", "thread", None),
+    "subinterpreter": ("subinterpreter", "subinterpreter", None),  # under a Python 3.12+
     "greenlet": ("greenlet", "greenlet", "greenlet"),
     "gevent": ("greenlet (gevent)", "greenlet", "gevent"),
     "generator": ("generator", "generator", None),
@@ -63,6 +66,12 @@ def test_memory_per_unit(benchmark, unit):
         pytest.importorskip(needs)
     if unit == "fork" and not hasattr(os, "fork"):
         pytest.skip("os.fork needs a POSIX system")
+    python = sys.executable
+    if unit == "subinterpreter":
+        from bench.micro.common import newer_python
+        interp = newer_python()
+        python = interp.python
+        benchmark.extra_info["note"] = f"Python {interp.label}"
     count = DEFAULT_COUNTS[unit]
     label(
         benchmark,
@@ -76,7 +85,7 @@ def test_memory_per_unit(benchmark, unit):
     def hold() -> subprocess.CompletedProcess:
         # A fresh interpreter per measurement; subprocess.run kills it if it overstays.
         return subprocess.run(
-            [sys.executable, "-m", "bench.micro.hold", unit, str(count)],
+            [python, "-m", "bench.micro.hold", unit, str(count)],
             cwd=REPO_ROOT_DIR,
             capture_output=True,
             text=True,
