@@ -82,6 +82,7 @@ CHECKED_PAGES = [  # one a line, in order: each engineer adds theirs
     "06",
     "07",
     "08",
+    "09",
     "10",
     "11",
 ]
