@@ -2,7 +2,7 @@
 
 Each lesson module may define CLAIMS (lessons.common.Claim): a fragment of docs/NN-*.md and a check
 on the recorded run docs/results/lessons/NN_*.json. A re-recording that flips a claim fails here
-until the page's sentence changes with it. On a checked page (CHECKED_PAGES) every sentence that
+until the page's sentence changes with it. On every lesson page (CHECKED_PAGES) every sentence that
 compares figures must have a claim: a check, or Claim.unmeasured with the reason it rests on
 something the lesson does not measure (lessons/claims.py finds them; `python -m lessons.claims NN`
 lists them). PICTURES (lessons/figures.py) must draw from a recorded record, draw a "not
@@ -71,21 +71,14 @@ def test_claim_is_in_its_page_and_holds_on_the_recorded_run(name, i, claim: Clai
                    "does not bear it out: change the sentence or re-record on a quiet machine")
 
 
-# The pages whose every comparative sentence is tied to a claim. Each engineer adds a page here when
-# its sentences are covered; at the end of the round it is every page.
-CHECKED_PAGES = [  # one a line, in order: each engineer adds theirs
-    "01",
-    "02",
-    "03",
-    "04",
-    "05",
-    "06",
-    "07",
-    "08",
-    "09",
-    "10",
-    "11",
-]
+# Every lesson page: each comparative sentence of each is tied to a claim, so a new page is
+# checked from its first commit (its script's CLAIMS must cover it before it lands).
+CHECKED_PAGES = [name[:2] for name in SCRIPTS]
+
+
+def test_every_lesson_page_is_checked():
+    pages = sorted(p.name[:2] for p in (ROOT / "docs").glob("[0-9][0-9]-*.md"))
+    assert pages and pages == CHECKED_PAGES, f"pages {pages} against scripts {CHECKED_PAGES}"
 
 
 @pytest.mark.parametrize("lesson", CHECKED_PAGES)
