@@ -49,6 +49,7 @@ import os
 import platform
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,23 +200,22 @@ class Lesson:
             return
         theirs = json.loads(matches[0].read_text())
         m = theirs.get("machine", {})
-        print(f"-- yours against recorded ({matches[0].relative_to(ROOT)}: {m.get('cpu_model')}, "
-              f"{m.get('cores_logical')} CPUs, {theirs.get('recorded', '')[:10]}"
-              + (", quick mode" if theirs.get("quick") else "") + ") --", flush=True)
+        say = lambda text: print(textwrap.fill(text, COLUMNS, subsequent_indent="  "), flush=True)  # noqa: E731
+        say(f"-- yours against recorded ({matches[0].relative_to(ROOT)}: {m.get('cpu_model')}, "
+            f"{m.get('cores_logical')} CPUs, {theirs.get('recorded', '')[:10]}"
+            + (", quick mode" if theirs.get("quick") else "") + ") --")
         if self.quick and not theirs.get("quick"):
-            print("  (yours is a --quick run, the recording a full one: sizes and counts the mode "
-                  "chooses differ by design)", flush=True)
+            say("  (yours is a --quick run, the recording a full one: sizes and counts the mode "
+                "chooses differ by design)")
         rows = compare(record, theirs, getattr(_module(self.number), "TOLERANCE", {}))
-        width = max((len(r.label) for r in rows), default=0)
         for r in rows:
-            print(f"  {r.label:<{width}}  yours {r.yours:>12}  recorded {r.recorded:>12}  {r.verdict}",
-                  flush=True)
+            print("\n".join(row_lines(r)), flush=True)
         differ = [r.label for r in rows if r.verdict.startswith("differs")]
-        print(f"{len(differ)} of {len(rows)} figures differ beyond noise (by default more than "
-              f"{DEFAULT_RELATIVE_TOLERANCE:.0%} away, or {PERCENT_POINTS_TOLERANCE:g} points for a "
-              "percentage). Absolute times and rates follow the CPU, the kernel and whatever else runs, "
-              "so those are expected to differ; what should hold on any machine is the comparison "
-              "each notice draws.", flush=True)
+        say(f"{len(differ)} of {len(rows)} figures differ beyond noise (by default more than "
+            f"{DEFAULT_RELATIVE_TOLERANCE:.0%} away, or {PERCENT_POINTS_TOLERANCE:g} points for a "
+            "percentage). Absolute times and rates follow the CPU, the kernel and whatever else runs, "
+            "so those are expected to differ; what should hold on any machine is the comparison "
+            "each notice draws.")
 
 
 @dataclass(frozen=True)
@@ -224,6 +224,20 @@ class Row:
     yours: str
     recorded: str
     verdict: str  # "within noise", "differs (2.1x)", "machine-dependent", "only in yours", ...
+
+
+COLUMNS = 80  # a terminal's width: a row longer than this goes on to a second line, indented
+
+
+def row_lines(r: Row) -> list[str]:
+    """One figure of yours beside the recorded one: on one line where it fits COLUMNS, else the
+    label on its own line and the figures under it, wrapped."""
+    figures = f"yours {r.yours}, recorded {r.recorded}: {r.verdict}"
+    line = f"  {r.label}: {figures}"
+    if len(line) <= COLUMNS:
+        return [line]
+    return [f"  {r.label}:", *textwrap.wrap(figures, COLUMNS, initial_indent="    ",
+                                            subsequent_indent="      ", break_on_hyphens=False)]
 
 
 def _tolerance(spec, unit: str) -> tuple[float, float] | None:

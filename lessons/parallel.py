@@ -38,9 +38,11 @@ from lessons.spawn import cpu_work, in_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILD_TIMEOUT_S = 300
-FREE_THREADED_HINT = ("pyenv install 3.14t (builds CPython from python.org's source with "
-                      "--disable-gil; https://github.com/pyenv/pyenv), or python.org's installer "
-                      "for macOS and Windows, free-threaded option; Debian 13's python3.13 has the GIL")
+# How to get a free-threaded CPython (the spellings checked against each tool's documentation and
+# trackers: pyenv resolves "3.14t" to its newest 3.14.Nt; uv's request format takes "3.14t").
+FREE_THREADED_HINT = ("to get one: `uv python install 3.14t` or `pyenv install 3.14t` (Fedora "
+                      "packages python3.13-freethreading, Ubuntu's deadsnakes PPA python3.13-nogil; "
+                      "Debian 13 ships none)")
 
 
 def serially(work, arg, n: int) -> float:
@@ -129,6 +131,13 @@ def free_threaded_python() -> tuple[str | None, str]:
         except interpreters.Unavailable:
             continue
     return None, f"no free-threaded CPython (3.13t or newer) here: {FREE_THREADED_HINT}"
+
+
+def shown_path(python: str) -> str:
+    """An interpreter's path as the output shows it: relative to the checkout where it is inside
+    (the lab's .venv-3.13), so a recording names no one's home directory."""
+    path = Path(python)
+    return str(path.relative_to(ROOT)) if path.is_absolute() and path.is_relative_to(ROOT) else python
 
 
 def run_child(python: str, module: str, args: list[str], timeout_s: float = CHILD_TIMEOUT_S) -> dict:

@@ -69,7 +69,7 @@ def test_lesson_quick_prints_every_recorded_field(name, tmp_path):
     assert "-- yours against recorded (" in result.stdout, f"{name} does not compare with its recording"
     for label in quick["measurements"]:
         if label in recorded["measurements"]:
-            assert re.search(rf"^  {re.escape(label)} +yours ", result.stdout, re.M), (
+            assert re.search(rf"^  {re.escape(label)}:\s+yours ", result.stdout, re.M), (
                 f"{name}: {label!r} is not set beside its recorded value")
     # And draws its own pictures (under results/lessons/, never over the committed ones).
     from lessons.figures import lesson_module
@@ -159,3 +159,74 @@ def test_lesson_02_measures_smt_where_siblings_exist_and_says_why_not_elsewhere(
     vm = Lesson("02", "test", parse_args(None, ["--quick"]))
     assert lesson02.smt(vm, cpus.topology([0, 1], fake_sys(tmp_path / "vm", {0: "0", 1: "1"})), True) == []
     assert "no SMT siblings" in vm.skipped[lesson02.SMT_LABEL]
+
+
+# -- Yours against recorded, at a terminal (lessons/common.py) -------------------------------------------
+
+
+def test_yours_against_recorded_fits_80_columns_and_keeps_every_figure():
+    from lessons.common import Row, row_lines
+    short = row_lines(Row("speedup, threads", "0.953 x", "0.71 x", "within noise"))
+    assert short == ["  speedup, threads: yours 0.953 x, recorded 0.71 x: within noise"]
+    long = Row("same order: rounds of both locks, 20,000 per thread, waits that gave up",
+               "3.13.0 (/home/someone/checkout/.venv-3.13/bin/python)", "skipped",
+               "not in the recorded run (skipped there: no free-threaded CPython (3.13t or newer) here)")
+    lines = row_lines(long)
+    assert all(len(line) <= 80 for line in lines), lines
+    assert lines[0] == f"  {long.label}:"
+    text = " ".join(line.strip() for line in lines[1:])
+    assert text.startswith(f"yours {long.yours}, recorded skipped: not in the recorded run")
+    assert text.endswith("(3.13t or newer) here)")
+
+
+# -- Lesson 05 under other interpreters: a free-threaded one simulated (tests/test_interpreters.py) ---------
+
+from tests.test_interpreters import free_threaded  # noqa: E402, F401 (a fixture)
+
+
+def _interpreters_section(monkeypatch, python: str):
+    import argparse
+    import importlib
+
+    from lessons.common import Lesson
+    lesson_05 = importlib.import_module("lessons.05_threads")
+    monkeypatch.setattr(lesson_05, "free_threaded_python", lambda: (python, ""))
+    monkeypatch.setattr(lesson_05, "newer_python", lambda: (None, "no CPython 3.12+ here (simulated)"))
+    lesson = Lesson("05", "Threads", argparse.Namespace(quick=True, json=None))
+    return lesson, lesson_05.interpreters_section(lesson, 2, 20_000, 1)
+
+
+def test_lesson_05_runs_the_threads_under_a_free_threaded_python_where_one_exists(
+        free_threaded, monkeypatch):  # noqa: F811
+    import platform
+    lesson, out = _interpreters_section(monkeypatch, free_threaded)
+    m = lesson.measurements
+    assert m["free-threaded: python"]["value"] == f"{platform.python_version()}t ({free_threaded})"
+    for label in ("free-threaded: cpu-bound, one thread", "free-threaded: cpu-bound, threads"):
+        assert m[label]["value"] > 0 and m[label]["unit"] == "s"
+    speedup = m["speedup, free-threaded threads"]["value"]
+    assert speedup == pytest.approx(m["free-threaded: cpu-bound, one thread"]["value"]
+                                    / m["free-threaded: cpu-bound, threads"]["value"])
+    assert out["free-threaded"] == speedup and out["free_threaded_version"].endswith("t")
+    assert lesson.skipped["3.12+: python"] == "no CPython 3.12+ here (simulated)"
+    assert "subinterpreters" not in out
+
+
+def test_lesson_05_does_not_count_a_free_threaded_run_whose_gil_came_back(free_threaded, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("LAB_TEST_IMPORT_FAKE_EXT", "1")  # the child imports an extension that needs the GIL
+    lesson, out = _interpreters_section(monkeypatch, free_threaded)
+    assert "free-threaded" not in out
+    assert "GIL enabled" in lesson.skipped["free-threaded: python"]
+    assert "see 'free-threaded: python'" in lesson.skipped["speedup, free-threaded threads"]
+
+
+def test_lesson_05_says_how_to_get_a_free_threaded_python_where_there_is_none(monkeypatch):
+    from lessons import parallel
+    from servers import interpreters
+
+    def nowhere(spec):
+        raise interpreters.Unavailable(f"no {spec} here (simulated)")
+    monkeypatch.setattr(interpreters, "find", nowhere)
+    python, why = parallel.free_threaded_python()
+    assert python is None
+    assert "uv python install 3.14t" in why and "pyenv install 3.14t" in why
