@@ -25,7 +25,9 @@ What it shows:
 - signals and threads (lessons/_06_signals.py): each thread's own mask, a signal sent to one thread
   (tgkill) or to the process (kill), where each waits while blocked, and which thread the kernel
   hands a process-directed one to;
-- what creating a thread costs next to creating a process.
+- what creating a thread costs next to creating a process; and, in a child of a CPython 3.12+
+  (servers/interpreters.py finds or builds one), what a subinterpreter with its own GIL costs to
+  create and in memory beside a thread and a forked process of that same interpreter.
 
 The OS mechanism: clone(2), gettid(2), futex(2), pthreads(7), pthread_attr_setstacksize(3),
 proc(5) for /proc/PID/task, /proc/PID/status and /proc/PID/maps, getrlimit(2), signal(7), tgkill(2).
@@ -291,7 +293,7 @@ TOLERANCE = {label: None for label in (
     "stopped by", "malloc arenas created", "virtual memory per thread, default stack (with arenas)",
     "virtual memory per thread, many", "tasks your user runs now (RLIMIT_NPROC counts them all)",
     "task_struct, the kernel's record of a task", "thread the kernel gave SIGUSR2 to",
-    "memory of this machine (MemTotal)")}
+    "memory of this machine (MemTotal)", "3.12+: python")}
 
 
 # -- Pictures, from the recorded run (lessons/figures.py) ---------------------------------------------
@@ -401,6 +403,18 @@ CLAIMS = [
           and m["thread the kernel gave SIGUSR2 to"].startswith("pauser")
           and m["thread the Python handler ran in"] == "MainThread",
           "one SIGUSR2 woke one pauser, and the Python handler ran in the main thread"),
+    Claim("a subinterpreter took longer\n  to create than a process to fork",
+          lambda m: m[SUBINTERPRETER_LABELS["subinterpreter"]] > m[SUBINTERPRETER_LABELS["fork"]],
+          "under 3.12+, create + run pass + close of a subinterpreter took longer than fork + exit + wait"),
+    Claim("many times a thread's time",
+          lambda m: m[SUBINTERPRETER_LABELS["subinterpreter"]] > 5 * m[SUBINTERPRETER_LABELS["thread"]],
+          "a subinterpreter took over 5x a thread's start + join"),
+    Claim("each held more private memory\n  than a forked child, megabytes against a thread's few KiB",
+          lambda m: m[SUBINTERPRETER_LABELS["subinterpreter_uss"]] > 3 * m[SUBINTERPRETER_LABELS["fork_uss"]]
+          and m[SUBINTERPRETER_LABELS["subinterpreter_uss"]] >= 1024 and m[SUBINTERPRETER_LABELS["thread_uss"]] < 64,
+          "a subinterpreter's USS over 3x a forked child's and at least 1 MiB, a thread's under 64 KiB"),
+    Claim.unmeasured("writes its own copy of every module it sets up",
+                     "what Py_NewInterpreterFromConfig does (PEP 684): the USS line measures the result"),
     Claim("a thread is created and torn down many times faster than a process",
           lambda m: m["fork + exit + wait"] > 3 * m["thread start + join"],
           "fork + exit + wait takes over 3x thread start + join"),
@@ -593,6 +607,97 @@ def creation_section(lesson: Lesson) -> None:
                   "page tables and a thread shares them")
 
 
+# -- a subinterpreter beside a thread and a process ------------------------------------------------------
+
+SUBINTERPRETER_LABELS = {
+    "python": "3.12+: python",
+    "subinterpreter": "3.12+: subinterpreter create + run pass + close",
+    "thread": "3.12+: thread start + join",
+    "fork": "3.12+: fork + exit + wait",
+    "subinterpreter_uss": "3.12+: private memory (USS) per subinterpreter",
+    "subinterpreter_rss": "3.12+: resident memory (RSS) per subinterpreter",
+    "thread_uss": "3.12+: private memory (USS) per thread",
+    "fork_uss": "3.12+: private memory (USS) per forked process",
+}
+HOLD_TIMEOUT_S = 120.0
+
+
+def hold(python: str, unit: str, count: int) -> dict:
+    """``python -m bench.micro.hold UNIT COUNT`` in a fresh child of ``python``: what holding
+    ``count`` of them alive at once took, per unit (its JSON line)."""
+    import json
+    import subprocess
+    from lessons.parallel import ROOT
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    done = subprocess.run([python, "-m", "bench.micro.hold", unit, str(count)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=HOLD_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"{python} -m bench.micro.hold {unit} {count} exited {done.returncode}: {tail}")
+    return json.loads(lines[-1])
+
+
+def subinterpreter_costs(python: str, batches: int, per_batch: int, held: dict[str, int]) -> dict:
+    """In children of ``python`` (a CPython 3.12+): the median µs to create, run ``pass`` in and
+    close one subinterpreter, beside a thread's start + join and a fork's fork + exit + wait (batches
+    interleaved, each timed inside the child: bench/micro/subinterp.py), and the memory each holds
+    when ``held[unit]`` of them are alive at once (bench/micro/hold.py)."""
+    import statistics
+    from bench.micro.subinterp import Child
+    times: dict[str, list[float]] = {op: [] for op in ("subinterpreter", "thread", "fork")}
+    with Child(python) as child:
+        for _ in range(batches):
+            for op in times:
+                times[op].append(child.batch(op, per_batch) / per_batch / 1e3)
+    out = {op: statistics.median(us) for op, us in times.items()}
+    for unit, count in held.items():
+        got = hold(python, unit, count)
+        out[f"{unit}_uss"] = got["uss_bytes_per_unit"] / KiB
+        out[f"{unit}_rss"] = got["rss_bytes_per_unit"] / KiB
+    return out
+
+
+def subinterpreter_section(lesson: Lesson) -> None:
+    batches, per_batch = (3, 5) if lesson.quick else (7, 10)
+    held = {"subinterpreter": 10, "thread": 200, "fork": 20} if lesson.quick else \
+        {"subinterpreter": 20, "thread": 1_000, "fork": 50}
+    lesson.section(f"a subinterpreter beside a thread and a process, in a CPython 3.12+: creation (median "
+                   f"of {batches} batches of {per_batch}), memory ({held['subinterpreter']}, "
+                   f"{held['thread']:,} and {held['fork']} held at once)")
+    from lessons.parallel import newer_python, shown_path
+    python, why = newer_python()
+    got = None
+    if python:
+        try:
+            got = subinterpreter_costs(python, batches, per_batch, held)
+        except (RuntimeError, OSError, ValueError, KeyError) as exc:
+            why = str(exc)
+        except Exception as exc:  # noqa: BLE001 (a child that timed out: a reason, not a traceback)
+            why = f"{type(exc).__name__}: {exc}"
+    if not got:
+        lesson.skip(SUBINTERPRETER_LABELS["python"], why)
+        for key, label in SUBINTERPRETER_LABELS.items():
+            if key != "python":
+                lesson.skip(label, "no CPython 3.12+: see '3.12+: python'")
+        return
+    import subprocess
+    version = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
+                             capture_output=True, text=True, timeout=30).stdout.strip()
+    lesson.measure(SUBINTERPRETER_LABELS["python"], f"{version} ({shown_path(python)})")
+    for key in ("subinterpreter", "thread", "fork"):
+        lesson.measure(SUBINTERPRETER_LABELS[key], got[key], "µs")
+    for key in ("subinterpreter_uss", "subinterpreter_rss", "thread_uss", "fork_uss"):
+        lesson.measure(SUBINTERPRETER_LABELS[key], got[key], "KiB")
+    lesson.notice(f"under Python {version} a subinterpreter took {got['subinterpreter']:,.0f} µs to create, run "
+                  f"`pass` in and close: {got['subinterpreter'] / got['thread']:,.0f}x a thread's "
+                  f"{got['thread']:,.0f} µs and {got['subinterpreter'] / got['fork']:.1f}x a fork's "
+                  f"{got['fork']:,.0f} µs; each held {got['subinterpreter_uss'] / KiB:,.2f} MiB of private "
+                  f"memory, a thread {got['thread_uss']:,.1f} KiB and a forked process "
+                  f"{got['fork_uss']:,.0f} KiB: it sets up and keeps its own copy of every built-in module, "
+                  "sys and the import system, where fork shares the parent's pages until written")
+
+
 def main() -> int:
     args = parse_args(__doc__)
     lesson = Lesson("06", "Threads in Linux", args)
@@ -605,6 +710,7 @@ def main() -> int:
     futex_section(lesson)
     join_section(lesson)
     creation_section(lesson)
+    subinterpreter_section(lesson)
     return lesson.finish()
 
 

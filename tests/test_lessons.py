@@ -230,3 +230,19 @@ def test_lesson_05_says_how_to_get_a_free_threaded_python_where_there_is_none(mo
     python, why = parallel.free_threaded_python()
     assert python is None
     assert "uv python install 3.14t" in why and "pyenv install 3.14t" in why
+
+
+def test_lesson_06_says_why_and_the_fix_where_there_is_no_newer_python(monkeypatch):
+    import argparse
+    import importlib
+
+    from lessons import parallel
+    from lessons.common import Lesson
+    lesson_06 = importlib.import_module("lessons.06_threads_linux")
+    why = "no CPython 3.12 or newer here: pyenv install 3.13 (simulated)"
+    monkeypatch.setattr(parallel, "newer_python", lambda: (None, why))
+    lesson = Lesson("06", "Threads in Linux", argparse.Namespace(quick=True, json=None))
+    lesson_06.subinterpreter_section(lesson)
+    assert not lesson.measurements
+    assert lesson.skipped["3.12+: python"] == why
+    assert set(lesson.skipped) == set(lesson_06.SUBINTERPRETER_LABELS.values())
