@@ -86,7 +86,7 @@ report: $(STAMP) ## redraw charts and report.md from saved results: make report 
 	@test -n "$(RUN)" || { echo "make report needs RUN=results/<run-dir>; runs here:"; ls -d results/*/ 2>/dev/null | sed 's/^/  /'; exit 2; }
 	$(PY) -m bench report $(RUN)
 
-compare: $(STAMP) ## what changed between runs: make compare A=docs/results/quick B=results/<run> [ARGS="--fail-above 5"]
+compare: $(STAMP) ## which servers got faster or slower beyond noise (Holm-corrected): make compare A=<run> B=<run> [ARGS="--fail-above 5"]
 	@test -n "$(A)" -a -n "$(B)" || { echo "make compare needs A=<baseline run dir> B=<run dir>, e.g. A=docs/results/quick B=results/<run>; runs here:"; ls -d results/*/ 2>/dev/null | sed 's/^/  /'; exit 2; }
 	$(PY) -m bench compare $(A) $(B) $(ARGS)
 

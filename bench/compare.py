@@ -1,31 +1,54 @@
-"""Compare bench runs: what changed between a baseline and one or more later runs.
+"""Compare bench runs: which servers got faster or slower between a baseline and a later run, in
+a way a CI gate can trust.
 
     python -m bench compare docs/results/quick results/20261201-221500-quick
     make compare A=docs/results/quick B=results/20261201-221500-quick
-    python -m bench compare A B --html compare.html --fail-above 5     # CI: exit 1 on a regression
+    python -m bench compare A B --fail-above 5     # CI: exit 1 when a server got slower
 
-The first run is the baseline (as in pyperf's compare_to); each later run is compared with it, per
-server and per cell both runs measured, on four figures: the ratio to the C reference (vs_ref,
-where both runs have one: it cancels a change of the machine's speed that hits every server
-alike), req/s, p99 latency and server CPU µs per request. Each change is shown with both runs'
-spread (the 95 % CI of the median where a run recorded enough repeats, else min–max) and said in
-words:
+The first run is the baseline (as in pyperf's compare_to); each later run is compared with it.
 
-- "faster" / "slower" (for CPU: "less CPU" / "more CPU") when the change is beyond noise: a
-  Welch t-test over the two runs' repeats rejects "no change" at 95 %, and the change is at least
-  NOISE_FLOOR_PCT (a significant 0.3 % is not a result on a shared machine);
-- "within noise" otherwise;
-- "noise unknown" when a run has a single repeat there: one value has no spread to judge by.
+**The figure.** Per server and cell both runs measured cleanly, the per-round ratios to the
+reference (vs_ref: the reference runs in the same window or round, so the ratio cancels the
+machine's drift; it is the figure every ranking uses); where a run has no reference, the
+per-round req/s. A cell that is noisy, client-bound, degraded or failed in either run is not
+tested (its figure is not the server's; the run's own ranking leaves it out the same way), nor
+one with a single round in a run (one value has no spread to judge by).
 
-A ratio cannot cancel a change that hits the kernel-heavy reference and an interpreter unequally
-(docs/bench.md, "The reference, and figures as ratios"). So where the reference's own req/s moved
-between the runs beyond noise and by more than REF_MOVED_PCT, the comparison says so at the top,
-and every figure in those cells says how far the reference moved: there a vs_ref verdict may be
-the machine's as much as the server's.
+**The test.** Welch's t-test on the logarithms of the per-round figures (bench/stats.py's t
+distribution, Welch-Satterthwaite degrees of freedom): a ratio varies by a factor, and the logs
+make 0.5x and 2x the same distance from 1, as the run's own interval of vs_ref does
+(stats.log_t_interval). Why not a rank or permutation test: at the quick profile's 3 rounds a
+side the smallest two-sided p a permutation of 3 + 3 values can give is 2/20 = 0.1, so after any
+correction no change could ever be found; the t-test's assumption (normal logs) is the one the
+run's intervals already make, and Welch's degrees of freedom (as few as 2 at 3 + 3 rounds) pay
+for the small samples with a wide threshold instead of a false verdict.
 
-Figures come from bench/results.py's fold (through bench/report/view.py); nothing is re-derived here.
-`--fail-above PCT` exits 1 when any figure got worse beyond noise by more than PCT percent, like
-pytest-benchmark's --benchmark-compare-fail.
+**The correction.** Every server x cell tested is one hypothesis; Holm's step-down method
+(HOLM_LEVEL) controls the chance of even one false "faster" or "slower" among all of them, at
+any dependence between the tests, where 60 uncorrected tests at 5 % would give three by chance.
+
+**The verdict.** A server is **faster** (or **slower**) when at least one of its cells changed
+beyond noise after the correction, by at least MIN_CHANGE (a significant 1 % is not a result on
+a shared machine), and none of its cells moved the other way by MIN_CHANGE with p under
+HOLM_LEVEL even before the correction (the veto is not corrected: that would make a false
+verdict easier); such a server is **mixed**, never faster or slower; the others are unchanged.
+
+**Between runs, not only within.** Rounds of one run share its machine's state; two runs an
+hour apart may not (docs/bench.md, "The reference, and figures as ratios": the reference slowed
+by half while the Python servers slowed less). So each cell's test adds to the rounds' own
+spread the spread of the run-to-run changes that every server in that cell shows (a robust
+estimate over the servers, BETWEEN_RUNS): the noise a second run of the same commit would have.
+
+**Output.** A summary of at most 30 lines on the terminal (its width; 120 columns when not a
+terminal): the verdict per changed server, how many are unchanged, how the runs' environments
+differ (commit, kernel, Python, CPU, the reference's own req/s and whether it moved), pairs of
+servers ordered beyond noise one way in A and the other in B (the run's one rule,
+stats.Ranking.beyond_noise), the cells only one run has, and the path of the full table:
+Markdown beside the later run, <B>/compare-<A's run id>.md (`--table PATH` to choose; `--html`
+writes it as a page too).
+
+Exit code: 0; 1 with --fail-above PCT when a server is slower, beyond noise, by more than PCT % in
+a cell (no lower than MIN_CHANGE); 2 on a bad option or a run that cannot be read.
 """
 
 from __future__ import annotations
@@ -34,168 +57,256 @@ import argparse
 import math
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import results
+from bench import stats as st
 from bench.report import view
-from bench.report.blocks import (
-    Block, BulletList, Heading, Paragraph, Table, page, to_html, to_markdown,
-)
-from bench.report.fmt import fmt_pct, fmt_ratio, fmt_rps, fmt_small, fmt_spread, fmt_us
+from bench.report.blocks import BulletList, Heading, Paragraph, Table, page, to_html, to_markdown
+from bench.report.fmt import fmt_pct, fmt_ratio, fmt_rps, fmt_spread, fmt_us, join
 
-NOISE_FLOOR_PCT = 2.0
-# The reference's req/s moving more than this between two runs (beyond noise) means the machine
-# was in another state; on the lab's 2-core VM, states an hour apart differed by 1.5-2.5x.
-REF_MOVED_PCT = 20.0
-
-# Two-sided 95 % critical values of Student's t by degrees of freedom (interpolated between).
-T_975 = ((1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (5, 2.571), (6, 2.447), (7, 2.365),
-         (8, 2.306), (9, 2.262), (10, 2.228), (12, 2.179), (15, 2.131), (20, 2.086), (25, 2.060),
-         (30, 2.042), (40, 2.021), (60, 2.000), (120, 1.980), (math.inf, 1.960))
-
-
-def t_critical(df: float) -> float:
-    for (d0, t0), (d1, t1) in zip(T_975, T_975[1:], strict=False):
-        if df <= d1:
-            if df <= d0 or math.isinf(d1):
-                return t0 if df <= d0 else t1
-            return t0 + (t1 - t0) * (df - d0) / (d1 - d0)
-    return 1.960
+# A server changed only when a cell moved by at least this much (the geometric mean of its ratios,
+# B over A), however sure the test: below it a change is not worth a verdict on a shared 2-core VM.
+MIN_CHANGE = 0.05
+# Holm's family-wise level: the chance of one false verdict among all the cells tested.
+HOLM_LEVEL = 0.05
+# The reference's own req/s moving more than this (beyond noise) means the machine was in
+# another state; on the lab's 2-core VM, states an hour apart differed by 1.5-2.5x.
+REF_MOVED = 0.20
+SUMMARY_LINES = 30  # the most lines of the summary printed on the terminal
+# The fewest servers tested in a cell from which the shift they share and the run-to-run spread
+# around it are estimated (between_runs); with fewer, each server is judged on its rounds alone.
+MIN_SERVERS = 5
 
 
-def significant(a: list[float], b: list[float]) -> bool | None:
-    """Welch's t-test at 95 %: do the two samples' means differ? None with fewer than 2 values
-    on a side (no spread to judge by)."""
+# -- The test -------------------------------------------------------------------------------------
+
+
+def log_values(values) -> list[float]:
+    return [math.log(v) for v in (st.number(x) for x in values) if v is not None and v > 0]
+
+
+def welch(a: list[float], b: list[float], extra_var: float = 0.0, centre: float = 0.0
+          ) -> tuple[float, float | None]:
+    """(the change of b's mean over a's less `centre`, the two-sided p of Welch's t-test that
+    it is 0) on two samples of logs; `extra_var` is added to the variance of the difference (the
+    run-to-run spread, taken as known: an estimate over many servers). p None with fewer than 2
+    values on a side."""
+    diff = statistics.fmean(b) - statistics.fmean(a) - centre
     if len(a) < 2 or len(b) < 2:
-        return None
-    ma, mb = statistics.fmean(a), statistics.fmean(b)
+        return diff, None
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    if va + vb == 0:
-        return ma != mb
-    t = abs(ma - mb) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / ((va ** 2 / (len(a) - 1) if va else 0) + (vb ** 2 / (len(b) - 1) if vb else 0))
-    return t > t_critical(df)
+    total = va + vb + extra_var
+    if total == 0:
+        return diff, 0.0 if diff else 1.0
+    denom = (va ** 2 / (len(a) - 1)) + (vb ** 2 / (len(b) - 1))
+    df = total ** 2 / denom if denom else math.inf
+    t = diff / math.sqrt(total)
+    if math.isinf(df):
+        return diff, math.erfc(abs(t) / math.sqrt(2))
+    return diff, st.t_two_sided_p(t, df)
 
 
-@dataclass(frozen=True)
-class Metric:
-    key: str
-    title: str
-    higher_is_better: bool
-    better: str
-    worse: str
-    fmt: object
-
-    def values(self, o: results.CellSummary) -> list[float]:
-        get = {"vs_ref": lambda m: m.vs_ref, "rps": lambda m: m.rps,
-               "p99": lambda m: (m.latency_us or {}).get("p99"),
-               "cpu": lambda m: m.server_cpu_us_per_request}[self.key]
-        return [float(v) for m in o.measured if isinstance(v := get(m), int | float)]
-
-    def stat(self, o: results.CellSummary) -> results.Stat | None:
-        return results.stat(self.values(o))
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given: the i-th smallest of m is
+    multiplied by m - i + 1, and kept no smaller than the one before it."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    adjusted = [1.0] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
 
 
-METRICS = (Metric("vs_ref", "vs ref", True, "faster", "slower", fmt_ratio),
-           Metric("rps", "req/s", True, "faster", "slower", fmt_rps),
-           Metric("p99", "p99", False, "faster", "slower", fmt_us),
-           Metric("cpu", "CPU µs/req", False, "less CPU", "more CPU", lambda v: f"{fmt_small(v)} µs"))
+def between_runs(changes: list[float], within: list[float]) -> tuple[float, float]:
+    """(the shift every server of a cell shares, the variance of a server's run-to-run change
+    around it that the rounds' own spread does not explain), from one cell's servers: the median
+    of their changes (log B - log A), and the robust spread around it (1.4826 x the median
+    absolute deviation) squared, less the median of their within-run variances, never below 0.
+    A few servers that really changed move neither median much. Needs MIN_SERVERS; else (0, 0):
+    each server on its own rounds."""
+    if len(changes) < MIN_SERVERS:
+        return 0.0, 0.0
+    centre = statistics.median(changes)
+    scale = 1.4826 * statistics.median(abs(c - centre) for c in changes)
+    return centre, max(0.0, scale ** 2 - statistics.median(within))
+
+
+# -- The comparison -------------------------------------------------------------------------------
 
 
 @dataclass
-class Change:
+class CellTest:
+    """One server at one cell in both runs: the figure in each, the change and the test."""
+
     server: str
     cell: results.CellKey
-    metric: Metric
-    a: results.Stat
-    b: results.Stat
-    change: float  # (b - a) / a, medians
-    verdict: str  # faster / slower / less CPU / more CPU / within noise / noise unknown
-    worse_beyond_noise: bool
-    flags: str = ""  # what the runs' own verdicts say of these figures, when not ok
-    ref_moved: float | None = None  # how far the reference's req/s moved in this cell, if beyond REF_MOVED_PCT
+    a: results.CellSummary
+    b: results.CellSummary
+    a_stat: results.Stat | None = None  # the figure tested (vs_ref, or req/s without ratios)
+    b_stat: results.Stat | None = None
+    change: float | None = None  # B over A, minus 1
+    relative: float | None = None  # the change against the shift the cell's servers share
+    p: float | None = None
+    p_holm: float | None = None
+    not_tested: str | None = None  # why, when it was not
+
+    @property
+    def beyond_noise(self) -> bool:
+        return self.p_holm is not None and self.p_holm < HOLM_LEVEL
+
+    @property
+    def direction(self) -> int:
+        """+1 faster, -1 slower beyond noise and by at least MIN_CHANGE; 0 otherwise."""
+        if not self.beyond_noise or self.relative is None or abs(self.relative) < MIN_CHANGE:
+            return 0
+        return 1 if self.relative > 0 else -1
+
+    @property
+    def against(self) -> int:
+        """The direction of a change of at least MIN_CHANGE with p under HOLM_LEVEL before the
+        correction: a cell that moved so the other way keeps its server from being called faster
+        (or slower). The correction guards against false verdicts; applied to this veto, it
+        would make them easier."""
+        if self.p is None or self.p >= HOLM_LEVEL or self.relative is None \
+                or abs(self.relative) < MIN_CHANGE:
+            return 0
+        return 1 if self.relative > 0 else -1
+
+    @property
+    def verdict(self) -> str:
+        if self.not_tested:
+            return "not tested"
+        if self.p is None:
+            return "noise unknown"
+        return {1: "faster", -1: "slower"}.get(self.direction, "within noise" if not
+                                               self.beyond_noise else f"under {pct(MIN_CHANGE)}")
 
 
-def judge(metric: Metric, a: list[float], b: list[float]) -> tuple[str, bool, float]:
-    ma, mb = statistics.median(a), statistics.median(b)
-    change = (mb - ma) / ma if ma else 0.0
-    sig = significant(a, b)
-    if sig is None:
-        return "noise unknown", False, change
-    if not sig or abs(change) * 100 < NOISE_FLOOR_PCT:
-        return "within noise", False, change
-    improved = (change > 0) == metric.higher_is_better
-    return (metric.better if improved else metric.worse), not improved, change
+@dataclass
+class ServerVerdict:
+    server: str
+    verdict: str  # faster, slower, mixed, unchanged
+    cells: list[CellTest]  # the cells behind the verdict (beyond noise), biggest change first
 
 
-def reference_moves(base: view.View, other: view.View) -> dict[results.CellKey, tuple[str, float]]:
-    """cell -> (reference server, change of its req/s) where the reference ran faster or slower
-    in `other` beyond noise and by more than REF_MOVED_PCT."""
-    moves = {}
-    for cell in base.cells:
-        pair = []
-        for v in (base, other):
-            refs = [o for s in v.servers if (o := v.outcome(s, cell)) is not None and o.is_reference]
-            pair.append(refs[0] if refs else None)
-        a, b = pair
-        if a is None or b is None or a.server != b.server:
-            continue
-        va, vb = METRICS[1].values(a), METRICS[1].values(b)
-        if not va or not vb:
-            continue
-        verdict, _, change = judge(METRICS[1], va, vb)
-        if verdict in ("faster", "slower") and abs(change) * 100 > REF_MOVED_PCT:
-            moves[cell] = (a.server, change)
-    return moves
+@dataclass
+class Comparison:
+    base: view.View
+    other: view.View
+    by_ratio: bool
+    tests: list[CellTest]
+    servers: list[ServerVerdict]
+    between: dict[results.CellKey, tuple[float, float]]  # per cell: the shared shift, the
+    # run-to-run spread around it (logs: a change, a standard deviation)
+    only_a: dict[str, list[results.CellKey]] = field(default_factory=dict)
+    only_b: dict[str, list[results.CellKey]] = field(default_factory=dict)
+    reversed_pairs: list[tuple[results.CellKey, str, str]] = field(default_factory=list)
+    ordered_pairs: int = 0  # pairs ordered beyond noise in both runs
+
+    @property
+    def tested(self) -> list[CellTest]:
+        return [t for t in self.tests if t.p is not None]
+
+    def of(self, verdict: str) -> list[ServerVerdict]:
+        return [s for s in self.servers if s.verdict == verdict]
 
 
-def compare(base: view.View, other: view.View) -> list[Change]:
-    ratios = base.has_ratios and other.has_ratios
-    moves = reference_moves(base, other)
-    out = []
-    for server in base.servers:
-        for cell in base.cells:
+def figure(o: results.CellSummary, by_ratio: bool) -> tuple[list[float], results.Stat | None]:
+    """The per-round values tested, and their Stat: vs_ref (its geometric mean and t-interval),
+    or req/s where the runs have no reference."""
+    if by_ratio:
+        return [m.vs_ref for m in o.used if m.vs_ref], o.vs_ref_stat
+    return [m.rps for m in o.used if m.rps], st.ratio_stat(m.rps for m in o.used)
+
+
+def compare(base: view.View, other: view.View) -> Comparison:
+    """Every server x cell both runs have, tested and Holm-corrected; each server's verdict."""
+    by_ratio = base.has_ratios and other.has_ratios
+    tests: list[CellTest] = []
+    only_a: dict[str, list[results.CellKey]] = {}
+    only_b: dict[str, list[results.CellKey]] = {}
+    for server in dict.fromkeys([*base.servers, *other.servers]):
+        for cell in dict.fromkeys([*base.cells, *other.cells]):
             a, b = base.outcome(server, cell), other.outcome(server, cell)
-            if a is None or b is None or not a.measured or not b.measured:
+            a = a if a is not None and a.measured else None
+            b = b if b is not None and b.measured else None
+            if a is None and b is None:
                 continue
-            for metric in METRICS:
-                if metric.key == "vs_ref" and (not ratios or a.is_reference):
-                    continue
-                va, vb = metric.values(a), metric.values(b)
-                if not va or not vb:
-                    continue
-                verdict, worse, change = judge(metric, va, vb)
-                said = [f"{side}: {o.verdict}" for side, o in (("A", a), ("B", b)) if o.verdict != "ok"]
-                moved = moves[cell][1] if cell in moves and not a.is_reference else None
-                if moved is not None:
-                    said.append(f"the reference moved {fmt_pct(moved)}")
-                out.append(Change(server, cell, metric, metric.stat(a), metric.stat(b), change,
-                                  verdict, worse, "; ".join(said), moved))
-    return out
+            if a is None or b is None:
+                (only_a if b is None else only_b).setdefault(server, []).append(cell)
+                continue
+            if a.is_reference or b.is_reference:
+                continue  # 1 by definition; its req/s is the environment's (environment())
+            t = CellTest(server, cell, a, b)
+            tests.append(t)
+            if cell.is_open:
+                t.not_tested = "open loop: req/s is the rate offered"
+                continue
+            if not (a.clean and b.clean):
+                said = [f"{side} {o.verdict}" for side, o in (("A", a), ("B", b)) if not o.clean]
+                t.not_tested = ", ".join(said)
+                continue
+            (va, t.a_stat), (vb, t.b_stat) = figure(a, by_ratio), figure(b, by_ratio)
+            la, lb = log_values(va), log_values(vb)
+            if not la or not lb:
+                t.not_tested = "no figure"
+    between: dict[results.CellKey, float] = {}
+    for cell in dict.fromkeys(t.cell for t in tests):
+        here = [t for t in tests if t.cell == cell and not t.not_tested]
+        logs = [(log_values(figure(t.a, by_ratio)[0]), log_values(figure(t.b, by_ratio)[0]))
+                for t in here]
+        pairs = [(la, lb) for la, lb in logs if len(la) >= 2 and len(lb) >= 2]
+        centre, var = between_runs(
+            [statistics.fmean(lb) - statistics.fmean(la) for la, lb in pairs],
+            [statistics.variance(la) / len(la) + statistics.variance(lb) / len(lb)
+             for la, lb in pairs])
+        between[cell] = (centre, math.sqrt(var))
+        for t, (la, lb) in zip(here, logs, strict=True):
+            diff, t.p = welch(la, lb, var, centre)
+            t.change = math.exp(diff + centre) - 1
+            t.relative = math.exp(diff) - 1
+    tested = [t for t in tests if t.p is not None]
+    for t, adjusted in zip(tested, holm([t.p for t in tested]), strict=True):
+        t.p_holm = adjusted
+    verdicts = []
+    for server in dict.fromkeys(t.server for t in tests):
+        mine = [t for t in tests if t.server == server]
+        ups = [t for t in mine if t.direction > 0]
+        downs = [t for t in mine if t.direction < 0]
+        up_any = any(t.against > 0 for t in mine)
+        down_any = any(t.against < 0 for t in mine)
+        if (ups and down_any) or (downs and up_any):
+            verdict, cells = "mixed", ups + downs
+        elif ups or downs:
+            verdict, cells = ("faster", ups) if ups else ("slower", downs)
+        else:
+            verdict, cells = "unchanged", []
+        cells.sort(key=lambda t: -abs(t.relative or 0))
+        verdicts.append(ServerVerdict(server, verdict, cells))
+    comparison = Comparison(base, other, by_ratio, tests, verdicts, between, only_a, only_b)
+    reversed_orderings(comparison)
+    return comparison
 
 
-def per_server(changes: list[Change], lead: str) -> dict[str, dict[str, int]]:
-    """server -> {verdict: cells} on the leading figure (vs_ref, else req/s)."""
-    out: dict[str, dict[str, int]] = {}
-    for c in changes:
-        if c.metric.key == lead:
-            counts = out.setdefault(c.server, {})
-            counts[c.verdict] = counts.get(c.verdict, 0) + 1
-    return out
+def reversed_orderings(c: Comparison) -> None:
+    """Pairs of servers ordered beyond noise in both runs by each run's one rule
+    (stats.Ranking.beyond_noise), and those ordered one way in A and the other in B."""
+    for cell in [cell for cell in c.base.cells if cell in c.other.cells]:
+        ra, rb = view.ranking(c.base, cell), view.ranking(c.other, cell)
+        names = sorted({p.server for p in ra.servers} & {p.server for p in rb.servers})
+        for i, x in enumerate(names):
+            for y in names[i + 1:]:
+                da, db = ra.beyond_noise(x, y), rb.beyond_noise(x, y)
+                if da and db:
+                    c.ordered_pairs += 1
+                    if da != db:
+                        c.reversed_pairs.append((cell, x, y) if da > 0 else (cell, y, x))
 
 
-def noise_notes(v: view.View) -> list[str]:
-    """The run's own warnings: the machine busy at the start, windows flagged noisy."""
-    out = []
-    busy = (v.meta.get("noise") or {}).get("busy_at_start")
-    if busy and busy.get("top") and busy.get("busy", True):
-        top = ", ".join(f"{name} {pct:.0f} %" for name, pct in busy["top"][:3])
-        out.append(f"the machine was busy when the run started ({top}).")
-    windows = [m for m in v.run.measurements if m.noise is not None]
-    if windows and (noisy := sum(1 for m in windows if m.noisy)):
-        out.append(f"{noisy} of {len(windows)} measurement windows were flagged noisy.")
-    return out
+# -- The environments -----------------------------------------------------------------------------
 
 
 def interpreters_text(v: view.View) -> str:
@@ -205,124 +316,308 @@ def interpreters_text(v: view.View) -> str:
                      for i in v.run.interpreters) or "none recorded"
 
 
-def interpreters_differ(base: view.View, other: view.View) -> str | None:
-    """A sentence where the runs' Python servers ran under other interpreters, else None: a
-    server's change between them may be the interpreter's as much as its code's."""
-    a, b = interpreters_text(base), interpreters_text(other)
-    if a == b:
-        return None
-    return (f"**The Python interpreters differ**: A ran its Python servers under {a}; B under "
-            f"{b}. A server of the same name changed interpreter where its plain name's did, "
-            f"and a NAME@TAG server is compared only where both runs have it.")
+def commit_text(v: view.View) -> str:
+    commit = v.meta.get("git_commit") or "unknown"
+    return commit + (" (dirty)" if v.meta.get("git_dirty") else "")
 
 
-def run_line(label: str, v: view.View) -> str:
-    profile = v.meta.get("profile") or "?"
-    return f"**{label}**: `{v.run_id}` ({profile}; {v.machine_text}; {v.date})"
+def environment(base: view.View, other: view.View) -> list[tuple[str, str, str]]:
+    """(what, A's, B's) for what the runs' environments record: commit, kernel, Python, CPU."""
+    def machine(v, key):
+        return str((v.meta.get("machine") or {}).get(key) or "unknown")
+    return [("commit", commit_text(base), commit_text(other)),
+            ("kernel", machine(base, "kernel"), machine(other, "kernel")),
+            ("Python", interpreters_text(base), interpreters_text(other)),
+            ("CPU", base.machine_text, other.machine_text)]
 
 
-def document(base: view.View, others: list[view.View], changes: dict[str, list[Change]],
-             fail_above: float | None) -> tuple[list[Block], list[Change]]:
-    """The comparison as blocks (printed as Markdown, written as HTML), and the regressions."""
-    doc: list[Block] = [
-        Heading(1, f"bench compare: {len(others)} run{'s' if len(others) != 1 else ''} against "
-                   f"`{base.run_id}`"),
-        BulletList([run_line("baseline (A)", base)]
-                   + [run_line(f"B{i + 1 if len(others) > 1 else ''}", o)
-                      for i, o in enumerate(others)]),
-        Paragraph(f"Verdicts: **faster** / **slower** (CPU: **less CPU** / **more CPU**) when a "
-                  f"Welch t-test over the repeats says the runs differ at 95 % and the change is "
-                  f"at least {NOISE_FLOOR_PCT:g} %; else **within noise**; **noise unknown** "
-                  f"where a run has one repeat. Spreads: (CI …) is the 95 % CI of the median, "
-                  f"else min–max.")]
-    regressions = []
-    for other in others:
-        found = changes[other.run_id]
-        ratios = base.has_ratios and other.has_ratios
-        lead = "vs_ref" if ratios else "rps"
-        doc.append(Heading(2, f"`{other.run_id}` against `{base.run_id}`"))
-        if not ratios:
-            doc.append(Paragraph(
-                "Compared on absolute figures: "
-                + ("neither run has" if not (base.has_ratios or other.has_ratios)
-                   else "only one run has") + " a C reference measured beside the servers, so a "
-                "change of machine or a busy machine shows up as a change of every server."))
-        if base.machine_text != other.machine_text:
-            doc.append(Paragraph(f"The runs come from different machines ({base.machine_text} "
-                                 f"vs {other.machine_text})."))
-        if (said := interpreters_differ(base, other)) is not None:
-            doc.append(Paragraph(said))
-        if moves := reference_moves(base, other):
-            ref = next(iter(moves.values()))[0]
-            where = ", ".join(f"{cell.label} {fmt_pct(change)}" for cell, (_, change) in moves.items())
-            doc.append(Paragraph(
-                f"**The machine changed between the runs.** The reference (`{ref}`) itself ran "
-                f"at another speed in B, beyond noise: {where} in req/s. A ratio to it cancels "
-                "a change that speeds or slows every server alike, not one that hits the "
-                "kernel-heavy reference and an interpreter unequally (docs/bench.md, \"The "
-                "reference, and figures as ratios\"), so in "
-                f"{'that cell' if len(moves) == 1 else 'those cells'} a vs_ref verdict may be "
-                "the machine's as much as the server's. Runs compare best when the reference "
-                "ran at the same speed in both."))
-        if said := [f"{label}: {note}" for label, v in (("A", base), ("B", other))
-                    for note in noise_notes(v)]:
-            doc.append(BulletList(said))
-        if not found:
-            doc.append(Paragraph("No server was measured in a cell both runs have: nothing to "
-                                 "compare."))
+@dataclass
+class ReferenceMove:
+    """The reference's own req/s in one cell in both runs: the geometric mean over the rounds
+    (and its t-interval) in each, the change and Welch's p on the logs."""
+
+    cell: results.CellKey
+    server: str
+    a: results.Stat
+    b: results.Stat
+    change: float
+    p: float | None
+
+    @property
+    def moved(self) -> bool:
+        """Beyond noise (its own test at 5 %, uncorrected: an environment check, not a verdict)
+        and by at least MIN_CHANGE."""
+        return self.p is not None and self.p < HOLM_LEVEL and abs(self.change) >= MIN_CHANGE
+
+
+def reference_moves(base: view.View, other: view.View) -> list[ReferenceMove]:
+    """The reference's own req/s in each cell both runs measured it, A and B, and its test."""
+    out = []
+    for cell in [cell for cell in base.cells if cell in other.cells]:
+        pair = []
+        for v in (base, other):
+            refs = [o for s in v.servers if (o := v.outcome(s, cell)) is not None
+                    and o.is_reference and o.measured]
+            pair.append(refs[0] if refs else None)
+        a, b = pair
+        if a is None or b is None or a.server != b.server:
             continue
-        servers = []
-        for server, counts in per_server(found, lead).items():
-            order = ("faster", "slower", "within noise", "noise unknown")
-            text = ", ".join(f"{counts[k]} cell{'s' if counts[k] != 1 else ''} {k}"
-                             for k in order if counts.get(k))
-            overall = ("faster" if counts.get("faster") and not counts.get("slower") else
-                       "slower" if counts.get("slower") and not counts.get("faster") else
-                       "mixed" if counts.get("faster") else
-                       "within noise" if counts.get("within noise") else "noise unknown")
-            moved = sum(1 for c in found if c.server == server and c.metric.key == lead
-                        and c.ref_moved is not None)
-            cells = sum(counts.values())
-            also = ("" if not moved else "; the reference moved there" if moved == cells == 1 else
-                    f"; the reference moved in {'all' if moved == cells else moved} of these {cells} cells")
-            servers.append(f"**{server}**: {overall} ({text}; by "
-                           f"{'vs_ref' if ratios else 'req/s'}{also})")
-        doc += [Heading(3, "Per server"), BulletList(servers), Heading(3, "Every figure"),
-                Table(["server", "cell", "figure", "A", "B", "change", "verdict", "the runs said"],
-                      [[f"`{c.server}`", c.cell.label, c.metric.title,
-                        fmt_spread(c.a, c.metric.fmt), fmt_spread(c.b, c.metric.fmt),
-                        fmt_pct(c.change),
-                        c.verdict if c.verdict in ("within noise", "noise unknown")
-                        else f"**{c.verdict}**", c.flags] for c in found],
-                      right={"A", "B", "change"})]
-        if fail_above is not None:
-            regressions += [c for c in found
-                            if c.worse_beyond_noise and abs(c.change) * 100 > fail_above]
+        la, lb = log_values(m.rps for m in a.used), log_values(m.rps for m in b.used)
+        if not la or not lb:
+            continue
+        diff, p = welch(la, lb)
+        out.append(ReferenceMove(cell, a.server, st.ratio_stat(m.rps for m in a.used),
+                                 st.ratio_stat(m.rps for m in b.used), math.exp(diff) - 1, p))
+    return out
+
+
+# -- The summary (terminal) -----------------------------------------------------------------------
+
+
+def cell_short(cell: results.CellKey) -> str:
+    return cell.label.replace(" conns", "").replace(" conn", "")
+
+
+def change_text(t: CellTest) -> str:
+    """'−24 % at 16 × 1 KiB': the change against the shift the cell's servers share."""
+    return f"{fmt_pct(t.relative)} at {cell_short(t.cell)}"
+
+
+def pct(share: float) -> str:
+    return f"{share * 100:g} %"
+
+
+def summary_lines(c: Comparison, table_path: Path | None, fail_above: float | None,
+                  most: int = 6) -> list[str]:
+    """The summary's lines, before wrapping, naming at most `most` servers per verdict (the
+    rest are counted; the table has them all)."""
+    figure_name = "× ref" if c.by_ratio else "req/s (a run has no reference)"
+    lines = [f"bench compare: B {c.other.run_id} against A {c.base.run_id}",
+             f"by {figure_name} per round: Welch t on the logs, Holm over {len(c.tested)} "
+             f"server × cell tests at {pct(HOLM_LEVEL)}, a change of {pct(MIN_CHANGE)} or more "
+             f"(--help says how)"]
+    for verdict in ("slower", "faster", "mixed"):
+        found = c.of(verdict)
+        items = [f"{s.server} ({', '.join(change_text(t) for t in s.cells[:2])}"
+                 + (f", +{len(s.cells) - 2} cells" if len(s.cells) > 2 else "") + ")"
+                 for s in found]
+        if len(items) > most:
+            items = items[:most] + [f"{len(items) - most} more in the table"]
+        lines.append(f"{verdict}: " + ("; ".join(items) or "none"))
+    unchanged = c.of("unchanged")
+    untested = [t for t in c.tests if t.p is None]
+    lines.append(f"unchanged: {len(unchanged)} server{'s' if len(unchanged) != 1 else ''}; "
+                 f"{len(untested)} server × cell not tested (noisy, client-bound, degraded "
+                 f"or one round in a run)")
+    if shared := [f"{cell_short(cell)} {fmt_pct(math.expm1(centre))} ±{pct(round(sd, 3))}"
+                  for cell, (centre, sd) in c.between.items() if centre or sd]:
+        lines.append("the servers together (each judged against it), and the run-to-run spread "
+                     "around it: " + "; ".join(shared))
+    lines.append("environment, A → B:")
+    for what, a, b in environment(c.base, c.other):
+        lines.append(f"  {what}: " + (f"same, {a}" if a == b else f"{a} → {b}"))
+    if moves := reference_moves(c.base, c.other):
+        said = [f"{cell_short(m.cell)} {fmt_rps(m.a.value)} → {fmt_rps(m.b.value)} "
+                f"({fmt_pct(m.change)}, {'beyond' if m.moved else 'within'} noise)"
+                for m in moves]
+        far = [m for m in moves if m.moved and abs(m.change) > REF_MOVED]
+        lines.append(f"  {moves[0].server} req/s: " + "; ".join(said)
+                     + (f"; moved over {pct(REF_MOVED)}: the machine's state changed, and "
+                        "× ref verdicts there may be the machine's" if far else ""))
+    if c.reversed_pairs:
+        pairs = [f"{x} > {y} at {cell_short(cell)} in A, < in B"
+                 for cell, x, y in c.reversed_pairs[:3]]
+        more = len(c.reversed_pairs) - 3
+        lines.append("ordered both ways: " + "; ".join(pairs) + (f"; {more} more" if more > 0 else ""))
+    else:
+        lines.append(f"ordered both ways: none of the {c.ordered_pairs} pairs of servers ordered "
+                     "beyond noise in both runs")
+    for side, only in (("A", c.only_a), ("B", c.only_b)):
+        if only:
+            lines.append(f"only in {side}: " + (only_text(only, c.base, c.other) if side == "A"
+                                                 else only_text(only, c.other, c.base)))
     if fail_above is not None:
-        doc.append(Heading(2, "Regressions"))
-        if regressions:
-            doc.append(BulletList([
-                f"`{c.server}` at {c.cell.label}: {c.metric.title} {fmt_pct(c.change)} "
-                f"({c.verdict}, beyond noise and above {fail_above:g} %"
-                + (f"; the reference moved {fmt_pct(c.ref_moved)} there" if c.ref_moved is not None else "")
-                + ")" for c in regressions]))
+        failing = regressions(c, fail_above)
+        lines.append(f"gate --fail-above {fail_above:g}: "
+                     + (f"FAIL, {join(sorted({t.server for t in failing}))} slower by more than "
+                        f"{pct(max(fail_above / 100, MIN_CHANGE))}" if failing else "pass"))
+    if table_path is not None:
+        lines += ["full table:", f"  {table_path}"]
+    return lines
+
+
+def only_text(only: dict[str, list[results.CellKey]], v: view.View, other: view.View) -> str:
+    """What `v` measured and `other` did not: '1 × 1 KiB (the whole cell, 22 servers);
+    epoll@3.13 (3 cells); c-uring (16 × 1 KiB)'. A cell the other run has no server at, and a
+    server it has at no cell, are each said once."""
+    other_cells = {c for s in other.servers for c in other.cells
+                   if (o := other.outcome(s, c)) is not None and o.measured}
+    whole_cells = list(dict.fromkeys(c for cells in only.values() for c in cells
+                                     if c not in other_cells))
+    said = [f"{cell_short(c)} (the whole cell, "
+            f"{sum(1 for cells in only.values() if c in cells)} servers)" for c in whole_cells]
+    for server, cells in only.items():
+        rest = [c for c in cells if c not in whole_cells]
+        if rest:
+            said.append(f"{server} ({', '.join(cell_short(c) for c in rest)})" if len(rest) < 3
+                        else f"{server} ({len(rest)} cells)")
+    return "; ".join(said[:8]) + (f"; {len(said) - 8} more" if len(said) > 8 else "")
+
+
+def wrapped(lines: list[str], width: int) -> list[str]:
+    """Each line wrapped at `width` (words whole, continuations indented), a path on a line of
+    its own (indented two spaces, never wrapped)."""
+    from bench.run.console import wrap
+
+    out = []
+    for line in lines:
+        for joined in (" %", " × ", " KiB", " MiB"):  # kept together: no-break spaces to wrap
+            line = line.replace(joined, joined.replace(" ", "\u00a0"))
+        if line.startswith("  ") and " " not in line.strip():
+            out.append(line)  # a path: whole
         else:
-            doc.append(Paragraph(f"None beyond noise and above {fail_above:g} %."))
-    return doc, regressions
+            out += wrap(line, indent="    " if line.startswith("  ") else "  ",
+                        width=width).splitlines()
+    return [line.replace("\u00a0", " ") for line in out]
+
+
+def summary(c: Comparison, table_path: Path | None, fail_above: float | None,
+            width: int) -> list[str]:
+    """The summary wrapped at `width`, in at most SUMMARY_LINES lines: fewer servers named per
+    verdict until it fits."""
+    for most in (6, 3, 1, 0):
+        lines = wrapped(summary_lines(c, table_path, fail_above, most), width)
+        if len(lines) <= SUMMARY_LINES:
+            break
+    return lines
+
+
+def regressions(c: Comparison, fail_above: float) -> list[CellTest]:
+    """Cells of servers called slower that moved down by more than fail_above %."""
+    slower = {s.server for s in c.of("slower")}
+    return [t for t in c.tests if t.server in slower and t.direction < 0
+            and abs(t.relative) * 100 > fail_above]
+
+
+# -- The full table (Markdown file) ---------------------------------------------------------------
+
+
+def p_text(p: float | None) -> str:
+    if p is None:
+        return "—"
+    return "<0.0001" if p < 1e-4 else f"{p:.2g}"
+
+
+def shared_text(between: tuple[float, float] | None) -> str:
+    """'+4.6 % ±5.9 %': the shift a cell's servers share and the run-to-run spread around it."""
+    if between is None:
+        return "—"
+    centre, sd = between
+    return f"{fmt_pct(math.expm1(centre))} ±{sd * 100:.2g} %"
+
+
+def table_blocks(c: Comparison) -> list:
+    fig = "vs ref" if c.by_ratio else "req/s"
+    blocks = [
+        Heading(1, f"bench compare: `{c.other.run_id}` against `{c.base.run_id}`"),
+        Paragraph(f"Per server and cell, the per-round {fig} of each run (A, B: the geometric "
+                  f"mean and its 95 % interval), the change B over A, the shift the cell's "
+                  f"servers share (their median change) with the run-to-run spread around it, "
+                  f"the change against that shift, the two-sided p of Welch's t-test that it is "
+                  f"none (on the logs; the rounds' spread plus the run-to-run spread) and the p "
+                  f"after Holm's correction over all "
+                  f"{len(c.tested)} tests. A server is faster or slower when a cell's Holm p is "
+                  f"under {HOLM_LEVEL:g} with a change of at least {pct(MIN_CHANGE)}, and no cell "
+                  f"moved beyond noise the other way (bench/compare.py, docs/bench.md). req/s, "
+                  f"p99 and CPU µs per request are shown for reading, not judged."),
+        Heading(2, "Per server"),
+        BulletList([f"**{s.server}**: {s.verdict}"
+                    + (f" ({', '.join(change_text(t) for t in s.cells)})" if s.cells else "")
+                    for s in c.servers]),
+        Heading(2, "Environment, A → B"),
+        BulletList([f"{what}: {a}" + ("" if a == b else f" → {b}")
+                    for what, a, b in environment(c.base, c.other)]
+                   + [f"{m.server} req/s at {m.cell.label}: {fmt_spread(m.a, fmt_rps)} → "
+                      f"{fmt_spread(m.b, fmt_rps)}, {fmt_pct(m.change)}, p {p_text(m.p)}"
+                      for m in reference_moves(c.base, c.other)]),
+        Heading(2, "Every server × cell")]
+
+    def cmp(o_a, o_b, fmt):
+        if o_a is None or o_b is None:
+            return "—"
+        change = f", {fmt_pct(o_b.value / o_a.value - 1)}" if o_a.value else ""
+        return f"{fmt(o_a.value)} → {fmt(o_b.value)}{change}"
+
+    rows = []
+    for t in c.tests:
+        rows.append([f"`{t.server}`", t.cell.label, fmt_spread(t.a_stat, fmt_ratio if c.by_ratio
+                                                               else fmt_rps),
+                     fmt_spread(t.b_stat, fmt_ratio if c.by_ratio else fmt_rps),
+                     fmt_pct(t.change) if t.change is not None else "—",
+                     shared_text(c.between.get(t.cell)),
+                     fmt_pct(t.relative) if t.relative is not None else "—",
+                     p_text(t.p), p_text(t.p_holm),
+                     t.verdict if t.verdict not in ("faster", "slower") else f"**{t.verdict}**",
+                     t.not_tested or "",
+                     cmp(t.a.rps, t.b.rps, fmt_rps), cmp(t.a.p99_us, t.b.p99_us, fmt_us),
+                     cmp(t.a.cpu_us_per_request, t.b.cpu_us_per_request,
+                         lambda v: f"{v:.1f} µs")])
+    blocks.append(Table(["server", "cell", f"A {fig}", f"B {fig}", "change", "cell's servers",
+                         "against them", "p", "Holm p", "verdict", "why not tested", "req/s",
+                         "p99", "CPU/req"],
+                        rows, right={"change", "cell's servers", "against them", "p", "Holm p"}))
+    if c.reversed_pairs:
+        blocks += [Heading(2, "Ordered both ways"),
+                   BulletList([f"{cell.label}: {x} ahead of {y} beyond noise in A, behind in B"
+                               for cell, x, y in c.reversed_pairs])]
+    for side, only in (("A", c.only_a), ("B", c.only_b)):
+        if only:
+            blocks += [Heading(2, f"Only in {side}"),
+                       BulletList([f"{s}: {', '.join(cell.label for cell in cells)}"
+                                   for s, cells in only.items()])]
+    return blocks
+
+
+def table_path(base: view.View, other: view.View) -> Path:
+    """The full table's default place: beside the later run, named after the baseline."""
+    return other.dir / f"compare-{base.run_id}.md"
+
+
+# -- Command line ---------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench compare",
-        description="Compare bench runs: per server and cell, the change in vs_ref, req/s, p99 "
-                    "and server CPU per request, each with both runs' spread, said as faster, "
-                    "slower or within noise. The first run is the baseline.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Which servers got faster or slower between runs, beyond noise. The first "
+                    "run is the baseline A; each later run B is compared with it.",
+        epilog=f"""\
+how it judges:
+  per server and cell clean in both runs, the per-round ratio to the
+  reference (req/s where a run has none); Welch's t-test on their logs, the
+  rounds' spread plus the run-to-run spread the cell's servers show; Holm's
+  correction over every server x cell tested (family-wise {HOLM_LEVEL:g}). A server
+  is faster or slower when a cell moved beyond noise by {pct(MIN_CHANGE)} or more and
+  no cell moved beyond noise the other way; both ways: mixed.
+
+output:
+  a summary of at most {SUMMARY_LINES} lines; the full table as Markdown in
+  <B>/compare-<A's run id>.md (or --table PATH).
+
+exit status:
+  0  compared (and with --fail-above, no server slower by more than PCT)
+  1  --fail-above PCT: a server is slower, beyond noise, by more than PCT %
+     (PCT below {MIN_CHANGE * 100:g} counts as {MIN_CHANGE * 100:g}) in a cell
+  2  a bad option, or a run that cannot be read""")
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR",
                         help="two or more run directories (results/<run_id>, docs/results/quick)")
+    parser.add_argument("--table", type=Path, metavar="PATH",
+                        help="write the full table here (with several later runs: the last's)")
     parser.add_argument("--html", type=Path, metavar="PATH",
-                        help="also write the comparison as an HTML page")
+                        help="also write the full table as an HTML page")
     parser.add_argument("--fail-above", type=float, metavar="PCT",
-                        help="exit 1 if any figure got worse, beyond noise, by more than PCT %%")
+                        help="exit 1 if a server is slower, beyond noise, by more than PCT %%")
     return parser
 
 
@@ -339,14 +634,29 @@ def main(argv: list[str] | None = None) -> int:
     except view.ReportError as exc:
         print(f"bench compare: {exc}", file=sys.stderr)
         return 2
-    base, others = views[0], views[1:]
-    changes = {o.run_id: compare(base, o) for o in others}
-    doc, regressions = document(base, others, changes, args.fail_above)
-    sys.stdout.write(to_markdown(doc))
-    if args.html:
-        args.html.write_text(page("bench compare", to_html(doc)))
-        print(f"\nwrote {args.html}", file=sys.stderr)
-    return 1 if regressions else 0
+    from bench.run.console import NOT_A_TERMINAL_WIDTH, terminal_width
+
+    width = terminal_width() or NOT_A_TERMINAL_WIDTH
+    base, failed = views[0], False
+    for i, other in enumerate(views[1:]):
+        c = compare(base, other)
+        blocks = table_blocks(c)
+        path = args.table if args.table and i == len(views) - 2 else table_path(base, other)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(to_markdown(blocks))
+        except OSError as exc:
+            print(f"bench compare: cannot write the full table to {path} ({exc.strerror}); "
+                  f"give another place with --table PATH", file=sys.stderr)
+            path = None
+        if i:
+            print()
+        print("\n".join(summary(c, path, args.fail_above, width)))
+        if args.html and i == len(views) - 2:
+            args.html.write_text(page("bench compare", to_html(blocks)))
+            print(f"wrote {args.html}", file=sys.stderr)
+        failed |= bool(args.fail_above is not None and regressions(c, args.fail_above))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -178,11 +178,13 @@ def test_compare_says_when_the_runs_python_servers_ran_under_other_interpreters(
         {"tag": "3.11", "label": "3.11.7", "default": True, "free_threaded": False},
         {"tag": "3.13", "label": "3.13.0", "default": False, "free_threaded": False}]
     compare.main([str(old), str(same)])
-    assert "interpreters differ" not in capsys.readouterr().out, "3.11.7 both, said or read"
+    assert "  Python: same, 3.11.7 (plain names)\n" in capsys.readouterr().out, \
+        "3.11.7 both, said or read"
     compare.main([str(same), str(both)])
     text = capsys.readouterr().out
-    assert ("**The Python interpreters differ**: A ran its Python servers under 3.11.7 (plain "
-            "names); B under 3.11.7 (plain names), 3.13.0 (NAME@3.13).") in text, text
+    assert ("  Python: 3.11.7 (plain names) → 3.11.7 (plain names), 3.13.0 (NAME@3.13)\n"
+            in text), text
+    assert "only in B: iterative@3.13 (4 cells); threads@3.13 (" in text, text
 
 
 def test_the_report_of_a_free_threaded_run_labels_it_and_says_where_the_gil_came_back(tmp_path):
