@@ -57,6 +57,11 @@ from typing import ClassVar
 
 from bench.report.fmt import fmt_rps, fmt_share, fmt_size
 
+# The noise verdict of a window lives in bench/window.py; the model is read through this module.
+from bench.window import (  # noqa: F401
+    BUSY_AT_START_PCT, FOREIGN_NOISY_PCT, NOT_MEASURED_NOISE, STEAL_NOISY_PCT, noise_verdict,
+    window_noise)
+
 # The fold and its statistics live in bench/stats.py; the model is read through this one module.
 from bench.stats import (  # noqa: F401
     CI_MIN_N, RATIO_CI_MIN_N, STATUS_ORDER, TOLERANCE, CellSummary, Placed, Ranking, Stat,
@@ -69,12 +74,6 @@ REFERENCE = "c-epoll"  # the registry name of the C reference server (servers/c/
 
 STATUSES = ("ok", "degraded", "failed", "skipped")  # what a record's status field may hold
 
-# A window is noisy when, during it, other processes used more than FOREIGN_NOISY_PCT % of all the
-# CPUs' time, or the hypervisor stole more than STEAL_NOISY_PCT % of it. On a 2-core machine 10 %
-# is a fifth of a core: enough to take a server's core for a scheduler slice now and then.
-FOREIGN_NOISY_PCT = 10.0
-STEAL_NOISY_PCT = 5.0
-
 # Per-connection memory is reported from this many connections up: below, the growth is lost in
 # the interpreter's own noise (a few hundred KiB either way).
 MEM_PER_CONN_MIN_CONNS = 10
@@ -82,8 +81,6 @@ MEM_PER_CONN_MIN_CONNS = 10
 # (an allocator returning an arena, a garbage collector, pages counted in whole): a growth below
 # this, divided by the connections, is below the instrument's resolution, and so is a shrink.
 MEM_RESOLUTION_BYTES = 256 * 1024
-# The machine is busy at the start when other processes use more than this share of all CPUs.
-BUSY_AT_START_PCT = 10.0
 # A percentile needs about this many samples beyond it to be more than a few requests' say.
 TAIL_MIN_SAMPLES = 10
 
@@ -317,40 +314,6 @@ def check_record(d: object) -> str | None:
 # -- The record's noise field ----------------------------------------------------------------------
 
 
-def noise_verdict(steal_pct: float | None, foreign_cpu_pct: float | None) -> tuple[bool, str | None]:
-    """(noisy, why): a window is noisy past FOREIGN_NOISY_PCT or STEAL_NOISY_PCT."""
-    why = []
-    if foreign_cpu_pct is not None and foreign_cpu_pct > FOREIGN_NOISY_PCT:
-        why.append(f"other processes used {foreign_cpu_pct:.0f} % of the CPUs "
-                   f"(threshold {FOREIGN_NOISY_PCT:.0f} %)")
-    if steal_pct is not None and steal_pct > STEAL_NOISY_PCT:
-        why.append(f"the hypervisor stole {steal_pct:.1f} % of CPU time "
-                   f"(threshold {STEAL_NOISY_PCT:.0f} %)")
-    return bool(why), "; ".join(why) or None
-
-
-def window_noise(w: dict, *, client_cpu_s: float | None, client_duration_s: float | None,
-                 cpus: int, loadavg_1m: float | None, freq_mhz: float | None,
-                 governor: str | None) -> dict:
-    """The record's noise figures for one window, from the sampler's window (bench/run/sample.py:
-    the machine's CPU counters and the runner's own CPU at the window's edges, the server tree's
-    CPU between them) and the generator's own CPU over its window. Foreign CPU is what the
-    machine ran besides the server's tree, the generator's workers and the runner itself."""
-    steal_pct = foreign_pct = None
-    span = w.get("span_s")
-    total = w.get("machine_total_s")
-    if span and total:
-        steal_pct = round(100.0 * w["machine_steal_s"] / total, 2)
-        client = (client_cpu_s or 0.0) * (span / client_duration_s if client_duration_s else 1.0)
-        foreign_s = w["machine_busy_s"] - w.get("cpu_s", 0.0) - client - w.get("runner_cpu_s", 0.0)
-        # the counters tick at 100 Hz: a small negative figure is rounding, not negative work
-        foreign_pct = round(max(0.0, 100.0 * foreign_s / (span * cpus)), 1)
-    noisy, why = noise_verdict(steal_pct, foreign_pct)
-    return {"steal_pct": steal_pct, "foreign_cpu_pct": foreign_pct,
-            "loadavg_1m": None if loadavg_1m is None else round(loadavg_1m, 2),
-            "freq_mhz": freq_mhz, "governor": governor, "noisy": noisy, "why": why}
-
-
 def tail_samples(requests: int | None, percentile: float) -> float | None:
     """How many requests lie beyond ``percentile`` (99.99 -> 0.01 % of them)."""
     if not requests:
@@ -360,9 +323,6 @@ def tail_samples(requests: int | None, percentile: float) -> float | None:
 
 # -- Building a record -----------------------------------------------------------------------------
 
-# The noise of a measurement that never had a window (skipped, or the server did not start).
-NOT_MEASURED_NOISE = window_noise({}, client_cpu_s=None, client_duration_s=None, cpus=1,
-                                  loadavg_1m=None, freq_mhz=None, governor=None)
 
 def record(server: str, cell: CellKey, round_: int | None, *, family: str | None = None,
            lesson: str | None = None, rate: float | None = None, is_reference: bool = False,

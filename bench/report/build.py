@@ -20,7 +20,9 @@ The parts, each one job, in the order a report is made:
                  results may lead
     notes.py     what to notice: the sentences under each chart and in the headline
     series.py    what each chart shows, computed once for both plotting stacks
-    charts.py    the PNG and SVG charts (matplotlib), drawn from the series
+    charts.py    the PNG and SVG charts (matplotlib), drawn from the series: the status matrix
+                 and the line charts; bars.py the ranking and the bar charts; chartkit.py
+                 what they share (figure, footer, legends, axes)
     document.py  the report as blocks: headings, paragraphs, tables, charts
     blocks.py    the blocks rendered to Markdown (report.md) and to HTML
     html.py      report.html: the blocks, the charts drawn again with plotly from the series

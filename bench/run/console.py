@@ -338,7 +338,7 @@ def print_summary(run: results.Run) -> None:
         say(f"noise: {noise_meta['noisy_windows']} of {noise_meta['windows']} windows noisy "
             f"(other processes' CPU: median {foreign.get('median', 0):.0f} %, max "
             f"{foreign.get('max', 0):.0f} %; steal: median {steal.get('median', 0):.1f} %, max "
-            f"{steal.get('max', 0):.1f} %; thresholds in bench/results.py)")
+            f"{steal.get('max', 0):.1f} %; thresholds in bench/window.py)")
     ref = run.reference
     legend = []
     if ref.get("available"):

@@ -12,8 +12,8 @@ full readings) and once before the run:
 - at the start, every process's CPU share over half a second (psutil), to warn that the machine
   is busy and name who keeps it busy.
 
-The figures per window, and whether a window was noisy, are computed in bench/results.py
-(window_noise, noise_verdict): like every derived figure, once.
+The figures per window, and whether a window was noisy, are computed in bench/window.py
+(window_noise, noise_verdict; read through bench/results.py): like every derived figure, once.
 """
 
 from __future__ import annotations
