@@ -94,6 +94,14 @@ def test_one_status_order_and_skipped_only_when_nothing_was_measured():
     assert verdict(_rec(status="skipped", rps=None)) == ("skipped", "skipped")
 
 
+def test_a_reason_the_rounds_give_with_other_figures_is_said_once():
+    said = "112 of 128 connections got no echo at all in 0.6 s ({} µs of CPU per request)"
+    recs = [_rec(status="degraded", reason=said.format(us), repeat=n) for n, us in enumerate((8, 10, 9))]
+    recs.append(_rec(status="degraded", reason="the server's exit took 3 s", repeat=3))
+    (s,) = results.fold(results.Measurement.from_dict(r) for r in recs)
+    assert s.reasons == [said.format(8), "the server's exit took 3 s"]
+
+
 def test_median_ci_from_order_statistics_on_known_data():
     assert results.median_ci95([1, 2, 3, 4, 5]) is None, "5 values cannot give 95 %"
     # n = 6: only [min, max] reaches 95 % (coverage 1 - 2/64 = 96.9 %)
