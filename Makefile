@@ -88,7 +88,7 @@ report: $(STAMP) ## redraw charts and report.md from saved results: make report 
 
 compare: $(STAMP) ## which servers got faster or slower beyond noise (Holm-corrected): make compare A=<run> B=<run> [ARGS="--fail-above 5"]
 	@test -n "$(A)" -a -n "$(B)" || { echo "make compare needs A=<baseline run dir> B=<run dir>, e.g. A=docs/results/quick B=results/<run>; runs here:"; ls -d results/*/ 2>/dev/null | sed 's/^/  /'; exit 2; }
-	$(PY) -m bench compare $(A) $(B) $(ARGS)
+	@$(PY) -m bench compare $(A) $(B) $(ARGS)
 
 serve: $(STAMP) ## start one server: make serve SERVER=epoll [PORT=8000] [INTERPRETER=3.13] [ARGS=...]
 	@test -n "$(SERVER)" || { echo "make serve needs SERVER=NAME; one of:"; $(PY) -m servers --names | sed 's/^/  /'; exit 2; }
