@@ -19,14 +19,14 @@ switches), plus the unit, its kind (one colour per kind in the chart) and the CP
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from bench.micro.hold import reap  # noqa: F401  (one reaper: hold.py's, standard library only)
 
 # The kinds of unit, in the order the report lists and colours them.
 KINDS = ("process", "subinterpreter", "thread", "greenlet", "generator", "asyncio", "trio")
@@ -110,23 +110,6 @@ def pinned_to(cpu: int) -> Iterator[None]:
         yield
     finally:
         os.sched_setaffinity(0, saved_mask)
-
-
-def reap(pid: int, timeout_s: float = 5.0) -> int:
-    """Wait for child ``pid`` and return its exit code; SIGKILL it if it overstays ``timeout_s``.
-
-    Until waitpid() collects it, an exited child is a zombie: an entry in the process table that
-    holds its exit status and nothing else.
-    """
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        reaped_pid, status = os.waitpid(pid, os.WNOHANG)
-        if reaped_pid == pid:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.001)
-    os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
 
 
 def label(

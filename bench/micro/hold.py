@@ -114,7 +114,7 @@ def hold_forked_processes(count: int) -> Holding:
         for fd in (ready_r, ready_w, hold_r):
             if fd >= 0:
                 os.close(fd)
-        exit_codes = [_reap(pid) for pid in pids]
+        exit_codes = [reap(pid, RELEASE_TIMEOUT_S) for pid in pids]
     return Holding(Memory(), held, alive, exit_codes.count(0), "children")
 
 
@@ -134,10 +134,15 @@ def _read_ready_bytes(fd: int, count: int) -> int:
     return received
 
 
-def _reap(pid: int) -> int:
+def reap(pid: int, timeout_s: float = 5.0) -> int:
+    """Wait for child ``pid`` and return its exit code; SIGKILL it if it overstays ``timeout_s``.
+
+    Until waitpid() collects it, an exited child is a zombie: an entry in the process table that
+    holds its exit status and nothing else.
+    """
     import signal
 
-    deadline = time.monotonic() + RELEASE_TIMEOUT_S
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         reaped_pid, status = os.waitpid(pid, os.WNOHANG)
         if reaped_pid == pid:
