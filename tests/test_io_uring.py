@@ -20,6 +20,7 @@ import pytest
 import servers
 from servers import io_uring_server, launch, uring
 from servers.uring import ring as ring_module
+from servers.uring.ops import Ops
 from tests.echo_client import connect, exchange, round_trip_s
 
 ENTRY = servers.get("io_uring")
@@ -198,6 +199,19 @@ def test_the_zero_tail_packer_writes_the_same_64_bytes():
     slot = bytearray(b"\xff" * 64)  # a slot an earlier SQE left dirty
     uring.SQE_ZERO_TAIL.pack_into(slot, 0, *fields)
     assert bytes(slot[40:]) == bytes(24), "the tail (buf_index, personality...) was not zeroed"
+
+
+@needs_io_uring
+def test_the_written_out_send_writer_fills_the_sqe_as_the_generic_one():
+    """Ring.prep_send (the echo's SQE, written out for speed) against Ops.prep_send (through
+    Ring.sqe): the same 64 bytes, over a slot left dirty, and the same count of pending SQEs."""
+    with uring.Ring(8) as ring:
+        ring.sqes[:] = b"\xff" * len(ring.sqes)
+        args = (7, 0x7F0000001000, 1024, 0x1234)
+        ring.prep_send(*args)
+        Ops.prep_send(ring, *args)
+        assert bytes(ring.sqes[:64]) == bytes(ring.sqes[64:128])
+        assert ring.sq_tail - ring.sq_head() == ring._pending == 2
 
 
 def _recv_into_pool(ring, pool, sock_pair, payload: bytes, user_data: int):
@@ -584,10 +598,10 @@ def test_pieces_back_to_back_in_memory_go_out_in_one_send():
     conn.queue = [(3, base, 100), (3, base + 100, 50), (4, base + 4096, 10), (5, base + 4106, 5)]
     server.send_queued(conn)
     assert recorder.sends == [(base, 150)], "the two contiguous pieces of buffer 3: one send"
-    assert (conn.send_bid, list(conn.send_more)) == (3, [3])
-    conn.sending = False
+    assert conn.sending == (3, base, 150, (3,)), "buffer 3, then its second piece"
+    conn.sending = None
     server.send_queued(conn)
-    assert recorder.sends[-1] == (base + 4096, 15) and list(conn.send_more) == [5], \
+    assert recorder.sends[-1] == (base + 4096, 15) and conn.sending[3] == (5,), \
         "contiguous across buffers 4 and 5 too"
     assert conn.queue == []
 

@@ -54,13 +54,14 @@ import time
 from servers.uring.abi import (
     CQE, CQE_SIZE, FEATURES, IORING_ENTER_GETEVENTS, IORING_ENTER_REGISTERED_RING,
     IORING_ENTER_SQ_WAIT, IORING_ENTER_SQ_WAKEUP, IORING_FEAT_SINGLE_MMAP, IORING_OFF_CQ_RING,
-    IORING_OFF_SQ_RING, IORING_OFF_SQES, IORING_REGISTER_RING_FDS, IORING_SETUP_COOP_TASKRUN, IORING_UNREGISTER_RING_FDS,
+    IORING_OFF_SQ_RING, IORING_OFF_SQES, IORING_OP_SEND, IORING_REGISTER_RING_FDS,
+    IORING_SETUP_COOP_TASKRUN, IORING_UNREGISTER_RING_FDS,
     IORING_SETUP_CQSIZE, IORING_SETUP_DEFER_TASKRUN, IORING_SETUP_SINGLE_ISSUER,
     IORING_SETUP_SQ_AFF, IORING_SETUP_SQPOLL, IORING_SETUP_SUBMIT_ALL, IORING_SQ_NEED_WAKEUP,
     SQ_ARRAY_ENTRY_SIZE, SQE, SQE_SIZE, SQE_ZERO_TAIL, SYS_IO_URING_ENTER, SYS_IO_URING_REGISTER,
     SYS_IO_URING_SETUP, io_uring_params, io_uring_rsrc_update,
 )
-from servers.uring.ops import Ops
+from servers.uring.ops import SEND_FLAGS, Ops
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
@@ -243,6 +244,17 @@ class Ring(Ops):
                             fd, off, addr, length, op_flags, user_data)
         self.sq_tail = (tail + 1) & 0xFFFFFFFF
         self._pending = pending + 1
+
+    def prep_send(self, fd: int, addr: int, length: int, user_data: int, flags: int = 0) -> None:
+        """Ops.prep_send written out, without sqe() between: the one SQE of every echoed
+        message (about 0.1 us less per message than through sqe's ten arguments)."""
+        if self._pending >= self.sq_entries:
+            self._make_room()
+        tail = self.sq_tail
+        self._pack_head(self.sqes, (tail & self.sq_mask) * SQE_SIZE, IORING_OP_SEND, flags, 0,
+                        fd, 0, addr, length, SEND_FLAGS, user_data)
+        self.sq_tail = (tail + 1) & 0xFFFFFFFF
+        self._pending += 1
 
     def submit(self, wait_for: int = 0) -> int:
         """One io_uring_enter: publish the tail (every SQE written since the last call), and with
