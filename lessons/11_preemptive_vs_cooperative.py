@@ -17,7 +17,9 @@ What it shows, on this machine:
    - a C function called through ctypes (lessons/native/gil_spin.c): with ctypes.PyDLL the GIL
      stays held for the whole call and no switch interval can interrupt it; with ctypes.CDLL
      ctypes releases it around the call;
-   - a burn in a thread of the free-threaded build (3.13t+, PEP 703), where one is on PATH;
+   - a burn in a thread of the free-threaded build (3.13t+, PEP 703), where there is one, and in a
+     subinterpreter with its own GIL (PEP 684) run by another thread of a CPython 3.12+ (both
+     found by servers/interpreters.py, in a child of theirs);
    - a goroutine in a loop without calls (lessons/native/preempt_go.go, GOMAXPROCS=1): Go 1.14+
      preempts it asynchronously, with a signal; GODEBUG=asyncpreemptoff=1 shows the old,
      cooperative scheduler;
@@ -34,7 +36,8 @@ What it shows, on this machine:
    hog on every CPU, as an ordinary task and as a deadline task. Both real-time parts are skipped
    without permission (CAP_SYS_NICE).
 3. The same contrast on the servers (lessons/_11_servers.py): every server burning 20 ms of CPU
-   per message for 8 heavy connections, and beside them a light echo and a zero-work probe.
+   per message for 8 heavy connections, and beside them a light echo and a zero-work probe (the
+   subinterpreters server under the newest CPython 3.12+, which gives each interpreter its GIL).
 
 The OS mechanism: the kernel preempts a task when its time slice ends or a task that should run
 sooner wakes (sched(7); EEVDF wake-up preemption); inside the kernel only where its preemption
@@ -65,6 +68,7 @@ from lessons._11_priorities import (DEADLINE_PERIOD_US, PRIORITY_FIFO_HOLD_S, PR
                                     PRIORITY_HOLD_CPU_S, priorities)
 from lessons._11_servers import WORK_US, by_switcher, servers_under_load
 from lessons.common import Claim, Lesson, parse_args
+from lessons.parallel import free_threaded_python, newer_python
 from servers import build
 
 TICK_S = 0.010  # the heartbeat's period
@@ -268,40 +272,56 @@ def native_heartbeat(kind: str, variant: str = "") -> dict:
     return json.loads(done.stdout)
 
 
-# -- 1e. the free-threaded build ---------------------------------------------------------------------
-
-FREE_THREADED_NAMES = ("python3.14t", "python3.13t", "python3t")
+# -- 1e. the free-threaded build, and a subinterpreter with its own GIL ---------------------------------
 
 
-def free_threaded_python() -> str | None:
-    """The first free-threaded CPython (3.13t+, PEP 703) on PATH, if any."""
-    for name in FREE_THREADED_NAMES:
-        if found := shutil.which(name):
-            return found
-    return None
-
-
-def free_threaded_heartbeat(python: str) -> dict:
-    """The thread heartbeat next to a burn thread, run by the free-threaded interpreter: this
-    module's own burn() and thread_heartbeat(), sent as source (they need only the stdlib)."""
-    code = "\n".join([
+def _heartbeat_source(*setup: str) -> str:
+    """This module's burn() and thread_heartbeat() as source for ``python -c`` (they need only the
+    standard library), after ``setup`` lines that define ``start_burn()``, which starts the burn in
+    a thread and returns it; prints the GIL's state and the heartbeat's samples as JSON."""
+    return "\n".join([
         "from __future__ import annotations",  # the functions' annotations name this module's types
         "import json, sys, threading, time",
         f"TICK_S, BURN_S, TICKS = {TICK_S!r}, {BURN_S!r}, {TICKS!r}",
-        inspect.getsource(burn), inspect.getsource(thread_heartbeat),
-        "burner = threading.Timer(5 * TICK_S, burn, args=(BURN_S,)); burner.start()",
+        inspect.getsource(burn), inspect.getsource(thread_heartbeat), *setup,
+        "burner = start_burn()",
         "samples = thread_heartbeat(TICKS); burner.join()",
         "print(json.dumps({'gil': getattr(sys, '_is_gil_enabled', lambda: True)(), 'series': samples}))"])
-    done = subprocess.run([python, "-X", "gil=0", "-c", code], capture_output=True, text=True,
-                          timeout=30)
+
+
+def _run_heartbeat(python: str, code: str, *flags: str) -> dict:
+    """``python [flags] -c code`` from the checkout (so that it can import bench.micro): its JSON."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    done = subprocess.run([python, *flags, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parent.parent, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{python} exited {done.returncode}: {done.stderr.strip()[-300:]}")
     return json.loads(done.stdout)
 
 
+def free_threaded_heartbeat(python: str) -> dict:
+    """The thread heartbeat next to a burn thread, run by the free-threaded interpreter."""
+    return _run_heartbeat(python, _heartbeat_source(
+        "def start_burn():",
+        "    t = threading.Timer(5 * TICK_S, burn, args=(BURN_S,)); t.start(); return t"), "-X", "gil=0")
+
+
+def subinterpreter_heartbeat(python: str) -> dict:
+    """The thread heartbeat in the main interpreter of a CPython 3.12+, the burn in a thread that
+    runs a subinterpreter (its own GIL, PEP 684): the two threads share no GIL, only the CPU."""
+    return _run_heartbeat(python, _heartbeat_source(
+        "from bench.micro.subinterp import interpreters_module",
+        "interp = interpreters_module().create()  # its own GIL, modules and heap",
+        "interp.exec('import time\\n' + " + repr(inspect.getsource(burn)) + ")",
+        "def start_burn():",
+        "    t = threading.Timer(5 * TICK_S, interp.exec, args=(f'burn({BURN_S!r})',)); t.start(); return t"))
+
+
 # -- the sections ---------------------------------------------------------------------------------
 
 KERNEL_ROW = "burn in read() of /dev/zero, in another process"
+FREE_THREADED_ROW = "free-threaded Python: burn in another thread"
+SUBINTERPRETER_ROW = "3.12+: burn in a subinterpreter, in another thread"
 ERLANG_ROW = "Erlang: burn in a process (+S 1)"
 
 
@@ -342,18 +362,21 @@ def heartbeats(lesson: Lesson, cpu: int | None) -> dict[str, float]:
             lambda: threads_burn(c_spin(hold_gil=True), BURN_S))
         row("c_released", "burn in a C call releasing the GIL (ctypes.CDLL)",
             lambda: threads_burn(c_spin(hold_gil=False), BURN_S))
-        ft = free_threaded_python()
+        ft, why = free_threaded_python()
         if ft:
             def ft_run():
                 got = free_threaded_heartbeat(ft)
                 if got["gil"]:
                     raise RuntimeError(f"{ft} runs with the GIL enabled (an extension re-enabled it?)")
                 return got["series"]
-            row("free_threaded", "free-threaded Python: burn in another thread", ft_run)
+            row("free_threaded", FREE_THREADED_ROW, ft_run)
         else:
-            lesson.skip("free-threaded Python: burn in another thread",
-                        f"no free-threaded CPython ({', '.join(FREE_THREADED_NAMES)}) on PATH: install "
-                        "3.13t or later, e.g. `uv python install 3.14t`, and put it on PATH")
+            lesson.skip(FREE_THREADED_ROW, why)
+        newer, why = newer_python()
+        if newer:
+            row("subinterpreter", SUBINTERPRETER_ROW, lambda: subinterpreter_heartbeat(newer)["series"])
+        else:
+            lesson.skip(SUBINTERPRETER_ROW, why)
         native = lambda kind, variant="": lambda: native_heartbeat(kind, variant)["series"]  # noqa: E731
         row("go", "Go: burn in a goroutine (GOMAXPROCS=1)", native("go"))
         row("go_off", "Go: the same, GODEBUG=asyncpreemptoff=1", native("go", "asyncpreemptoff"))
@@ -405,6 +428,10 @@ def heartbeats(lesson: Lesson, cpu: int | None) -> dict[str, float]:
                       + (f"the kernel (model: {model}) preempted the read() in the middle, {where}"
                          if late["kernel"] < in_kernel["read_ms"] / 2 else
                          f"the heartbeat waited for a read() to return (model: {model})"))
+    if "subinterpreter" in late and "threads" in late:
+        lesson.notice(f"in a subinterpreter (its own GIL), in another thread, the burn delayed it "
+                      f"{late['subinterpreter']:.1f} ms, against {late['threads']:.1f} ms in a thread of "
+                      "one interpreter: only the kernel takes the CPU from it, no GIL in between")
     if "c_held" in late and "c_released" in late:
         lesson.notice(f"the same C function delayed it {late['c_held']:.0f} ms holding the GIL and "
                       f"{late['c_released']:.1f} ms releasing it: the switch interval cannot interrupt C code")
@@ -430,7 +457,7 @@ PYTHON_ROWS = ("burn in an asyncio task", "burn in asyncio.to_thread", "burn in 
                "burn in another process, same CPU", KERNEL_ROW,
                "burn in a C call holding the GIL (ctypes.PyDLL)",
                "burn in a C call releasing the GIL (ctypes.CDLL)",
-               "free-threaded Python: burn in another thread")
+               FREE_THREADED_ROW, SUBINTERPRETER_ROW)
 
 
 def draw_heartbeat(record: dict, fig) -> None:
@@ -621,6 +648,22 @@ CLAIMS = [
     Claim("On `java` the probe waited\n  for the whole run",
           lambda m: m["zero-work probe on java"] >= 2000,
           "the probe on java takes 2 s or more, most of the 3.5 s the heavy load ran"),
+    Claim("delayed the heartbeat by the kernel's\n  grain of a few milliseconds, as the burn in another process did",
+          lambda m: m[SUBINTERPRETER_ROW] < 20 and m[SUBINTERPRETER_ROW] < 3 * m["burn in another process, same CPU"],
+          "the burn in a subinterpreter (3.12+) delayed the heartbeat under 20 ms and under 3x the burn in "
+          "another process"),
+    Claim("On this\n  machine that grain and the 5 ms switch interval are close",
+          lambda m: 0.5 < m["burn in another process, same CPU"] / m["CPython switch interval"] < 2,
+          "the burn in another process delayed the heartbeat between half and twice the switch interval"),
+    Claim.unmeasured("with a longer switch interval, or a kernel that hands over sooner, they part",
+                     "sys.setswitchinterval and the kernel's tick (lesson 02): not varied here"),
+    Claim("its probe waited longer than on `threads`, as on the other loops",
+          lambda m: m["zero-work probe on subinterpreters"] > m["zero-work probe on threads"]
+          and m["zero-work probe on subinterpreters"] >= _probe_gap(m)[0],
+          "the probe on subinterpreters took longer than on threads, and was no faster than the fastest "
+          "event loop's"),
+    Claim.unmeasured("holds up every other thread of its\n  interpreter until the switch interval has passed",
+                     "the GIL's hand-off (the idea above); the thread rows measure it"),
     Claim("Compare the zero-work probe on the event-loop servers",
           lambda m: _probe_gap(m)[0] > _probe_gap(m)[1],
           "the probe waits longer on every event loop than on any GIL- or kernel-preempted server"),

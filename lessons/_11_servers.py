@@ -48,6 +48,13 @@ SWITCHERS = {"threads": "GIL", "threadpool": "GIL", "prefork": "GIL", "fork": "k
              "go": "runtime", "erlang": "runtime"}
 
 
+# Servers that the lab's Python 3.11 cannot run as they are meant and the lesson runs under the
+# newest CPython 3.12+ instead (lessons.parallel.newer_python; .venv-3.13 built at first use). The
+# subinterpreters server's workers are epoll loops, one per CPU it may use: pinned to one CPU here,
+# one loop in one subinterpreter, so nobody preempts a request's code in it (an "event loop").
+UNDER_NEWER = ("subinterpreters",)
+
+
 def switcher(name: str) -> str:
     """ "kernel" (a process per connection), "GIL" (threads), "runtime" (Go's scheduler, the
     BEAM's) or "event loop" (everything else: nobody preempts a request's code; Node's loop, the C
@@ -110,10 +117,10 @@ def cpu_plan() -> tuple[list[int] | None, list[int] | None]:
     return [cpus[-1]], [cpus[0]]
 
 
-def light_under_load(name: str, warmup_s: float, duration_s: float) -> dict:
+def light_under_load(entry: servers.Server, warmup_s: float, duration_s: float) -> dict:
     """Heavy load from bench.load, and the two light clients beside it, in threads of their own."""
     server_cpus, client_cpus = cpu_plan()
-    server = launch.start(servers.get(name), ["--work-us", str(WORK_US)], cpus=server_cpus)
+    server = launch.start(entry, ["--work-us", str(WORK_US)], cpus=server_cpus)
     heavy: dict = {}
     samples: dict[str, list] = {}
     stop = threading.Event()
@@ -198,13 +205,21 @@ def servers_under_load(lesson) -> dict[str, dict[str, float]]:
         name = server.name
         labels = {"echo": f"light echo on {name}", "probe": f"zero-work probe on {name}"}
         available, reason = server.availability()
+        if not available and name in UNDER_NEWER:  # a GIL per interpreter: run it under a 3.12+
+            from lessons.parallel import newer_python
+            newer, why = newer_python()
+            if newer:
+                server = server.under(newer)
+                available, reason = server.availability()
+            else:
+                reason = f"{reason}; {why}"
         if server.serial:
             available, reason = False, "serial: it would serve the light clients only after every heavy one left"
         elif available and lesson.quick and name not in QUICK_SERVERS:
             available, reason = False, "measured in full mode only (make lesson N=11)"
         if available:
             try:
-                r = light_under_load(name, warmup_s, duration_s)
+                r = light_under_load(server, warmup_s, duration_s)
             except launch.StartError as exc:
                 r = {"error": f"did not start: {exc.reason}"}
             if "error" in r:

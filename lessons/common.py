@@ -201,7 +201,8 @@ class Lesson:
         theirs = json.loads(matches[0].read_text())
         m = theirs.get("machine", {})
         say = lambda text: print(textwrap.fill(text, COLUMNS, subsequent_indent="  "), flush=True)  # noqa: E731
-        say(f"-- yours against recorded ({matches[0].relative_to(ROOT)}: {m.get('cpu_model')}, "
+        say(f"-- yours against recorded ({matches[0].name}, in {matches[0].parent.relative_to(ROOT)}: "
+            f"{m.get('cpu_model')}, "
             f"{m.get('cores_logical')} CPUs, {theirs.get('recorded', '')[:10]}"
             + (", quick mode" if theirs.get("quick") else "") + ") --")
         if self.quick and not theirs.get("quick"):
