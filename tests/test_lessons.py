@@ -248,3 +248,43 @@ def test_lesson_06_says_why_and_the_fix_where_there_is_no_newer_python(monkeypat
     assert not lesson.measurements
     assert lesson.skipped["3.12+: python"] == why
     assert set(lesson.skipped) == set(lesson_06.SUBINTERPRETER_LABELS.values())
+
+
+# -- Lesson 11's servers part: the subinterpreters server under a 3.12+ (lessons/_11_servers.py) ------------
+
+
+def _servers_part(monkeypatch, newer):
+    import argparse
+
+    from lessons import _11_servers, parallel
+    from lessons.common import Lesson
+    started = {}
+
+    def light_under_load(entry, warmup_s, duration_s):  # no server started: which entry, under what
+        started[entry.name] = entry
+        return {"heavy_rps": 1.0, "echo": 100.0, "probe": 50.0}
+    monkeypatch.setattr(_11_servers, "light_under_load", light_under_load)
+    monkeypatch.setattr(parallel, "newer_python", lambda: newer)
+    lesson = Lesson("11", "Preemptive vs cooperative", argparse.Namespace(quick=False, json=None))
+    _11_servers.servers_under_load(lesson)
+    return lesson, started
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="this interpreter gives each subinterpreter its GIL")
+def test_lesson_11_says_why_the_subinterpreters_server_was_not_run_and_the_fix(monkeypatch):
+    lesson, started = _servers_part(monkeypatch, (None, "no CPython 3.12+ here (simulated)"))
+    assert "subinterpreters" not in started
+    why = lesson.skipped["zero-work probe on subinterpreters"]
+    assert "one shared GIL" in why and "no CPython 3.12+ here (simulated)" in why
+    assert "threads" in started and started["threads"].python is None  # the others run here
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="this interpreter gives each subinterpreter its GIL")
+def test_lesson_11_runs_the_subinterpreters_server_under_the_newer_python(monkeypatch):
+    from lessons import parallel
+    newer, why = parallel.newer_python()
+    if not newer:
+        pytest.skip(why)
+    lesson, started = _servers_part(monkeypatch, (newer, ""))
+    assert started["subinterpreters"].python == newer
+    assert lesson.measurements["zero-work probe on subinterpreters"]["value"] == 50.0
