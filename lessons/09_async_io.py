@@ -50,6 +50,7 @@ import tempfile
 import time
 
 import servers
+from lessons import _09_side as side
 from lessons.common import Claim, Lesson, linux_only, parse_args
 from lessons.trace import Counter, counting_method
 from servers import launch, uring
@@ -485,6 +486,56 @@ def draw_ring(record: dict, fig) -> None:
 PICTURES = {"syscalls": draw_syscalls, "ring": draw_ring}
 
 
+def side_section(lesson: Lesson) -> None:
+    """c-epoll, c-uring, epoll, io_uring on one server core, in interleaved rounds (_09_side.py)."""
+    lesson.section("readiness against completion, in C and in Python, one server core")
+    labels = ["side-by-side CPUs", "generator CPUs"] + [
+        f"{what}, {name}" for name in side.SIDE_SERVERS for what in SIDE_WHAT
+        if not (name == side.REFERENCE and "against" in what)]
+    why = side.unavailable()
+    plan = side.cpu_plan()
+    reason = plan if isinstance(plan, str) else (
+        "; ".join(f"{n}: {w}" for n, w in why.items()) if why else None)
+    if reason:
+        for label in labels:
+            lesson.skip(label, reason)
+        return
+    rounds, window_s, warmup_s = (2, 0.4, 0.2) if lesson.quick else (5, 1.0, 0.3)
+    try:
+        run = side.side_by_side(rounds, window_s, warmup_s)
+    except (RuntimeError, launch.StartError, OSError) as exc:
+        for label in labels:
+            lesson.skip(label, str(exc).splitlines()[0])
+        return
+    server_cpus, client_cpus = run["cpus"]
+    engine = run["rounds"][0][side.REFERENCE]["engine"]
+    lesson.measure("side-by-side CPUs", f"server on {server_cpus}, generator ({engine} engine) "
+                   f"on {client_cpus}; {rounds} rounds of {window_s:g} s each")
+    lesson.measure("generator CPUs", len(client_cpus))
+    summary = side.summary(run)
+    for name, s in summary.items():
+        lesson.measure(f"req/s, {name}", s["rps"], fmt=",.0f")
+        if name != side.REFERENCE:
+            lesson.measure(f"req/s against {side.REFERENCE}, {name}", s["ratio"], "x", fmt=".2f")
+            ci = s["ci"]
+            lesson.measure(f"verdict against {side.REFERENCE}, {name}",
+                           f"{s['verdict'] or 'one round: no interval'}"
+                           + (f" (95 % interval {ci[0]:.2f}-{ci[1]:.2f})" if ci else ""))
+        lesson.measure(f"server CPU per request, {name}", s["server_us"], "µs", fmt=".2f")
+        lesson.measure(f"generator CPU per request, {name}", s["client_us"], "µs", fmt=".2f")
+        lesson.measure(f"generator CPU use, {name}", s["client_util"] * 100, "%", fmt=".0f")
+    lesson.series("side_by_side", summary)
+    busy = [n for n, s in summary.items() if s["client_util"] >= 0.9]
+    if busy:
+        lesson.notice(f"the generator used 90 % or more of its {len(client_cpus)} CPU(s) against "
+                      f"{', '.join(busy)}: there it is the limit, and a ratio between those "
+                      "servers measures the generator as much as them")
+
+
+SIDE_WHAT = ("req/s", "req/s against c-epoll", "verdict against c-epoll", "server CPU per request",
+             "generator CPU per request", "generator CPU use")
+
+
 def main() -> int:
     args = parse_args(__doc__)
     lesson = Lesson("09", "Asynchronous I/O", args)
@@ -661,6 +712,8 @@ def main() -> int:
                 lesson.measure("io-wq workers (iou-wrk) left in the process", iou_workers())
     lesson.measure("default executor max_workers", min(32, (os.cpu_count() or 1) + 4))
 
+    side_section(lesson)
+
     # -- what to notice, computed from the numbers above
     if "epoll" in per_request and "io_uring" in per_request:
         e, u = (sum(per_request[n].values()) for n in ("epoll", "io_uring"))
@@ -740,6 +793,17 @@ CLAIMS += [
                      "NOPs, not the poller's CPU"),
 ]
 
+CLAIMS += [
+    Claim("Python's two servers needed more CPU per request than the two C servers",
+          lambda m: min(m["server CPU per request, epoll"], m["server CPU per request, io_uring"])
+          > max(m["server CPU per request, c-epoll"], m["server CPU per request, c-uring"]),
+          "epoll and io_uring (Python): more server CPU per request than c-epoll and c-uring"),
+    Claim("its CPU per request was within a third of the C servers' own",
+          lambda m: all(abs(m[f"generator CPU per request, {n}"] / m[f"server CPU per request, {n}"]
+                            - 1) < 1 / 3 for n in ("c-epoll", "c-uring")),
+          "generator CPU per request within 33 % of c-epoll's and c-uring's server CPU"),
+]
+
 # Machine-dependent absolutes: shown beside the recording, not judged.
 TOLERANCE = {label: None for label in (
     *(f"server CPU per message, {lab}" for lab, _ in IO_URING_VARIANTS),
@@ -749,6 +813,9 @@ TOLERANCE = {label: None for label in (
     "io_uring features on this kernel", "ring mappings",
     "multishot accept, provided buffer rings, multishot recv",
     "io-wq workers (iou-wrk) left in the process", "default executor max_workers",
+    "side-by-side CPUs", "generator CPUs",
+    *(f"{what}, {name}" for name in ("c-epoll", "c-uring", "epoll", "io_uring")
+      for what in SIDE_WHAT),
 )}
 # With SQPOLL the count is "almost none": 0 or one wake-up in a few million NOPs. Judge it by
 # an absolute gap, a relative one cannot compare 0 with 5e-7.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import re
@@ -288,3 +289,28 @@ def test_lesson_11_runs_the_subinterpreters_server_under_the_newer_python(monkey
     lesson, started = _servers_part(monkeypatch, (newer, ""))
     assert started["subinterpreters"].python == newer
     assert lesson.measurements["zero-work probe on subinterpreters"]["value"] == 50.0
+
+# -- Lesson 09's side-by-side verdicts (lessons/_09_side.py) ------------------------------------------
+
+
+def _side_rounds(rps_by_server: dict[str, list[float]]) -> dict:
+    rounds = []
+    for i in range(len(next(iter(rps_by_server.values())))):
+        rounds.append({name: {"rps": rps[i], "server_us": 4.0, "client_us": 4.0,
+                              "client_util": 0.95, "engine": "c"}
+                       for name, rps in rps_by_server.items()})
+    return {"cpus": ([1], [0]), "rounds": rounds}
+
+
+def test_lesson_09_side_by_side_says_tie_when_the_interval_holds_one_and_never_a_win():
+    side = importlib.import_module("lessons._09_side")
+    names = ("c-epoll", "c-uring", "io_uring")
+    run = _side_rounds({"c-epoll": [100, 100, 100, 100], "c-uring": [103, 97, 104, 98],
+                        "io_uring": [70, 72, 69, 71]})
+    s = side.summary(run, names)
+    assert s["c-uring"]["verdict"] == "tie" and s["c-uring"]["ci"][0] < 1 < s["c-uring"]["ci"][1]
+    assert s["io_uring"]["verdict"] == "slower" and s["io_uring"]["ci"][1] < 1
+    assert s["c-epoll"]["verdict"] is None  # the reference is not judged against itself
+    # one round has no interval: no verdict, rather than a win read from a single ratio
+    one = side.summary(_side_rounds({"c-epoll": [100], "c-uring": [130], "io_uring": [70]}), names)
+    assert one["c-uring"]["verdict"] is None
