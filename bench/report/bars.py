@@ -6,6 +6,7 @@ under each interpreter. The conventions every chart follows are told in bench/re
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -44,7 +45,9 @@ def draw_ranking(view: View, chart: Chart, path: Path) -> None:
         rows += [("apart", item) for item in data.apart]
     height = min(max(3.4, 2.2 + 0.34 * len(rows)), 14.0)
     fig, (ax,) = new_figure(view, f"Who won at {r.cell.label}: {data.unit}", height_in=height)
-    ax.set_title(data.confidence.replace("confidence: ", "how sure: "), fontsize=10.5,
+    # wrapped to the plot's width: on one line it ran under the legend and out of the picture
+    ax.set_title(textwrap.fill(data.confidence.replace("confidence: ", "how sure: "), 105),
+                 fontsize=10.5,
                  color="#333333", loc="left")
     values = [p.ci[1] if p.ci else p.value for p in r.placed]
     values += [s.spread[1] if s.spread else s.value for _, s in data.apart if s]
