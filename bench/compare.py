@@ -71,97 +71,19 @@ from pathlib import Path
 from bench import results
 from bench import stats as st
 from bench.report import view
+# The test itself (Welch on the logs, Holm, the run-to-run spread): bench/significance.py.
+from bench.significance import (  # noqa: F401
+    HOLM_LEVEL, MIN_CHANGE, MIN_SERVERS, between_runs, holm, log_values, welch)
+# What differs between the runs' environments: bench/environment.py.
+from bench.environment import (  # noqa: F401
+    ReferenceMove, commit_text, environment, interpreters_text, reference_moves)
 from bench.report.blocks import BulletList, Heading, Paragraph, Table, page, to_html, to_markdown
 from bench.report.fmt import fmt_pct, fmt_ratio, fmt_rps, fmt_spread, fmt_us, join
 
-# A server changed only when a cell moved by at least this much (the geometric mean of its ratios,
-# B over A), however sure the test: below it a change is not worth a verdict on a shared 2-core VM.
-MIN_CHANGE = 0.05
-# Holm's family-wise level: the chance of one false verdict among all the cells tested.
-HOLM_LEVEL = 0.05
 # The reference's own req/s moving more than this (beyond noise) means the machine was in
 # another state; on the lab's 2-core VM, states an hour apart differed by 1.5-2.5x.
 REF_MOVED = 0.20
 SUMMARY_LINES = 30  # the most lines of the summary printed on the terminal
-# The fewest servers tested in a cell from which the shift they share and the run-to-run spread
-# around it are estimated (between_runs); with fewer, each server is judged on its rounds alone.
-MIN_SERVERS = 5
-
-
-# -- The test -------------------------------------------------------------------------------------
-
-
-def log_values(values) -> list[float]:
-    return [math.log(v) for v in (st.number(x) for x in values) if v is not None and v > 0]
-
-
-def welch(a: list[float], b: list[float], extra_var: float = 0.0, centre: float = 0.0,
-          margin: float = 0.0) -> tuple[float, float | None]:
-    """(the change of b's mean over a's less `centre`, the p of Welch's t-test that it lies
-    within ±`margin`: two-sided, of its distance beyond the margin) on two samples of logs;
-    `extra_var` is added to the variance of the difference (the run-to-run spread, taken as
-    known: an estimate over many servers). p None with fewer than 2 values on a side."""
-    diff = statistics.fmean(b) - statistics.fmean(a) - centre
-    beyond = math.copysign(max(0.0, abs(diff) - margin), diff)
-    if len(a) < 2 or len(b) < 2:
-        return diff, None
-    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    total = va + vb + extra_var
-    if total == 0:
-        return diff, 0.0 if beyond else 1.0
-    denom = (va ** 2 / (len(a) - 1)) + (vb ** 2 / (len(b) - 1))
-    df = total ** 2 / denom if denom else math.inf
-    t = beyond / math.sqrt(total)
-    if math.isinf(df):
-        return diff, math.erfc(abs(t) / math.sqrt(2))
-    return diff, st.t_two_sided_p(t, df)
-
-
-def holm(pvalues: list[float]) -> list[float]:
-    """Holm's step-down adjusted p-values, in the order given: the i-th smallest of m is
-    multiplied by m - i + 1, and kept no smaller than the one before it."""
-    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
-    adjusted = [1.0] * len(pvalues)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
-        adjusted[i] = running
-    return adjusted
-
-
-def between_runs(changes: list[float], within: list[float]) -> tuple[float, float]:
-    """(the shift every server of a cell shares, the variance of a server's run-to-run change
-    around it beyond what its rounds' own spread explains), from one cell's servers' changes
-    (log B - log A) and their within-run variances: the median change, and the smallest tau^2
-    at which the changes, each standardized by sqrt(within + tau^2), have the median absolute
-    deviation of a standard normal (0.6745): a robust form of the Paule-Mandel estimator of
-    meta-analysis. A few servers that really changed move neither median much; servers with
-    tight rounds and loose ones are each standardized by their own spread. Needs MIN_SERVERS;
-    else (0, 0): each server on its own rounds."""
-    if len(changes) < MIN_SERVERS:
-        return 0.0, 0.0
-    centre = statistics.median(changes)
-
-    def mad(tau2: float) -> float:
-        return statistics.median(abs(c - centre) / math.sqrt(w + tau2)
-                                 for c, w in zip(changes, within, strict=True) if w + tau2 > 0)
-
-    if any(w <= 0 for w in within) or mad(0.0) <= NORMAL_MAD:
-        return centre, 0.0 if all(w > 0 for w in within) else _floor(changes, centre)
-    low, high = 0.0, max(1.0, max((c - centre) ** 2 for c in changes))
-    for _ in range(100):  # mad falls as tau^2 grows: bisect to where it is NORMAL_MAD
-        mid = (low + high) / 2
-        low, high = (mid, high) if mad(mid) > NORMAL_MAD else (low, mid)
-    return centre, high
-
-
-NORMAL_MAD = 0.6745  # the median of |Z| for a standard normal Z
-
-
-def _floor(changes: list[float], centre: float) -> float:
-    """Servers with no spread within their runs (identical rounds: a test's copies): the robust
-    spread of the changes alone."""
-    return (1.4826 * statistics.median(abs(c - centre) for c in changes)) ** 2
 
 
 # -- The comparison -------------------------------------------------------------------------------
@@ -336,71 +258,6 @@ def reversed_orderings(c: Comparison) -> None:
                     c.ordered_pairs += 1
                     if da != db:
                         c.reversed_pairs.append((cell, x, y) if da > 0 else (cell, y, x))
-
-
-# -- The environments -----------------------------------------------------------------------------
-
-
-def interpreters_text(v: view.View) -> str:
-    """'3.11.7 (plain names), 3.13.0 (NAME@3.13)': what the run's Python servers ran under."""
-    return ", ".join(f"{i['label']} ("
-                     + ("plain names" if i["default"] else f"NAME@{i['tag']}") + ")"
-                     for i in v.run.interpreters) or "none recorded"
-
-
-def commit_text(v: view.View) -> str:
-    commit = v.meta.get("git_commit") or "unknown"
-    return commit + (" (dirty)" if v.meta.get("git_dirty") else "")
-
-
-def environment(base: view.View, other: view.View) -> list[tuple[str, str, str]]:
-    """(what, A's, B's) for what the runs' environments record: commit, kernel, Python, CPU."""
-    def machine(v, key):
-        return str((v.meta.get("machine") or {}).get(key) or "unknown")
-    return [("commit", commit_text(base), commit_text(other)),
-            ("kernel", machine(base, "kernel"), machine(other, "kernel")),
-            ("Python", interpreters_text(base), interpreters_text(other)),
-            ("CPU", base.machine_text, other.machine_text)]
-
-
-@dataclass
-class ReferenceMove:
-    """The reference's own req/s in one cell in both runs: the geometric mean over the rounds
-    (and its t-interval) in each, the change and Welch's p on the logs."""
-
-    cell: results.CellKey
-    server: str
-    a: results.Stat
-    b: results.Stat
-    change: float
-    p: float | None
-
-    @property
-    def moved(self) -> bool:
-        """Beyond noise (its own test at 5 %, uncorrected: an environment check, not a verdict)
-        and by at least MIN_CHANGE."""
-        return self.p is not None and self.p < HOLM_LEVEL and abs(self.change) >= MIN_CHANGE
-
-
-def reference_moves(base: view.View, other: view.View) -> list[ReferenceMove]:
-    """The reference's own req/s in each cell both runs measured it, A and B, and its test."""
-    out = []
-    for cell in [cell for cell in base.cells if cell in other.cells]:
-        pair = []
-        for v in (base, other):
-            refs = [o for s in v.servers if (o := v.outcome(s, cell)) is not None
-                    and o.is_reference and o.measured]
-            pair.append(refs[0] if refs else None)
-        a, b = pair
-        if a is None or b is None or a.server != b.server:
-            continue
-        la, lb = log_values(m.rps for m in a.used), log_values(m.rps for m in b.used)
-        if not la or not lb:
-            continue
-        diff, p = welch(la, lb)
-        out.append(ReferenceMove(cell, a.server, st.ratio_stat(m.rps for m in a.used),
-                                 st.ratio_stat(m.rps for m in b.used), math.exp(diff) - 1, p))
-    return out
 
 
 # -- The summary (terminal) -----------------------------------------------------------------------
