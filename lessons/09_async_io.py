@@ -50,6 +50,7 @@ import tempfile
 import time
 
 import servers
+from lessons import _09_ops as ops
 from lessons import _09_side as side
 from lessons.common import Claim, Lesson, linux_only, parse_args
 from lessons.trace import Counter, counting_method
@@ -486,6 +487,50 @@ def draw_ring(record: dict, fig) -> None:
 PICTURES = {"syscalls": draw_syscalls, "ring": draw_ring}
 
 
+OPS_LABELS = ("linked send then recv", "linked chain whose first request fails",
+              "recv with a 50 ms LINK_TIMEOUT", "time until both CQEs, LINK_TIMEOUT 50 ms",
+              "ASYNC_CANCEL of a pending recv", "time per 1 MiB send, SEND",
+              "time per 1 MiB send, SEND_ZC", "CQEs per send, SEND", "CQEs per send, SEND_ZC",
+              "SEND_ZC notifications")
+
+
+def ops_section(lesson: Lesson, uring_ok: bool, uring_why: str | None) -> None:
+    """Links, a link timeout, a cancel and a zero-copy send, tried (lessons/_09_ops.py)."""
+    lesson.section("links, timeouts, cancels, zero copy: what the CQEs say")
+    if not uring_ok:
+        for label in OPS_LABELS:
+            lesson.skip(label, uring_why)
+        return
+    with uring.Ring(8) as ring:
+        have = uring.supported_opcodes(ring)
+    needs = {uring.IORING_OP_LINK_TIMEOUT: "LINK_TIMEOUT (5.5+)",
+             uring.IORING_OP_ASYNC_CANCEL: "ASYNC_CANCEL (5.5+)", uring.IORING_OP_SEND: "SEND (5.6+)"}
+    missing = [what for op, what in needs.items() if op not in have]
+    if missing:
+        for label in OPS_LABELS:
+            lesson.skip(label, f"this kernel's io_uring lacks {', '.join(missing)}")
+        return
+    ok, failed = ops.linked_chains()
+    lesson.measure(OPS_LABELS[0], ok)
+    lesson.measure(OPS_LABELS[1], failed)
+    cqes, ms = ops.link_timeout(0.05)
+    lesson.measure(OPS_LABELS[2], cqes)
+    lesson.measure(OPS_LABELS[3], ms, "ms", fmt=".1f")
+    lesson.measure(OPS_LABELS[4], ops.cancel_pending())
+    count = 50 if lesson.quick else 300
+    us, per, _ = ops.sends(False, count)
+    lesson.measure(OPS_LABELS[5], us, "µs", fmt=".0f")
+    lesson.measure(OPS_LABELS[7], per, fmt=".2f")
+    if uring.IORING_OP_SEND_ZC not in have:
+        for label in (OPS_LABELS[6], OPS_LABELS[8], OPS_LABELS[9]):
+            lesson.skip(label, "this kernel's io_uring has no SEND_ZC (6.0+)")
+        return
+    us, per, said = ops.sends(True, count)
+    lesson.measure(OPS_LABELS[6], us, "µs", fmt=".0f")
+    lesson.measure(OPS_LABELS[8], per, fmt=".2f")
+    lesson.measure(OPS_LABELS[9], said)
+
+
 def side_section(lesson: Lesson) -> None:
     """c-epoll, c-uring, epoll, io_uring on one server core, in interleaved rounds (_09_side.py)."""
     lesson.section("readiness against completion, in C and in Python, one server core")
@@ -712,6 +757,7 @@ def main() -> int:
                 lesson.measure("io-wq workers (iou-wrk) left in the process", iou_workers())
     lesson.measure("default executor max_workers", min(32, (os.cpu_count() or 1) + 4))
 
+    ops_section(lesson, uring_ok, uring_why)
     side_section(lesson)
 
     # -- what to notice, computed from the numbers above
@@ -804,6 +850,24 @@ CLAIMS += [
           "generator CPU per request within 33 % of c-epoll's and c-uring's server CPU"),
 ]
 
+CLAIMS += [
+    Claim("the kernel did not run the rest but completed it with `-ECANCELED`",
+          lambda m: m["linked chain whose first request fails"].endswith("recv -ECANCELED")
+          and m["linked send then recv"] == "send 64, then recv 64",
+          "a failed link cancels the rest of its chain; a good one runs it"),
+    Claim("about 50 ms after the submit",
+          lambda m: 45 <= m["time until both CQEs, LINK_TIMEOUT 50 ms"] <= 150
+          and m["recv with a 50 ms LINK_TIMEOUT"] == "recv -ECANCELED, timeout -ETIME",
+          "the link timeout cancels the recv at its deadline"),
+    Claim("two CQEs per send where `SEND` posted one",
+          lambda m: m["CQEs per send, SEND_ZC"] == 2.0 and m["CQEs per send, SEND"] == 1.0,
+          "SEND_ZC: the send's CQE and the notification"),
+    Claim("over loopback the kernel copied every one of them after all",
+          lambda m: m["SEND_ZC notifications"].split(" of ")[0]
+          == m["SEND_ZC notifications"].split(" of ")[1].split()[0],
+          "every SEND_ZC notification over loopback said ZC_COPIED"),
+]
+
 # Machine-dependent absolutes: shown beside the recording, not judged.
 TOLERANCE = {label: None for label in (
     *(f"server CPU per message, {lab}" for lab, _ in IO_URING_VARIANTS),
@@ -813,7 +877,8 @@ TOLERANCE = {label: None for label in (
     "io_uring features on this kernel", "ring mappings",
     "multishot accept, provided buffer rings, multishot recv",
     "io-wq workers (iou-wrk) left in the process", "default executor max_workers",
-    "side-by-side CPUs", "generator CPUs",
+    "side-by-side CPUs", "generator CPUs", "time until both CQEs, LINK_TIMEOUT 50 ms",
+    "time per 1 MiB send, SEND", "time per 1 MiB send, SEND_ZC",
     *(f"{what}, {name}" for name in ("c-epoll", "c-uring", "epoll", "io_uring")
       for what in SIDE_WHAT),
 )}

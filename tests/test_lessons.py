@@ -314,3 +314,17 @@ def test_lesson_09_side_by_side_says_tie_when_the_interval_holds_one_and_never_a
     # one round has no interval: no verdict, rather than a win read from a single ratio
     one = side.summary(_side_rounds({"c-epoll": [100], "c-uring": [130], "io_uring": [70]}), names)
     assert one["c-uring"]["verdict"] is None
+
+
+def test_lesson_09_ops_read_what_the_kernel_answered_for_links_timeouts_and_cancels():
+    import servers
+    ok, why = servers.get("io_uring").availability()
+    if not ok:
+        pytest.skip(why)
+    ops = importlib.import_module("lessons._09_ops")
+    good, failed = ops.linked_chains()
+    assert good == "send 64, then recv 64"
+    assert failed == "send -ENOTSOCK, then recv -ECANCELED"  # the failure cancels the rest
+    cqes, ms = ops.link_timeout(0.02)
+    assert cqes == "recv -ECANCELED, timeout -ETIME" and ms >= 19
+    assert ops.cancel_pending() == "recv -ECANCELED, cancel 0"
