@@ -531,6 +531,25 @@ def ops_section(lesson: Lesson, uring_ok: bool, uring_why: str | None) -> None:
     lesson.measure(OPS_LABELS[9], said)
 
 
+def fixed_reads(lesson: Lesson, uring_ok: bool, uring_why: str | None) -> None:
+    """READ against READ_FIXED (a registered buffer), interleaved rounds, medians."""
+    labels = ("time per 256 KiB read, READ", "time per 256 KiB read, READ_FIXED")
+    if not uring_ok:
+        for label in labels:
+            lesson.skip(label, uring_why)
+        return
+    count, rounds = (200, 3) if lesson.quick else (1000, 7)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    with tempfile.NamedTemporaryFile(prefix="lesson09-") as f:
+        f.write(os.urandom(ops.FIXED_FILE_BYTES))
+        f.flush()
+        for r in range(rounds):
+            for fixed in ((False, True) if r % 2 == 0 else (True, False)):
+                times[fixed].append(ops.reads(f.name, fixed, count))
+    for fixed, label in zip((False, True), labels, strict=True):
+        lesson.measure(label, statistics.median(times[fixed]), "µs", fmt=".1f")
+
+
 def side_section(lesson: Lesson) -> None:
     """c-epoll, c-uring, epoll, io_uring on one server core, in interleaved rounds (_09_side.py)."""
     lesson.section("readiness against completion, in C and in Python, one server core")
@@ -758,6 +777,7 @@ def main() -> int:
     lesson.measure("default executor max_workers", min(32, (os.cpu_count() or 1) + 4))
 
     ops_section(lesson, uring_ok, uring_why)
+    fixed_reads(lesson, uring_ok, uring_why)
     side_section(lesson)
 
     # -- what to notice, computed from the numbers above
@@ -879,6 +899,7 @@ TOLERANCE = {label: None for label in (
     "io-wq workers (iou-wrk) left in the process", "default executor max_workers",
     "side-by-side CPUs", "generator CPUs", "time until both CQEs, LINK_TIMEOUT 50 ms",
     "time per 1 MiB send, SEND", "time per 1 MiB send, SEND_ZC",
+    "time per 256 KiB read, READ", "time per 256 KiB read, READ_FIXED",
     *(f"{what}, {name}" for name in ("c-epoll", "c-uring", "epoll", "io_uring")
       for what in SIDE_WHAT),
 )}

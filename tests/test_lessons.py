@@ -293,11 +293,11 @@ def test_lesson_11_runs_the_subinterpreters_server_under_the_newer_python(monkey
 # -- Lesson 09's side-by-side verdicts (lessons/_09_side.py) ------------------------------------------
 
 
-def _side_rounds(rps_by_server: dict[str, list[float]]) -> dict:
+def _side_rounds(rps_by_server: dict[str, list[float]], util: float = 0.5) -> dict:
     rounds = []
     for i in range(len(next(iter(rps_by_server.values())))):
         rounds.append({name: {"rps": rps[i], "server_us": 4.0, "client_us": 4.0,
-                              "client_util": 0.95, "engine": "c"}
+                              "client_util": util, "engine": "c"}
                        for name, rps in rps_by_server.items()})
     return {"cpus": ([1], [0]), "rounds": rounds}
 
@@ -314,6 +314,14 @@ def test_lesson_09_side_by_side_says_tie_when_the_interval_holds_one_and_never_a
     # one round has no interval: no verdict, rather than a win read from a single ratio
     one = side.summary(_side_rounds({"c-epoll": [100], "c-uring": [130], "io_uring": [70]}), names)
     assert one["c-uring"]["verdict"] is None
+    # a narrow interval above 1, but the generator saturated against both: a tie, not a win
+    busy = _side_rounds({"c-epoll": [100, 100, 100], "c-uring": [102.5, 102.6, 102.4],
+                         "io_uring": [70, 71, 69]}, util=0.97)
+    assert side.summary(busy, names)["c-uring"]["verdict"].startswith("tie")
+    for rnd in busy["rounds"]:
+        for row in rnd.values():
+            row["client_util"] = 0.5
+    assert side.summary(busy, names)["c-uring"]["verdict"] == "faster"
 
 
 def test_lesson_09_ops_read_what_the_kernel_answered_for_links_timeouts_and_cancels():
