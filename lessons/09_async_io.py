@@ -27,6 +27,13 @@ What it shows, on this machine:
    the disk is retried from a page-lock callback on ext4/XFS/btrfs, 5.9+), and its kernel workers
    (io-wq) are the fallback, forced here with IOSQE_ASYNC. The lesson times 64 reads each way and
    counts the kernel tasks (/proc/self/task) each one needed.
+5. Requests beyond send and receive (lessons/_09_ops.py): a linked chain and a failed one
+   (IOSQE_IO_LINK, -ECANCELED), a LINK_TIMEOUT on a recv that never completes, ASYNC_CANCEL of a
+   pending recv, SEND_ZC against SEND at 1 MiB (two CQEs, the notification), READ_FIXED from a
+   registered buffer against READ.
+6. Readiness against completion under load (lessons/_09_side.py): c-epoll, c-uring, epoll and
+   io_uring on one server CPU, bench.load on the other(s), interleaved rounds; req/s as a ratio
+   to c-epoll ("tie" unless clearly apart, never a win), server and generator CPU per request.
 
 The OS mechanism: io_uring(7), io_uring_enter(2), io_uring_register(2), epoll(7), aio(7); Jens
 Axboe, "Efficient IO with io_uring" (kernel.dk/io_uring.pdf); the asyncio docs (Event Loop,
