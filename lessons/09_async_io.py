@@ -580,8 +580,8 @@ def side_section(lesson: Lesson) -> None:
         return
     server_cpus, client_cpus = run["cpus"]
     engine = run["rounds"][0][side.REFERENCE]["engine"]
-    lesson.measure("side-by-side CPUs", f"server on {server_cpus}, generator ({engine} engine) "
-                   f"on {client_cpus}; {rounds} rounds of {window_s:g} s each")
+    lesson.measure("side-by-side CPUs", f"server {server_cpus}, generator {client_cpus} "
+                   f"({engine} engine), {rounds} x {window_s:g} s")
     lesson.measure("generator CPUs", len(client_cpus))
     summary = side.summary(run)
     for name, s in summary.items():
@@ -591,16 +591,14 @@ def side_section(lesson: Lesson) -> None:
             ci = s["ci"]
             lesson.measure(f"verdict against {side.REFERENCE}, {name}",
                            f"{s['verdict'] or 'one round: no interval'}"
-                           + (f" (95 % interval {ci[0]:.2f}-{ci[1]:.2f})" if ci else ""))
+                           + (f" (interval {ci[0]:.2f}-{ci[1]:.2f})" if ci else ""))
         lesson.measure(f"server CPU per request, {name}", s["server_us"], "µs", fmt=".2f")
         lesson.measure(f"generator CPU per request, {name}", s["client_us"], "µs", fmt=".2f")
         lesson.measure(f"generator CPU use, {name}", s["client_util"] * 100, "%", fmt=".0f")
     lesson.series("side_by_side", summary)
     busy = [n for n, s in summary.items() if s["client_util"] >= 0.9]
     if busy:
-        lesson.notice(f"the generator used 90 % or more of its {len(client_cpus)} CPU(s) against "
-                      f"{', '.join(busy)}: there it is the limit, and a ratio between those "
-                      "servers measures the generator as much as them")
+        lesson.notice(f"generator 90 %+ busy against {', '.join(busy)}: it is the limit there")
 
 
 SIDE_WHAT = ("req/s", "req/s against c-epoll", "verdict against c-epoll", "server CPU per request",

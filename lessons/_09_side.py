@@ -124,7 +124,7 @@ def summary(run: dict, names=SIDE_SERVERS) -> dict:
         if name == REFERENCE or ci is None:
             verdict = None
         elif bound:
-            verdict = "tie: the generator was the limit against both"
+            verdict = "tie, generator-bound"
         elif ci[0] <= 1.0 <= ci[1] or abs(ratio.value - 1) * 100 < NOISE_FLOOR_PCT:
             verdict = "tie"
         else:
