@@ -45,8 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ctypes
-import ctypes.util
 import os
 import platform
 import re
@@ -57,8 +55,10 @@ import tempfile
 import time
 
 import servers
-from lessons import _09_ops as ops
-from lessons import _09_side as side
+from lessons._09_aio import posix_aio_reads
+from lessons._09_ops import fixed_reads, ops_section
+from lessons._09_pictures import draw_ring, draw_syscalls
+from lessons._09_side import SIDE_WHAT, side_section
 from lessons.common import Claim, Lesson, linux_only, parse_args
 from lessons.trace import Counter, counting_method
 from servers import launch, uring
@@ -277,9 +277,6 @@ def connect_syscalls(name: str, method: str) -> dict[str, int]:
 NOP_BUDGET_S = 3.0  # at most this long per NOP measurement, however many NOPs that is
 
 FILE_COUNT, CHUNK_BYTES, CHUNKS_PER_FILE = 8, 64 * 1024, 8  # 64 reads of 64 KiB, 4 MiB in all
-AIOCB_BYTES = 168  # sizeof(struct aiocb) in glibc on LP64 (x86-64, arm64)
-AIO_FIELDS = {"fildes": 0, "buf": 16, "nbytes": 24, "sigev_notify": 44, "offset": 128}
-SIGEV_NONE, EINPROGRESS = 1, 115
 
 
 def kernel_tasks() -> int:
@@ -347,41 +344,6 @@ async def thread_pool_reads(paths: list[str]) -> tuple[int, int]:
     return sum(sizes), max(seen) - before
 
 
-def posix_aio_reads(paths: list[str]) -> tuple[int, int]:
-    """glibc's aio_read(3) for every read, aio_suspend until each is done; (bytes, extra tasks).
-    glibc implements POSIX AIO in user space: helper threads started on demand (up to 20 by
-    default, aio_init(3)), which exit after a second idle."""
-    lib = ctypes.CDLL(ctypes.util.find_library("rt") or None, use_errno=True)
-    lib.aio_return.restype = ctypes.c_ssize_t
-    fds = {p: os.open(p, os.O_RDONLY) for p in paths}
-    cbs, buffers = [], []
-    for path, off in read_chunks(paths):
-        cb, buf = ctypes.create_string_buffer(AIOCB_BYTES), ctypes.create_string_buffer(CHUNK_BYTES)
-        ctypes.c_int.from_buffer(cb, AIO_FIELDS["fildes"]).value = fds[path]
-        ctypes.c_void_p.from_buffer(cb, AIO_FIELDS["buf"]).value = ctypes.addressof(buf)
-        ctypes.c_size_t.from_buffer(cb, AIO_FIELDS["nbytes"]).value = CHUNK_BYTES
-        ctypes.c_int.from_buffer(cb, AIO_FIELDS["sigev_notify"]).value = SIGEV_NONE
-        ctypes.c_int64.from_buffer(cb, AIO_FIELDS["offset"]).value = off
-        cbs.append(cb)
-        buffers.append(buf)
-    before, got = kernel_tasks(), 0
-    try:
-        for cb in cbs:
-            if lib.aio_read(cb) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"aio_read: {os.strerror(err)}")
-        peak = kernel_tasks()
-        for cb in cbs:
-            one = (ctypes.c_void_p * 1)(ctypes.addressof(cb))
-            while lib.aio_error(cb) == EINPROGRESS:
-                lib.aio_suspend(one, 1, None)
-            got += lib.aio_return(cb)
-    finally:
-        for fd in fds.values():
-            os.close(fd)
-    return got, max(peak, kernel_tasks()) - before
-
-
 def timed(fn, repeats: int) -> tuple[float, int, int]:
     """(median ms, bytes, extra kernel tasks of the first run) over ``repeats`` runs."""
     times, first = [], None
@@ -396,223 +358,7 @@ def timed(fn, repeats: int) -> tuple[float, int, int]:
 # -- pictures and claims ----------------------------------------------------------------------------
 
 
-def draw_syscalls(record: dict, fig) -> None:
-    """Syscalls per echoed message, per server, by kind."""
-    from lessons.figures import COLOURS, not_measured
-    per = record.get("series", {}).get("syscalls_per_message")
-    if not per:
-        return not_measured(fig, "this run counted no syscalls (no strace or perf here)")
-    ax = fig.subplots()
-    names = list(per)
-    # Each server's two biggest syscalls get a colour of their own; the rest is "other".
-    shown = []
-    for calls in per.values():
-        for kind in sorted(calls, key=lambda k: -calls[k])[:2]:
-            if kind not in shown:
-                shown.append(kind)
-    bottom = [0.0] * len(names)
-    for i, kind in enumerate(shown + ["other"]):
-        values = [sum(v for k, v in per[n].items() if k not in shown) if kind == "other"
-                  else per[n].get(kind, 0.0) for n in names]
-        ax.bar(names, values, bottom=bottom, label=kind, color=COLOURS[i % len(COLOURS)])
-        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-    for x, total in enumerate(bottom):
-        ax.annotate(f"{total:.2f}", (x, total), xytext=(0, 3), textcoords="offset points",
-                    ha="center")
-    ax.set_ylabel("syscalls per echoed message")
-    ax.set_title("Readiness pays per operation, completion per batch (16 connections, strace)")
-    ax.legend(loc="upper right", fontsize=8)
-    ax.grid(axis="x", visible=False)
-
-
-def draw_ring(record: dict, fig) -> None:
-    """What the ring's features buy: SQEs per message, memory per idle connection, enters per NOP,
-    and the threads a file read needs."""
-    from lessons.figures import COLOURS, not_measured
-    m = record.get("measurements", {})
-
-    def v(label):
-        return m.get(label, {}).get("value")
-
-    panels = fig.subplots(1, 3)
-    ax = panels[0]
-    labels = [label for label, _ in IO_URING_VARIANTS]
-    sqes = [v(f"SQEs per message, {lab}") for lab in labels]
-    cqes = [v(f"CQEs per message, {lab}") for lab in labels]
-    if None in sqes or None in cqes:
-        not_measured(ax, "no io_uring server here")
-    else:
-        xs = range(len(labels))
-        for shift, values, name, colour in ((-0.2, sqes, "SQEs", COLOURS[0]),
-                                            (0.2, cqes, "CQEs", COLOURS[1])):
-            bars = ax.bar([x + shift for x in xs], values, 0.4, label=name, color=colour)
-            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
-        short = {"multishot recv, provided buffers": "multishot\n+ ring",
-                 "single-shot recv, provided buffers": "single-shot\n+ ring",
-                 "single-shot recv, own buffers": "single-shot\n+ own bufs"}
-        ax.set_xticks(list(xs), [short.get(lab, lab) for lab in labels], fontsize=8)
-        ax.set_ylabel("per echoed message")
-        ax.set_title("multishot recv: one SQE per echo", fontsize=10)
-        # The legend gets a band of its own above the tallest bar, so it hides none of them.
-        ax.set_ylim(0, max(sqes + cqes) * 1.35)
-        ax.legend(fontsize=8, loc="upper center", ncol=2, frameon=False)
-        ax.grid(axis="x", visible=False)
-    ax = panels[1]
-    mem = [v("memory per idle connection, provided buffers"),
-           v("memory per idle connection, own buffers")]
-    if None in mem:
-        not_measured(ax, "no provided buffer rings here")
-    else:
-        bars = ax.bar(["provided\nbuffer ring", "a buffer per\nconnection"],
-                      [b / 1024 for b in mem], color=[COLOURS[2], COLOURS[1]])
-        ax.bar_label(bars, labels=[f"{b:,.0f} B" for b in mem], fontsize=8, padding=2)
-        ax.set_yscale("log")
-        # room for the label above the taller bar (log scale: a factor, not a margin)
-        ax.set_ylim(min(mem) / 1024 / 3, max(mem) / 1024 * 3)
-        ax.set_ylabel("KiB per idle connection (log)")
-        ax.set_title("idle connections pin no buffer", fontsize=10)
-        ax.grid(axis="x", visible=False)
-    ax = panels[2]
-    names = ["io_uring", "io_uring (IOSQE_ASYNC)", "asyncio.to_thread", "POSIX AIO (glibc)"]
-    tasks = [v(f"extra kernel tasks, {n}") for n in names]
-    if all(t is None for t in tasks):
-        not_measured(ax, "no file reads measured")
-    else:
-        short = ["io_uring", "io_uring\n(io-wq)", "to_thread", "POSIX\nAIO"]
-        bars = ax.bar(short, [t or 0 for t in tasks],
-                      color=[COLOURS[0], COLOURS[5], COLOURS[3], COLOURS[4]])
-        # A bar of 0 is invisible: its label says it was measured, and what was not.
-        ax.bar_label(bars, labels=["-" if t is None else str(t) for t in tasks], fontsize=8,
-                     padding=2)
-        ax.set_ylim(0, max(t or 0 for t in tasks) * 1.15 + 0.5)
-        ax.tick_params(axis="x", labelsize=8)
-        ax.set_ylabel("extra kernel tasks during the reads")
-        ax.set_title(f"{FILE_COUNT * CHUNKS_PER_FILE} file reads: who waits", fontsize=10)
-        ax.grid(axis="x", visible=False)
-
-
 PICTURES = {"syscalls": draw_syscalls, "ring": draw_ring}
-
-
-OPS_LABELS = ("linked send then recv", "linked chain whose first request fails",
-              "recv with a 50 ms LINK_TIMEOUT", "time until both CQEs, LINK_TIMEOUT 50 ms",
-              "ASYNC_CANCEL of a pending recv", "time per 1 MiB send, SEND",
-              "time per 1 MiB send, SEND_ZC", "CQEs per send, SEND", "CQEs per send, SEND_ZC",
-              "SEND_ZC notifications")
-
-
-def ops_section(lesson: Lesson, uring_ok: bool, uring_why: str | None) -> None:
-    """Links, a link timeout, a cancel and a zero-copy send, tried (lessons/_09_ops.py)."""
-    lesson.section("links, timeouts, cancels, zero copy: what the CQEs say")
-    if not uring_ok:
-        for label in OPS_LABELS:
-            lesson.skip(label, uring_why)
-        return
-    with uring.Ring(8) as ring:
-        have = uring.supported_opcodes(ring)
-    needs = {uring.IORING_OP_LINK_TIMEOUT: "LINK_TIMEOUT (5.5+)",
-             uring.IORING_OP_ASYNC_CANCEL: "ASYNC_CANCEL (5.5+)", uring.IORING_OP_SEND: "SEND (5.6+)"}
-    missing = [what for op, what in needs.items() if op not in have]
-    if missing:
-        for label in OPS_LABELS:
-            lesson.skip(label, f"this kernel's io_uring lacks {', '.join(missing)}")
-        return
-    try:
-        ok, failed = ops.linked_chains()
-    except (OSError, RuntimeError, uring.UringError) as exc:  # a kernel that answers otherwise
-        for label in OPS_LABELS:
-            lesson.skip(label, f"{type(exc).__name__}: {exc}")
-        return
-    lesson.measure(OPS_LABELS[0], ok)
-    lesson.measure(OPS_LABELS[1], failed)
-    cqes, ms = ops.link_timeout(0.05)
-    lesson.measure(OPS_LABELS[2], cqes)
-    lesson.measure(OPS_LABELS[3], ms, "ms", fmt=".1f")
-    lesson.measure(OPS_LABELS[4], ops.cancel_pending())
-    count = 50 if lesson.quick else 300
-    us, per, _ = ops.sends(False, count)
-    lesson.measure(OPS_LABELS[5], us, "µs", fmt=".0f")
-    lesson.measure(OPS_LABELS[7], per, fmt=".2f")
-    if uring.IORING_OP_SEND_ZC not in have:
-        for label in (OPS_LABELS[6], OPS_LABELS[8], OPS_LABELS[9]):
-            lesson.skip(label, "this kernel's io_uring has no SEND_ZC (6.0+)")
-        return
-    try:  # IORING_SEND_ZC_REPORT_USAGE is 6.2+: a 6.0 or 6.1 kernel answers -EINVAL
-        us, per, said = ops.sends(True, count)
-    except (OSError, RuntimeError) as exc:
-        for label in (OPS_LABELS[6], OPS_LABELS[8], OPS_LABELS[9]):
-            lesson.skip(label, f"SEND_ZC with IORING_SEND_ZC_REPORT_USAGE (6.2+): {exc}")
-        return
-    lesson.measure(OPS_LABELS[6], us, "µs", fmt=".0f")
-    lesson.measure(OPS_LABELS[8], per, fmt=".2f")
-    lesson.measure(OPS_LABELS[9], said)
-
-
-def fixed_reads(lesson: Lesson, uring_ok: bool, uring_why: str | None) -> None:
-    """READ against READ_FIXED (a registered buffer), interleaved rounds, medians."""
-    labels = ("time per 256 KiB read, READ", "time per 256 KiB read, READ_FIXED")
-    if not uring_ok:
-        for label in labels:
-            lesson.skip(label, uring_why)
-        return
-    count, rounds = (200, 3) if lesson.quick else (1000, 7)
-    times: dict[bool, list[float]] = {False: [], True: []}
-    with tempfile.NamedTemporaryFile(prefix="lesson09-") as f:
-        f.write(os.urandom(ops.FIXED_FILE_BYTES))
-        f.flush()
-        for r in range(rounds):
-            for fixed in ((False, True) if r % 2 == 0 else (True, False)):
-                times[fixed].append(ops.reads(f.name, fixed, count))
-    for fixed, label in zip((False, True), labels, strict=True):
-        lesson.measure(label, statistics.median(times[fixed]), "µs", fmt=".1f")
-
-
-def side_section(lesson: Lesson) -> None:
-    """c-epoll, c-uring, epoll, io_uring on one server core, in interleaved rounds (_09_side.py)."""
-    lesson.section("readiness against completion, in C and in Python, one server core")
-    labels = ["side-by-side CPUs", "generator CPUs"] + [
-        f"{what}, {name}" for name in side.SIDE_SERVERS for what in SIDE_WHAT
-        if not (name == side.REFERENCE and "against" in what)]
-    why = side.unavailable()
-    plan = side.cpu_plan()
-    reason = plan if isinstance(plan, str) else (
-        "; ".join(f"{n}: {w}" for n, w in why.items()) if why else None)
-    if reason:
-        for label in labels:
-            lesson.skip(label, reason)
-        return
-    rounds, window_s, warmup_s = (2, 0.4, 0.2) if lesson.quick else (5, 1.0, 0.3)
-    try:
-        run = side.side_by_side(rounds, window_s, warmup_s)
-    except (RuntimeError, launch.StartError, OSError) as exc:
-        for label in labels:
-            lesson.skip(label, str(exc).splitlines()[0])
-        return
-    server_cpus, client_cpus = run["cpus"]
-    engine = run["rounds"][0][side.REFERENCE]["engine"]
-    lesson.measure("side-by-side CPUs", f"server {server_cpus}, generator {client_cpus} "
-                   f"({engine} engine), {rounds} x {window_s:g} s")
-    lesson.measure("generator CPUs", len(client_cpus))
-    summary = side.summary(run)
-    for name, s in summary.items():
-        lesson.measure(f"req/s, {name}", s["rps"], fmt=",.0f")
-        if name != side.REFERENCE:
-            lesson.measure(f"req/s against {side.REFERENCE}, {name}", s["ratio"], "x", fmt=".2f")
-            ci = s["ci"]
-            lesson.measure(f"verdict against {side.REFERENCE}, {name}",
-                           f"{s['verdict'] or 'one round: no interval'}"
-                           + (f" (interval {ci[0]:.2f}-{ci[1]:.2f})" if ci else ""))
-        lesson.measure(f"server CPU per request, {name}", s["server_us"], "µs", fmt=".2f")
-        lesson.measure(f"generator CPU per request, {name}", s["client_us"], "µs", fmt=".2f")
-        lesson.measure(f"generator CPU use, {name}", s["client_util"] * 100, "%", fmt=".0f")
-    lesson.series("side_by_side", summary)
-    busy = [n for n, s in summary.items() if s["client_util"] >= 0.9]
-    if busy:
-        lesson.notice(f"generator 90 %+ busy against {', '.join(busy)}: it is the limit there")
-
-
-SIDE_WHAT = ("req/s", "req/s against c-epoll", "verdict against c-epoll", "server CPU per request",
-             "generator CPU per request", "generator CPU use")
 
 
 def main() -> int:
@@ -768,7 +514,7 @@ def main() -> int:
             "io_uring": lambda: io_uring_reads(paths, False),
             "io_uring (IOSQE_ASYNC)": lambda: io_uring_reads(paths, True),
             "asyncio.to_thread": lambda: asyncio.run(thread_pool_reads(paths)),
-            "POSIX AIO (glibc)": lambda: posix_aio_reads(paths),
+            "POSIX AIO (glibc)": lambda: posix_aio_reads(read_chunks(paths), CHUNK_BYTES, kernel_tasks),
         }
         for name in file_methods:
             labels = (f"time for the reads, {name}", f"extra kernel tasks, {name}")

@@ -11,10 +11,16 @@ import ctypes
 import errno
 import os
 import socket
+import statistics
+import tempfile
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from servers import uring
+
+if TYPE_CHECKING:
+    from lessons.common import Lesson
 
 ZC_BYTES = 1 << 20
 IORING_SEND_ZC_REPORT_USAGE = 1 << 3  # 6.2, sqe->ioprio: the notification says if it copied
@@ -178,3 +184,79 @@ def reads(path: str, fixed: bool, count: int) -> float:
             return (time.perf_counter() - t0) / count * 1e6
     finally:
         os.close(fd)
+
+
+# -- the lesson's sections over them (lessons/09_async_io.py runs them) ---------------------------
+
+
+OPS_LABELS = ("linked send then recv", "linked chain whose first request fails",
+              "recv with a 50 ms LINK_TIMEOUT", "time until both CQEs, LINK_TIMEOUT 50 ms",
+              "ASYNC_CANCEL of a pending recv", "time per 1 MiB send, SEND",
+              "time per 1 MiB send, SEND_ZC", "CQEs per send, SEND", "CQEs per send, SEND_ZC",
+              "SEND_ZC notifications")
+
+
+def ops_section(lesson: Lesson, uring_ok: bool, uring_why: str | None) -> None:
+    """Links, a link timeout, a cancel and a zero-copy send, tried (lessons/_09_py)."""
+    lesson.section("links, timeouts, cancels, zero copy: what the CQEs say")
+    if not uring_ok:
+        for label in OPS_LABELS:
+            lesson.skip(label, uring_why)
+        return
+    with uring.Ring(8) as ring:
+        have = uring.supported_opcodes(ring)
+    needs = {uring.IORING_OP_LINK_TIMEOUT: "LINK_TIMEOUT (5.5+)",
+             uring.IORING_OP_ASYNC_CANCEL: "ASYNC_CANCEL (5.5+)", uring.IORING_OP_SEND: "SEND (5.6+)"}
+    missing = [what for op, what in needs.items() if op not in have]
+    if missing:
+        for label in OPS_LABELS:
+            lesson.skip(label, f"this kernel's io_uring lacks {', '.join(missing)}")
+        return
+    try:
+        ok, failed = linked_chains()
+    except (OSError, RuntimeError, uring.UringError) as exc:  # a kernel that answers otherwise
+        for label in OPS_LABELS:
+            lesson.skip(label, f"{type(exc).__name__}: {exc}")
+        return
+    lesson.measure(OPS_LABELS[0], ok)
+    lesson.measure(OPS_LABELS[1], failed)
+    cqes, ms = link_timeout(0.05)
+    lesson.measure(OPS_LABELS[2], cqes)
+    lesson.measure(OPS_LABELS[3], ms, "ms", fmt=".1f")
+    lesson.measure(OPS_LABELS[4], cancel_pending())
+    count = 50 if lesson.quick else 300
+    us, per, _ = sends(False, count)
+    lesson.measure(OPS_LABELS[5], us, "µs", fmt=".0f")
+    lesson.measure(OPS_LABELS[7], per, fmt=".2f")
+    if uring.IORING_OP_SEND_ZC not in have:
+        for label in (OPS_LABELS[6], OPS_LABELS[8], OPS_LABELS[9]):
+            lesson.skip(label, "this kernel's io_uring has no SEND_ZC (6.0+)")
+        return
+    try:  # IORING_SEND_ZC_REPORT_USAGE is 6.2+: a 6.0 or 6.1 kernel answers -EINVAL
+        us, per, said = sends(True, count)
+    except (OSError, RuntimeError) as exc:
+        for label in (OPS_LABELS[6], OPS_LABELS[8], OPS_LABELS[9]):
+            lesson.skip(label, f"SEND_ZC with IORING_SEND_ZC_REPORT_USAGE (6.2+): {exc}")
+        return
+    lesson.measure(OPS_LABELS[6], us, "µs", fmt=".0f")
+    lesson.measure(OPS_LABELS[8], per, fmt=".2f")
+    lesson.measure(OPS_LABELS[9], said)
+
+
+def fixed_reads(lesson: Lesson, uring_ok: bool, uring_why: str | None) -> None:
+    """READ against READ_FIXED (a registered buffer), interleaved rounds, medians."""
+    labels = ("time per 256 KiB read, READ", "time per 256 KiB read, READ_FIXED")
+    if not uring_ok:
+        for label in labels:
+            lesson.skip(label, uring_why)
+        return
+    count, rounds = (200, 3) if lesson.quick else (1000, 7)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    with tempfile.NamedTemporaryFile(prefix="lesson09-") as f:
+        f.write(os.urandom(FIXED_FILE_BYTES))
+        f.flush()
+        for r in range(rounds):
+            for fixed in ((False, True) if r % 2 == 0 else (True, False)):
+                times[fixed].append(reads(f.name, fixed, count))
+    for fixed, label in zip((False, True), labels, strict=True):
+        lesson.measure(label, statistics.median(times[fixed]), "µs", fmt=".1f")

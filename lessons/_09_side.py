@@ -19,9 +19,13 @@ ratios of the C servers then measure the generator, not them (generator CPU use 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import servers
 from servers import launch
+
+if TYPE_CHECKING:
+    from lessons.common import Lesson
 
 SIDE_SERVERS = ("c-epoll", "c-uring", "epoll", "io_uring")
 REFERENCE = "c-epoll"
@@ -140,3 +144,54 @@ def summary(run: dict, names=SIDE_SERVERS) -> dict:
             "client_util": max(r["client_util"] for r in rows),
         }
     return out
+
+
+# -- the lesson's section (lessons/09_async_io.py runs it) -------------------------------------------
+
+
+def side_section(lesson: Lesson) -> None:
+    """c-epoll, c-uring, epoll, io_uring on one server core, in interleaved rounds (_09_side.py)."""
+    lesson.section("readiness against completion, in C and in Python, one server core")
+    labels = ["side-by-side CPUs", "generator CPUs"] + [
+        f"{what}, {name}" for name in SIDE_SERVERS for what in SIDE_WHAT
+        if not (name == REFERENCE and "against" in what)]
+    why = unavailable()
+    plan = cpu_plan()
+    reason = plan if isinstance(plan, str) else (
+        "; ".join(f"{n}: {w}" for n, w in why.items()) if why else None)
+    if reason:
+        for label in labels:
+            lesson.skip(label, reason)
+        return
+    rounds, window_s, warmup_s = (2, 0.4, 0.2) if lesson.quick else (5, 1.0, 0.3)
+    try:
+        run = side_by_side(rounds, window_s, warmup_s)
+    except (RuntimeError, launch.StartError, OSError) as exc:
+        for label in labels:
+            lesson.skip(label, str(exc).splitlines()[0])
+        return
+    server_cpus, client_cpus = run["cpus"]
+    engine = run["rounds"][0][REFERENCE]["engine"]
+    lesson.measure("side-by-side CPUs", f"server {server_cpus}, generator {client_cpus} "
+                   f"({engine} engine), {rounds} x {window_s:g} s")
+    lesson.measure("generator CPUs", len(client_cpus))
+    summed = summary(run)
+    for name, s in summed.items():
+        lesson.measure(f"req/s, {name}", s["rps"], fmt=",.0f")
+        if name != REFERENCE:
+            lesson.measure(f"req/s against {REFERENCE}, {name}", s["ratio"], "x", fmt=".2f")
+            ci = s["ci"]
+            lesson.measure(f"verdict against {REFERENCE}, {name}",
+                           f"{s['verdict'] or 'one round: no interval'}"
+                           + (f" (interval {ci[0]:.2f}-{ci[1]:.2f})" if ci else ""))
+        lesson.measure(f"server CPU per request, {name}", s["server_us"], "µs", fmt=".2f")
+        lesson.measure(f"generator CPU per request, {name}", s["client_us"], "µs", fmt=".2f")
+        lesson.measure(f"generator CPU use, {name}", s["client_util"] * 100, "%", fmt=".0f")
+    lesson.series("side_by_side", summed)
+    busy = [n for n, s in summed.items() if s["client_util"] >= 0.9]
+    if busy:
+        lesson.notice(f"generator 90 %+ busy against {', '.join(busy)}: it is the limit there")
+
+
+SIDE_WHAT = ("req/s", "req/s against c-epoll", "verdict against c-epoll", "server CPU per request",
+             "generator CPU per request", "generator CPU use")
