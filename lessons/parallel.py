@@ -52,14 +52,18 @@ def serially(work, arg, n: int) -> float:
     return time.perf_counter() - t0
 
 
-def in_threads(work, arg, n: int) -> float:
-    threads = [threading.Thread(target=work, args=(arg,)) for _ in range(n)]
+def started_and_joined(threads: list[threading.Thread]) -> float:
+    """Seconds from starting every thread until the last has finished."""
     t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     return time.perf_counter() - t0
+
+
+def in_threads(work, arg, n: int) -> float:
+    return started_and_joined([threading.Thread(target=work, args=(arg,)) for _ in range(n)])
 
 
 def in_subinterpreters(work, iterations: int, n: int) -> float:
@@ -75,14 +79,8 @@ def in_subinterpreters(work, iterations: int, n: int) -> float:
             workers.append(interp)
             interp.prepare_main(root=str(ROOT), iterations=iterations)
             interp.exec("import sys; sys.path.insert(0, root); from lessons.spawn import cpu_work")
-        threads = [threading.Thread(target=interp.exec, args=("cpu_work(iterations)",))
-                   for interp in workers]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return time.perf_counter() - t0
+        return started_and_joined([threading.Thread(target=interp.exec, args=("cpu_work(iterations)",))
+                                   for interp in workers])
     finally:
         for interp in workers:
             interp.close()
