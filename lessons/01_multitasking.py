@@ -238,8 +238,7 @@ def main() -> int:
         None if os.path.exists("/proc/self/schedstat") else
         "no /proc/PID/schedstat (a kernel built without CONFIG_SCHED_INFO)")
     if why_not:
-        for label in LABELS:
-            lesson.skip(label, why_not)
+        lesson.skip_all(LABELS, why_not)
         lesson.notice("nothing was measured: this lesson reads Linux's /proc")
         return lesson.finish()
 
@@ -300,17 +299,15 @@ def main() -> int:
                    f"CPUs {allowed[0]}-{allowed[-1]} ({balance_s:g} s)")
     balanced = None
     if n < 2:
-        for label in BALANCE_LABELS:
-            lesson.skip(label, "this process may use one CPU only: there is nowhere to balance to "
-                        "(taskset -c 0,1 or a machine with two CPUs)")
+        lesson.skip_all(BALANCE_LABELS, "this process may use one CPU only: there is nowhere to balance "
+                        "to (taskset -c 0,1 or a machine with two CPUs)")
     else:
         works = {f"spinner {i + 1}": spin for i in range(n)}
         balanced = run_together(works, balance_s, {cpu}, watch=lift_the_pin(allowed))[None]
         lesson.measure(BALANCE_LABELS[0], n)
         lesson.measure(BALANCE_LABELS[1], balanced["pinned_pct"], "%")
         if balanced["spread_ms"] is None:
-            for label in BALANCE_LABELS[2:]:
-                lesson.skip(label, f"they did not get a CPU each within {balance_s / 2:g} s (a busy machine)")
+            lesson.skip_all(BALANCE_LABELS[2:], f"they did not get a CPU each within {balance_s / 2:g} s (a busy machine)")
         else:
             lesson.measure(BALANCE_LABELS[2], balanced["spread_ms"], "ms")
             lesson.measure(BALANCE_LABELS[3], balanced["spread_pct"], "%")

@@ -86,8 +86,7 @@ def machine(lesson: Lesson, allowed: list[int]) -> tuple[cpus.Topology | None, d
     why_not = linux_only("/sys/devices/system/cpu") or (
         None if (system / f"cpu{allowed[0]}" / "topology").is_dir() else "no /sys CPU topology here")
     if why_not:
-        for label in MACHINE_LABELS:
-            lesson.skip(label, why_not)
+        lesson.skip_all(MACHINE_LABELS, why_not)
         return None, {}, []
     top = cpus.topology(allowed)
     lesson.measure("physical cores", top.physical_cores, "")
@@ -178,8 +177,7 @@ def tick(lesson: Lesson, allowed: list[int], quick: bool) -> list[str]:
     why_not = linux_only("/proc/interrupts") or (
         None if os.path.exists("/proc/interrupts") else "no /proc/interrupts here")
     if why_not:
-        for label in TICK_LABELS:
-            lesson.skip(label, why_not)
+        lesson.skip_all(TICK_LABELS, why_not)
         return []
     ticks = tick_rates(busy_cpu, tick_s)
     loc = ticks["LOC"]
@@ -289,8 +287,7 @@ def context_switches(lesson: Lesson, allowed: list[int], quick: bool) -> list[st
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, ValueError, IndexError) as e:
             why_not = f"{KERNEL_PROGRAM.name} failed: {e}"
     if why_not:
-        for label in SWITCH_LABELS:
-            lesson.skip(label, why_not)
+        lesson.skip_all(SWITCH_LABELS, why_not)
         return []
     processes = lesson.measure(SWITCH_LABELS[0], switch_ns["processes"], "ns")
     threads = lesson.measure(SWITCH_LABELS[1], switch_ns["threads"], "ns")
@@ -357,8 +354,7 @@ def caches(lesson: Lesson, allowed: list[int], sizes_kib: dict, quick: bool) -> 
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, ValueError, IndexError) as e:
             why_not = f"{CACHE_PROGRAM.name} failed: {e}"
     if not sharing:
-        for label in SHARE_LABELS:
-            lesson.skip(label, why_not or "needs two CPUs; this process may use one")
+        lesson.skip_all(SHARE_LABELS, why_not or "needs two CPUs; this process may use one")
     else:
         lesson.measure(SHARE_LABELS[0], sharing["alone"], "ns")
         lesson.measure(SHARE_LABELS[1], sharing["same line"], "ns")
@@ -464,13 +460,12 @@ def scaling(lesson: Lesson, allowed: list[int], top: cpus.Topology | None, quick
                                 "% of a cpu")
         stolen = lesson.measure(SCALING_LABELS[5], 100 * (after[1] - before[1]) / ticks / elapsed, "% of a cpu")
     else:
-        for label in SCALING_LABELS[4:6]:
-            lesson.skip(label, linux_only("/proc/stat") or "no /proc/stat here")
+        lesson.skip_all(SCALING_LABELS[4:6], linux_only("/proc/stat") or "no /proc/stat here")
     clock_1, clock_n = clocks.mean(1), clocks.mean(n_physical)
     if clock_1 is None or clock_n is None:
-        for label in SCALING_LABELS[6:]:
-            lesson.skip(label, "no cpufreq here (/sys/devices/system/cpu/cpuN/cpufreq): the kernel does not "
-                        "drive the clock, as in most virtual machines, so a change of clock cannot be seen")
+        lesson.skip_all(SCALING_LABELS[6:], "no cpufreq here (/sys/devices/system/cpu/cpuN/cpufreq): the "
+                        "kernel does not drive the clock, as in most virtual machines, so a change of "
+                        "clock cannot be seen")
     else:
         lesson.measure(SCALING_LABELS[6], clock_1, "MHz")
         lesson.measure(SCALING_LABELS[7], clock_n, "MHz")
@@ -514,8 +509,7 @@ def reuseport(lesson: Lesson, allowed: list[int], top: cpus.Topology | None, qui
                    f"{loadgen.LOAD_SIZE_BYTES} B messages, {seconds:g} s; {where})")
     why_not = loadgen.unavailable(name)
     if why_not:
-        for label in labels:
-            lesson.skip(label, why_not)
+        lesson.skip_all(labels, why_not)
         return []
     results = {}
     for workers, tag in ((1, "1 worker"), (2, "2 workers")):

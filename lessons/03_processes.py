@@ -364,8 +364,7 @@ def process_states(lesson: Lesson, no_proc: str | None, true: str) -> dict | Non
     zombie_labels = ("child state before wait", "zombie still holds memory", "child state 0.2 s later",
                      "child state after wait")
     if no_proc:
-        for label in (*zombie_labels, *HELD_IN):
-            lesson.skip(label, no_proc)
+        lesson.skip_all((*zombie_labels, *HELD_IN), no_proc)
         return None
     z = watch_a_zombie()
     lesson.measure("child state before wait", z["state"])
@@ -387,8 +386,7 @@ def fork_server(lesson: Lesson, no_proc: str | None) -> dict | None:
                   "fork server program mapped at", "fork server stack at")
     why_not = no_proc or (None if servers.get("fork").available else servers.get("fork").availability()[1])
     if why_not:
-        for label in (*fork_labels, *map_labels):
-            lesson.skip(label, why_not)
+        lesson.skip_all((*fork_labels, *map_labels), why_not)
         return None
     fs = fork_server_processes()
     for label, key in zip(fork_labels, ("idle", "busy", "after", "zombies"), strict=True):
@@ -431,8 +429,7 @@ def fork_by_size(lesson: Lesson, quick: bool, no_proc: str | None) -> tuple[dict
         "`echo madvise | sudo tee /sys/kernel/mm/transparent_hugepage/enabled` lets a program ask"
         if mode == "never" else None)
     if why_not:
-        for label in huge_labels:
-            lesson.skip(label, why_not)
+        lesson.skip_all(huge_labels, why_not)
         return fork_call, None
     before = procfs.smaps_rollup()["anon_huge"]
     memory = ballast(1024, huge=True)
@@ -468,8 +465,7 @@ def main() -> int:
                   "child uss after reading bytes of the same size", "child uss after iterating the list",
                   "copied by iterating, share of the list")
     if no_proc or not os.path.exists("/proc/self/smaps_rollup"):
-        for label in cow_labels:
-            lesson.skip(label, no_proc or "no /proc/PID/smaps_rollup (Linux < 4.14)")
+        lesson.skip_all(cow_labels, no_proc or "no /proc/PID/smaps_rollup (Linux < 4.14)")
         cow = None
     else:
         cow = copy_on_write(n_items)

@@ -85,8 +85,7 @@ def live_process(lesson: Lesson, why_not: str | None) -> list[str]:
     """Section 1: a child we started, read from /proc while it sleeps. Returns its notices."""
     lesson.section("a live child process, read from /proc/PID/status and /proc/PID/stat")
     if why_not:
-        for label in STATUS_LABELS:
-            lesson.skip(label, why_not)
+        lesson.skip_all(STATUS_LABELS, why_not)
         return []
     child = subprocess.Popen([sys.executable, "-c", INSPECTED_CHILD], stdout=subprocess.PIPE,
                              stdin=subprocess.DEVNULL, text=True)
@@ -129,8 +128,7 @@ def live_process(lesson: Lesson, why_not: str | None) -> list[str]:
 
     lesson.section("the same child as the scheduler sees it (/proc/PID/sched)")
     if not sched:
-        for label in SCHED_LABELS:
-            lesson.skip(label, "no /proc/PID/sched (a kernel before 6.15 built without CONFIG_SCHED_DEBUG)")
+        lesson.skip_all(SCHED_LABELS, "no /proc/PID/sched (a kernel before 6.15 built without CONFIG_SCHED_DEBUG)")
     else:
         policy = int(sched.get("policy", -1))
         lesson.measure(SCHED_LABELS[0], POLICIES.get(policy, str(policy)))
@@ -221,8 +219,7 @@ def scheduler(lesson: Lesson, why_not: str | None, quick: bool) -> list[str]:
                            f"the lesson runs at nice {base_nice}: run it at nice 0, so that its two "
                            f"spinners are at nice 0 and {NICED} as the weights below assume")
     if nice_why:
-        for label in NICE_LABELS:
-            lesson.skip(label, nice_why)
+        lesson.skip_all(NICE_LABELS, nice_why)
     else:
         nice = share_one_cpu(cpu, {"nice 0": keep_nice, f"nice {NICED}": set_nice(NICED)}, spin_s)
         a, b = nice["nice 0"]["cpu_share_pct"], nice[f"nice {NICED}"]["cpu_share_pct"]
@@ -259,8 +256,7 @@ def scheduler(lesson: Lesson, why_not: str | None, quick: bool) -> list[str]:
             rt_why = (f"not permitted ({e.strerror}): a real-time policy needs CAP_SYS_NICE or an "
                       "RLIMIT_RTPRIO above 0 (ulimit -r)")
     if rt_why:
-        for label in RT_LABELS:
-            lesson.skip(label, rt_why)
+        lesson.skip_all(RT_LABELS, rt_why)
         return notices
     turn_ms = statistics.fmean([rr["A"]["ms_per_slice"], rr["B"]["ms_per_slice"]])
     turns = [ns / 1e6 for name in "AB" for ns in rr[name]["seen"]["runs_ns"]]
@@ -306,8 +302,7 @@ def d_and_t_states(lesson: Lesson, why_not: str | None, true: str) -> list[str]:
     lesson.section("the D state: a vfork parent waiting for its child to exec")
     notices = []
     if why_not:
-        for label in D_LABELS:
-            lesson.skip(label, why_not)
+        lesson.skip_all(D_LABELS, why_not)
     else:
         with states.disk_sleep(true) as pid:
             seen, where = procfs.state(pid), states.wchan(pid)
@@ -325,8 +320,7 @@ def d_and_t_states(lesson: Lesson, why_not: str | None, true: str) -> list[str]:
 
     lesson.section("the T state and job control: a job stopped and continued, a background read")
     if why_not:
-        for label in T_LABELS:
-            lesson.skip(label, why_not)
+        lesson.skip_all(T_LABELS, why_not)
         return notices
     job = states.job_stopped_and_continued(0.3)
     for label, key in zip(T_LABELS, ("stop", "state", "ran_ms_stopped", "continue", "state_after"), strict=False):
@@ -363,8 +357,7 @@ def containment(lesson: Lesson, why_not: str | None) -> list[str]:
                  "cgroup of this process (cpu controller)", "cpu limit of its cgroup",
                  "memory limit of its cgroup")
     if why_not:
-        for label in ns_labels:
-            lesson.skip(label, why_not)
+        lesson.skip_all(ns_labels, why_not)
         return []
     kinds, shared = procfs.namespaces()
     lesson.measure(ns_labels[0], len(kinds), f"({', '.join(kinds)})")
@@ -513,8 +506,7 @@ def fork_vs_prefork(lesson: Lesson, quick: bool) -> list[str]:
                   f"{name} server, connect + echo + close")
         reason = loadgen.unavailable(name)
         if reason:
-            for label in labels:
-                lesson.skip(label, reason)
+            lesson.skip_all(labels, reason)
             continue
         r = results[name] = loadgen.loaded(name, cpus=halves, seconds=seconds, then=lambda server: (
             loadgen.connection_per_request(server.address, seconds, max_requests)))

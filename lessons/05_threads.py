@@ -214,8 +214,7 @@ def interpreters_section(lesson: Lesson, n: int, iterations: int, repeats: int) 
         out["free_threaded_version"] = got["version"] + "t"
     else:  # the reason and its fix once; the figures that needed it point there
         lesson.skip("free-threaded: python", why)
-        for label in (*FREE_THREADED_LABELS.values(), SPEEDUP_LABELS["free-threaded"]):
-            lesson.skip(label, "no free-threaded CPython: see 'free-threaded: python'")
+        lesson.skip_all((*FREE_THREADED_LABELS.values(), SPEEDUP_LABELS["free-threaded"]), "no free-threaded CPython: see 'free-threaded: python'")
     return out
 
 
@@ -563,8 +562,7 @@ def main() -> int:
         except (Unavailable, subprocess.SubprocessError, OSError, ValueError, IndexError) as e:
             why_not = str(e).splitlines()[0]
     if why_not:
-        for label in VISIBILITY_LABELS:
-            lesson.skip(label, why_not)
+        lesson.skip_all(VISIBILITY_LABELS, why_not)
     else:
         for label, key in zip(VISIBILITY_LABELS[:2], ("plain_seen_us", "atomic_seen_us"), strict=True):
             lesson.measure(label, "never (within 200 ms)" if seen[key] < 0 else f"{seen[key]:,.1f} µs")

@@ -396,8 +396,7 @@ def tasks_section(lesson: Lesson, no_proc: str | None) -> None:
               "distinct pids the threads saw (getpid)", "distinct tids the threads saw (gettid)",
               "thread group id of every task (Tgid) is the pid", "main thread's tid is the pid")
     if no_proc:
-        for label in labels:
-            lesson.skip(label, no_proc)
+        lesson.skip_all(labels, no_proc)
         return
     tasks = threads_as_tasks(n)
     for label, value in zip(labels, (len(tasks["tasks"]), tasks["threads_field"], len(tasks["pids"]), len(tasks["tids"]),
@@ -415,8 +414,7 @@ def clone_section(lesson: Lesson) -> None:
     try:
         clone = thread_clone_line()
     except trace.StraceUnavailable as exc:
-        for label in labels:
-            lesson.skip(label, str(exc))
+        lesson.skip_all(labels, str(exc))
         return
     lesson.measure(labels[0], clone)
     missing = [flag for flag in THREAD_FLAGS if flag not in clone_flags(clone)]
@@ -441,8 +439,7 @@ def stacks_section(lesson: Lesson, no_proc: str | None) -> None:
               "virtual memory per thread, default stack (with arenas)",
               f"stack mapping per thread, {small_kib} KiB", f"resident memory per thread, {small_kib} KiB stack")
     if no_proc:
-        for label in labels:
-            lesson.skip(label, no_proc)
+        lesson.skip_all(labels, no_proc)
         return
     default = in_fresh_process(k, 0)  # 0: the platform's default
     small = in_fresh_process(k, SMALL_STACK_BYTES)
@@ -494,8 +491,7 @@ def limits_section(lesson: Lesson, no_proc: str | None) -> None:
     else:
         lesson.measure("cgroup pids.max (tasks in this cgroup)", pids_max)
     if no_proc:
-        for label in MANY_LABELS:
-            lesson.skip(label, no_proc)
+        lesson.skip_all(MANY_LABELS, no_proc)
         return
     many = in_fresh_process(bound, TINY_STACK_BYTES)
     task_struct = task_struct_kib()
@@ -524,8 +520,7 @@ def futex_section(lesson: Lesson) -> None:
         for mode, label in zip(("private", "shared"), labels, strict=True):
             futexes[mode] = lesson.measure(label, mutex_futex_calls(mode))
     except trace.StraceUnavailable as exc:
-        for label in labels[len(futexes):]:
-            lesson.skip(label, str(exc))
+        lesson.skip_all(labels[len(futexes):], str(exc))
     if len(futexes) == 2:
         lesson.notice(f"{2 * LOCK_ITERATIONS:,} lock/unlock pairs made {futexes['private']:,} futex calls when each "
                       f"thread had its own mutex and {futexes['shared']:,} when they shared one: a free lock is "
@@ -539,8 +534,7 @@ def join_section(lesson: Lesson) -> None:
     try:
         join = join_futex()
     except trace.StraceUnavailable as exc:
-        for label in labels:
-            lesson.skip(label, str(exc))
+        lesson.skip_all(labels, str(exc))
         return
     lesson.measure(labels[0], join["child_tid"] or "not seen")
     lesson.measure(labels[1], join["wait"] or "none seen (the thread had already exited?)")

@@ -511,8 +511,7 @@ def blocking_recv_section(lesson: Lesson) -> None:
               "cpu used while blocked", "wall time blocked", "voluntary switches per ready recv",
               "ready recv duration")
     if why_not:
-        for label in labels:
-            lesson.skip(label, why_not)
+        lesson.skip_all(labels, why_not)
         return
     runs = [blocking_recv_trial(WAIT_S) for _ in range(trials)]
     blocked = {"switches": statistics.median(r["switches"] for r in runs),
@@ -572,8 +571,7 @@ def backpressure_section(lesson: Lesson) -> None:
               f"blocking send() still waiting after {BLOCKED_LOOK_S * 1e3:.0f} ms", "blocked sender's task state",
               "blocked sender's wait channel", "bytes the reader drained before send() returned")
     if why_not:
-        for label in labels:
-            lesson.skip(label, why_not)
+        lesson.skip_all(labels, why_not)
         return
     bp = send_backpressure()
     for label, key in zip(labels[:5], ("sent", "in_receive_queue", "in_send_queue", "sndbuf", "rcvbuf"), strict=True):
@@ -598,8 +596,7 @@ def sigio_section(lesson: Lesson) -> None:
     labels = ("SIGIO signals for one datagram", "datagram read in the SIGIO handler", "SIGIO after the sendto()",
               "F_SETSIG signal's si_code", "F_SETSIG signal's si_band")
     if why_not:
-        for label in labels:
-            lesson.skip(label, why_not)
+        lesson.skip_all(labels, why_not)
         return
     sigio = signal_driven_udp()
     lesson.measure(labels[0], sigio["signals"])

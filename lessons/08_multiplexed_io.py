@@ -509,8 +509,7 @@ def fd_setsize_wall(lesson: Lesson, fd_limit: int) -> None:
     labels = {(mech, fd): f"{mech}() on fd {fd}" for fd in (FD_SETSIZE - 1, FD_SETSIZE)
               for mech in ("select", "poll")}
     if fd_limit <= FD_SETSIZE:
-        for label in labels.values():
-            lesson.skip(label, f"RLIMIT_NOFILE is {fd_limit} here: no fd {FD_SETSIZE} possible")
+        lesson.skip_all(labels.values(), f"RLIMIT_NOFILE is {fd_limit} here: no fd {FD_SETSIZE} possible")
         return
     a, b = socket.socketpair()
     b.send(b"x")
@@ -616,8 +615,7 @@ def thundering_herd(lesson: Lesson, why_not: str | None) -> None:
                 raise RuntimeError(why_not)
             r = herds[mode] = herd(exclusive, HERD_WORKERS, connections)
         except (RuntimeError, OSError) as exc:
-            for label in labels:
-                lesson.skip(label, str(exc))
+            lesson.skip_all(labels, str(exc))
             continue
         for label, key in zip(labels, ("wakeups", "returned", "eagain"), strict=True):
             lesson.measure(label, r[key], fmt=".2f")
@@ -639,8 +637,7 @@ def registrations(lesson: Lesson, why_not: str | None) -> None:
               "fork events": "events for a registered fd after close(), a forked child holding it",
               "fork after exit": "events once that child has exited"}
     if why_not:
-        for label in labels.values():
-            lesson.skip(label, why_not)
+        lesson.skip_all(labels.values(), why_not)
         return
     r = registered_description()
     for key, label in labels.items():

@@ -408,8 +408,7 @@ def main() -> int:
                    "multishot accept, provided buffer rings, multishot recv")
     features = {}
     if not uring_ok:
-        for label in ring_labels:
-            lesson.skip(label, uring_why)
+        lesson.skip_all(ring_labels, uring_why)
     else:
         with uring.Ring(8) as ring:
             features = uring.probe_features(ring)
@@ -428,8 +427,7 @@ def main() -> int:
         if not why and "multishot" in label and not features.get("multishot_recv"):
             why = "this kernel has no multishot recv (6.0+)"
         if why:
-            for lab in labels:
-                lesson.skip(lab, why)
+            lesson.skip_all(labels, why)
             continue
         sqes, cqes, cpu_us = ring_traffic(extra, rounds)
         lesson.measure(labels[0], sqes, fmt=".2f")
@@ -449,14 +447,12 @@ def main() -> int:
         if not why and sqpoll and platform.machine() != "x86_64":
             why = "SQPOLL is used on x86-64 only here (see servers/uring/)"
         if why:
-            for lab in labels:
-                lesson.skip(lab, why)
+            lesson.skip_all(labels, why)
             continue
         try:
             enters, us = nops(sqpoll, nop_count)
         except (uring.UringError, RuntimeError) as exc:
-            for lab in labels:
-                lesson.skip(lab, str(exc))
+            lesson.skip_all(labels, str(exc))
             continue
         lesson.measure(labels[0], enters, fmt=".3f")
         lesson.measure(labels[1], us, "µs", fmt=".1f")
@@ -492,8 +488,7 @@ def main() -> int:
                       f"io_uring_enter calls while {CONNECTIONS} clients connect to uvloop-protocol")
     uv_ok, uv_why = servers.get("uvloop-protocol").availability()
     if method != "strace" or not uv_ok:
-        for label in connect_labels:
-            lesson.skip(label, how if method != "strace" else uv_why)
+        lesson.skip_all(connect_labels, how if method != "strace" else uv_why)
     else:
         calls = connect_syscalls("uvloop-protocol", method)
         lesson.measure(connect_labels[0], calls.get("epoll_ctl", 0))
@@ -520,14 +515,12 @@ def main() -> int:
             labels = (f"time for the reads, {name}", f"extra kernel tasks, {name}")
             why = why_not or (uring_why if name.startswith("io_uring") and not uring_ok else None)
             if why:
-                for lab in labels:
-                    lesson.skip(lab, why)
+                lesson.skip_all(labels, why)
                 continue
             try:
                 ms, got, tasks = timed(runs[name], repeats)
             except (OSError, AttributeError) as exc:  # AttributeError: a libc without aio_read
-                for lab in labels:
-                    lesson.skip(lab, f"{type(exc).__name__}: {exc}")
+                lesson.skip_all(labels, f"{type(exc).__name__}: {exc}")
                 continue
             assert got == FILE_COUNT * CHUNKS_PER_FILE * CHUNK_BYTES, (name, got)
             file_results[name] = (ms, tasks)

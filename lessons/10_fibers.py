@@ -493,8 +493,7 @@ def mn_runtimes(lesson: Lesson, count: int, round_trips: int, repeats: int) -> d
         try:
             r = mn[kind] = mn_runtime(kind, count, round_trips, repeats)
         except build.Unavailable as exc:
-            for label in labels:
-                lesson.skip(label, str(exc))
+            lesson.skip_all(labels, str(exc))
             continue
         for label, value, unit_name in zip(labels, (r["create_ns"], r["switch_ns"], r["mem_bytes"] / 1024,
                                                     r["os_threads"], r[own[1]] / 1024),
@@ -511,8 +510,7 @@ def c_switches(lesson: Lesson, round_trips: int, repeats: int) -> dict:
     try:
         c = c_switch(round_trips, repeats)
     except build.Unavailable as exc:
-        for label in labels:
-            lesson.skip(label, str(exc))
+        lesson.skip_all(labels, str(exc))
         return {}
     lesson.measure(labels[0], c["swapcontext_ns"], "ns")
     if c["register_swap_ns"] is None:
@@ -537,8 +535,7 @@ def memory_costs(lesson: Lesson, quick: bool) -> dict[str, dict]:
                  "process (fork)": ("kernel stack per process",)}.get(kind, ())
         r = {"error": why_not} if why_not else hold_in_child(kind, counts[kind])
         if "error" in r:
-            for lab in (label, *extra):
-                lesson.skip(lab, r["error"])
+            lesson.skip_all((label, *extra), r["error"])
             continue
         memory[kind] = r
         lesson.measure(label, r["uss_kib"], "KiB")

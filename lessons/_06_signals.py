@@ -124,8 +124,7 @@ def signals_section(lesson: Lesson, no_proc: str | None) -> None:
               "taken by sigwait() in", "threads woken by one SIGUSR2 to the process, two accepting it",
               "thread the kernel gave SIGUSR2 to", "thread the Python handler ran in")
     if no_proc:
-        for label in labels:
-            lesson.skip(label, no_proc)
+        lesson.skip_all(labels, no_proc)
         return
     r = signals_and_threads()
     masks = "; ".join(f"{name}: {' '.join(sigs) or 'none'}" for name, sigs in r["masks"].items())

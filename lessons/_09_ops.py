@@ -200,8 +200,7 @@ def ops_section(lesson: Lesson, uring_ok: bool, uring_why: str | None) -> None:
     """Links, a link timeout, a cancel and a zero-copy send, tried (lessons/_09_py)."""
     lesson.section("links, timeouts, cancels, zero copy: what the CQEs say")
     if not uring_ok:
-        for label in OPS_LABELS:
-            lesson.skip(label, uring_why)
+        lesson.skip_all(OPS_LABELS, uring_why)
         return
     with uring.Ring(8) as ring:
         have = uring.supported_opcodes(ring)
@@ -209,14 +208,12 @@ def ops_section(lesson: Lesson, uring_ok: bool, uring_why: str | None) -> None:
              uring.IORING_OP_ASYNC_CANCEL: "ASYNC_CANCEL (5.5+)", uring.IORING_OP_SEND: "SEND (5.6+)"}
     missing = [what for op, what in needs.items() if op not in have]
     if missing:
-        for label in OPS_LABELS:
-            lesson.skip(label, f"this kernel's io_uring lacks {', '.join(missing)}")
+        lesson.skip_all(OPS_LABELS, f"this kernel's io_uring lacks {', '.join(missing)}")
         return
     try:
         ok, failed = linked_chains()
     except (OSError, RuntimeError, uring.UringError) as exc:  # a kernel that answers otherwise
-        for label in OPS_LABELS:
-            lesson.skip(label, f"{type(exc).__name__}: {exc}")
+        lesson.skip_all(OPS_LABELS, f"{type(exc).__name__}: {exc}")
         return
     lesson.measure(OPS_LABELS[0], ok)
     lesson.measure(OPS_LABELS[1], failed)
@@ -229,14 +226,12 @@ def ops_section(lesson: Lesson, uring_ok: bool, uring_why: str | None) -> None:
     lesson.measure(OPS_LABELS[5], us, "µs", fmt=".0f")
     lesson.measure(OPS_LABELS[7], per, fmt=".2f")
     if uring.IORING_OP_SEND_ZC not in have:
-        for label in (OPS_LABELS[6], OPS_LABELS[8], OPS_LABELS[9]):
-            lesson.skip(label, "this kernel's io_uring has no SEND_ZC (6.0+)")
+        lesson.skip_all((OPS_LABELS[6], OPS_LABELS[8], OPS_LABELS[9]), "this kernel's io_uring has no SEND_ZC (6.0+)")
         return
     try:  # IORING_SEND_ZC_REPORT_USAGE is 6.2+: a 6.0 or 6.1 kernel answers -EINVAL
         us, per, said = sends(True, count)
     except (OSError, RuntimeError) as exc:
-        for label in (OPS_LABELS[6], OPS_LABELS[8], OPS_LABELS[9]):
-            lesson.skip(label, f"SEND_ZC with IORING_SEND_ZC_REPORT_USAGE (6.2+): {exc}")
+        lesson.skip_all((OPS_LABELS[6], OPS_LABELS[8], OPS_LABELS[9]), f"SEND_ZC with IORING_SEND_ZC_REPORT_USAGE (6.2+): {exc}")
         return
     lesson.measure(OPS_LABELS[6], us, "µs", fmt=".0f")
     lesson.measure(OPS_LABELS[8], per, fmt=".2f")
@@ -247,8 +242,7 @@ def fixed_reads(lesson: Lesson, uring_ok: bool, uring_why: str | None) -> None:
     """READ against READ_FIXED (a registered buffer), interleaved rounds, medians."""
     labels = ("time per 256 KiB read, READ", "time per 256 KiB read, READ_FIXED")
     if not uring_ok:
-        for label in labels:
-            lesson.skip(label, uring_why)
+        lesson.skip_all(labels, uring_why)
         return
     count, rounds = (200, 3) if lesson.quick else (1000, 7)
     times: dict[bool, list[float]] = {False: [], True: []}

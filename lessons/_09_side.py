@@ -160,15 +160,13 @@ def side_section(lesson: Lesson) -> None:
     reason = plan if isinstance(plan, str) else (
         "; ".join(f"{n}: {w}" for n, w in why.items()) if why else None)
     if reason:
-        for label in labels:
-            lesson.skip(label, reason)
+        lesson.skip_all(labels, reason)
         return
     rounds, window_s, warmup_s = (2, 0.4, 0.2) if lesson.quick else (5, 1.0, 0.3)
     try:
         run = side_by_side(rounds, window_s, warmup_s)
     except (RuntimeError, launch.StartError, OSError) as exc:
-        for label in labels:
-            lesson.skip(label, str(exc).splitlines()[0])
+        lesson.skip_all(labels, str(exc).splitlines()[0])
         return
     server_cpus, client_cpus = run["cpus"]
     engine = run["rounds"][0][REFERENCE]["engine"]

@@ -165,8 +165,7 @@ def priorities(lesson: Lesson, cpu: int | None) -> None:
                 raise build.Unavailable(why_not)
             r = deadline[policy] = deadline_jobs(policy, jobs)
         except build.Unavailable as exc:
-            for label in labels:
-                lesson.skip(label, str(exc))
+            lesson.skip_all(labels, str(exc))
             continue
         lesson.measure(labels[0], 100 * r["missed"] / r["jobs"], "%")
         lesson.measure(labels[1], r["worst_response_ms"], "ms")

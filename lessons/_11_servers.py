@@ -225,8 +225,7 @@ def servers_under_load(lesson) -> dict[str, dict[str, float]]:
             if "error" in r:
                 available, reason = False, r["error"]
         if not available:
-            for label in labels.values():
-                lesson.skip(label, reason)
+            lesson.skip_all(labels.values(), reason)
             continue
         for kind, label in labels.items():
             if isinstance(r[kind], str):

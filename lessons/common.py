@@ -151,6 +151,11 @@ class Lesson:
         self.skipped[label] = reason
         self._print(f"  {label}: skipped ({reason})")
 
+    def skip_all(self, labels, reason: str) -> None:
+        """Every one of ``labels`` skipped for one reason: a section that cannot run here."""
+        for label in labels:
+            self.skip(label, reason)
+
     def notice(self, text: str) -> None:
         self.notices.append(text)
         self._print(f"notice: {text}")
