@@ -70,10 +70,10 @@ test: $(STAMP) ## run the whole test suite (conformance of every server, bench, 
 	$(PY) -m pytest -q --benchmark-disable
 
 bench: $(STAMP) ## measure every available server and the C reference (quick profile, ~7 min); report in results/
-	$(PY) -m bench run --profile quick $(BENCH_CHOICE) $(ARGS)
+	@$(PY) -m bench run --profile quick $(BENCH_CHOICE) $(ARGS)
 
 bench-full: $(STAMP) ## the C10K sweep: 1 to 10,000 connections, open loop at 10-120 % of each peak (~50 min)
-	$(PY) -m bench run --profile full $(BENCH_CHOICE) $(ARGS)
+	@$(PY) -m bench run --profile full $(BENCH_CHOICE) $(ARGS)
 
 bench-c100k: $(STAMP) ## C100K: 1,000 to 100,000 mostly idle connections, event-driven servers (~30 min)
 	@ulimit -n 100100 2>/dev/null || echo "bench-c100k: the open-files limit stays at $$(ulimit -Hn) (raising it needs root with CAP_SYS_RESOURCE): larger cells are skipped with the fix"; \
