@@ -515,6 +515,40 @@ def test_a_starved_cell_is_measured_again_with_a_window_long_enough(tmp_path, mo
     assert "a fact of the model, not of the window" in record["reason"]
 
 
+@pytest.mark.parametrize(("first", "then", "windows", "status"), [
+    ("no round trip completed", "ok", [0.3, pytest.approx(1.6)], "ok"),  # a starved window: once more
+    ("no round trip completed", "failed", [0.3, pytest.approx(1.6)], "failed"),  # silent twice: failed
+    ("corrupted bytes: 3 connections got back what they did not send", None, [0.3], "failed"),
+])
+def test_a_window_in_which_nothing_came_back_is_measured_once_more_before_it_fails(
+        tmp_path, monkeypatch, first, then, windows, status):
+    calls = []
+
+    def fake_measure(subject, cell, rnd, profile, server_cpus, client_cpus, rate=None,
+                     measure_s=None, beside=None):
+        window = profile.measure_s if measure_s is None else measure_s
+        calls.append(window)
+        again = len(calls) > 1
+        ok = again and then == "ok"
+        return {"server": subject.name, "family": "x", "conns": cell.conns,
+                "size_bytes": cell.size_bytes, "rate": None, "rate_fraction_of_peak": None,
+                "mode": "closed", "repeat": rnd, "round": rnd, "status": "ok" if ok else "failed",
+                "reason": None if ok else (first if not again else "no round trip completed"),
+                "errors": {}, "requests": 900 if ok else 0, "rps": 3000.0 if ok else None,
+                "server_cpu_us_per_request": 10.0 if ok else None,
+                "warmup_s": 0.1, "duration_s": window, "window_s": window, "elapsed_s": 1.0}
+
+    monkeypatch.setattr(bench_runner, "measure", fake_measure)
+    profile = profiles.Profile("t", [results.CellKey(3, 100)], 1, warmup_s=0.1,
+                                measure_s=0.3, description="t")
+    runner = bench_runner.Runner(profile, [subject.Subject("select", "x")], None, {}, tmp_path,
+                              {}, [], 0, False, None, None)
+    runner.run()
+    assert calls == windows
+    (record,) = runner.records
+    assert record["status"] == status
+
+
 def test_a_run_names_the_command_that_compares_it_with_the_recorded_run(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     hint = cli.compare_hint("quick-custom", ROOT / "results" / "20261202-163905-quick-custom")

@@ -37,7 +37,9 @@ from bench.run.guard import SERVER_FD_HEADROOM
 from bench.run.measure import measure
 from bench.run.profiles import Profile, warmup_for
 from bench.run.subject import Subject
-from bench.run.verdict import MAX_WINDOW_S, starved, window_needed_s, window_note
+from bench.run.verdict import (
+    MAX_WINDOW_S, NO_REPLY_RETRY_FACTOR, NO_REPLY_RETRY_MIN_S, silent, starved, window_needed_s,
+    window_note)
 from servers import launch
 
 
@@ -276,6 +278,8 @@ class Runner:
         cost = self.own_cost_us(subject.name, record)
         needed = window_needed_s(record, cost)
         used = (record.get("warmup_s") or 0) + (record.get("duration_s") or record["window_s"])
+        if silent(record):  # nothing came back at all: once more, in a window long enough to tell
+            needed = max(needed or 0.0, NO_REPLY_RETRY_FACTOR * used, NO_REPLY_RETRY_MIN_S)
         if needed is not None and used < needed:
             longer = min(MAX_WINDOW_S, needed)
             console.say(f"{subject.name} at {cell.label}: {record['reason']}; the window was too "

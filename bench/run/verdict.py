@@ -132,7 +132,21 @@ def starved(record: dict) -> bool:
     is about."""
     errors = record.get("errors") or {}
     return (record.get("mode") == "closed" and record["status"] in ("degraded", "failed")
-            and bool(errors.get("unserved") or errors.get("timeout")))
+            and bool(errors.get("unserved") or errors.get("timeout") or silent(record)))
+
+
+# A window in which nothing came back, from a server that neither crashed nor corrupted a byte, is
+# measured again once in a window this many times as long (at least NO_REPLY_RETRY_MIN_S): on a
+# busy machine a short window's slices can pass without the server or the generator getting a CPU,
+# and one such window must not call a working server failed.
+NO_REPLY_RETRY_FACTOR = 4
+NO_REPLY_RETRY_MIN_S = 1.0
+
+
+def silent(record: dict) -> bool:
+    """No round trip completed, and nothing else went wrong (judge's 'no round trip completed')."""
+    return (record["status"] == "failed" and not record.get("requests")
+            and str(record.get("reason") or "").startswith("no round trip completed"))
 
 
 def window_note(record: dict, cost_us: float | None) -> str | None:
