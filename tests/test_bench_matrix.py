@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHORT = "--duration 0.1 --warmup 0.05 --rounds 2 --budget-s 0 --no-progress"
+SHORT = "--duration 0.2 --warmup 0.05 --rounds 2 --budget-s 0 --no-progress"
 
 # (make variables, extra ARGS, the servers the records must name)
 MATRIX = [
